@@ -1,0 +1,123 @@
+//! The one error type of the domain crate.
+//!
+//! Variants are grouped by area; each carries enough context to produce a clear client-facing
+//! message (the service maps them to XRPC errors in one place).
+
+use ipld_core::cid::Cid;
+
+/// Result alias used throughout the domain crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure the domain can report. Never constructed by panicking paths: malformed input
+/// always surfaces as one of these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- syntax -------------------------------------------------------------------------------
+    /// An identifier did not match its atproto syntax.
+    #[error("invalid {kind} {value:?}: {reason}")]
+    Syntax {
+        /// Which identifier kind (e.g. "DID", "handle", "NSID").
+        kind: &'static str,
+        /// The rejected input (truncated to a sane length by the constructor).
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    // ---- data model / encoding ----------------------------------------------------------------
+    /// A value is not valid atproto data (e.g. a float, a bad `$link`, a malformed blob).
+    #[error("invalid atproto data: {0}")]
+    Data(String),
+    /// Bytes are not strict DAG-CBOR, or do not decode to the expected shape.
+    #[error("invalid DAG-CBOR: {0}")]
+    CborDecode(String),
+    /// A value could not be encoded as DAG-CBOR.
+    #[error("DAG-CBOR encoding failed: {0}")]
+    CborEncode(String),
+    /// A CID string or binary CID is malformed or of an unsupported kind.
+    #[error("invalid CID: {0}")]
+    Cid(String),
+
+    // ---- crypto -------------------------------------------------------------------------------
+    /// A key (did:key, multibase, raw bytes) is malformed or of an unsupported type.
+    #[error("invalid key: {0}")]
+    Key(String),
+    /// A signature is malformed (wrong length, DER, high-S) or does not verify.
+    #[error("invalid signature: {0}")]
+    Signature(String),
+
+    // ---- repository (MST, commit) -------------------------------------------------------------
+    /// A key is not a valid MST key (`collection/rkey`).
+    #[error("invalid MST key {key:?}: {reason}")]
+    MstKey {
+        /// The rejected key.
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A block needed to complete the operation is not available from the block source.
+    #[error("block not found: {0}")]
+    MissingBlock(Cid),
+    /// A tree node violates MST structure (ordering, layers, prefix compression).
+    #[error("malformed MST node {cid}: {reason}")]
+    MstNode {
+        /// The offending node.
+        cid: Cid,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A commit is malformed, unsigned, for another DID, or otherwise unusable.
+    #[error("invalid commit: {0}")]
+    Commit(String),
+
+    // ---- CAR ----------------------------------------------------------------------------------
+    /// The CAR header is missing or malformed.
+    #[error("invalid CAR header: {0}")]
+    CarHeader(String),
+    /// The CAR input ends in the middle of a section.
+    #[error("truncated CAR: {0}")]
+    CarTruncated(&'static str),
+    /// The CAR input is larger than the configured limit.
+    #[error("CAR exceeds the size limit of {limit} bytes")]
+    CarTooLarge {
+        /// The configured total limit in bytes.
+        limit: u64,
+    },
+    /// One CAR block is larger than the configured per-block limit.
+    #[error("CAR block of {size} bytes exceeds the limit of {limit} bytes")]
+    CarBlockTooLarge {
+        /// Declared size of the block section.
+        size: u64,
+        /// The configured per-block limit.
+        limit: u64,
+    },
+    /// A block's bytes do not hash to its CID.
+    #[error("CAR block does not match its CID {0}")]
+    CarHashMismatch(Cid),
+    /// A CAR section is malformed (bad varint, bad CID, unsupported hash).
+    #[error("malformed CAR section: {0}")]
+    CarSection(String),
+
+    // ---- block source -------------------------------------------------------------------------
+    /// The block source (an adapter) failed; the message comes from it.
+    #[error("block source failed: {0}")]
+    Store(String),
+}
+
+impl Error {
+    /// Builds a [`Error::Syntax`], truncating very long inputs so errors stay small.
+    pub(crate) fn syntax(kind: &'static str, value: &str, reason: &'static str) -> Self {
+        const MAX: usize = 256;
+        let value = if value.len() > MAX {
+            let mut end = MAX;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}…", &value[..end])
+        } else {
+            value.to_owned()
+        };
+        Error::Syntax { kind, value, reason }
+    }
+}

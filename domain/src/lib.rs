@@ -1,0 +1,30 @@
+//! Stratos domain: the pure, sans-I/O core.
+//!
+//! Everything here is deterministic given its inputs (the only exceptions are key generation and
+//! the TID clock, whose entropy and time sources are injectable). No module in this crate performs
+//! I/O: storage is reached through [`blocks::BlockRead`], which callers implement over memory, a
+//! database, or a prefetching cache.
+//!
+//! Module map:
+//! - [`syntax`]: validated atproto identifiers (DID, handle, NSID, TID, record key, AT-URI, …).
+//! - [`data`]: the atproto data model, atproto-JSON ⇄ DAG-CBOR.
+//! - [`cid`]: CIDv1 helpers (dag-cbor and raw, sha2-256).
+//! - [`crypto`]: P-256 and secp256k1 keys, did:key, low-S compact ECDSA signatures.
+//! - [`mst`]: the Merkle Search Tree (ops, diff, proofs).
+//! - [`commit`]: signed v3 repository commits.
+//! - [`car`]: CAR v1 reading (verified) and writing.
+//! - [`tid`]: monotonic TID generation.
+
+pub mod blocks;
+pub mod car;
+pub mod cid;
+pub mod commit;
+pub mod crypto;
+pub mod data;
+mod error;
+pub mod mst;
+pub mod syntax;
+pub mod tid;
+
+pub use error::{Error, Result};
+pub use ipld_core::cid::Cid;

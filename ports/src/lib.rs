@@ -1,0 +1,1 @@
+//! Ports: arrive with the ports issue. This crate depends only on `stratos-domain`.

@@ -1,0 +1,1 @@
+//! Testkit: fakes, conformance suites, builders and fixtures (see docs/architecture.md).
