@@ -67,6 +67,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A create targets a path that already holds a record.
+    #[error("record already exists: {0}")]
+    RecordExists(String),
+    /// An update or delete targets a path that holds no record.
+    #[error("record not found: {0}")]
+    RecordNotFound(String),
     /// A commit is malformed, unsigned, for another DID, or otherwise unusable.
     #[error("invalid commit: {0}")]
     Commit(String),

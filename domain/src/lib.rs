@@ -12,6 +12,7 @@
 //! - [`crypto`]: P-256 and secp256k1 keys, did:key, low-S compact ECDSA signatures.
 //! - [`mst`]: the Merkle Search Tree (ops, diff, proofs).
 //! - [`commit`]: signed v3 repository commits.
+//! - [`repo`]: record writes → one signed commit and its storage delta.
 //! - [`car`]: CAR v1 reading (verified) and writing.
 //! - [`tid`]: monotonic TID generation.
 
@@ -23,6 +24,7 @@ pub mod crypto;
 pub mod data;
 mod error;
 pub mod mst;
+pub mod repo;
 pub mod syntax;
 pub mod tid;
 

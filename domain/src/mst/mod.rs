@@ -430,3 +430,21 @@ impl<S: BlockRead> Mst<S> {
 pub fn empty_root() -> Cid {
     crate::cid::dag_cbor(&Node::default().encode())
 }
+
+/// The links of one node, for walkers outside this module (CAR export, garbage collection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLinks {
+    /// Subtree before the first entry.
+    pub left: Option<Cid>,
+    /// Per entry: the record CID and the subtree after it.
+    pub entries: Vec<(Cid, Option<Cid>)>,
+}
+
+/// Decodes the node at `cid` and returns its links.
+pub fn node_links(cid: &Cid, bytes: &[u8]) -> Result<NodeLinks> {
+    let node = Node::decode(cid, bytes)?;
+    Ok(NodeLinks {
+        left: node.left,
+        entries: node.entries.into_iter().map(|e| (e.value, e.right)).collect(),
+    })
+}
