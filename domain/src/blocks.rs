@@ -116,7 +116,9 @@ impl IntoIterator for BlockMap {
 
 impl FromIterator<(Cid, Vec<u8>)> for BlockMap {
     fn from_iter<I: IntoIterator<Item = (Cid, Vec<u8>)>>(iter: I) -> Self {
-        Self { blocks: iter.into_iter().collect() }
+        Self {
+            blocks: iter.into_iter().collect(),
+        }
     }
 }
 

@@ -26,7 +26,11 @@ pub struct CarLimits {
 
 impl Default for CarLimits {
     fn default() -> Self {
-        Self { max_total: 256 * 1024 * 1024, max_block: 2 * 1024 * 1024, max_header: 64 * 1024 }
+        Self {
+            max_total: 256 * 1024 * 1024,
+            max_block: 2 * 1024 * 1024,
+            max_header: 64 * 1024,
+        }
     }
 }
 
@@ -61,7 +65,11 @@ pub fn read(bytes: &[u8], limits: CarLimits) -> Result<Car> {
             blocks.insert(cid, data.to_vec());
         }
     }
-    Ok(Car { roots, blocks, order })
+    Ok(Car {
+        roots,
+        blocks,
+        order,
+    })
 }
 
 /// Iterates over the verified blocks of a CAR held in memory.
@@ -78,21 +86,36 @@ impl<'a> CarReader<'a> {
     /// Parses the header; blocks are read (and verified) as the iterator advances.
     pub fn new(bytes: &'a [u8], limits: CarLimits) -> Result<Self> {
         if bytes.len() as u64 > limits.max_total {
-            return Err(Error::CarTooLarge { limit: limits.max_total });
+            return Err(Error::CarTooLarge {
+                limit: limits.max_total,
+            });
         }
         let mut pos = 0;
         let len = read_varint(bytes, &mut pos).map_err(|e| Error::CarHeader(e.into()))?;
         if len == 0 || len > limits.max_header {
-            return Err(Error::CarHeader(format!("header length {len} out of range")));
+            return Err(Error::CarHeader(format!(
+                "header length {len} out of range"
+            )));
         }
         let end = pos.checked_add(len as usize).filter(|&e| e <= bytes.len());
-        let Some(end) = end else { return Err(Error::CarTruncated("header")) };
+        let Some(end) = end else {
+            return Err(Error::CarTruncated("header"));
+        };
         let header: Header = serde_ipld_dagcbor::from_slice(&bytes[pos..end])
             .map_err(|e| Error::CarHeader(e.to_string()))?;
         if header.version != 1 {
-            return Err(Error::CarHeader(format!("unsupported version {}", header.version)));
+            return Err(Error::CarHeader(format!(
+                "unsupported version {}",
+                header.version
+            )));
         }
-        Ok(Self { bytes, pos: end, roots: header.roots, limits, failed: false })
+        Ok(Self {
+            bytes,
+            pos: end,
+            roots: header.roots,
+            limits,
+            failed: false,
+        })
     }
 
     /// The header's roots.
@@ -114,7 +137,10 @@ impl<'a> CarReader<'a> {
         }
         let block_len = (section_end - cid_end) as u64;
         if block_len > self.limits.max_block {
-            return Err(Error::CarBlockTooLarge { size: block_len, limit: self.limits.max_block });
+            return Err(Error::CarBlockTooLarge {
+                size: block_len,
+                limit: self.limits.max_block,
+            });
         }
         let cid = Cid::try_from(&bytes[cid_start..cid_end])
             .map_err(|e| Error::CarSection(format!("bad CID: {e}")))?;
@@ -145,7 +171,9 @@ impl<'a> Iterator for CarReader<'a> {
 fn read_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
     let mut value: u64 = 0;
     for i in 0..9 {
-        let Some(&b) = bytes.get(*pos + i) else { return Err("truncated varint") };
+        let Some(&b) = bytes.get(*pos + i) else {
+            return Err("truncated varint");
+        };
         value |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
             if b == 0 && i > 0 {
@@ -194,8 +222,11 @@ fn write_varint(out: &mut Vec<u8>, mut value: u64) {
 
 /// The header section for `roots`.
 pub fn encode_header(roots: &[Cid]) -> Result<Vec<u8>> {
-    let header = serde_ipld_dagcbor::to_vec(&Header { roots: roots.to_vec(), version: 1 })
-        .map_err(|e| Error::CborEncode(e.to_string()))?;
+    let header = serde_ipld_dagcbor::to_vec(&Header {
+        roots: roots.to_vec(),
+        version: 1,
+    })
+    .map_err(|e| Error::CborEncode(e.to_string()))?;
     let mut out = Vec::with_capacity(header.len() + 2);
     write_varint(&mut out, header.len() as u64);
     out.extend_from_slice(&header);
@@ -221,7 +252,10 @@ impl<W: Write> CarWriter<W> {
     /// Writes the header with `roots`.
     pub fn new(mut out: W, roots: &[Cid]) -> Result<Self> {
         out.write_all(&encode_header(roots)?).map_err(io_error)?;
-        Ok(Self { out, buf: Vec::with_capacity(4096) })
+        Ok(Self {
+            out,
+            buf: Vec::with_capacity(4096),
+        })
     }
 
     /// Writes one block section.
@@ -285,7 +319,9 @@ enum Visit {
 /// Writes a whole repository as a CAR rooted at its commit.
 pub fn write_repo<S: BlockRead, W: Write>(store: &S, commit: &Cid, out: W) -> Result<W> {
     let mut writer = CarWriter::new(out, &[*commit])?;
-    walk_repo(store, commit, &mut |cid, bytes| writer.write_block(cid, bytes))?;
+    walk_repo(store, commit, &mut |cid, bytes| {
+        writer.write_block(cid, bytes)
+    })?;
     Ok(writer.finish())
 }
 
@@ -295,7 +331,16 @@ mod tests {
 
     #[test]
     fn varints_round_trip_and_reject_bad_forms() {
-        for v in [0u64, 1, 127, 128, 300, 16_384, u32::MAX as u64, (1 << 63) - 1] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_384,
+            u32::MAX as u64,
+            (1 << 63) - 1,
+        ] {
             let mut buf = Vec::new();
             write_varint(&mut buf, v);
             let mut pos = 0;

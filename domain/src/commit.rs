@@ -75,7 +75,13 @@ impl UnsignedCommit {
     /// Signs the commit.
     pub fn sign(self, signer: &dyn Signer) -> Result<SignedCommit> {
         let sig = signer.sign(&self.bytes()?)?;
-        Ok(SignedCommit { did: self.did, data: self.data, rev: self.rev, prev: self.prev, sig: sig.to_vec() })
+        Ok(SignedCommit {
+            did: self.did,
+            data: self.data,
+            rev: self.rev,
+            prev: self.prev,
+            sig: sig.to_vec(),
+        })
     }
 }
 
@@ -112,7 +118,10 @@ impl SignedCommit {
         let wire: SignedWireIn =
             serde_ipld_dagcbor::from_slice(bytes).map_err(|e| Error::Commit(e.to_string()))?;
         if wire.version != VERSION {
-            return Err(Error::Commit(format!("unsupported commit version {}", wire.version)));
+            return Err(Error::Commit(format!(
+                "unsupported commit version {}",
+                wire.version
+            )));
         }
         Ok(Self {
             did: Did::parse(&wire.did)?,
@@ -125,7 +134,12 @@ impl SignedCommit {
 
     /// The commit without its signature.
     pub fn unsigned(&self) -> UnsignedCommit {
-        UnsignedCommit { did: self.did.clone(), data: self.data, rev: self.rev.clone(), prev: self.prev }
+        UnsignedCommit {
+            did: self.did.clone(),
+            data: self.data,
+            rev: self.rev.clone(),
+            prev: self.prev,
+        }
     }
 
     /// Verifies the signature with the repository's signing key.

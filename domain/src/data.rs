@@ -1,1 +1,1 @@
-//! TODO(owner): see lib.rs module map.
+//! TEMPORARY shim (replaced by the data module).

@@ -124,6 +124,10 @@ impl Error {
         } else {
             value.to_owned()
         };
-        Error::Syntax { kind, value, reason }
+        Error::Syntax {
+            kind,
+            value,
+            reason,
+        }
     }
 }

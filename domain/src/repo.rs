@@ -10,10 +10,10 @@ use std::collections::HashSet;
 
 use ipld_core::cid::Cid;
 
-use crate::blocks::{BlockMap, BlockRead, Overlay};
+use crate::blocks::{BlockMap, BlockRead};
 use crate::commit::UnsignedCommit;
 use crate::crypto::Signer;
-use crate::mst::{self, Mst};
+use crate::mst::Mst;
 use crate::syntax::{Did, Nsid, RecordKey, Tid};
 use crate::{Error, Result};
 
@@ -62,8 +62,12 @@ impl RecordWrite {
     /// The `collection/rkey` path.
     pub fn path(&self) -> String {
         let (c, r) = match self {
-            RecordWrite::Create { collection, rkey, .. }
-            | RecordWrite::Update { collection, rkey, .. }
+            RecordWrite::Create {
+                collection, rkey, ..
+            }
+            | RecordWrite::Update {
+                collection, rkey, ..
+            }
             | RecordWrite::Delete { collection, rkey } => (collection, rkey),
         };
         format!("{}/{}", c.as_str(), r.as_str())
@@ -135,10 +139,15 @@ pub fn apply_writes<S: BlockRead>(
 ) -> Result<CommitOutput> {
     if let Some(head) = head {
         if writes.is_empty() {
-            return Err(Error::Commit("a commit on an existing repository needs a write".into()));
+            return Err(Error::Commit(
+                "a commit on an existing repository needs a write".into(),
+            ));
         }
         if rev <= head.rev {
-            return Err(Error::Commit(format!("rev {rev} is not after {}", head.rev)));
+            return Err(Error::Commit(format!(
+                "rev {rev} is not after {}",
+                head.rev
+            )));
         }
     }
     let mut records = BlockMap::new();
@@ -161,7 +170,12 @@ pub fn apply_writes<S: BlockRead>(
                     return Err(Error::RecordExists(path));
                 }
                 tree.put(&path, cid)?;
-                RecordOp { action: Action::Create, path, cid: Some(cid), prev: None }
+                RecordOp {
+                    action: Action::Create,
+                    path,
+                    cid: Some(cid),
+                    prev: None,
+                }
             }
             RecordWrite::Update { record, .. } => {
                 let cid = records.insert_dag_cbor(record.clone());
@@ -169,44 +183,65 @@ pub fn apply_writes<S: BlockRead>(
                 if prev.is_none() {
                     return Err(Error::RecordNotFound(path));
                 }
-                RecordOp { action: Action::Update, path, cid: Some(cid), prev }
+                RecordOp {
+                    action: Action::Update,
+                    path,
+                    cid: Some(cid),
+                    prev,
+                }
             }
             RecordWrite::Delete { .. } => {
                 let prev = tree.remove(&path)?;
                 if prev.is_none() {
                     return Err(Error::RecordNotFound(path));
                 }
-                RecordOp { action: Action::Delete, path, cid: None, prev }
+                RecordOp {
+                    action: Action::Delete,
+                    path,
+                    cid: None,
+                    prev,
+                }
             }
         };
         ops.push(op);
     }
     let data = tree.root();
-    let fresh = tree.into_fresh_blocks();
     let (mut new_blocks, removed_nodes) = if start_root == Some(data) {
         (BlockMap::new(), Vec::new())
     } else {
-        let view = Overlay { upper: &fresh, lower: store };
-        let delta = mst::diff(&view, start_root, data)?;
+        let delta = tree.diff_since(start_root)?;
+        let mut fresh = tree.into_fresh_blocks();
         let mut new_blocks = BlockMap::new();
         for cid in &delta.new_nodes {
-            new_blocks.insert(*cid, view.require(cid)?.to_vec());
+            // New nodes were all created by this session (the empty root of a new repo too).
+            let bytes = fresh.remove(cid).ok_or(Error::MissingBlock(*cid))?;
+            new_blocks.insert(*cid, bytes);
         }
         (new_blocks, delta.removed_nodes)
     };
     // Records replaced or deleted within this same batch never reach the tree.
     for op in &ops {
-        if let Some(cid) = op.cid {
-            if let Some(bytes) = records.remove(&cid) {
-                new_blocks.insert(cid, bytes);
-            }
+        if let Some(cid) = op.cid
+            && let Some(bytes) = records.remove(&cid)
+        {
+            new_blocks.insert(cid, bytes);
         }
     }
-    let commit = UnsignedCommit { did: did.clone(), data, rev: rev.clone(), prev: None }.sign(signer)?;
+    let commit = UnsignedCommit {
+        did: did.clone(),
+        data,
+        rev: rev.clone(),
+        prev: None,
+    }
+    .sign(signer)?;
     let commit_bytes = commit.encode()?;
     let commit_cid = new_blocks.insert_dag_cbor(commit_bytes.clone());
     Ok(CommitOutput {
-        head: RepoHead { commit: commit_cid, rev, data },
+        head: RepoHead {
+            commit: commit_cid,
+            rev,
+            data,
+        },
         prev_head: head.cloned(),
         commit_bytes,
         ops,

@@ -22,7 +22,10 @@ pub struct TidGenerator {
 impl TidGenerator {
     /// A generator with a fixed clock id (only the low 10 bits are used).
     pub fn with_clock_id(clock_id: u16) -> Self {
-        Self { last_micros: 0, clock_id: clock_id & 0x3ff }
+        Self {
+            last_micros: 0,
+            clock_id: clock_id & 0x3ff,
+        }
     }
 
     /// A generator with a random clock id.
@@ -35,7 +38,9 @@ impl TidGenerator {
 
     /// The next TID given the current time in microseconds since the Unix epoch.
     pub fn next_at(&mut self, now_micros: u64) -> Tid {
-        let micros = now_micros.max(self.last_micros.saturating_add(1)).min(MAX_MICROS);
+        let micros = now_micros
+            .max(self.last_micros.saturating_add(1))
+            .min(MAX_MICROS);
         self.last_micros = micros;
         Tid::from_parts(micros, self.clock_id)
     }
@@ -60,7 +65,9 @@ impl Default for TidGenerator {
 
 /// Microseconds since the Unix epoch by the system clock (0 if the clock is before 1970).
 pub fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn global() -> &'static Mutex<TidGenerator> {
@@ -70,12 +77,18 @@ fn global() -> &'static Mutex<TidGenerator> {
 
 /// The next TID from the process-wide generator.
 pub fn next() -> Tid {
-    global().lock().unwrap_or_else(|p| p.into_inner()).next_now()
+    global()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .next_now()
 }
 
 /// The next process-wide TID that is strictly greater than `prev`.
 pub fn next_after(prev: &Tid) -> Tid {
-    global().lock().unwrap_or_else(|p| p.into_inner()).next_after(prev)
+    global()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .next_after(prev)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! MST against the atproto vectors: key heights, common prefixes, key validity, known maps.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
@@ -22,9 +23,16 @@ fn key_heights() {
 fn common_prefixes() {
     let cases = common::json("atproto-interop/mst/common_prefix.json");
     for case in cases.as_array().unwrap() {
-        let (l, r) = (case["left"].as_str().unwrap(), case["right"].as_str().unwrap());
+        let (l, r) = (
+            case["left"].as_str().unwrap(),
+            case["right"].as_str().unwrap(),
+        );
         let len = case["len"].as_u64().unwrap() as usize;
-        assert_eq!(mst::common_prefix_len(l, r), len, "prefix of {l:?} and {r:?}");
+        assert_eq!(
+            mst::common_prefix_len(l, r),
+            len,
+            "prefix of {l:?} and {r:?}"
+        );
     }
 }
 
@@ -33,11 +41,17 @@ fn key_validity() {
     let maps = common::json("atproto-repo/mst-known-maps.json");
     for key in maps["valid_keys"].as_array().unwrap() {
         let key = key.as_str().unwrap();
-        assert!(mst::validate_key(key).is_ok(), "valid key rejected: {key:?}");
+        assert!(
+            mst::validate_key(key).is_ok(),
+            "valid key rejected: {key:?}"
+        );
     }
     for key in maps["invalid_keys"].as_array().unwrap() {
         let key = key.as_str().unwrap();
-        assert!(mst::validate_key(key).is_err(), "invalid key accepted: {key:?}");
+        assert!(
+            mst::validate_key(key).is_err(),
+            "invalid key accepted: {key:?}"
+        );
         // And the tree refuses to store it.
         let mut tree = Mst::empty(BlockMap::new());
         assert!(tree.put(key, cid::dag_cbor(b"v")).is_err());
@@ -60,7 +74,11 @@ fn check(tree: &mut Mst<BlockMap>, expect: &serde_json::Value, context: &str) {
     let leaves = expect["leaves"].as_u64().unwrap() as usize;
     assert_eq!(tree.leaf_count().unwrap(), leaves, "{context}: leaves");
     if let Some(layer) = expect.get("layer") {
-        assert_eq!(tree.layer().unwrap(), layer.as_u64().unwrap() as u32, "{context}: layer");
+        assert_eq!(
+            tree.layer().unwrap(),
+            layer.as_u64().unwrap() as u32,
+            "{context}: layer"
+        );
     }
 }
 

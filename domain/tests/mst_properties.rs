@@ -1,4 +1,5 @@
 //! Property tests of the MST: canonical shape, reversibility, diff correctness, proofs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -31,7 +32,9 @@ fn build(entries: &BTreeMap<String, Cid>, order: &[usize]) -> (Cid, BlockMap) {
 fn reachable<S: BlockRead>(tree: &mut Mst<S>) -> BlockMap {
     let cids = tree.node_cids().unwrap();
     let blocks = tree.blocks();
-    cids.iter().map(|c| (*c, blocks.require(c).unwrap().to_vec())).collect()
+    cids.iter()
+        .map(|c| (*c, blocks.require(c).unwrap().to_vec()))
+        .collect()
 }
 
 fn entries_strategy() -> impl Strategy<Value = BTreeMap<String, Cid>> {

@@ -52,11 +52,16 @@ impl Stream {
             let root_layer = mst.layer_of(&root)?;
             stack.push(Item::Tree(root, root_layer));
         }
-        Ok(Self { stack, visited: Vec::new() })
+        Ok(Self {
+            stack,
+            visited: Vec::new(),
+        })
     }
 
     fn expand<S: BlockRead>(&mut self, mst: &mut Mst<S>) -> Result<()> {
-        let Some(Item::Tree(cid, node_layer)) = self.stack.pop() else { return Ok(()) };
+        let Some(Item::Tree(cid, node_layer)) = self.stack.pop() else {
+            return Ok(());
+        };
         self.visited.push(cid);
         let node = mst.node(&cid)?;
         let child_layer = node_layer.saturating_sub(1);
@@ -76,63 +81,89 @@ impl Stream {
 /// Compares the trees rooted at `old` (`None` for "no tree at all") and `new`, reading nodes
 /// from `store`.
 pub fn diff<S: BlockRead>(store: S, old: Option<Cid>, new: Cid) -> Result<Diff> {
-    let mut mst = Mst::load(store, new);
-    let mut a = Stream::new(&mut mst, old)?;
-    let mut b = Stream::new(&mut mst, Some(new))?;
+    diff_in(&mut Mst::load(store, new), old, new)
+}
+
+impl<S: BlockRead> Mst<S> {
+    /// Compares the tree at `old` with this session's current root, reusing the nodes this
+    /// session has already decoded (the touched paths of both trees).
+    pub fn diff_since(&mut self, old: Option<Cid>) -> Result<Diff> {
+        let new = self.root();
+        diff_in(self, old, new)
+    }
+}
+
+fn diff_in<S: BlockRead>(mst: &mut Mst<S>, old: Option<Cid>, new: Cid) -> Result<Diff> {
+    let mut a = Stream::new(mst, old)?;
+    let mut b = Stream::new(mst, Some(new))?;
     let mut changes = Vec::new();
     loop {
         match (a.stack.last(), b.stack.last()) {
             (None, None) => break,
-            (Some(Item::Tree(..)), None) => a.expand(&mut mst)?,
-            (None, Some(Item::Tree(..))) => b.expand(&mut mst)?,
+            (Some(Item::Tree(..)), None) => a.expand(mst)?,
+            (None, Some(Item::Tree(..))) => b.expand(mst)?,
             (Some(Item::Leaf(..)), None) => {
                 if let Some(Item::Leaf(key, cid)) = a.stack.pop() {
-                    changes.push(RecordChange { key, old: Some(cid), new: None });
+                    changes.push(RecordChange {
+                        key,
+                        old: Some(cid),
+                        new: None,
+                    });
                 }
             }
             (None, Some(Item::Leaf(..))) => {
                 if let Some(Item::Leaf(key, cid)) = b.stack.pop() {
-                    changes.push(RecordChange { key, old: None, new: Some(cid) });
+                    changes.push(RecordChange {
+                        key,
+                        old: None,
+                        new: Some(cid),
+                    });
                 }
             }
-            (Some(Item::Leaf(ka, va)), Some(Item::Leaf(kb, vb))) => {
-                match ka.cmp(kb) {
-                    std::cmp::Ordering::Equal => {
-                        if va != vb {
-                            changes.push(RecordChange {
-                                key: ka.clone(),
-                                old: Some(*va),
-                                new: Some(*vb),
-                            });
-                        }
-                        a.stack.pop();
-                        b.stack.pop();
+            (Some(Item::Leaf(ka, va)), Some(Item::Leaf(kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Equal => {
+                    if va != vb {
+                        changes.push(RecordChange {
+                            key: ka.clone(),
+                            old: Some(*va),
+                            new: Some(*vb),
+                        });
                     }
-                    std::cmp::Ordering::Less => {
-                        changes.push(RecordChange { key: ka.clone(), old: Some(*va), new: None });
-                        a.stack.pop();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        changes.push(RecordChange { key: kb.clone(), old: None, new: Some(*vb) });
-                        b.stack.pop();
-                    }
+                    a.stack.pop();
+                    b.stack.pop();
                 }
-            }
+                std::cmp::Ordering::Less => {
+                    changes.push(RecordChange {
+                        key: ka.clone(),
+                        old: Some(*va),
+                        new: None,
+                    });
+                    a.stack.pop();
+                }
+                std::cmp::Ordering::Greater => {
+                    changes.push(RecordChange {
+                        key: kb.clone(),
+                        old: None,
+                        new: Some(*vb),
+                    });
+                    b.stack.pop();
+                }
+            },
             (Some(Item::Tree(ca, la)), Some(Item::Tree(cb, lb))) => {
                 if ca == cb {
                     a.stack.pop();
                     b.stack.pop();
                 } else if la > lb {
-                    a.expand(&mut mst)?;
+                    a.expand(mst)?;
                 } else if lb > la {
-                    b.expand(&mut mst)?;
+                    b.expand(mst)?;
                 } else {
-                    a.expand(&mut mst)?;
-                    b.expand(&mut mst)?;
+                    a.expand(mst)?;
+                    b.expand(mst)?;
                 }
             }
-            (Some(Item::Tree(..)), Some(Item::Leaf(..))) => a.expand(&mut mst)?,
-            (Some(Item::Leaf(..)), Some(Item::Tree(..))) => b.expand(&mut mst)?,
+            (Some(Item::Tree(..)), Some(Item::Leaf(..))) => a.expand(mst)?,
+            (Some(Item::Leaf(..)), Some(Item::Tree(..))) => b.expand(mst)?,
         }
     }
     // A node can be expanded on both sides when the streams were briefly misaligned; it belongs
@@ -152,5 +183,9 @@ pub fn diff<S: BlockRead>(store: S, old: Option<Cid>, new: Cid) -> Result<Diff> 
         }
     }
     debug_assert!(changes.windows(2).all(|w| w[0].key < w[1].key));
-    Ok(Diff { changes, new_nodes, removed_nodes })
+    Ok(Diff {
+        changes,
+        new_nodes,
+        removed_nodes,
+    })
 }

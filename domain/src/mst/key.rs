@@ -12,7 +12,12 @@ fn is_key_char(b: u8) -> bool {
 /// Checks a repository path: exactly one `/`, both sides non-empty and made of
 /// `[A-Za-z0-9_~.:-]`, total length at most 1024.
 pub fn validate_key(key: &str) -> Result<()> {
-    let err = |reason| Err(Error::MstKey { key: truncate(key), reason });
+    let err = |reason| {
+        Err(Error::MstKey {
+            key: truncate(key),
+            reason,
+        })
+    };
     if key.len() > MAX_KEY_LEN {
         return err("longer than 1024 bytes");
     }
@@ -29,7 +34,10 @@ pub fn validate_key(key: &str) -> Result<()> {
 }
 
 fn truncate(key: &str) -> String {
-    key.char_indices().take_while(|(i, _)| *i < 128).map(|(_, c)| c).collect()
+    key.char_indices()
+        .take_while(|(i, _)| *i < 128)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 /// The layer of a key: leading zero bits of SHA-256(key), counted in pairs (fanout 4).

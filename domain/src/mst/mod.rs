@@ -48,7 +48,12 @@ impl<S: BlockRead> Mst<S> {
 
     /// A session over an existing tree rooted at `root` (read lazily from `store`).
     pub fn load(store: S, root: Cid) -> Self {
-        Self { store, root, fresh: BlockMap::new(), cache: HashMap::new() }
+        Self {
+            store,
+            root,
+            fresh: BlockMap::new(),
+            cache: HashMap::new(),
+        }
     }
 
     /// CID of the current root node.
@@ -73,7 +78,10 @@ impl<S: BlockRead> Mst<S> {
 
     /// A block source that sees this session's fresh nodes over the underlying store.
     pub fn blocks(&self) -> Overlay<'_, BlockMap, S> {
-        Overlay { upper: &self.fresh, lower: &self.store }
+        Overlay {
+            upper: &self.fresh,
+            lower: &self.store,
+        }
     }
 
     pub(crate) fn node(&mut self, cid: &Cid) -> Result<Arc<Node>> {
@@ -97,7 +105,11 @@ impl<S: BlockRead> Mst<S> {
 
     /// `Some(cid)` of a stored node, or `None` when the node has neither entries nor children.
     fn store_subtree(&mut self, node: Node) -> Option<Cid> {
-        if node.is_empty() { None } else { Some(self.store_node(node)) }
+        if node.is_empty() {
+            None
+        } else {
+            Some(self.store_node(node))
+        }
     }
 
     /// The layer of the root node (0 for the empty tree).
@@ -149,7 +161,11 @@ impl<S: BlockRead> Mst<S> {
         if root_node.is_empty() {
             let node = Node {
                 left: None,
-                entries: vec![Entry { key: key.to_owned(), value, right: None }],
+                entries: vec![Entry {
+                    key: key.to_owned(),
+                    value,
+                    right: None,
+                }],
             };
             self.root = self.store_node(node);
             return Ok(None);
@@ -160,7 +176,14 @@ impl<S: BlockRead> Mst<S> {
             let (left, right) = self.split(Some(root), root_layer, key)?;
             let left = self.wrap(left, root_layer, key_layer - 1);
             let right = self.wrap(right, root_layer, key_layer - 1);
-            let node = Node { left, entries: vec![Entry { key: key.to_owned(), value, right }] };
+            let node = Node {
+                left,
+                entries: vec![Entry {
+                    key: key.to_owned(),
+                    value,
+                    right,
+                }],
+            };
             self.root = self.store_node(node);
             return Ok(None);
         }
@@ -171,11 +194,12 @@ impl<S: BlockRead> Mst<S> {
 
     /// Puts `subtree` (a node at `from` layer) under empty single-child nodes up to layer `to`.
     fn wrap(&mut self, mut subtree: Option<Cid>, from: u32, to: u32) -> Option<Cid> {
-        if subtree.is_none() {
-            return None;
-        }
+        subtree?;
         for _ in from..to {
-            subtree = Some(self.store_node(Node { left: subtree, entries: Vec::new() }));
+            subtree = Some(self.store_node(Node {
+                left: subtree,
+                entries: Vec::new(),
+            }));
         }
         subtree
     }
@@ -204,7 +228,14 @@ impl<S: BlockRead> Mst<S> {
         let previous = if key_layer == node_layer {
             let (left, right) = self.split(gap, node_layer.saturating_sub(1), key)?;
             node.set_gap(idx, left);
-            node.entries.insert(idx, Entry { key: key.to_owned(), value, right });
+            node.entries.insert(
+                idx,
+                Entry {
+                    key: key.to_owned(),
+                    value,
+                    right,
+                },
+            );
             None
         } else {
             let child_layer = node_layer - 1;
@@ -217,7 +248,11 @@ impl<S: BlockRead> Mst<S> {
                 None => {
                     let leaf = Node {
                         left: None,
-                        entries: vec![Entry { key: key.to_owned(), value, right: None }],
+                        entries: vec![Entry {
+                            key: key.to_owned(),
+                            value,
+                            right: None,
+                        }],
                     };
                     let leaf = self.store_node(leaf);
                     (self.wrap(Some(leaf), key_layer, child_layer), None)
@@ -237,7 +272,9 @@ impl<S: BlockRead> Mst<S> {
         node_layer: u32,
         key: &str,
     ) -> Result<(Option<Cid>, Option<Cid>)> {
-        let Some(cid) = subtree else { return Ok((None, None)) };
+        let Some(cid) = subtree else {
+            return Ok((None, None));
+        };
         let node = self.node(&cid)?;
         let (idx, found) = node.search(key);
         if found {
@@ -246,10 +283,15 @@ impl<S: BlockRead> Mst<S> {
                 reason: format!("key {key:?} found on a layer below its own"),
             });
         }
-        let (gap_left, gap_right) =
-            self.split(node.gap(idx), node_layer.saturating_sub(1), key)?;
-        let mut left = Node { left: node.left, entries: node.entries[..idx].to_vec() };
-        let mut right = Node { left: None, entries: node.entries[idx..].to_vec() };
+        let (gap_left, gap_right) = self.split(node.gap(idx), node_layer.saturating_sub(1), key)?;
+        let mut left = Node {
+            left: node.left,
+            entries: node.entries[..idx].to_vec(),
+        };
+        let mut right = Node {
+            left: None,
+            entries: node.entries[idx..].to_vec(),
+        };
         left.set_gap(idx, gap_left);
         right.left = gap_right;
         Ok((self.store_subtree(left), self.store_subtree(right)))
@@ -288,7 +330,9 @@ impl<S: BlockRead> Mst<S> {
             node.set_gap(idx, merged);
             return Ok((self.store_subtree(node), Some(removed.value)));
         }
-        let Some(child) = node.gap(idx) else { return Ok((Some(cid), None)) };
+        let Some(child) = node.gap(idx) else {
+            return Ok((Some(cid), None));
+        };
         let (new_child, previous) = self.remove_from(child, key)?;
         if previous.is_none() {
             return Ok((Some(cid), None));
@@ -339,10 +383,10 @@ impl<S: BlockRead> Mst<S> {
         // Entries before `start` and their left gaps hold only keys < from, except the gap right
         // before `start`, which may straddle `from`.
         let start = from.map_or(0, |f| node.search(f).0);
-        if let Some(gap) = node.gap(start) {
-            if !self.walk_node(gap, from, to, visit)? {
-                return Ok(false);
-            }
+        if let Some(gap) = node.gap(start)
+            && !self.walk_node(gap, from, to, visit)?
+        {
+            return Ok(false);
         }
         for entry in &node.entries[start..] {
             if to.is_some_and(|t| entry.key.as_str() >= t) {
@@ -351,10 +395,10 @@ impl<S: BlockRead> Mst<S> {
             if !visit(&entry.key, entry.value) {
                 return Ok(false);
             }
-            if let Some(right) = entry.right {
-                if !self.walk_node(right, from, to, visit)? {
-                    return Ok(false);
-                }
+            if let Some(right) = entry.right
+                && !self.walk_node(right, from, to, visit)?
+            {
+                return Ok(false);
             }
         }
         Ok(true)
@@ -445,6 +489,10 @@ pub fn node_links(cid: &Cid, bytes: &[u8]) -> Result<NodeLinks> {
     let node = Node::decode(cid, bytes)?;
     Ok(NodeLinks {
         left: node.left,
-        entries: node.entries.into_iter().map(|e| (e.value, e.right)).collect(),
+        entries: node
+            .entries
+            .into_iter()
+            .map(|e| (e.value, e.right))
+            .collect(),
     })
 }

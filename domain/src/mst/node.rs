@@ -39,7 +39,11 @@ impl Node {
 
     /// The subtree pointer in front of entry `idx` (`left` for 0), i.e. the gap `idx`.
     pub fn gap(&self, idx: usize) -> Option<Cid> {
-        if idx == 0 { self.left } else { self.entries[idx - 1].right }
+        if idx == 0 {
+            self.left
+        } else {
+            self.entries[idx - 1].right
+        }
     }
 
     /// Sets the gap pointer `idx` (see [`Node::gap`]).
@@ -97,7 +101,9 @@ impl Node {
         for (i, e) in wire.e.into_iter().enumerate() {
             let prefix = usize::try_from(e.p).map_err(|_| malformed("prefix too large".into()))?;
             if prefix > prev.len() {
-                return Err(malformed(format!("entry {i}: prefix longer than previous key")));
+                return Err(malformed(format!(
+                    "entry {i}: prefix longer than previous key"
+                )));
             }
             if i == 0 && prefix != 0 {
                 return Err(malformed("first entry has a non-zero prefix".into()));
@@ -112,9 +118,16 @@ impl Node {
                 return Err(malformed(format!("entry {i}: keys not strictly ascending")));
             }
             prev.clone_from(&key);
-            entries.push(Entry { key, value: e.v, right: e.t });
+            entries.push(Entry {
+                key,
+                value: e.v,
+                right: e.t,
+            });
         }
-        Ok(Node { left: wire.l, entries })
+        Ok(Node {
+            left: wire.l,
+            entries,
+        })
     }
 }
 
@@ -208,7 +221,12 @@ mod tests {
             .map(|en| {
                 let p = common_prefix_len(prev, &en.key);
                 prev = &en.key;
-                SerEntry { p: p as u64, k: &en.key.as_bytes()[p..], v: en.value, t: en.right }
+                SerEntry {
+                    p: p as u64,
+                    k: &en.key.as_bytes()[p..],
+                    v: en.value,
+                    t: en.right,
+                }
             })
             .collect();
         serde_ipld_dagcbor::to_vec(&SerNode { l: node.left, e }).unwrap()
@@ -241,7 +259,11 @@ mod tests {
             left: None,
             entries: keys
                 .iter()
-                .map(|k| Entry { key: (*k).into(), value: cid, right: None })
+                .map(|k| Entry {
+                    key: (*k).into(),
+                    value: cid,
+                    right: None,
+                })
                 .collect(),
         };
         assert!(Node::decode(&cid, &mk(&["a/b", "a/c"]).encode()).is_ok());

@@ -37,10 +37,13 @@ pub fn verify_proof(root: &Cid, key: &str, proof: &BlockMap) -> Result<Option<Ci
     let mut cursor = Some(*root);
     while let Some(cid) = cursor {
         let node = mst.node(&cid)?;
-        if let Some(first) = node.entries.first() {
-            if layer(first.key.as_bytes()) != node_layer {
-                return Err(Error::MstNode { cid, reason: "node on the wrong layer".into() });
-            }
+        if let Some(first) = node.entries.first()
+            && layer(first.key.as_bytes()) != node_layer
+        {
+            return Err(Error::MstNode {
+                cid,
+                reason: "node on the wrong layer".into(),
+            });
         }
         let (idx, found) = node.search(key);
         if found {

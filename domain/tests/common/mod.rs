@@ -2,7 +2,7 @@
 //!
 //! Fixtures are read in place from `shared/fixtures`, which sits beside the project checkout
 //! (`<checkout>/../shared/fixtures`). Set `STRATOS_FIXTURES_DIR` to point elsewhere.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 pub fn fixtures_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("STRATOS_FIXTURES_DIR") {
         let dir = PathBuf::from(dir);
-        assert!(dir.is_dir(), "STRATOS_FIXTURES_DIR={} is not a directory", dir.display());
+        assert!(
+            dir.is_dir(),
+            "STRATOS_FIXTURES_DIR={} is not a directory",
+            dir.display()
+        );
         return dir;
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))

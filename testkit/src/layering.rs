@@ -1,0 +1,174 @@
+//! The workspace's layering rules, checked against `cargo metadata` output.
+//!
+//! Rules (see docs/architecture.md):
+//! 1. the domain crate depends on no other workspace crate and, transitively, on no I/O crate;
+//! 2. the ports crate depends on no workspace crate but the domain, and on no I/O crate;
+//! 3. an adapter never depends on another adapter;
+//! 4. only apps depend on adapters (apps are the composition roots); nothing depends on an app.
+//!
+//! Only normal dependencies count: dev-dependencies (e.g. an adapter running the testkit's
+//! conformance suites) do not shape the shipped graph.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+/// Crates that perform or drive I/O. The domain may not reach any of them, even transitively.
+pub const IO_CRATES: &[&str] = &[
+    "tokio",
+    "async-std",
+    "mio",
+    "actix-web",
+    "actix-rt",
+    "actix-http",
+    "actix-ws",
+    "hyper",
+    "reqwest",
+    "sea-orm",
+    "sqlx",
+    "sqlx-core",
+    "sqlx-sqlite",
+    "sqlx-postgres",
+    "opendal",
+    "redis",
+    "fred",
+    "tokio-tungstenite",
+];
+
+/// Where a workspace crate sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// `domain/`
+    Domain,
+    /// `ports/`
+    Ports,
+    /// `adapters/*`
+    Adapter,
+    /// `apps/*`
+    App,
+    /// `testkit/`
+    Testkit,
+    /// Anything else (a violation in itself: the top level is fixed).
+    Unknown,
+}
+
+fn layer_of(manifest_path: &str, workspace_root: &str) -> Layer {
+    let rel = manifest_path
+        .strip_prefix(workspace_root)
+        .unwrap_or(manifest_path);
+    let rel = rel.trim_start_matches('/');
+    match rel.split('/').next() {
+        Some("domain") => Layer::Domain,
+        Some("ports") => Layer::Ports,
+        Some("adapters") => Layer::Adapter,
+        Some("apps") => Layer::App,
+        Some("testkit") => Layer::Testkit,
+        _ => Layer::Unknown,
+    }
+}
+
+struct Package {
+    name: String,
+    layer: Layer,
+}
+
+/// Checks `cargo metadata --format-version 1` output; returns one message per violation.
+pub fn check(metadata: &Value) -> Vec<String> {
+    let mut violations = Vec::new();
+    let root = metadata["workspace_root"].as_str().unwrap_or_default();
+    let members: BTreeSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut packages: HashMap<&str, Package> = HashMap::new();
+    let mut names: HashMap<&str, &str> = HashMap::new();
+    for pkg in metadata["packages"].as_array().into_iter().flatten() {
+        let (Some(id), Some(name)) = (pkg["id"].as_str(), pkg["name"].as_str()) else {
+            continue;
+        };
+        names.insert(id, name);
+        if members.contains(id) {
+            let manifest = pkg["manifest_path"].as_str().unwrap_or_default();
+            let layer = layer_of(manifest, root);
+            if layer == Layer::Unknown {
+                violations.push(format!(
+                    "{name}: lives outside domain/ports/adapters/apps/testkit"
+                ));
+            }
+            packages.insert(
+                id,
+                Package {
+                    name: name.to_owned(),
+                    layer,
+                },
+            );
+        }
+    }
+    // Normal-dependency edges of every resolved package.
+    let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
+    for node in metadata["resolve"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(id) = node["id"].as_str() else {
+            continue;
+        };
+        let deps = node["deps"].as_array().into_iter().flatten().filter(|d| {
+            d["dep_kinds"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].is_null()))
+        });
+        edges.insert(id, deps.filter_map(|d| d["pkg"].as_str()).collect());
+    }
+    for (id, pkg) in &packages {
+        let direct = edges.get(id).cloned().unwrap_or_default();
+        for dep in &direct {
+            let Some(target) = packages.get(dep) else {
+                continue;
+            };
+            let allowed = match (pkg.layer, target.layer) {
+                (Layer::Domain, _) => false,
+                (Layer::Ports, Layer::Domain) => true,
+                (Layer::Ports, _) => false,
+                (_, Layer::App) => false,
+                (Layer::Adapter, Layer::Adapter) => false,
+                (Layer::App, _) => true,
+                (_, Layer::Adapter) => false,
+                _ => true,
+            };
+            if !allowed {
+                violations.push(format!(
+                    "{} ({:?}) must not depend on {} ({:?})",
+                    pkg.name, pkg.layer, target.name, target.layer
+                ));
+            }
+        }
+        if matches!(pkg.layer, Layer::Domain | Layer::Ports) {
+            for reached in transitive(&edges, id) {
+                let name = names.get(reached).copied().unwrap_or(reached);
+                if IO_CRATES.contains(&name) {
+                    violations.push(format!(
+                        "{} ({:?}) reaches I/O crate {name}",
+                        pkg.name, pkg.layer
+                    ));
+                }
+            }
+        }
+    }
+    violations.sort();
+    violations
+}
+
+fn transitive<'a>(edges: &HashMap<&'a str, Vec<&'a str>>, start: &'a str) -> BTreeSet<&'a str> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![start];
+    while let Some(id) = stack.pop() {
+        for dep in edges.get(id).into_iter().flatten() {
+            if seen.insert(*dep) {
+                stack.push(dep);
+            }
+        }
+    }
+    seen
+}
