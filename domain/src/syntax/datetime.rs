@@ -1,0 +1,108 @@
+//! atproto datetimes: RFC 3339 restricted to what ISO 8601 also accepts —
+//! `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, uppercase `T` and `Z`, `-00:00` not allowed —
+//! and denoting a real instant (valid calendar date and time, not before year 0 after the offset).
+
+use super::string_newtype;
+use crate::{Error, Result};
+
+/// A valid atproto datetime string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Datetime(String);
+string_newtype!(Datetime);
+
+struct Fields {
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    /// Offset east of UTC in minutes.
+    offset: i32,
+}
+
+fn num(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+}
+
+/// The shape check only: digits and separators in the right places.
+fn shape(s: &str) -> Option<Fields> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let sep = |i: usize, c: u8| b.get(i) == Some(&c);
+    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
+        return None;
+    }
+    let mut f = Fields {
+        year: num(&b[0..4])?,
+        month: num(&b[5..7])?,
+        day: num(&b[8..10])?,
+        hour: num(&b[11..13])?,
+        minute: num(&b[14..16])?,
+        second: num(&b[17..19])?,
+        offset: 0,
+    };
+    let mut i = 19;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    match &b[i..] {
+        [b'Z'] => {}
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let hours = num(&[*h1, *h2])? as i32;
+            let minutes = num(&[*m1, *m2])? as i32;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            if *sign == b'-' && hours == 0 && minutes == 0 {
+                return None; // RFC 3339 "unknown offset", not ISO 8601
+            }
+            f.offset = if *sign == b'+' { 1 } else { -1 } * (hours * 60 + minutes);
+        }
+        _ => return None,
+    }
+    Some(f)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+impl Datetime {
+    /// Whether `s` has the datetime shape (without checking that the values make sense).
+    pub fn is_valid_syntax(s: &str) -> bool {
+        shape(s).is_some()
+    }
+
+    /// Parses a datetime, checking shape and values.
+    pub fn parse(s: &str) -> Result<Self> {
+        let err = |reason| Err(Error::syntax("datetime", s, reason));
+        let Some(f) = shape(s) else { return err("not YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)") };
+        if !(1..=12).contains(&f.month) || f.day == 0 || f.day > days_in_month(f.year, f.month) {
+            return err("no such date");
+        }
+        if f.hour > 23 || f.minute > 59 || f.second > 59 {
+            return err("no such time of day");
+        }
+        // A positive offset on the first day of year 0 would put the instant before year 0.
+        let minutes_into_year0 = ((f.day as i32 - 1) * 24 + f.hour as i32) * 60 + f.minute as i32;
+        if f.year == 0 && f.month == 1 && minutes_into_year0 - f.offset < 0 {
+            return err("before year 0 in UTC");
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
