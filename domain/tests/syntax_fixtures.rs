@@ -4,8 +4,8 @@
 mod common;
 
 use stratos_domain::syntax::{
-    AtIdentifier, AtUri, Datetime, Did, Handle, Language, Nsid, RecordKey, Tid, is_valid_cid_syntax,
-    is_valid_uri,
+    AtIdentifier, AtUri, Datetime, Did, Handle, Language, Nsid, RecordKey, Tid,
+    is_valid_cid_syntax, is_valid_uri,
 };
 
 type Check = fn(&str) -> bool;
@@ -33,7 +33,11 @@ fn every_syntax_vector() {
     let mut counted = 0;
     let mut files_seen = 0;
     for (kind, check) in checks() {
-        for (suffix, expect_valid) in [("syntax_valid", true), ("syntax_invalid", false), ("parse_invalid", false)] {
+        for (suffix, expect_valid) in [
+            ("syntax_valid", true),
+            ("syntax_invalid", false),
+            ("parse_invalid", false),
+        ] {
             let rel = format!("atproto-interop/syntax/{kind}_{suffix}.txt");
             if !dir.join(format!("{kind}_{suffix}.txt")).exists() {
                 assert_ne!(suffix, "syntax_valid", "missing {rel}");
@@ -43,18 +47,36 @@ fn every_syntax_vector() {
             for line in common::lines(&rel) {
                 counted += 1;
                 if check(&line) != expect_valid {
-                    failures.push(format!("{rel}: {line:?} should be {}", if expect_valid { "valid" } else { "invalid" }));
+                    failures.push(format!(
+                        "{rel}: {line:?} should be {}",
+                        if expect_valid { "valid" } else { "invalid" }
+                    ));
                 }
             }
         }
     }
     // Every fixture file in the folder is covered by some check.
-    let on_disk = std::fs::read_dir(&dir).unwrap().filter(|e| {
-        e.as_ref().unwrap().path().extension().is_some_and(|x| x == "txt")
-    }).count();
-    assert_eq!(files_seen, on_disk, "a syntax fixture file is not wired into this test");
+    let on_disk = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "txt")
+        })
+        .count();
+    assert_eq!(
+        files_seen, on_disk,
+        "a syntax fixture file is not wired into this test"
+    );
     assert!(counted > 500, "only {counted} vectors read");
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -74,17 +96,31 @@ fn accessors_and_constructors() {
     let did = Did::parse("did:plc:asdf123").unwrap();
     assert_eq!(did.method(), "plc");
     let nsid = Nsid::parse("zone.stratos.feed.post").unwrap();
-    assert_eq!((nsid.authority(), nsid.name()), ("zone.stratos.feed", "post"));
+    assert_eq!(
+        (nsid.authority(), nsid.name()),
+        ("zone.stratos.feed", "post")
+    );
     let built = AtUri::for_record(&did, &nsid, &RecordKey::parse("3kabc").unwrap());
     assert_eq!(built, uri);
-    assert!(AtUri::parse("at://user.bsky.social").unwrap().collection().is_none());
-    assert_eq!(Handle::parse("John.Test").unwrap().normalized().as_str(), "john.test");
+    assert!(
+        AtUri::parse("at://user.bsky.social")
+            .unwrap()
+            .collection()
+            .is_none()
+    );
+    assert_eq!(
+        Handle::parse("John.Test").unwrap().normalized().as_str(),
+        "john.test"
+    );
 }
 
 #[test]
 fn serde_validates_on_deserialize() {
     let did: Did = serde_json::from_str("\"did:web:example.com\"").unwrap();
-    assert_eq!(serde_json::to_string(&did).unwrap(), "\"did:web:example.com\"");
+    assert_eq!(
+        serde_json::to_string(&did).unwrap(),
+        "\"did:web:example.com\""
+    );
     assert!(serde_json::from_str::<Did>("\"did:Web:example.com\"").is_err());
     assert!(serde_json::from_str::<Tid>("\"zzzzzzzzzzzzz\"").is_err());
     assert!(serde_json::from_str::<AtUri>("\"at://did:plc:x/app.bsky.feed.post/.\"").is_err());

@@ -59,7 +59,9 @@ impl AtUri {
         if s.len() > MAX_LEN {
             return err("longer than 8 KiB");
         }
-        let Some(rest) = s.strip_prefix("at://") else { return err("must start with \"at://\"") };
+        let Some(rest) = s.strip_prefix("at://") else {
+            return err("must start with \"at://\"");
+        };
         if rest.contains(['#', '?']) {
             return err("query and fragment are not allowed");
         }
@@ -85,7 +87,14 @@ impl AtUri {
         if parts.next().is_some() {
             return err("too many path segments");
         }
-        Ok(Self(s.to_owned(), Parts { authority, collection, rkey }))
+        Ok(Self(
+            s.to_owned(),
+            Parts {
+                authority,
+                collection,
+                rkey,
+            },
+        ))
     }
 
     /// The URI of a record.

@@ -22,7 +22,9 @@ struct Fields {
 }
 
 fn num(b: &[u8]) -> Option<u32> {
-    b.iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+    b.iter().try_fold(0u32, |acc, c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
 }
 
 /// The shape check only: digits and separators in the right places.
@@ -77,7 +79,9 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         _ => 28,
     }
 }
@@ -91,7 +95,9 @@ impl Datetime {
     /// Parses a datetime, checking shape and values.
     pub fn parse(s: &str) -> Result<Self> {
         let err = |reason| Err(Error::syntax("datetime", s, reason));
-        let Some(f) = shape(s) else { return err("not YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)") };
+        let Some(f) = shape(s) else {
+            return err("not YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)");
+        };
         if !(1..=12).contains(&f.month) || f.day == 0 || f.day > days_in_month(f.year, f.month) {
             return err("no such date");
         }

@@ -19,7 +19,9 @@ impl Did {
         if s.len() > MAX_DID_LEN {
             return err("longer than 2048 characters");
         }
-        let Some(rest) = s.strip_prefix("did:") else { return err("must start with \"did:\"") };
+        let Some(rest) = s.strip_prefix("did:") else {
+            return err("must start with \"did:\"");
+        };
         let Some((method, id)) = rest.split_once(':') else {
             return err("missing method or identifier");
         };
@@ -29,7 +31,10 @@ impl Did {
         if id.is_empty() {
             return err("empty identifier");
         }
-        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'%' | b'-')) {
+        if !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'%' | b'-'))
+        {
             return err("identifier has characters outside [A-Za-z0-9._:%-]");
         }
         if id.ends_with(':') || id.ends_with('%') {

@@ -22,7 +22,9 @@ impl Handle {
         let mut last = "";
         for label in labels.by_ref() {
             if !is_label(label) {
-                return err("each label must be 1-63 of [A-Za-z0-9-], not starting or ending with '-'");
+                return err(
+                    "each label must be 1-63 of [A-Za-z0-9-], not starting or ending with '-'",
+                );
             }
             count += 1;
             last = label;

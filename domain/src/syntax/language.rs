@@ -12,10 +12,32 @@ pub struct Language(String);
 string_newtype!(Language);
 
 const GRANDFATHERED: &[&str] = &[
-    "en-gb-oed", "i-ami", "i-bnn", "i-default", "i-enochian", "i-hak", "i-klingon", "i-lux",
-    "i-mingo", "i-navajo", "i-pwn", "i-tao", "i-tay", "i-tsu", "sgn-be-fr", "sgn-be-nl",
-    "sgn-ch-de", "art-lojban", "cel-gaulish", "no-bok", "no-nyn", "zh-guoyu", "zh-hakka", "zh-min",
-    "zh-min-nan", "zh-xiang",
+    "en-gb-oed",
+    "i-ami",
+    "i-bnn",
+    "i-default",
+    "i-enochian",
+    "i-hak",
+    "i-klingon",
+    "i-lux",
+    "i-mingo",
+    "i-navajo",
+    "i-pwn",
+    "i-tao",
+    "i-tay",
+    "i-tsu",
+    "sgn-be-fr",
+    "sgn-be-nl",
+    "sgn-ch-de",
+    "art-lojban",
+    "cel-gaulish",
+    "no-bok",
+    "no-nyn",
+    "zh-guoyu",
+    "zh-hakka",
+    "zh-min",
+    "zh-min-nan",
+    "zh-xiang",
 ];
 
 fn alpha(s: &str) -> bool {
@@ -60,7 +82,8 @@ fn well_formed(tag: &str) -> bool {
         i += 1; // script
     }
     if i < subtags.len()
-        && ((subtags[i].len() == 2 && alpha(subtags[i])) || (subtags[i].len() == 3 && digits(subtags[i])))
+        && ((subtags[i].len() == 2 && alpha(subtags[i]))
+            || (subtags[i].len() == 3 && digits(subtags[i])))
     {
         i += 1; // region
     }
@@ -109,7 +132,11 @@ impl Language {
     /// Parses a language tag.
     pub fn parse(s: &str) -> Result<Self> {
         if s.len() > 128 || !well_formed(s) {
-            return Err(Error::syntax("language tag", s, "not a well-formed BCP 47 tag"));
+            return Err(Error::syntax(
+                "language tag",
+                s,
+                "not a well-formed BCP 47 tag",
+            ));
         }
         Ok(Self(s.to_owned()))
     }

@@ -17,7 +17,9 @@ impl Nsid {
         if s.len() > 317 {
             return err("longer than 317 characters");
         }
-        let Some((authority, name)) = s.rsplit_once('.') else { return err("needs at least three segments") };
+        let Some((authority, name)) = s.rsplit_once('.') else {
+            return err("needs at least three segments");
+        };
         let mut segments = 0;
         for (i, label) in authority.split('.').enumerate() {
             if !is_label(label) {
@@ -32,7 +34,11 @@ impl Nsid {
             return err("needs at least three segments");
         }
         let nb = name.as_bytes();
-        if nb.is_empty() || nb.len() > 63 || !nb[0].is_ascii_alphabetic() || !nb.iter().all(u8::is_ascii_alphanumeric) {
+        if nb.is_empty()
+            || nb.len() > 63
+            || !nb[0].is_ascii_alphabetic()
+            || !nb.iter().all(u8::is_ascii_alphanumeric)
+        {
             return err("name must be 1-63 letters and digits, starting with a letter");
         }
         Ok(Self(s.to_owned()))

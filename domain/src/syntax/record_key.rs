@@ -18,7 +18,10 @@ impl RecordKey {
         if s == "." || s == ".." {
             return err("'.' and '..' are not allowed");
         }
-        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'~' | b'-')) {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'~' | b'-'))
+        {
             return err("characters outside [A-Za-z0-9._:~-]");
         }
         Ok(Self(s.to_owned()))

@@ -27,7 +27,11 @@ impl Tid {
             return Err(Error::syntax("TID", s, "must be 13 characters"));
         }
         if !b.iter().all(|&c| digit(c).is_some()) {
-            return Err(Error::syntax("TID", s, "characters outside base32-sortable [2-7a-z]"));
+            return Err(Error::syntax(
+                "TID",
+                s,
+                "characters outside base32-sortable [2-7a-z]",
+            ));
         }
         // The first char carries the top 4 bits (13×5 = 65 bits; the top one is always 0), and
         // the value's own top bit must be 0 too: first char ≤ 'j'.
@@ -48,7 +52,9 @@ impl Tid {
     }
 
     fn value(&self) -> u64 {
-        self.0.bytes().fold(0, |acc, c| (acc << 5) | digit(c).unwrap_or(0))
+        self.0
+            .bytes()
+            .fold(0, |acc, c| (acc << 5) | digit(c).unwrap_or(0))
     }
 
     /// Microseconds since the Unix epoch.
@@ -68,7 +74,12 @@ mod tests {
 
     #[test]
     fn round_trips_parts() {
-        for (micros, clock) in [(0u64, 0u16), (1, 1), (1_700_000_000_000_000, 1023), ((1 << 53) - 1, 512)] {
+        for (micros, clock) in [
+            (0u64, 0u16),
+            (1, 1),
+            (1_700_000_000_000_000, 1023),
+            ((1 << 53) - 1, 512),
+        ] {
             let tid = Tid::from_parts(micros, clock);
             assert_eq!(Tid::parse(tid.as_str()).unwrap(), tid);
             assert_eq!((tid.timestamp_micros(), tid.clock_id()), (micros, clock));

@@ -6,11 +6,15 @@ pub fn is_valid_uri(s: &str) -> bool {
     if s.len() > 8 * 1024 {
         return false;
     }
-    let Some((scheme, rest)) = s.split_once(':') else { return false };
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
     let sb = scheme.as_bytes();
     if sb.is_empty()
         || !sb[0].is_ascii_alphabetic()
-        || !sb.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        || !sb
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
     {
         return false;
     }
@@ -22,6 +26,7 @@ pub fn is_valid_uri(s: &str) -> bool {
 /// of `[A-Za-z0-9+=]`, and not a CIDv0 (`Qm…`), which atproto does not use.
 pub fn is_valid_cid_syntax(s: &str) -> bool {
     (8..=256).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'='))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'='))
         && !s.starts_with("Qm")
 }
