@@ -123,6 +123,10 @@ impl SignedCommit {
                 wire.version
             )));
         }
+        let supported = crate::cid::is_supported;
+        if !supported(&wire.data) || wire.prev.is_some_and(|p| !supported(&p)) {
+            return Err(Error::Commit("unsupported CID in commit".into()));
+        }
         Ok(Self {
             did: Did::parse(&wire.did)?,
             data: wire.data,

@@ -114,10 +114,20 @@ fn number(n: &Number) -> Result<i128> {
 
 fn parse_link(s: &str) -> Result<Cid> {
     let cid = crate::cid::parse(s)?;
-    if cid.version() != ipld_core::cid::Version::V1 {
-        return Err(Error::Cid(format!("{s}: only CIDv1 links are allowed")));
-    }
+    check_link(&cid)?;
     Ok(cid)
+}
+
+/// atproto links are CIDv1, dag-cbor or raw, sha2-256. Anything else (CIDv0, identity hashes,
+/// other codecs) is refused: such CIDs do not round-trip canonically and no atproto data uses them.
+fn check_link(cid: &Cid) -> Result<()> {
+    if crate::cid::is_supported(cid) {
+        Ok(())
+    } else {
+        Err(Error::Cid(format!(
+            "{cid}: links must be CIDv1 dag-cbor or raw with sha2-256"
+        )))
+    }
 }
 
 /// Converts a data value to atproto JSON.
@@ -167,6 +177,7 @@ pub fn validate(value: &Ipld, depth: usize) -> Result<()> {
         Ipld::Integer(i) if i64::try_from(*i).is_err() => {
             Err(data_err("integer outside the signed 64-bit range"))
         }
+        Ipld::Link(cid) => check_link(cid),
         Ipld::List(items) => items.iter().try_for_each(|v| validate(v, depth + 1)),
         Ipld::Map(map) => {
             if map.len() == 1 && (map.contains_key("$link") || map.contains_key("$bytes")) {
@@ -209,7 +220,7 @@ pub fn encode(value: &Ipld) -> Result<Vec<u8>> {
 pub fn decode(bytes: &[u8]) -> Result<Ipld> {
     let value: Ipld = from_dag_cbor(bytes)?;
     validate(&value, 0).map_err(|e| match e {
-        Error::Data(m) => Error::CborDecode(m),
+        Error::Data(m) | Error::Cid(m) => Error::CborDecode(m),
         other => other,
     })?;
     Ok(value)

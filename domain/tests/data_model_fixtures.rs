@@ -101,6 +101,15 @@ fn decode_is_strict() {
     assert!(data::decode(&[0xa2, 0x61, b'a', 0x01, 0x61, b'a', 0x02]).is_err());
     // Indefinite-length map.
     assert!(data::decode(&[0xbf, 0x61, b'a', 0x01, 0xff]).is_err());
+    // Found by fuzzing: a link whose CID uses the identity multihash re-encoded differently.
+    // Only CIDv1 dag-cbor/raw sha2-256 links are accepted.
+    assert!(data::decode(&[0xd8, 0x2a, 0x46, 0x00, 0x01, 0x00, 0x00, 0x01, 0x63]).is_err());
+    let fuzz_case = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/regressions/dag_cbor_identity_cid.bin"
+    ))
+    .unwrap();
+    assert!(data::decode(&fuzz_case).is_err());
     // Canonical form is accepted.
     assert!(data::decode(&[0xa2, 0x61, b'a', 0x02, 0x61, b'b', 0x01]).is_ok());
 }

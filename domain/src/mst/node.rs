@@ -96,6 +96,18 @@ impl Node {
         let malformed = |reason: String| Error::MstNode { cid: *cid, reason };
         let wire: WireNode =
             serde_ipld_dagcbor::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        let links = wire
+            .e
+            .iter()
+            .flat_map(|e| std::iter::once(&e.v).chain(e.t.as_ref()));
+        if let Some(bad) = wire
+            .l
+            .iter()
+            .chain(links)
+            .find(|c| !crate::cid::is_supported(c))
+        {
+            return Err(malformed(format!("unsupported CID {bad}")));
+        }
         let mut entries: Vec<Entry> = Vec::with_capacity(wire.e.len());
         let mut prev = String::new();
         for (i, e) in wire.e.into_iter().enumerate() {
