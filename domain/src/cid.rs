@@ -15,17 +15,11 @@ pub const RAW: u64 = 0x55;
 pub const SHA2_256: u64 = 0x12;
 
 fn from_digest(codec: u64, digest: &[u8; 32]) -> Cid {
-    // A 32-byte digest always fits the 64-byte multihash buffer; `wrap` cannot fail here.
-    match Multihash::<64>::wrap(SHA2_256, digest) {
-        Ok(mh) => Cid::new_v1(codec, mh),
-        Err(_) => unreachable_digest(),
-    }
-}
-
-#[cold]
-fn unreachable_digest() -> Cid {
-    // Only reachable if multihash's size constant changed below 32: keep it total anyway.
-    Cid::default()
+    // `wrap` only fails for digests longer than 64 bytes; a 32-byte digest always fits.
+    Cid::new_v1(
+        codec,
+        Multihash::<64>::wrap(SHA2_256, digest).unwrap_or_default(),
+    )
 }
 
 /// SHA-256 of `bytes`.

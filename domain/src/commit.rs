@@ -127,13 +127,17 @@ impl SignedCommit {
         if !supported(&wire.data) || wire.prev.is_some_and(|p| !supported(&p)) {
             return Err(Error::Commit("unsupported CID in commit".into()));
         }
-        Ok(Self {
+        let commit = Self {
             did: Did::parse(&wire.did)?,
             data: wire.data,
             rev: Tid::parse(&wire.rev)?,
             prev: wire.prev,
             sig: wire.sig,
-        })
+        };
+        if commit.encode()? != bytes {
+            return Err(Error::Commit("not in canonical DAG-CBOR form".into()));
+        }
+        Ok(commit)
     }
 
     /// The commit without its signature.

@@ -217,12 +217,19 @@ pub fn encode(value: &Ipld) -> Result<Vec<u8>> {
 }
 
 /// Decodes strict DAG-CBOR (canonical form only; no floats; nothing after the value).
+///
+/// Canonical form is checked by re-encoding: the decoder alone lets some non-canonical inputs
+/// through (e.g. indefinite-length strings, found by fuzzing), and a value whose bytes are not
+/// the canonical ones would not keep its CID across a round trip.
 pub fn decode(bytes: &[u8]) -> Result<Ipld> {
     let value: Ipld = from_dag_cbor(bytes)?;
     validate(&value, 0).map_err(|e| match e {
         Error::Data(m) | Error::Cid(m) => Error::CborDecode(m),
         other => other,
     })?;
+    if to_dag_cbor(&value)? != bytes {
+        return Err(Error::CborDecode("not in canonical DAG-CBOR form".into()));
+    }
     Ok(value)
 }
 

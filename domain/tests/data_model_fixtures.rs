@@ -110,6 +110,16 @@ fn decode_is_strict() {
     ))
     .unwrap();
     assert!(data::decode(&fuzz_case).is_err());
+    // Found by fuzzing: an indefinite-length text string as a map key.
+    let fuzz_case = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/regressions/dag_cbor_indefinite_key.bin"
+    ))
+    .unwrap();
+    assert!(data::decode(&fuzz_case).is_err());
+    assert!(data::decode(&[0xa1, 0x7f, 0x61, b'a', 0xff, 0x01]).is_err());
+    // Indefinite-length byte string.
+    assert!(data::decode(&[0x5f, 0x41, 0x01, 0xff]).is_err());
     // Canonical form is accepted.
     assert!(data::decode(&[0xa2, 0x61, b'a', 0x02, 0x61, b'b', 0x01]).is_ok());
 }

@@ -136,10 +136,16 @@ impl Node {
                 right: e.t,
             });
         }
-        Ok(Node {
+        let node = Node {
             left: wire.l,
             entries,
-        })
+        };
+        // Canonical form (shortest heads, definite lengths, maximal prefixes) is what makes the
+        // tree's CIDs deterministic; the encoder is cheap, so compare against it.
+        if node.encode() != bytes {
+            return Err(malformed("not in canonical form".into()));
+        }
+        Ok(node)
     }
 }
 
@@ -282,6 +288,26 @@ mod tests {
         assert!(Node::decode(&cid, &mk(&["a/c", "a/b"]).encode()).is_err());
         assert!(Node::decode(&cid, &mk(&["a/b", "a/b"]).encode()).is_err());
         assert!(Node::decode(&cid, b"\xa0").is_err());
+        // Same keys, but the second entry's prefix is not the maximal one: not canonical.
+        let lazy = serde_ipld_dagcbor::to_vec(&SerNode {
+            l: None,
+            e: vec![
+                SerEntry {
+                    p: 0,
+                    k: b"a/b",
+                    v: cid,
+                    t: None,
+                },
+                SerEntry {
+                    p: 0,
+                    k: b"a/c",
+                    v: cid,
+                    t: None,
+                },
+            ],
+        })
+        .unwrap();
+        assert!(Node::decode(&cid, &lazy).is_err());
         assert!(Node::decode(&cid, &[]).is_err());
     }
 }
