@@ -219,14 +219,8 @@ pub fn apply_writes<S: BlockRead>(
         }
         (new_blocks, delta.removed_nodes)
     };
-    // Records replaced or deleted within this same batch never reach the tree.
-    for op in &ops {
-        if let Some(cid) = op.cid
-            && let Some(bytes) = records.remove(&cid)
-        {
-            new_blocks.insert(cid, bytes);
-        }
-    }
+    // One write per path, so every record block written here is referenced by the new tree.
+    new_blocks.extend(records);
     let commit = UnsignedCommit {
         did: did.clone(),
         data,
