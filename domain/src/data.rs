@@ -21,12 +21,15 @@ use crate::{Error, Result};
 /// Deepest nesting accepted in any value.
 pub const MAX_DEPTH: usize = 128;
 
-/// Standard alphabet; written without padding, read with or without.
+/// Standard alphabet; written without padding, read with or without. Non-zero trailing bits are
+/// accepted on read (the reference implementations' decoders ignore them, and the interop
+/// lexicon vectors use `"123"`).
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
 );
 
 /// JavaScript's safe-integer bound: the largest magnitude a float holds exactly.

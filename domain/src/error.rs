@@ -105,6 +105,99 @@ pub enum Error {
     #[error("malformed CAR section: {0}")]
     CarSection(String),
 
+    // ---- lexicons ------------------------------------------------------------------------------
+    /// A lexicon document is malformed, or a schema needed for validation is missing.
+    #[error("lexicon error: {0}")]
+    Lexicon(String),
+    /// A value does not satisfy its lexicon schema; `path` locates the offending field.
+    #[error("{path}: {message}")]
+    Validation {
+        /// Dotted path of the field (`$` for the value itself).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    // ---- boundaries and writes ----------------------------------------------------------------
+    /// A boundary string is not of the form `{serviceDid}/{name}`.
+    #[error("invalid boundary {boundary:?}: {reason}")]
+    BoundaryFormat {
+        /// The rejected value.
+        boundary: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A boundary belongs to another Stratos service.
+    #[error("boundary {boundary:?} belongs to another service, not {expected}")]
+    BoundaryServiceMismatch {
+        /// The rejected boundary.
+        boundary: String,
+        /// This service's DID.
+        expected: String,
+    },
+    /// A boundary is not one this service offers.
+    #[error("boundary {boundary:?} is not offered by this service")]
+    BoundaryNotAllowed {
+        /// The rejected boundary.
+        boundary: String,
+    },
+    /// The author does not hold a boundary the record names.
+    #[error("you do not hold boundary {boundary:?}")]
+    BoundaryNotHeld {
+        /// The first boundary the author lacks.
+        boundary: String,
+    },
+    /// A record that must carry a boundary carries none.
+    #[error("record must have at least one boundary")]
+    MissingBoundary,
+    /// The service offers no boundaries, so nothing can be written.
+    #[error("the Stratos namespace is not enabled on this service (no boundaries configured)")]
+    NamespaceDisabled,
+    /// The collection cannot be stored in Stratos.
+    #[error("collection {collection:?} cannot be written to Stratos: {reason}")]
+    CollectionNotWritable {
+        /// The collection.
+        collection: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A reply points at a record outside the Stratos namespace.
+    #[error("replies must reference Stratos records; {field} is {uri}")]
+    CrossNamespaceReply {
+        /// `reply.parent` or `reply.root`.
+        field: &'static str,
+        /// The offending URI.
+        uri: String,
+    },
+    /// A reply names a boundary its parent does not have.
+    #[error("reply boundaries must be a subset of the parent's; {boundary:?} is not on the parent")]
+    ReplyBoundaryEscalation {
+        /// The first boundary not on the parent.
+        boundary: String,
+    },
+    /// A record embeds content across the public/private namespace line.
+    #[error("cross-namespace embed of {uri}")]
+    CrossNamespaceEmbed {
+        /// The embedded record's URI.
+        uri: String,
+    },
+
+    // ---- enrollment and attestation -------------------------------------------------------------
+    /// The account may not enroll; the reason says why.
+    #[error("{}", .0.message())]
+    EnrollmentDenied(crate::enrollment::DenialReason),
+    /// An enrollment record is malformed.
+    #[error("invalid enrollment record: {0}")]
+    EnrollmentRecord(String),
+    /// An attestation does not verify.
+    #[error("attestation does not verify: {0}")]
+    Attestation(String),
+
+    // ---- authentication -----------------------------------------------------------------------
+    /// A service-auth JWT, DPoP proof or access token was rejected; the reason says why.
+    #[error("{0}")]
+    Token(crate::auth::TokenError),
+
     // ---- block source -------------------------------------------------------------------------
     /// The block source (an adapter) failed; the message comes from it.
     #[error("block source failed: {0}")]

@@ -15,18 +15,26 @@
 //! - [`repo`]: record writes → one signed commit and its storage delta.
 //! - [`car`]: CAR v1 reading (verified) and writing.
 //! - [`tid`]: monotonic TID generation.
+//! - [`auth`]: service-auth JWT, DPoP proof and access-token verification.
 
+pub mod attestation;
+pub mod auth;
 pub mod blocks;
+pub mod boundary;
 pub mod car;
 pub mod cid;
 pub mod commit;
 pub mod crypto;
 pub mod data;
+pub mod enrollment;
 mod error;
+pub mod lexicon;
 pub mod mst;
 pub mod repo;
+pub mod stub;
 pub mod syntax;
 pub mod tid;
+pub mod write;
 
 pub use error::{Error, Result};
 pub use ipld_core::cid::Cid;
