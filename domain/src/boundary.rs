@@ -184,3 +184,27 @@ pub fn can_read<S: AsRef<str>>(viewer: Viewer<'_>, owner: &str, record_boundarie
         }
     }
 }
+
+/// What a listing may return to a viewer, in a form a storage query can apply. Derived from the
+/// same rule as [`can_read`]; callers still check every returned record with [`can_read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadFilter {
+    /// Every record (the owner).
+    All,
+    /// Records carrying at least one of these boundaries.
+    AnyOf(Vec<String>),
+    /// Nothing (anonymous, or a viewer without boundaries).
+    Nothing,
+}
+
+/// The listing filter for `viewer` over `owner`'s records.
+pub fn read_filter(viewer: Viewer<'_>, owner: &str) -> ReadFilter {
+    match viewer {
+        Viewer::Anonymous => ReadFilter::Nothing,
+        Viewer::Account { did, .. } if did == owner => ReadFilter::All,
+        Viewer::Account { boundaries, .. } if boundaries.is_empty() => ReadFilter::Nothing,
+        Viewer::Account { boundaries, .. } => {
+            ReadFilter::AnyOf(boundaries.iter().cloned().collect())
+        }
+    }
+}

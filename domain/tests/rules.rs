@@ -687,3 +687,30 @@ fn stub_of_a_non_object_is_an_error() {
     let c: Cid = cid::dag_cbor(b"x");
     assert!(stub::stub_for(&Ipld::List(vec![]), &uri(), &c, "did:web:x#f", &now).is_err());
 }
+
+proptest! {
+    /// The storage filter never admits a record `can_read` denies, nor hides one it admits.
+    #[test]
+    fn read_filter_agrees_with_can_read(
+        viewer_b in proptest::collection::btree_set(0u8..6, 0..4),
+        record_b in proptest::collection::vec(0u8..6, 0..4),
+        is_owner: bool,
+        anonymous: bool,
+    ) {
+        use stratos_domain::boundary::{ReadFilter, read_filter};
+        let name = |i: &u8| format!("did:web:a/b{i}");
+        let held: BoundarySet = viewer_b.iter().map(name).collect();
+        let record: Vec<String> = record_b.iter().map(name).collect();
+        let viewer = if anonymous {
+            Viewer::Anonymous
+        } else {
+            Viewer::Account { did: if is_owner { "did:plc:owner" } else { "did:plc:other" }, boundaries: &held }
+        };
+        let admitted = match read_filter(viewer, "did:plc:owner") {
+            ReadFilter::All => true,
+            ReadFilter::Nothing => false,
+            ReadFilter::AnyOf(set) => record.iter().any(|r| set.contains(r)),
+        };
+        prop_assert_eq!(admitted, can_read(viewer, "did:plc:owner", &record));
+    }
+}

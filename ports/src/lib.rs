@@ -1,1 +1,11 @@
-//! Ports: arrive with the ports issue. This crate depends only on `stratos-domain`.
+//! Ports: the traits Stratos needs from the outside world, and the use cases written once
+//! against them. This crate depends only on `stratos-domain` (and on no I/O crate): adapters
+//! implement the traits, apps compose them.
+
+pub mod blob_store;
+pub mod enrollment_store;
+pub mod env;
+pub mod keys;
+pub mod outbox;
+pub mod repo_store;
+pub mod usecases;

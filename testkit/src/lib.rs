@@ -1,7 +1,7 @@
-//! Testkit: fakes, conformance suites, builders and fixtures for Stratos, plus the workspace's
-//! architecture checks.
-//!
-//! Today it holds the layering rules ([`layering`]); the in-memory fakes of every port and the
-//! conformance suites arrive with the ports.
+//! Testkit: in-memory fakes of every port, conformance suites, builders and fixtures for
+//! Stratos, plus the workspace's architecture checks ([`layering`]).
 
+pub mod builders;
+pub mod conformance;
 pub mod layering;
+pub mod memory;

@@ -87,6 +87,31 @@ fn days_in_month(year: u32, month: u32) -> u32 {
 }
 
 impl Datetime {
+    /// The UTC datetime of a Unix timestamp in milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`
+    /// (clamped to years 1970–9999).
+    pub fn from_unix_millis(ms: i64) -> Self {
+        const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let ms = ms.clamp(0, MAX_MS);
+        let (days, rem) = (ms / 86_400_000, ms % 86_400_000);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Datetime(format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3_600_000,
+            rem / 60_000 % 60,
+            rem / 1000 % 60,
+            rem % 1000
+        ))
+    }
+
     /// Whether `s` has the datetime shape (without checking that the values make sense).
     pub fn is_valid_syntax(s: &str) -> bool {
         shape(s).is_some()
@@ -110,5 +135,33 @@ impl Datetime {
             return err("before year 0 in UTC");
         }
         Ok(Self(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Datetime;
+
+    #[test]
+    fn from_unix_millis_known_instants() {
+        assert_eq!(
+            Datetime::from_unix_millis(0).as_str(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            Datetime::from_unix_millis(951_782_400_000).as_str(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            Datetime::from_unix_millis(1_795_000_000_123).as_str(),
+            "2026-11-18T11:06:40.123Z"
+        );
+        assert_eq!(
+            Datetime::from_unix_millis(i64::MAX).as_str(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        for ms in [0, 1, 86_399_999, 1_795_000_000_123, 4_102_444_800_000] {
+            assert!(Datetime::parse(Datetime::from_unix_millis(ms).as_str()).is_ok());
+        }
     }
 }

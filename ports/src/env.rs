@@ -1,0 +1,55 @@
+//! Small ports to the environment: time, identity resolution, the external allow-list and a
+//! shared cache.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use stratos_domain::syntax::Did;
+
+/// Wall-clock time, injectable for tests.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// Failures of environment ports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvError {
+    /// The thing asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The backend failed.
+    #[error("backend failed: {0}")]
+    Backend(String),
+}
+
+/// Resolves DIDs to DID documents and handles to DIDs.
+#[async_trait]
+pub trait IdentityResolver: Send + Sync {
+    /// The DID document, `None` when the DID does not exist.
+    async fn resolve_did(&self, did: &Did) -> Result<Option<Value>, EnvError>;
+    /// The DID a handle points at, `None` when it points nowhere.
+    async fn resolve_handle(&self, handle: &str) -> Result<Option<Did>, EnvError>;
+}
+
+/// The external enrollment allow-list.
+#[async_trait]
+pub trait AllowList: Send + Sync {
+    /// True when the DID is on the list.
+    async fn contains(&self, did: &Did) -> Result<bool, EnvError>;
+}
+
+/// A small shared cache (Valkey in production), values are opaque bytes.
+#[async_trait]
+pub trait Cache: Send + Sync {
+    /// The value under `key`, if present and not expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EnvError>;
+    /// Stores `value` under `key` for `ttl_ms`.
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), EnvError>;
+    /// Removes `key`.
+    async fn delete(&self, key: &str) -> Result<(), EnvError>;
+    /// Replaces the set stored under `key` with `members`.
+    async fn replace_set(&self, key: &str, members: &[String]) -> Result<(), EnvError>;
+    /// True when `member` is in the set under `key`.
+    async fn set_contains(&self, key: &str, member: &str) -> Result<bool, EnvError>;
+}

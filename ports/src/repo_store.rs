@@ -1,0 +1,184 @@
+//! Per-actor repository storage: blocks, the head, the record index and the actor's sequence
+//! log, changed only by whole commits.
+//!
+//! The port is shaped around the unit of work, not around keys and values: one
+//! [`RepoStore::apply_commit`] call persists everything a commit changes — new blocks, removed
+//! blocks, record index rows, the sequence event, outbox items and the new head — atomically,
+//! guarded by a compare-and-swap on the previous head. That is one database round trip per write.
+
+use async_trait::async_trait;
+use stratos_domain::Cid;
+use stratos_domain::blocks::BlockMap;
+use stratos_domain::boundary::ReadFilter;
+use stratos_domain::repo::RepoHead;
+use stratos_domain::syntax::Did;
+
+use crate::outbox::OutboxItem;
+
+/// Failures of a [`RepoStore`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepoStoreError {
+    /// The actor has no store (never created, or destroyed).
+    #[error("no repository for {0}")]
+    ActorNotFound(String),
+    /// The head moved since the commit was built; rebuild on the new head and retry.
+    #[error("concurrent write to {0}: the repository head moved")]
+    Conflict(String),
+    /// A record index row for a create already exists, or one for an update/delete is missing:
+    /// the commit disagrees with the stored index.
+    #[error("record index out of step: {0}")]
+    IndexMismatch(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt store data: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O, connection, …); retrying later may help.
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+}
+
+impl RepoStoreError {
+    /// True when rebuilding and retrying the operation can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Conflict(_))
+    }
+}
+
+/// Result alias of this port.
+pub type RepoResult<T> = Result<T, RepoStoreError>;
+
+/// One change to the record index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexChange {
+    /// Insert or replace the row for `collection/rkey`.
+    Put {
+        /// Collection NSID.
+        collection: String,
+        /// Record key.
+        rkey: String,
+        /// The record's CID (its block is among the commit's new blocks or already stored).
+        cid: Cid,
+        /// The record's boundaries, for filtered listing.
+        boundaries: Vec<String>,
+    },
+    /// Remove the row for `collection/rkey`.
+    Delete {
+        /// Collection NSID.
+        collection: String,
+        /// Record key.
+        rkey: String,
+    },
+}
+
+/// One operation of a sequence event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOp {
+    /// `create`, `update` or `delete`.
+    pub action: String,
+    /// `collection/rkey`.
+    pub path: String,
+    /// The new record CID (absent for deletes).
+    pub cid: Option<Cid>,
+    /// The record's boundaries (for stream filtering).
+    pub boundaries: Vec<String>,
+}
+
+/// A sequenced commit event, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeqEvent {
+    /// Per-actor sequence number, starting at 1, strictly increasing.
+    pub seq: u64,
+    /// Commit revision.
+    pub rev: String,
+    /// Commit CID.
+    pub commit: Cid,
+    /// RFC 3339 time the event was sequenced.
+    pub time: String,
+    /// The operations.
+    pub ops: Vec<EventOp>,
+}
+
+/// Everything one commit changes, applied atomically.
+#[derive(Debug, Clone)]
+pub struct CommitUnit {
+    /// The head the commit was built on; the store refuses the unit if its head differs
+    /// ([`RepoStoreError::Conflict`]). `None` for the first commit.
+    pub prev: Option<Cid>,
+    /// The new head.
+    pub head: RepoHead,
+    /// New blocks (records, MST nodes, the commit).
+    pub new_blocks: BlockMap,
+    /// Blocks no longer referenced.
+    pub removed_blocks: Vec<Cid>,
+    /// Record index changes.
+    pub index: Vec<IndexChange>,
+    /// The event to sequence (its `seq` is assigned by the store; the value given is ignored).
+    pub event: Option<SeqEvent>,
+    /// Outbox items to enqueue with the commit (PDS stub writes and the like).
+    pub outbox: Vec<OutboxItem>,
+}
+
+/// A record as read from the index, with its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Collection NSID.
+    pub collection: String,
+    /// Record key.
+    pub rkey: String,
+    /// Record CID.
+    pub cid: Cid,
+    /// The record's boundaries.
+    pub boundaries: Vec<String>,
+    /// DAG-CBOR bytes of the record.
+    pub bytes: Vec<u8>,
+}
+
+/// A page request over one collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Collection NSID.
+    pub collection: String,
+    /// Maximum records to return (≥ 1).
+    pub limit: usize,
+    /// Return records strictly after this rkey (before it when `reverse`).
+    pub cursor: Option<String>,
+    /// Ascending rkey order when true; descending (newest TIDs first) otherwise.
+    pub reverse: bool,
+    /// Which records are visible (from [`stratos_domain::boundary::read_filter`]); applied
+    /// inside the query so pages come back full.
+    pub filter: ReadFilter,
+}
+
+/// Per-actor repository storage.
+#[async_trait]
+pub trait RepoStore: Send + Sync {
+    /// Creates the actor's (empty) store; idempotent.
+    async fn create_actor(&self, did: &Did) -> RepoResult<()>;
+    /// Deletes the actor's store and everything in it; idempotent.
+    async fn destroy_actor(&self, did: &Did) -> RepoResult<()>;
+    /// True when the actor has a store.
+    async fn actor_exists(&self, did: &Did) -> RepoResult<bool>;
+    /// The current head, `None` for a store without commits.
+    async fn head(&self, did: &Did) -> RepoResult<Option<RepoHead>>;
+    /// Reads many blocks in one round trip; absent CIDs are simply missing from the result.
+    async fn get_blocks(&self, did: &Did, cids: &[Cid]) -> RepoResult<BlockMap>;
+    /// Persists a commit atomically (see [`CommitUnit`]); returns the event's sequence number
+    /// (0 when the unit carried no event).
+    async fn apply_commit(&self, did: &Did, unit: CommitUnit) -> RepoResult<u64>;
+    /// One record by collection and rkey.
+    async fn get_record(
+        &self,
+        did: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> RepoResult<Option<StoredRecord>>;
+    /// A filtered page of one collection.
+    async fn list_records(&self, did: &Did, query: &ListQuery) -> RepoResult<Vec<StoredRecord>>;
+    /// Events with `seq > cursor`, ascending, at most `limit`.
+    async fn events_after(&self, did: &Did, cursor: u64, limit: usize)
+    -> RepoResult<Vec<SeqEvent>>;
+    /// The highest sequence number (0 when none).
+    async fn latest_seq(&self, did: &Did) -> RepoResult<u64>;
+    /// Every block of the repository, for export (order unspecified).
+    async fn all_blocks(&self, did: &Did) -> RepoResult<BlockMap>;
+}

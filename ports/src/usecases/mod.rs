@@ -1,0 +1,89 @@
+//! Use cases: written once against the ports; apps call these and never touch adapters beyond
+//! constructing them.
+
+pub mod records;
+
+use stratos_domain::Error as DomainError;
+
+use crate::blob_store::BlobStoreError;
+use crate::enrollment_store::EnrollmentStoreError;
+use crate::env::EnvError;
+use crate::keys::KeyStoreError;
+use crate::outbox::OutboxError;
+use crate::repo_store::RepoStoreError;
+
+/// Why a use case failed. The service maps this to XRPC errors in exactly one place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UseCaseError {
+    /// A domain rule rejected the input (bad syntax, invalid record, forbidden boundary, …).
+    #[error(transparent)]
+    Rule(#[from] DomainError),
+    /// The request is malformed in a way no domain rule covers.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The caller is not enrolled (or has no repository).
+    #[error("{0} is not enrolled in this Stratos service")]
+    NotEnrolled(String),
+    /// The caller may not do this (e.g. write another account's repository).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Concurrent writers kept winning; the client may retry.
+    #[error("too many concurrent writes to {0}; retry")]
+    Conflict(String),
+    /// A storage or environment port failed.
+    #[error("storage failed: {0}")]
+    Unavailable(String),
+    /// An invariant broke (corrupt data, a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<RepoStoreError> for UseCaseError {
+    fn from(e: RepoStoreError) -> Self {
+        match e {
+            RepoStoreError::ActorNotFound(did) => UseCaseError::NotEnrolled(did),
+            RepoStoreError::Conflict(did) => UseCaseError::Conflict(did),
+            RepoStoreError::Corrupt(m) | RepoStoreError::IndexMismatch(m) => {
+                UseCaseError::Internal(m)
+            }
+            other => UseCaseError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<EnrollmentStoreError> for UseCaseError {
+    fn from(e: EnrollmentStoreError) -> Self {
+        match e {
+            EnrollmentStoreError::NotEnrolled(did) => UseCaseError::NotEnrolled(did),
+            other => UseCaseError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<KeyStoreError> for UseCaseError {
+    fn from(e: KeyStoreError) -> Self {
+        match e {
+            KeyStoreError::Corrupt(m) => UseCaseError::Internal(m),
+            other => UseCaseError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<BlobStoreError> for UseCaseError {
+    fn from(e: BlobStoreError) -> Self {
+        UseCaseError::Unavailable(e.to_string())
+    }
+}
+
+impl From<OutboxError> for UseCaseError {
+    fn from(e: OutboxError) -> Self {
+        UseCaseError::Unavailable(e.to_string())
+    }
+}
+
+impl From<EnvError> for UseCaseError {
+    fn from(e: EnvError) -> Self {
+        UseCaseError::Unavailable(e.to_string())
+    }
+}

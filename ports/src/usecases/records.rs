@@ -1,0 +1,708 @@
+//! Record use cases: writes (one signed commit per call, all or nothing) and boundary-filtered
+//! reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use ipld_core::ipld::Ipld;
+use serde_json::Value;
+use stratos_domain::blocks::{BlockMap, BlockRead};
+use stratos_domain::boundary::{ReadFilter, Viewer, can_read, read_filter, record_boundary_values};
+use stratos_domain::crypto::Keypair;
+use stratos_domain::lexicon::Catalog;
+use stratos_domain::repo::{self, Action, CommitOutput, RecordWrite, RepoHead};
+use stratos_domain::syntax::{AtUri, Datetime, Did, Nsid, RecordKey, Tid};
+use stratos_domain::write::{WriteContext, WritePolicy, reply_parent};
+use stratos_domain::{Cid, Error as DomainError, data, stub, tid};
+
+use super::UseCaseError;
+use crate::enrollment_store::EnrollmentStore;
+use crate::env::Clock;
+use crate::keys::SigningKeyStore;
+use crate::outbox::{OutboxAction, OutboxItem};
+use crate::repo_store::{CommitUnit, EventOp, IndexChange, ListQuery, RepoStore, SeqEvent};
+
+/// How often a write is rebuilt after losing a compare-and-swap race before giving up.
+const MAX_ATTEMPTS: usize = 5;
+/// Blocks kept in the shared node cache before it is cleared.
+const CACHE_LIMIT: usize = 200_000;
+
+/// One write of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Create a record; a TID key is generated when `rkey` is `None`.
+    Create {
+        /// Collection NSID.
+        collection: String,
+        /// Record key.
+        rkey: Option<String>,
+        /// The record as atproto JSON.
+        value: Value,
+    },
+    /// Replace a record.
+    Update {
+        /// Collection NSID.
+        collection: String,
+        /// Record key.
+        rkey: String,
+        /// The record as atproto JSON.
+        value: Value,
+    },
+    /// Delete a record.
+    Delete {
+        /// Collection NSID.
+        collection: String,
+        /// Record key.
+        rkey: String,
+    },
+}
+
+/// The outcome of one write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteResult {
+    /// `create`, `update` or `delete`.
+    pub action: Action,
+    /// The record URI.
+    pub uri: String,
+    /// The new record CID (none for deletes).
+    pub cid: Option<Cid>,
+}
+
+/// The outcome of a committed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitResult {
+    /// The commit CID.
+    pub commit: Cid,
+    /// The commit revision.
+    pub rev: String,
+    /// The sequence number of the commit's event.
+    pub seq: u64,
+    /// One result per write, in order.
+    pub results: Vec<WriteResult>,
+}
+
+/// A record a viewer may read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordView {
+    /// The record URI.
+    pub uri: String,
+    /// The record CID.
+    pub cid: Cid,
+    /// The record as atproto JSON.
+    pub value: Value,
+}
+
+/// A page of records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordPage {
+    /// The records.
+    pub records: Vec<RecordView>,
+    /// The cursor for the next page, when the page was full.
+    pub cursor: Option<String>,
+}
+
+/// Everything the record use cases need.
+#[derive(Clone)]
+pub struct RecordDeps {
+    /// Per-actor repositories.
+    pub repos: Arc<dyn RepoStore>,
+    /// Enrollments and held boundaries.
+    pub enrollments: Arc<dyn EnrollmentStore>,
+    /// Account signing keys.
+    pub keys: Arc<dyn SigningKeyStore>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Lexicons records are validated against.
+    pub catalog: Arc<Catalog>,
+    /// The service's write rules.
+    pub policy: WritePolicy,
+    /// `{serviceDid}#{fragment}` for PDS stubs.
+    pub service_ref: String,
+}
+
+impl std::fmt::Debug for RecordDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordDeps")
+            .field("service_ref", &self.service_ref)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The record use cases.
+#[derive(Debug)]
+pub struct Records {
+    deps: RecordDeps,
+    /// Content-addressed blocks shared by all actors: a CID always names the same bytes, so the
+    /// cache can never serve stale data, only save round trips.
+    cache: Mutex<BlockMap>,
+}
+
+/// A validated write, ready for the repository core.
+struct Prepared {
+    write: RecordWrite,
+    boundaries: Vec<String>,
+    /// Stub to publish (creates/updates).
+    stub_json: Option<String>,
+}
+
+impl Records {
+    /// Builds the use cases over `deps`.
+    pub fn new(deps: RecordDeps) -> Self {
+        Self {
+            deps,
+            cache: Mutex::new(BlockMap::new()),
+        }
+    }
+
+    /// Creates one record.
+    pub async fn create_record(
+        &self,
+        author: &Did,
+        repo: &Did,
+        collection: &str,
+        rkey: Option<&str>,
+        value: Value,
+    ) -> Result<CommitResult, UseCaseError> {
+        let op = WriteOp::Create {
+            collection: collection.to_owned(),
+            rkey: rkey.map(str::to_owned),
+            value,
+        };
+        self.apply_writes(author, repo, vec![op]).await
+    }
+
+    /// Creates or replaces one record.
+    pub async fn put_record(
+        &self,
+        author: &Did,
+        repo: &Did,
+        collection: &str,
+        rkey: &str,
+        value: Value,
+    ) -> Result<CommitResult, UseCaseError> {
+        let exists = self
+            .deps
+            .repos
+            .get_record(repo, collection, rkey)
+            .await?
+            .is_some();
+        let op = if exists {
+            WriteOp::Update {
+                collection: collection.to_owned(),
+                rkey: rkey.to_owned(),
+                value,
+            }
+        } else {
+            WriteOp::Create {
+                collection: collection.to_owned(),
+                rkey: Some(rkey.to_owned()),
+                value,
+            }
+        };
+        self.apply_writes(author, repo, vec![op]).await
+    }
+
+    /// Deletes one record; `Ok(None)` when there was nothing to delete (idempotent, like a PDS).
+    pub async fn delete_record(
+        &self,
+        author: &Did,
+        repo: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<CommitResult>, UseCaseError> {
+        check_owner(author, repo)?;
+        if self
+            .deps
+            .repos
+            .get_record(repo, collection, rkey)
+            .await?
+            .is_none()
+        {
+            // Still require enrollment, so the answer does not leak anything to outsiders.
+            self.enrolled_boundaries(author).await?;
+            return Ok(None);
+        }
+        let op = WriteOp::Delete {
+            collection: collection.to_owned(),
+            rkey: rkey.to_owned(),
+        };
+        self.apply_writes(author, repo, vec![op]).await.map(Some)
+    }
+
+    /// Applies a batch of writes as one commit: every write is validated first, and either all
+    /// of them are committed or none.
+    pub async fn apply_writes(
+        &self,
+        author: &Did,
+        repo: &Did,
+        ops: Vec<WriteOp>,
+    ) -> Result<CommitResult, UseCaseError> {
+        check_owner(author, repo)?;
+        if ops.is_empty() {
+            return Err(UseCaseError::InvalidRequest("no writes given".into()));
+        }
+        if ops.len() > 200 {
+            return Err(UseCaseError::InvalidRequest(
+                "at most 200 writes per batch".into(),
+            ));
+        }
+        let held = self.enrolled_boundaries(author).await?;
+        let key = self
+            .deps
+            .keys
+            .get(author)
+            .await?
+            .ok_or_else(|| UseCaseError::NotEnrolled(author.to_string()))?;
+        let now = Datetime::from_unix_millis(self.deps.clock.now_ms());
+        let mut prepared = Vec::with_capacity(ops.len());
+        for op in ops {
+            prepared.push(self.prepare(repo, op, &held, &now).await?);
+        }
+        let writes: Vec<RecordWrite> = prepared.iter().map(|p| p.write.clone()).collect();
+        for _ in 0..MAX_ATTEMPTS {
+            let head = self.deps.repos.head(repo).await?;
+            let head = head.ok_or_else(|| UseCaseError::NotEnrolled(repo.to_string()))?;
+            let rev = tid::next_after(&head.rev);
+            let out = self.build(repo, Some(&head), &writes, rev, &key).await?;
+            let unit = commit_unit(repo, &out, &prepared, &now);
+            match self.deps.repos.apply_commit(repo, unit).await {
+                Ok(seq) => {
+                    self.remember(&out);
+                    return Ok(results(repo, &out, seq));
+                }
+                Err(e) if e.is_retryable() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(UseCaseError::Conflict(repo.to_string()))
+    }
+
+    /// Creates an actor's repository with a signed commit of the empty tree (enrollment).
+    pub async fn init_repo(&self, did: &Did, key: &Keypair) -> Result<RepoHead, UseCaseError> {
+        self.deps.repos.create_actor(did).await?;
+        if let Some(head) = self.deps.repos.head(did).await? {
+            return Ok(head);
+        }
+        let out = self.build(did, None, &[], tid::next(), key).await?;
+        let unit = CommitUnit {
+            prev: None,
+            head: out.head.clone(),
+            new_blocks: out.new_blocks.clone(),
+            removed_blocks: Vec::new(),
+            index: Vec::new(),
+            event: None,
+            outbox: Vec::new(),
+        };
+        self.deps.repos.apply_commit(did, unit).await?;
+        Ok(out.head)
+    }
+
+    /// One record, if the viewer may read it. A denial is reported exactly like a missing
+    /// record.
+    pub async fn get_record(
+        &self,
+        viewer: Option<&Did>,
+        owner: &Did,
+        collection: &str,
+        rkey: &str,
+        expected_cid: Option<&Cid>,
+    ) -> Result<Option<RecordView>, UseCaseError> {
+        if !self.deps.repos.actor_exists(owner).await? {
+            return Ok(None);
+        }
+        let Some(record) = self.deps.repos.get_record(owner, collection, rkey).await? else {
+            return Ok(None);
+        };
+        if expected_cid.is_some_and(|c| *c != record.cid) {
+            return Ok(None);
+        }
+        let held = self.viewer_boundaries(viewer).await?;
+        let viewer = as_viewer(viewer, &held);
+        if !can_read(viewer, owner.as_str(), &record.boundaries) {
+            return Ok(None);
+        }
+        Ok(Some(view(
+            owner,
+            &record.collection,
+            &record.rkey,
+            record.cid,
+            &record.bytes,
+        )?))
+    }
+
+    /// A page of one collection, filtered by the viewer's boundaries inside the store so pages
+    /// come back full.
+    pub async fn list_records(
+        &self,
+        viewer: Option<&Did>,
+        owner: &Did,
+        collection: &str,
+        limit: usize,
+        cursor: Option<String>,
+        reverse: bool,
+    ) -> Result<RecordPage, UseCaseError> {
+        let limit = limit.clamp(1, 100);
+        let empty = RecordPage {
+            records: Vec::new(),
+            cursor: None,
+        };
+        if !self.deps.repos.actor_exists(owner).await? {
+            return Ok(empty);
+        }
+        let held = self.viewer_boundaries(viewer).await?;
+        let v = as_viewer(viewer, &held);
+        let filter = read_filter(v, owner.as_str());
+        if filter == ReadFilter::Nothing {
+            return Ok(empty);
+        }
+        let query = ListQuery {
+            collection: collection.to_owned(),
+            limit,
+            cursor,
+            reverse,
+            filter,
+        };
+        let rows = self.deps.repos.list_records(owner, &query).await?;
+        let full = rows.len() == limit;
+        let cursor = if full {
+            rows.last().map(|r| r.rkey.clone())
+        } else {
+            None
+        };
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            // The store applied the filter; the decision itself is still `can_read`'s.
+            if can_read(v, owner.as_str(), &row.boundaries) {
+                records.push(view(
+                    owner,
+                    &row.collection,
+                    &row.rkey,
+                    row.cid,
+                    &row.bytes,
+                )?);
+            }
+        }
+        Ok(RecordPage { records, cursor })
+    }
+
+    async fn enrolled_boundaries(&self, did: &Did) -> Result<BTreeSet<String>, UseCaseError> {
+        let enrollment = self
+            .deps
+            .enrollments
+            .get(did)
+            .await?
+            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))?;
+        Ok(enrollment.boundaries.into_iter().collect())
+    }
+
+    async fn viewer_boundaries(
+        &self,
+        viewer: Option<&Did>,
+    ) -> Result<BTreeSet<String>, UseCaseError> {
+        match viewer {
+            None => Ok(BTreeSet::new()),
+            Some(v) => Ok(self
+                .deps
+                .enrollments
+                .boundaries(v)
+                .await?
+                .into_iter()
+                .collect()),
+        }
+    }
+
+    async fn prepare(
+        &self,
+        repo: &Did,
+        op: WriteOp,
+        held: &BTreeSet<String>,
+        now: &Datetime,
+    ) -> Result<Prepared, UseCaseError> {
+        let (collection, rkey, value, create) = match op {
+            WriteOp::Delete { collection, rkey } => {
+                let collection = Nsid::parse(&collection)?;
+                let rkey = RecordKey::parse(&rkey)?;
+                return Ok(Prepared {
+                    write: RecordWrite::Delete { collection, rkey },
+                    boundaries: Vec::new(),
+                    stub_json: None,
+                });
+            }
+            WriteOp::Create {
+                collection,
+                rkey,
+                value,
+            } => (collection, rkey, value, true),
+            WriteOp::Update {
+                collection,
+                rkey,
+                value,
+            } => (collection, Some(rkey), value, false),
+        };
+        let collection = Nsid::parse(&collection)?;
+        let rkey = match rkey {
+            Some(r) => RecordKey::parse(&r)?,
+            None => RecordKey::parse(tid::next().as_str())?,
+        };
+        let mut record = data::json_to_object(&value)?;
+        if let Ipld::Map(map) = &mut record {
+            // Records without `$type` made every later read fail in the original; fill it in.
+            map.entry("$type".to_owned())
+                .or_insert_with(|| Ipld::String(collection.to_string()));
+        }
+        if self.deps.catalog.doc(collection.as_str()).is_some() {
+            self.deps
+                .catalog
+                .check_record_key(collection.as_str(), rkey.as_str())?;
+        }
+        let parent = self.parent_boundaries(&record).await?;
+        let boundaries = self.deps.policy.check_record(
+            &self.deps.catalog,
+            &collection,
+            &record,
+            WriteContext {
+                author_boundaries: held,
+                parent_boundaries: parent.as_deref(),
+            },
+        )?;
+        let (cid, bytes) = data::record_cid(&record)?;
+        let uri = AtUri::for_record(repo, &collection, &rkey);
+        let stub = stub::stub_for(&record, &uri, &cid, &self.deps.service_ref, now)?;
+        let stub_json = serde_json::to_string(&data::ipld_to_json(&stub)?)
+            .map_err(|e| UseCaseError::Internal(e.to_string()))?;
+        let write = if create {
+            RecordWrite::Create {
+                collection,
+                rkey,
+                record: bytes,
+            }
+        } else {
+            RecordWrite::Update {
+                collection,
+                rkey,
+                record: bytes,
+            }
+        };
+        Ok(Prepared {
+            write,
+            boundaries: boundaries.iter().map(ToString::to_string).collect(),
+            stub_json: Some(stub_json),
+        })
+    }
+
+    /// Boundaries of the reply parent when it is stored here.
+    async fn parent_boundaries(&self, record: &Ipld) -> Result<Option<Vec<String>>, UseCaseError> {
+        let Some(parent) = reply_parent(record) else {
+            return Ok(None);
+        };
+        let (Ok(did), Some(collection), Some(rkey)) = (
+            Did::parse(parent.authority().as_str()),
+            parent.collection(),
+            parent.rkey(),
+        ) else {
+            return Ok(None);
+        };
+        if !self.deps.repos.actor_exists(&did).await? {
+            return Ok(None);
+        }
+        Ok(self
+            .deps
+            .repos
+            .get_record(&did, collection.as_str(), rkey.as_str())
+            .await?
+            .map(|r| r.boundaries))
+    }
+
+    /// Runs the repository core over the block cache, fetching missing blocks in batches.
+    async fn build(
+        &self,
+        did: &Did,
+        head: Option<&RepoHead>,
+        writes: &[RecordWrite],
+        rev: Tid,
+        key: &Keypair,
+    ) -> Result<CommitOutput, UseCaseError> {
+        // Each retry fetches at least one missing block; a tree deeper than this is corrupt.
+        for _ in 0..64 {
+            let attempt = {
+                let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                let snapshot = CacheView(&cache);
+                repo::apply_writes(&snapshot, did, head, writes, rev.clone(), key)
+            };
+            match attempt {
+                Ok(out) => return Ok(out),
+                Err(DomainError::MissingBlock(cid)) => {
+                    let fetched = self.deps.repos.get_blocks(did, &[cid]).await?;
+                    if !fetched.contains(&cid) {
+                        return Err(UseCaseError::Internal(format!(
+                            "repository of {did} is missing block {cid}"
+                        )));
+                    }
+                    self.insert_cached(fetched);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(UseCaseError::Internal(format!(
+            "repository of {did} needed too many block fetches"
+        )))
+    }
+
+    fn insert_cached(&self, blocks: BlockMap) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() + blocks.len() > CACHE_LIMIT {
+            *cache = BlockMap::new();
+        }
+        cache.extend(blocks);
+    }
+
+    fn remember(&self, out: &CommitOutput) {
+        self.insert_cached(out.new_blocks.clone());
+    }
+}
+
+/// Read access to the cache for the synchronous repository core.
+struct CacheView<'a>(&'a BlockMap);
+
+impl BlockRead for CacheView<'_> {
+    fn read(&self, cid: &Cid) -> stratos_domain::Result<Option<&[u8]>> {
+        Ok(self.0.get(cid))
+    }
+}
+
+fn check_owner(author: &Did, repo: &Did) -> Result<(), UseCaseError> {
+    if author == repo {
+        Ok(())
+    } else {
+        Err(UseCaseError::Forbidden(format!(
+            "{author} cannot write to the repository of {repo}"
+        )))
+    }
+}
+
+fn as_viewer<'a>(viewer: Option<&'a Did>, held: &'a BTreeSet<String>) -> Viewer<'a> {
+    match viewer {
+        None => Viewer::Anonymous,
+        Some(did) => Viewer::Account {
+            did: did.as_str(),
+            boundaries: held,
+        },
+    }
+}
+
+fn view(
+    owner: &Did,
+    collection: &str,
+    rkey: &str,
+    cid: Cid,
+    bytes: &[u8],
+) -> Result<RecordView, UseCaseError> {
+    let value = data::ipld_to_json(&data::decode(bytes)?)?;
+    Ok(RecordView {
+        uri: format!("at://{owner}/{collection}/{rkey}"),
+        cid,
+        value,
+    })
+}
+
+fn split_path(path: &str) -> (String, String) {
+    match path.split_once('/') {
+        Some((c, r)) => (c.to_owned(), r.to_owned()),
+        None => (path.to_owned(), String::new()),
+    }
+}
+
+fn commit_unit(
+    repo: &Did,
+    out: &CommitOutput,
+    prepared: &[Prepared],
+    now: &Datetime,
+) -> CommitUnit {
+    let mut index = Vec::with_capacity(out.ops.len());
+    let mut ops = Vec::with_capacity(out.ops.len());
+    let mut outbox = Vec::with_capacity(out.ops.len());
+    let by_path: BTreeMap<String, &Prepared> =
+        prepared.iter().map(|p| (p.write.path(), p)).collect();
+    for op in &out.ops {
+        let (collection, rkey) = split_path(&op.path);
+        let prep = by_path.get(&op.path);
+        let boundaries = prep.map(|p| p.boundaries.clone()).unwrap_or_default();
+        match (op.action, op.cid) {
+            (Action::Delete, _) | (_, None) => {
+                index.push(IndexChange::Delete {
+                    collection: collection.clone(),
+                    rkey: rkey.clone(),
+                });
+                outbox.push(OutboxItem {
+                    did: repo.to_string(),
+                    action: OutboxAction::DeleteRecord { collection, rkey },
+                });
+            }
+            (_, Some(cid)) => {
+                index.push(IndexChange::Put {
+                    collection: collection.clone(),
+                    rkey: rkey.clone(),
+                    cid,
+                    boundaries: boundaries.clone(),
+                });
+                if let Some(stub_json) = prep.and_then(|p| p.stub_json.clone()) {
+                    outbox.push(OutboxItem {
+                        did: repo.to_string(),
+                        action: OutboxAction::PutRecord {
+                            collection,
+                            rkey,
+                            record_json: stub_json,
+                        },
+                    });
+                }
+            }
+        }
+        ops.push(EventOp {
+            action: op.action.as_str().to_owned(),
+            path: op.path.clone(),
+            cid: op.cid,
+            boundaries,
+        });
+    }
+    CommitUnit {
+        prev: out.prev_head.as_ref().map(|h| h.commit),
+        head: out.head.clone(),
+        new_blocks: out.new_blocks.clone(),
+        removed_blocks: out.removed_nodes.clone(),
+        index,
+        event: Some(SeqEvent {
+            seq: 0,
+            rev: out.head.rev.to_string(),
+            commit: out.head.commit,
+            time: now.to_string(),
+            ops,
+        }),
+        outbox,
+    }
+}
+
+fn results(repo: &Did, out: &CommitOutput, seq: u64) -> CommitResult {
+    CommitResult {
+        commit: out.head.commit,
+        rev: out.head.rev.to_string(),
+        seq,
+        results: out
+            .ops
+            .iter()
+            .map(|op| WriteResult {
+                action: op.action,
+                uri: format!("at://{repo}/{}", op.path),
+                cid: op.cid,
+            })
+            .collect(),
+    }
+}
+
+/// The boundaries a stored record value carries (for index rows built outside a write, e.g. on
+/// import).
+pub fn stored_boundaries(record: &Ipld) -> Vec<String> {
+    record_boundary_values(record)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}

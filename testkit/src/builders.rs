@@ -1,0 +1,163 @@
+//! Builders and fixtures: a service wired over the in-memory fakes, enrolled actors with keys,
+//! and records.
+#![allow(clippy::expect_used)] // test support: a broken fixture should stop the test at once
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use stratos_domain::boundary::Boundary;
+use stratos_domain::crypto::{KeyAlgorithm, Keypair};
+use stratos_domain::lexicon::Catalog;
+use stratos_domain::syntax::Did;
+use stratos_domain::write::WritePolicy;
+use stratos_ports::enrollment_store::{Enrollment, EnrollmentStore};
+use stratos_ports::keys::SigningKeyStore;
+use stratos_ports::repo_store::RepoStore;
+use stratos_ports::usecases::records::{RecordDeps, Records};
+
+use crate::memory::{
+    ManualClock, MemoryEnrollmentStore, MemoryKeyStore, MemoryOutbox, MemoryRepoStore,
+};
+
+/// The service DID used by fixtures.
+pub const SERVICE_DID: &str = "did:web:nerv.tokyo.jp";
+
+/// A qualified fixture boundary, `did:web:nerv.tokyo.jp/{name}`.
+pub fn boundary(name: &str) -> String {
+    format!("{SERVICE_DID}/{name}")
+}
+
+/// Parses a DID, panicking on a typo in a fixture.
+pub fn did(s: &str) -> Did {
+    Did::parse(s).expect("fixture DID")
+}
+
+/// A `zone.stratos.feed.post` in the given boundaries.
+pub fn post(text: &str, boundaries: &[&str]) -> Value {
+    json!({
+        "$type": "zone.stratos.feed.post",
+        "text": text,
+        "boundary": {
+            "$type": "zone.stratos.boundary.defs#Domains",
+            "values": boundaries.iter().map(|b| json!({"value": boundary(b)})).collect::<Vec<_>>()
+        },
+        "createdAt": "2026-11-25T09:00:00.000Z"
+    })
+}
+
+/// A service over in-memory fakes, offering the named boundaries.
+#[derive(Debug)]
+pub struct TestService {
+    /// Repositories.
+    pub repos: Arc<MemoryRepoStore>,
+    /// Enrollments.
+    pub enrollments: Arc<MemoryEnrollmentStore>,
+    /// Signing keys.
+    pub keys: Arc<MemoryKeyStore>,
+    /// PDS write outbox.
+    pub outbox: Arc<MemoryOutbox>,
+    /// Time.
+    pub clock: Arc<ManualClock>,
+    /// The record use cases.
+    pub records: Records,
+}
+
+impl TestService {
+    /// A service offering `boundaries` (bare names).
+    pub fn new(boundaries: &[&str]) -> Self {
+        let outbox = Arc::new(MemoryOutbox::new());
+        let repos = Arc::new(MemoryRepoStore::with_outbox(outbox.clone()));
+        Self::over(repos, outbox, boundaries)
+    }
+
+    /// A service over the given in-memory store and outbox.
+    pub fn over(
+        repos: Arc<MemoryRepoStore>,
+        outbox: Arc<MemoryOutbox>,
+        boundaries: &[&str],
+    ) -> Self {
+        let enrollments = Arc::new(MemoryEnrollmentStore::new());
+        let keys = Arc::new(MemoryKeyStore::new());
+        let clock = Arc::new(ManualClock::at(1_795_000_000_000));
+        let records = build_records(
+            repos.clone(),
+            enrollments.clone(),
+            keys.clone(),
+            clock.clone(),
+            boundaries,
+        );
+        Self {
+            repos,
+            enrollments,
+            keys,
+            outbox,
+            clock,
+            records,
+        }
+    }
+
+    /// Enrolls `did` holding `boundaries` (bare names): key, enrollment row, empty repository.
+    pub async fn enroll(&self, did_str: &str, boundaries: &[&str]) -> Did {
+        enroll_into(
+            &self.records,
+            self.enrollments.as_ref(),
+            self.keys.as_ref(),
+            did_str,
+            boundaries,
+        )
+        .await
+    }
+}
+
+/// Record use cases over the given ports, offering `boundaries` (bare names).
+pub fn build_records(
+    repos: Arc<dyn RepoStore>,
+    enrollments: Arc<dyn EnrollmentStore>,
+    keys: Arc<dyn SigningKeyStore>,
+    clock: Arc<ManualClock>,
+    boundaries: &[&str],
+) -> Records {
+    let service = did(SERVICE_DID);
+    let allowed = boundaries
+        .iter()
+        .map(|b| Boundary::qualify(&service, b).expect("fixture boundary"))
+        .collect();
+    Records::new(RecordDeps {
+        repos,
+        enrollments,
+        keys,
+        clock,
+        catalog: Arc::new(Catalog::stratos().expect("Stratos lexicons load")),
+        policy: WritePolicy {
+            service_did: service,
+            allowed,
+        },
+        service_ref: format!("{SERVICE_DID}#atproto_pns"),
+    })
+}
+
+/// Enrolls `did_str` through the given ports.
+pub async fn enroll_into(
+    records: &Records,
+    enrollments: &dyn EnrollmentStore,
+    keys: &dyn SigningKeyStore,
+    did_str: &str,
+    boundaries: &[&str],
+) -> Did {
+    let d = did(did_str);
+    let key = Keypair::generate(KeyAlgorithm::P256);
+    keys.put(&d, &key).await.expect("store key");
+    enrollments
+        .enroll(&Enrollment {
+            did: d.to_string(),
+            enrolled_at: "2026-11-25T09:00:00.000Z".into(),
+            pds_endpoint: Some("https://pds.nerv.tokyo.jp".into()),
+            signing_key: key.did_key(),
+            enrollment_rkey: None,
+            boundaries: boundaries.iter().map(|b| boundary(b)).collect(),
+        })
+        .await
+        .expect("enroll");
+    records.init_repo(&d, &key).await.expect("init repo");
+    d
+}

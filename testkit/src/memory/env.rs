@@ -1,0 +1,162 @@
+//! In-memory environment ports: a manual clock, a DID-document table, an allow-list, a cache.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use stratos_domain::syntax::Did;
+use stratos_ports::env::{AllowList, Cache, Clock, EnvError, IdentityResolver};
+
+/// A clock that only moves when told to.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock at `now_ms`.
+    pub fn at(now_ms: i64) -> Self {
+        Self(AtomicI64::new(now_ms))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// DID documents and handles from tables.
+#[derive(Debug, Default)]
+pub struct MemoryIdentity {
+    docs: Mutex<HashMap<String, Value>>,
+    handles: Mutex<HashMap<String, Did>>,
+}
+
+impl MemoryIdentity {
+    /// Empty tables.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a DID document.
+    pub fn insert_doc(&self, did: &Did, doc: Value) {
+        lock(&self.docs).insert(did.to_string(), doc);
+    }
+
+    /// Registers a handle.
+    pub fn insert_handle(&self, handle: &str, did: Did) {
+        lock(&self.handles).insert(handle.to_ascii_lowercase(), did);
+    }
+}
+
+#[async_trait]
+impl IdentityResolver for MemoryIdentity {
+    async fn resolve_did(&self, did: &Did) -> Result<Option<Value>, EnvError> {
+        Ok(lock(&self.docs).get(did.as_str()).cloned())
+    }
+
+    async fn resolve_handle(&self, handle: &str) -> Result<Option<Did>, EnvError> {
+        Ok(lock(&self.handles)
+            .get(&handle.to_ascii_lowercase())
+            .cloned())
+    }
+}
+
+/// An allow-list in a set.
+#[derive(Debug, Default)]
+pub struct MemoryAllowList(Mutex<HashSet<String>>);
+
+impl MemoryAllowList {
+    /// A list holding `dids`.
+    pub fn of<I: IntoIterator<Item = S>, S: Into<String>>(dids: I) -> Self {
+        Self(Mutex::new(dids.into_iter().map(Into::into).collect()))
+    }
+}
+
+#[async_trait]
+impl AllowList for MemoryAllowList {
+    async fn contains(&self, did: &Did) -> Result<bool, EnvError> {
+        Ok(lock(&self.0).contains(did.as_str()))
+    }
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    values: HashMap<String, (Vec<u8>, i64)>,
+    sets: HashMap<String, HashSet<String>>,
+}
+
+/// A cache whose entries expire by TTL on the given clock.
+#[derive(Debug)]
+pub struct MemoryCache<C: Clock> {
+    clock: C,
+    state: Mutex<CacheState>,
+}
+
+impl<C: Clock> MemoryCache<C> {
+    /// An empty cache timed by `clock`.
+    pub fn new(clock: C) -> Self {
+        Self {
+            clock,
+            state: Mutex::new(CacheState::default()),
+        }
+    }
+}
+
+#[async_trait]
+impl<C: Clock> Cache for MemoryCache<C> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EnvError> {
+        let now = self.clock.now_ms();
+        let mut s = lock(&self.state);
+        match s.values.get(key) {
+            Some((v, expires)) if *expires > now => Ok(Some(v.clone())),
+            Some(_) => {
+                s.values.remove(key);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), EnvError> {
+        let expires = self
+            .clock
+            .now_ms()
+            .saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
+        lock(&self.state)
+            .values
+            .insert(key.to_owned(), (value.to_vec(), expires));
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), EnvError> {
+        let mut s = lock(&self.state);
+        s.values.remove(key);
+        s.sets.remove(key);
+        Ok(())
+    }
+
+    async fn replace_set(&self, key: &str, members: &[String]) -> Result<(), EnvError> {
+        lock(&self.state)
+            .sets
+            .insert(key.to_owned(), members.iter().cloned().collect());
+        Ok(())
+    }
+
+    async fn set_contains(&self, key: &str, member: &str) -> Result<bool, EnvError> {
+        Ok(lock(&self.state)
+            .sets
+            .get(key)
+            .is_some_and(|s| s.contains(member)))
+    }
+}

@@ -1,0 +1,16 @@
+//! In-memory implementations of every port, for unit tests and embedders' tests. Each passes the
+//! same conformance suite as the real adapters.
+
+mod blobs;
+mod enrollment;
+mod env;
+mod keys;
+mod outbox;
+mod repo;
+
+pub use blobs::MemoryBlobStore;
+pub use enrollment::MemoryEnrollmentStore;
+pub use env::{ManualClock, MemoryAllowList, MemoryCache, MemoryIdentity};
+pub use keys::MemoryKeyStore;
+pub use outbox::MemoryOutbox;
+pub use repo::MemoryRepoStore;

@@ -1,0 +1,257 @@
+//! In-memory [`RepoStore`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use stratos_domain::Cid;
+use stratos_domain::blocks::BlockMap;
+use stratos_domain::boundary::ReadFilter;
+use stratos_domain::repo::RepoHead;
+use stratos_domain::syntax::Did;
+use stratos_ports::repo_store::{
+    CommitUnit, IndexChange, ListQuery, RepoResult, RepoStore, RepoStoreError, SeqEvent,
+    StoredRecord,
+};
+
+use super::outbox::MemoryOutbox;
+
+#[derive(Debug, Default)]
+struct Actor {
+    head: Option<RepoHead>,
+    blocks: HashMap<Cid, Vec<u8>>,
+    /// `(collection, rkey)` → `(cid, boundaries)`.
+    records: BTreeMap<(String, String), (Cid, Vec<String>)>,
+    events: Vec<SeqEvent>,
+    next_seq: u64,
+}
+
+/// Repositories in a map; every operation holds one lock, so commits are atomic.
+#[derive(Debug, Default)]
+pub struct MemoryRepoStore {
+    actors: Mutex<HashMap<String, Actor>>,
+    outbox: Option<Arc<MemoryOutbox>>,
+}
+
+impl MemoryRepoStore {
+    /// An empty store whose commits' outbox items are dropped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store that enqueues commits' outbox items into `outbox`.
+    pub fn with_outbox(outbox: Arc<MemoryOutbox>) -> Self {
+        Self {
+            actors: Mutex::new(HashMap::new()),
+            outbox: Some(outbox),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Actor>> {
+        self.actors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn missing(did: &Did) -> RepoStoreError {
+    RepoStoreError::ActorNotFound(did.to_string())
+}
+
+fn stored(
+    actor: &Actor,
+    collection: &str,
+    rkey: &str,
+    cid: Cid,
+    b: &[String],
+) -> RepoResult<StoredRecord> {
+    let bytes = actor
+        .blocks
+        .get(&cid)
+        .ok_or_else(|| RepoStoreError::Corrupt(format!("record block {cid} missing")))?;
+    Ok(StoredRecord {
+        collection: collection.to_owned(),
+        rkey: rkey.to_owned(),
+        cid,
+        boundaries: b.to_vec(),
+        bytes: bytes.clone(),
+    })
+}
+
+#[async_trait]
+impl RepoStore for MemoryRepoStore {
+    async fn create_actor(&self, did: &Did) -> RepoResult<()> {
+        self.lock().entry(did.to_string()).or_default();
+        Ok(())
+    }
+
+    async fn destroy_actor(&self, did: &Did) -> RepoResult<()> {
+        self.lock().remove(did.as_str());
+        Ok(())
+    }
+
+    async fn actor_exists(&self, did: &Did) -> RepoResult<bool> {
+        Ok(self.lock().contains_key(did.as_str()))
+    }
+
+    async fn head(&self, did: &Did) -> RepoResult<Option<RepoHead>> {
+        let actors = self.lock();
+        let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
+        Ok(actor.head.clone())
+    }
+
+    async fn get_blocks(&self, did: &Did, cids: &[Cid]) -> RepoResult<BlockMap> {
+        let actors = self.lock();
+        let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
+        let mut out = BlockMap::new();
+        for cid in cids {
+            if let Some(bytes) = actor.blocks.get(cid) {
+                out.insert(*cid, bytes.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn apply_commit(&self, did: &Did, unit: CommitUnit) -> RepoResult<u64> {
+        let mut actors = self.lock();
+        let actor = actors.get_mut(did.as_str()).ok_or_else(|| missing(did))?;
+        if actor.head.as_ref().map(|h| h.commit) != unit.prev {
+            return Err(RepoStoreError::Conflict(did.to_string()));
+        }
+        // Validate everything before the first mutation: a unit applies whole or not at all.
+        for change in &unit.index {
+            if let IndexChange::Delete { collection, rkey } = change
+                && !actor
+                    .records
+                    .contains_key(&(collection.clone(), rkey.clone()))
+            {
+                return Err(RepoStoreError::IndexMismatch(format!(
+                    "delete of missing record {collection}/{rkey}"
+                )));
+            }
+            if let IndexChange::Put { cid, .. } = change
+                && !unit.new_blocks.contains(cid)
+                && !actor.blocks.contains_key(cid)
+            {
+                return Err(RepoStoreError::IndexMismatch(format!(
+                    "record block {cid} is neither new nor stored"
+                )));
+            }
+        }
+        for (cid, bytes) in unit.new_blocks.iter() {
+            actor.blocks.insert(*cid, bytes.to_vec());
+        }
+        for cid in &unit.removed_blocks {
+            actor.blocks.remove(cid);
+        }
+        for change in unit.index {
+            match change {
+                IndexChange::Put {
+                    collection,
+                    rkey,
+                    cid,
+                    boundaries,
+                } => {
+                    actor.records.insert((collection, rkey), (cid, boundaries));
+                }
+                IndexChange::Delete { collection, rkey } => {
+                    actor.records.remove(&(collection, rkey));
+                }
+            }
+        }
+        let mut seq = 0;
+        if let Some(mut event) = unit.event {
+            actor.next_seq += 1;
+            seq = actor.next_seq;
+            event.seq = seq;
+            actor.events.push(event);
+        }
+        actor.head = Some(unit.head);
+        if let Some(outbox) = &self.outbox {
+            for item in unit.outbox {
+                outbox.push(item);
+            }
+        }
+        Ok(seq)
+    }
+
+    async fn get_record(
+        &self,
+        did: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> RepoResult<Option<StoredRecord>> {
+        let actors = self.lock();
+        let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
+        match actor.records.get(&(collection.to_owned(), rkey.to_owned())) {
+            None => Ok(None),
+            Some((cid, b)) => stored(actor, collection, rkey, *cid, b).map(Some),
+        }
+    }
+
+    async fn list_records(&self, did: &Did, query: &ListQuery) -> RepoResult<Vec<StoredRecord>> {
+        let actors = self.lock();
+        let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
+        let in_collection = actor
+            .records
+            .range((query.collection.clone(), String::new())..)
+            .take_while(|((c, _), _)| *c == query.collection);
+        let visible = |b: &Vec<String>| match &query.filter {
+            ReadFilter::All => true,
+            ReadFilter::Nothing => false,
+            ReadFilter::AnyOf(set) => b.iter().any(|x| set.contains(x)),
+        };
+        let after_cursor = |rkey: &str| match &query.cursor {
+            None => true,
+            Some(c) if query.reverse => rkey > c.as_str(),
+            Some(c) => rkey < c.as_str(),
+        };
+        let rows: Vec<_> = if query.reverse {
+            in_collection
+                .filter(|((_, r), (_, b))| after_cursor(r) && visible(b))
+                .take(query.limit)
+                .collect()
+        } else {
+            let all: Vec<_> = in_collection.collect();
+            all.into_iter()
+                .rev()
+                .filter(|((_, r), (_, b))| after_cursor(r) && visible(b))
+                .take(query.limit)
+                .collect()
+        };
+        rows.into_iter()
+            .map(|((c, r), (cid, b))| stored(actor, c, r, *cid, b))
+            .collect()
+    }
+
+    async fn events_after(
+        &self,
+        did: &Did,
+        cursor: u64,
+        limit: usize,
+    ) -> RepoResult<Vec<SeqEvent>> {
+        let actors = self.lock();
+        let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
+        Ok(actor
+            .events
+            .iter()
+            .filter(|e| e.seq > cursor)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn latest_seq(&self, did: &Did) -> RepoResult<u64> {
+        let actors = self.lock();
+        let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
+        Ok(actor.next_seq)
+    }
+
+    async fn all_blocks(&self, did: &Did) -> RepoResult<BlockMap> {
+        let actors = self.lock();
+        let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
+        let mut out = BlockMap::new();
+        for (cid, bytes) in &actor.blocks {
+            out.insert(*cid, bytes.clone());
+        }
+        Ok(out)
+    }
+}

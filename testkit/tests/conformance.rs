@@ -1,0 +1,34 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+//! Every in-memory fake passes its port's conformance suite.
+
+use std::sync::Arc;
+
+use stratos_testkit::conformance;
+use stratos_testkit::memory::{
+    MemoryBlobStore, MemoryEnrollmentStore, MemoryKeyStore, MemoryOutbox, MemoryRepoStore,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_repo_store() {
+    conformance::repo_store::run(Arc::new(MemoryRepoStore::new())).await;
+}
+
+#[tokio::test]
+async fn memory_enrollment_store() {
+    conformance::enrollment_store::run(Arc::new(MemoryEnrollmentStore::new())).await;
+}
+
+#[tokio::test]
+async fn memory_outbox() {
+    conformance::outbox::run(Arc::new(MemoryOutbox::new())).await;
+}
+
+#[tokio::test]
+async fn memory_blob_store() {
+    conformance::blob_store::run(Arc::new(MemoryBlobStore::new())).await;
+}
+
+#[tokio::test]
+async fn memory_key_store() {
+    conformance::keys::run(Arc::new(MemoryKeyStore::new())).await;
+}
