@@ -1,0 +1,108 @@
+//! Opening SQLite databases with the chosen durability, and small statement helpers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, QueryResult,
+    Statement, Value,
+};
+
+/// How hard a commit is pushed to disk before it is acknowledged.
+///
+/// | Setting | SQLite pragmas | What a power loss can lose |
+/// |---|---|---|
+/// | `Durable` (default) | `journal_mode=WAL`, `synchronous=FULL` | nothing that was acknowledged |
+/// | `Relaxed` | `journal_mode=WAL`, `synchronous=NORMAL` | the last acknowledged commits (since the last WAL sync); the database stays consistent |
+///
+/// A process crash without a power loss loses nothing in either mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every acknowledged commit survives a power loss.
+    #[default]
+    Durable,
+    /// Faster; a power loss may drop the most recent commits.
+    Relaxed,
+}
+
+impl Durability {
+    /// Parses `durable` or `relaxed`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "durable" => Some(Self::Durable),
+            "relaxed" => Some(Self::Relaxed),
+            _ => None,
+        }
+    }
+}
+
+/// Opens (creating if needed) the database file at `path` with one connection: SQLite
+/// serialises writers anyway, and one connection per file makes each compare-and-swap exact.
+pub(crate) async fn open(path: &Path, durability: Durability) -> Result<DatabaseConnection, DbErr> {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false)
+        .idle_timeout(None::<Duration>)
+        .max_lifetime(None::<Duration>)
+        .map_sqlx_sqlite_opts(move |o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(match durability {
+                    Durability::Durable => SqliteSynchronous::Full,
+                    Durability::Relaxed => SqliteSynchronous::Normal,
+                })
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    Database::connect(opts).await
+}
+
+/// A statement with positional `?` parameters.
+pub(crate) fn stmt(sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+}
+
+/// Runs a multi-statement DDL script.
+pub(crate) async fn migrate<C: ConnectionTrait>(conn: &C, script: &str) -> Result<(), DbErr> {
+    for sql in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        conn.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
+/// Column helpers with the adapter's error messages.
+pub(crate) trait Row {
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, DbErr>;
+    fn text(&self, i: usize) -> Result<String, DbErr>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, DbErr>;
+    fn int(&self, i: usize) -> Result<i64, DbErr>;
+}
+
+impl Row for QueryResult {
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn text(&self, i: usize) -> Result<String, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn int(&self, i: usize) -> Result<i64, DbErr> {
+        self.try_get_by_index(i)
+    }
+}
+
+/// `?, ?, …` with `n` placeholders.
+pub(crate) fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
+    s
+}

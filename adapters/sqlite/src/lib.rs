@@ -1,0 +1,146 @@
+//! SQLite adapter: the embedded default storage of Stratos.
+//!
+//! Layout under the data directory:
+//! - `service.sqlite`: enrollments, boundaries, signing keys, outbox bookkeeping;
+//! - `actors/{first two hex digits of sha256(did)}/{did}/stratos.sqlite`: one database per
+//!   actor with its blocks, head, record index, sequence log and outbox items.
+//!
+//! Every database runs in WAL mode; [`Durability`] chooses what a power loss may cost.
+
+mod codec;
+mod db;
+mod outbox;
+mod repo;
+mod service;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sea_orm::DbErr;
+use stratos_ports::repo_store::RepoStoreError;
+
+pub use db::Durability;
+pub use outbox::SqliteOutbox;
+pub use repo::{SqliteRepoStore, actor_dir};
+pub use service::{SqliteEnrollmentStore, SqliteKeyStore};
+
+use crate::outbox::OutboxHints;
+use crate::repo::ActorDbs;
+
+/// Failures of this adapter (mapped into each port's error at the trait boundary).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqliteError {
+    /// SQLite or the driver failed.
+    #[error("sqlite: {0}")]
+    Db(#[from] DbErr),
+    /// The file system failed.
+    #[error("file system: {0}")]
+    Io(#[from] std::io::Error),
+    /// The actor has no database.
+    #[error("no repository for {0}")]
+    ActorNotFound(String),
+    /// The head moved (compare-and-swap lost).
+    #[error("the repository head moved")]
+    Conflict,
+    /// A commit disagrees with the stored record index.
+    #[error("record index out of step: {0}")]
+    IndexMismatch(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+pub(crate) fn repo_err(e: SqliteError) -> RepoStoreError {
+    match e {
+        SqliteError::ActorNotFound(did) => RepoStoreError::ActorNotFound(did),
+        SqliteError::Conflict => RepoStoreError::Conflict(String::new()),
+        SqliteError::IndexMismatch(m) => RepoStoreError::IndexMismatch(m),
+        SqliteError::Corrupt(m) => RepoStoreError::Corrupt(m),
+        other => RepoStoreError::Backend(other.to_string()),
+    }
+}
+
+/// Every port this adapter implements, over one data directory.
+#[derive(Debug, Clone)]
+pub struct SqliteStorage {
+    /// Per-actor repositories.
+    pub repos: SqliteRepoStore,
+    /// Enrollments.
+    pub enrollments: SqliteEnrollmentStore,
+    /// Signing keys.
+    pub keys: SqliteKeyStore,
+    /// The PDS-write outbox.
+    pub outbox: SqliteOutbox,
+    root: PathBuf,
+}
+
+impl SqliteStorage {
+    /// Opens (creating and migrating as needed) the storage under `data_dir`.
+    pub async fn open(data_dir: &Path, durability: Durability) -> Result<Self, SqliteError> {
+        tokio::fs::create_dir_all(data_dir.join("actors")).await?;
+        let service = db::open(&data_dir.join("service.sqlite"), durability).await?;
+        db::migrate(&service, service::SERVICE_SCHEMA).await?;
+        let dbs = Arc::new(ActorDbs::new(data_dir.to_path_buf(), durability));
+        let hints = Arc::new(OutboxHints {
+            service: service.clone(),
+        });
+        let storage = Self {
+            repos: SqliteRepoStore {
+                dbs: dbs.clone(),
+                hints: hints.clone(),
+            },
+            enrollments: SqliteEnrollmentStore {
+                db: service.clone(),
+            },
+            keys: SqliteKeyStore {
+                db: service.clone(),
+            },
+            outbox: SqliteOutbox {
+                service,
+                dbs,
+                hints,
+            },
+            root: data_dir.to_path_buf(),
+        };
+        storage.rebuild_outbox_hints().await?;
+        Ok(storage)
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Re-registers every actor whose database holds outbox items: a crash between an actor's
+    /// commit and the hint write would otherwise leave those items unseen. Cost: one small
+    /// query per actor with a database, once at open.
+    async fn rebuild_outbox_hints(&self) -> Result<(), SqliteError> {
+        let actors = self.root.join("actors");
+        let mut shards = tokio::fs::read_dir(&actors).await?;
+        while let Some(shard) = shards.next_entry().await? {
+            if !shard.file_type().await?.is_dir() {
+                continue;
+            }
+            let mut dirs = tokio::fs::read_dir(shard.path()).await?;
+            while let Some(dir) = dirs.next_entry().await? {
+                let Some(did) = dir.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let Some(conn) = self.repos.dbs.get(&did).await? else {
+                    continue;
+                };
+                let pending = sea_orm::ConnectionTrait::query_one_raw(
+                    &conn,
+                    db::stmt("SELECT 1 FROM outbox LIMIT 1", vec![]),
+                )
+                .await?
+                .is_some();
+                if pending {
+                    self.repos.hints.remember(&did).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

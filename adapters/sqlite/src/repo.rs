@@ -1,0 +1,516 @@
+//! Per-actor repositories: one SQLite file per actor at
+//! `{data}/actors/{first two hex digits of sha256(did)}/{did}/stratos.sqlite`.
+//!
+//! Blocks live in a rowid table with a unique index on the CID: new rows append to the table's
+//! B-tree and only the small index takes random inserts (random CID primary keys cost several
+//! times more per insert; see docs/performance.md).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
+use sha2::{Digest, Sha256};
+use stratos_domain::Cid;
+use stratos_domain::blocks::BlockMap;
+use stratos_domain::boundary::ReadFilter;
+use stratos_domain::repo::RepoHead;
+use stratos_domain::syntax::{Did, Tid};
+use stratos_ports::repo_store::{
+    CommitUnit, IndexChange, ListQuery, RepoResult, RepoStore, RepoStoreError, SeqEvent,
+    StoredRecord,
+};
+use tokio::sync::Mutex;
+
+use crate::codec::{cid_from_bytes, decode_ops, encode_item, encode_ops};
+use crate::db::{self, Durability, Row, placeholders, stmt};
+use crate::outbox::OutboxHints;
+use crate::{SqliteError, repo_err};
+
+const ACTOR_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS repo_root (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    commit_cid BLOB NOT NULL,
+    rev TEXT NOT NULL,
+    data_cid BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS block (
+    id INTEGER PRIMARY KEY,
+    cid BLOB NOT NULL,
+    content BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS block_cid ON block (cid);
+CREATE TABLE IF NOT EXISTS record (
+    collection TEXT NOT NULL,
+    rkey TEXT NOT NULL,
+    cid BLOB NOT NULL,
+    boundaries TEXT NOT NULL,
+    PRIMARY KEY (collection, rkey)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record_boundary (
+    collection TEXT NOT NULL,
+    boundary TEXT NOT NULL,
+    rkey TEXT NOT NULL,
+    PRIMARY KEY (collection, boundary, rkey)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS event (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    rev TEXT NOT NULL,
+    commit_cid BLOB NOT NULL,
+    time TEXT NOT NULL,
+    ops BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due_ms INTEGER NOT NULL,
+    leased_until INTEGER
+)";
+
+/// Rows per multi-row INSERT (well under SQLite's parameter limit).
+const INSERT_BATCH: usize = 200;
+/// Open actor databases kept before one is closed.
+const MAX_OPEN: usize = 512;
+
+/// The file of an actor's database.
+pub fn actor_dir(root: &Path, did: &str) -> PathBuf {
+    let hash = Sha256::digest(did.as_bytes());
+    root.join("actors")
+        .join(format!("{:02x}", hash[0]))
+        .join(did)
+}
+
+/// Opens actor databases on demand and keeps them open.
+#[derive(Debug)]
+pub(crate) struct ActorDbs {
+    root: PathBuf,
+    durability: Durability,
+    open: Mutex<HashMap<String, DatabaseConnection>>,
+}
+
+impl ActorDbs {
+    pub(crate) fn new(root: PathBuf, durability: Durability) -> Self {
+        Self {
+            root,
+            durability,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn file(&self, did: &str) -> PathBuf {
+        actor_dir(&self.root, did).join("stratos.sqlite")
+    }
+
+    /// The actor's database, `None` when the actor has no store.
+    pub(crate) async fn get(&self, did: &str) -> Result<Option<DatabaseConnection>, SqliteError> {
+        let mut open = self.open.lock().await;
+        if let Some(conn) = open.get(did) {
+            return Ok(Some(conn.clone()));
+        }
+        let file = self.file(did);
+        if !tokio::fs::try_exists(&file).await.unwrap_or(false) {
+            return Ok(None);
+        }
+        let conn = db::open(&file, self.durability).await?;
+        if open.len() >= MAX_OPEN
+            && let Some(victim) = open.keys().next().cloned()
+        {
+            open.remove(&victim);
+        }
+        open.insert(did.to_owned(), conn.clone());
+        Ok(Some(conn))
+    }
+
+    pub(crate) async fn require(&self, did: &str) -> Result<DatabaseConnection, SqliteError> {
+        self.get(did)
+            .await?
+            .ok_or_else(|| SqliteError::ActorNotFound(did.to_owned()))
+    }
+
+    async fn create(&self, did: &str) -> Result<(), SqliteError> {
+        let file = self.file(did);
+        if let Some(dir) = file.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let conn = db::open(&file, self.durability).await?;
+        db::migrate(&conn, ACTOR_SCHEMA).await?;
+        self.open.lock().await.insert(did.to_owned(), conn);
+        Ok(())
+    }
+
+    async fn destroy(&self, did: &str) -> Result<(), SqliteError> {
+        if let Some(conn) = self.open.lock().await.remove(did) {
+            conn.close().await?;
+        }
+        let dir = actor_dir(&self.root, did);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// [`RepoStore`] over per-actor SQLite files.
+#[derive(Debug, Clone)]
+pub struct SqliteRepoStore {
+    pub(crate) dbs: Arc<ActorDbs>,
+    pub(crate) hints: Arc<OutboxHints>,
+}
+
+fn blob(cid: &Cid) -> Value {
+    Value::from(cid.to_bytes())
+}
+
+async fn head_of<C: ConnectionTrait>(conn: &C) -> Result<Option<RepoHead>, SqliteError> {
+    let row = conn
+        .query_one_raw(stmt(
+            "SELECT commit_cid, rev, data_cid FROM repo_root WHERE id = 1",
+            vec![],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let rev = Tid::parse(&row.text(1)?).map_err(|_| SqliteError::Corrupt("stored rev".into()))?;
+    Ok(Some(RepoHead {
+        commit: cid_from_bytes(&row.bytes(0)?)?,
+        rev,
+        data: cid_from_bytes(&row.bytes(2)?)?,
+    }))
+}
+
+fn split_boundaries(s: &str) -> Vec<String> {
+    s.split('\n')
+        .filter(|b| !b.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn record_row(row: &sea_orm::QueryResult, collection: &str) -> Result<StoredRecord, SqliteError> {
+    Ok(StoredRecord {
+        collection: collection.to_owned(),
+        rkey: row.text(0)?,
+        cid: cid_from_bytes(&row.bytes(1)?)?,
+        boundaries: split_boundaries(&row.text(2)?),
+        bytes: row.bytes(3)?,
+    })
+}
+
+async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, SqliteError> {
+    let current = head_of(txn).await?.map(|h| h.commit);
+    if current != unit.prev {
+        return Err(SqliteError::Conflict);
+    }
+    let blocks: Vec<(&Cid, &[u8])> = unit.new_blocks.iter().collect();
+    for chunk in blocks.chunks(INSERT_BATCH) {
+        let sql = format!(
+            "INSERT OR IGNORE INTO block (cid, content) VALUES {}",
+            vec!["(?, ?)"; chunk.len()].join(", ")
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 2);
+        for (cid, bytes) in chunk {
+            values.push(blob(cid));
+            values.push(Value::from(bytes.to_vec()));
+        }
+        txn.execute_raw(stmt(&sql, values)).await?;
+    }
+    for chunk in unit.removed_blocks.chunks(INSERT_BATCH) {
+        let sql = format!(
+            "DELETE FROM block WHERE cid IN ({})",
+            placeholders(chunk.len())
+        );
+        txn.execute_raw(stmt(&sql, chunk.iter().map(blob).collect()))
+            .await?;
+    }
+    for change in &unit.index {
+        match change {
+            IndexChange::Put {
+                collection,
+                rkey,
+                cid,
+                boundaries,
+            } => {
+                let known = txn
+                    .query_one_raw(stmt("SELECT 1 FROM block WHERE cid = ?", vec![blob(cid)]))
+                    .await?
+                    .is_some();
+                if !known {
+                    return Err(SqliteError::IndexMismatch(format!(
+                        "record block {cid} is neither new nor stored"
+                    )));
+                }
+                txn.execute_raw(stmt(
+                    "INSERT OR REPLACE INTO record (collection, rkey, cid, boundaries) VALUES (?, ?, ?, ?)",
+                    vec![
+                        collection.clone().into(),
+                        rkey.clone().into(),
+                        blob(cid),
+                        boundaries.join("\n").into(),
+                    ],
+                ))
+                .await?;
+                txn.execute_raw(stmt(
+                    "DELETE FROM record_boundary WHERE collection = ? AND rkey = ?",
+                    vec![collection.clone().into(), rkey.clone().into()],
+                ))
+                .await?;
+                for b in boundaries {
+                    txn.execute_raw(stmt(
+                        "INSERT OR IGNORE INTO record_boundary (collection, boundary, rkey) VALUES (?, ?, ?)",
+                        vec![collection.clone().into(), b.clone().into(), rkey.clone().into()],
+                    ))
+                    .await?;
+                }
+            }
+            IndexChange::Delete { collection, rkey } => {
+                let deleted = txn
+                    .execute_raw(stmt(
+                        "DELETE FROM record WHERE collection = ? AND rkey = ?",
+                        vec![collection.clone().into(), rkey.clone().into()],
+                    ))
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(SqliteError::IndexMismatch(format!(
+                        "delete of missing record {collection}/{rkey}"
+                    )));
+                }
+                txn.execute_raw(stmt(
+                    "DELETE FROM record_boundary WHERE collection = ? AND rkey = ?",
+                    vec![collection.clone().into(), rkey.clone().into()],
+                ))
+                .await?;
+            }
+        }
+    }
+    let mut seq = 0;
+    if let Some(event) = &unit.event {
+        let row = txn
+            .query_one_raw(stmt(
+                "INSERT INTO event (rev, commit_cid, time, ops) VALUES (?, ?, ?, ?) RETURNING seq",
+                vec![
+                    event.rev.clone().into(),
+                    blob(&event.commit),
+                    event.time.clone().into(),
+                    encode_ops(&event.ops).into(),
+                ],
+            ))
+            .await?
+            .ok_or_else(|| SqliteError::Corrupt("no sequence number returned".into()))?;
+        seq = u64::try_from(row.int(0)?).unwrap_or(0);
+    }
+    for item in &unit.outbox {
+        txn.execute_raw(stmt(
+            "INSERT INTO outbox (item, due_ms) VALUES (?, ?)",
+            vec![encode_item(item).into(), i64::MIN.into()],
+        ))
+        .await?;
+    }
+    txn.execute_raw(stmt(
+        "INSERT OR REPLACE INTO repo_root (id, commit_cid, rev, data_cid) VALUES (1, ?, ?, ?)",
+        vec![
+            blob(&unit.head.commit),
+            unit.head.rev.to_string().into(),
+            blob(&unit.head.data),
+        ],
+    ))
+    .await?;
+    Ok(seq)
+}
+
+#[async_trait]
+impl RepoStore for SqliteRepoStore {
+    async fn create_actor(&self, did: &Did) -> RepoResult<()> {
+        self.dbs.create(did.as_str()).await.map_err(repo_err)
+    }
+
+    async fn destroy_actor(&self, did: &Did) -> RepoResult<()> {
+        self.dbs.destroy(did.as_str()).await.map_err(repo_err)?;
+        self.hints.forget(did.as_str()).await.map_err(repo_err)
+    }
+
+    async fn actor_exists(&self, did: &Did) -> RepoResult<bool> {
+        Ok(self
+            .dbs
+            .get(did.as_str())
+            .await
+            .map_err(repo_err)?
+            .is_some())
+    }
+
+    async fn head(&self, did: &Did) -> RepoResult<Option<RepoHead>> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        head_of(&conn).await.map_err(repo_err)
+    }
+
+    async fn get_blocks(&self, did: &Did, cids: &[Cid]) -> RepoResult<BlockMap> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let mut out = BlockMap::new();
+        for chunk in cids.chunks(INSERT_BATCH * 2) {
+            let sql = format!(
+                "SELECT cid, content FROM block WHERE cid IN ({})",
+                placeholders(chunk.len())
+            );
+            let rows = conn
+                .query_all_raw(stmt(&sql, chunk.iter().map(blob).collect()))
+                .await
+                .map_err(|e| repo_err(e.into()))?;
+            for row in rows {
+                let cid = cid_from_bytes(&row.bytes(0).map_err(|e| repo_err(e.into()))?)
+                    .map_err(repo_err)?;
+                out.insert(cid, row.bytes(1).map_err(|e| repo_err(e.into()))?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn apply_commit(&self, did: &Did, unit: CommitUnit) -> RepoResult<u64> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let txn = conn.begin().await.map_err(|e| repo_err(e.into()))?;
+        match apply(&txn, &unit).await {
+            Ok(seq) => {
+                txn.commit().await.map_err(|e| repo_err(e.into()))?;
+                if !unit.outbox.is_empty() {
+                    // The items are durable in the actor's database; the hint only tells the
+                    // outbox worker where to look (and is rebuilt at open if lost).
+                    self.hints.remember(did.as_str()).await.map_err(repo_err)?;
+                }
+                Ok(seq)
+            }
+            Err(e) => {
+                txn.rollback().await.map_err(|e| repo_err(e.into()))?;
+                Err(match e {
+                    SqliteError::Conflict => RepoStoreError::Conflict(did.to_string()),
+                    other => repo_err(other),
+                })
+            }
+        }
+    }
+
+    async fn get_record(
+        &self,
+        did: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> RepoResult<Option<StoredRecord>> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let row = conn
+            .query_one_raw(stmt(
+                "SELECT r.rkey, r.cid, r.boundaries, b.content FROM record r \
+                 JOIN block b ON b.cid = r.cid WHERE r.collection = ? AND r.rkey = ?",
+                vec![collection.into(), rkey.into()],
+            ))
+            .await
+            .map_err(|e| repo_err(e.into()))?;
+        row.map(|r| record_row(&r, collection))
+            .transpose()
+            .map_err(repo_err)
+    }
+
+    async fn list_records(&self, did: &Did, query: &ListQuery) -> RepoResult<Vec<StoredRecord>> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let mut sql = String::from(
+            "SELECT r.rkey, r.cid, r.boundaries, b.content FROM record r \
+             JOIN block b ON b.cid = r.cid WHERE r.collection = ?",
+        );
+        let mut values: Vec<Value> = vec![query.collection.clone().into()];
+        if let Some(cursor) = &query.cursor {
+            sql.push_str(if query.reverse {
+                " AND r.rkey > ?"
+            } else {
+                " AND r.rkey < ?"
+            });
+            values.push(cursor.clone().into());
+        }
+        match &query.filter {
+            ReadFilter::All => {}
+            ReadFilter::Nothing => return Ok(Vec::new()),
+            ReadFilter::AnyOf(set) => {
+                if set.is_empty() {
+                    return Ok(Vec::new());
+                }
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM record_boundary rb WHERE rb.collection = r.collection \
+                     AND rb.rkey = r.rkey AND rb.boundary IN ({}))",
+                    placeholders(set.len())
+                ));
+                values.extend(set.iter().map(|b| Value::from(b.clone())));
+            }
+        }
+        sql.push_str(if query.reverse {
+            " ORDER BY r.rkey ASC LIMIT ?"
+        } else {
+            " ORDER BY r.rkey DESC LIMIT ?"
+        });
+        values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
+        let rows = conn
+            .query_all_raw(stmt(&sql, values))
+            .await
+            .map_err(|e| repo_err(e.into()))?;
+        rows.iter()
+            .map(|r| record_row(r, &query.collection))
+            .collect::<Result<_, _>>()
+            .map_err(repo_err)
+    }
+
+    async fn events_after(
+        &self,
+        did: &Did,
+        cursor: u64,
+        limit: usize,
+    ) -> RepoResult<Vec<SeqEvent>> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let rows = conn
+            .query_all_raw(stmt(
+                "SELECT seq, rev, commit_cid, time, ops FROM event WHERE seq > ? ORDER BY seq LIMIT ?",
+                vec![
+                    i64::try_from(cursor).unwrap_or(i64::MAX).into(),
+                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                ],
+            ))
+            .await
+            .map_err(|e| repo_err(e.into()))?;
+        let parse = |row: &sea_orm::QueryResult| -> Result<SeqEvent, SqliteError> {
+            Ok(SeqEvent {
+                seq: u64::try_from(row.int(0)?).unwrap_or(0),
+                rev: row.text(1)?,
+                commit: cid_from_bytes(&row.bytes(2)?)?,
+                time: row.text(3)?,
+                ops: decode_ops(&row.bytes(4)?)?,
+            })
+        };
+        rows.iter()
+            .map(parse)
+            .collect::<Result<_, _>>()
+            .map_err(repo_err)
+    }
+
+    async fn latest_seq(&self, did: &Did) -> RepoResult<u64> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let row = conn
+            .query_one_raw(stmt("SELECT COALESCE(MAX(seq), 0) FROM event", vec![]))
+            .await
+            .map_err(|e| repo_err(e.into()))?;
+        let seq = match row {
+            Some(r) => r.int(0).map_err(|e| repo_err(e.into()))?,
+            None => 0,
+        };
+        Ok(u64::try_from(seq).unwrap_or(0))
+    }
+
+    async fn all_blocks(&self, did: &Did) -> RepoResult<BlockMap> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let rows = conn
+            .query_all_raw(stmt("SELECT cid, content FROM block ORDER BY id", vec![]))
+            .await
+            .map_err(|e| repo_err(e.into()))?;
+        let mut out = BlockMap::new();
+        for row in rows {
+            let cid =
+                cid_from_bytes(&row.bytes(0).map_err(|e| repo_err(e.into()))?).map_err(repo_err)?;
+            out.insert(cid, row.bytes(1).map_err(|e| repo_err(e.into()))?);
+        }
+        Ok(out)
+    }
+}

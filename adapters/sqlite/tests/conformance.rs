@@ -1,0 +1,133 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+//! The SQLite adapter passes the same conformance suites as the in-memory fakes, on real files.
+
+use std::sync::Arc;
+
+use stratos_ports::outbox::{Outbox, OutboxAction};
+use stratos_ports::repo_store::RepoStore;
+use stratos_sqlite::{Durability, SqliteStorage};
+use stratos_testkit::builders::{build_records, did, enroll_into, post};
+use stratos_testkit::conformance;
+use stratos_testkit::memory::ManualClock;
+
+async fn storage() -> (tempfile::TempDir, SqliteStorage) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStorage::open(dir.path(), Durability::Durable)
+        .await
+        .unwrap();
+    (dir, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_repo_store() {
+    let (_dir, s) = storage().await;
+    conformance::repo_store::run(Arc::new(s.repos.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_repo_store_relaxed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStorage::open(dir.path(), Durability::Relaxed)
+        .await
+        .unwrap();
+    conformance::repo_store::run(Arc::new(s.repos.clone())).await;
+}
+
+#[tokio::test]
+async fn sqlite_enrollment_store() {
+    let (_dir, s) = storage().await;
+    conformance::enrollment_store::run(Arc::new(s.enrollments.clone())).await;
+}
+
+#[tokio::test]
+async fn sqlite_outbox() {
+    let (_dir, s) = storage().await;
+    conformance::outbox::run(Arc::new(s.outbox.clone())).await;
+}
+
+#[tokio::test]
+async fn sqlite_key_store() {
+    let (_dir, s) = storage().await;
+    conformance::keys::run(Arc::new(s.keys.clone())).await;
+}
+
+/// The record use cases over SQLite, then a reopen: commits, the index, the sequence log and
+/// outbox items survive, and commit-caused outbox items are found after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_over_sqlite_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rei = did("did:plc:rei");
+    let rkey;
+    {
+        let s = SqliteStorage::open(dir.path(), Durability::Durable)
+            .await
+            .unwrap();
+        let records = build_records(
+            Arc::new(s.repos.clone()),
+            Arc::new(s.enrollments.clone()),
+            Arc::new(s.keys.clone()),
+            Arc::new(ManualClock::at(1_795_000_000_000)),
+            &["swordsmith", "aekea"],
+        );
+        enroll_into(
+            &records,
+            &s.enrollments,
+            &s.keys,
+            "did:plc:rei",
+            &["swordsmith"],
+        )
+        .await;
+        enroll_into(
+            &records,
+            &s.enrollments,
+            &s.keys,
+            "did:plc:kaoruko",
+            &["aekea"],
+        )
+        .await;
+        let out = records
+            .create_record(
+                &rei,
+                &rei,
+                "zone.stratos.feed.post",
+                None,
+                post("kept", &["swordsmith"]),
+            )
+            .await
+            .unwrap();
+        rkey = out.results[0].uri.rsplit('/').next().unwrap().to_owned();
+        let kaoruko = did("did:plc:kaoruko");
+        assert!(
+            records
+                .get_record(Some(&kaoruko), &rei, "zone.stratos.feed.post", &rkey, None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let s = SqliteStorage::open(dir.path(), Durability::Durable)
+        .await
+        .unwrap();
+    let stored = s
+        .repos
+        .get_record(&rei, "zone.stratos.feed.post", &rkey)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.boundaries, ["did:web:nerv.tokyo.jp/swordsmith"]);
+    assert_eq!(s.repos.latest_seq(&rei).await.unwrap(), 1);
+    let claimed = s.outbox.claim(0, 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the stub write survived the restart");
+    assert!(matches!(
+        claimed[0].item.action,
+        OutboxAction::PutRecord { .. }
+    ));
+    s.outbox.complete(claimed[0].id).await.unwrap();
+    assert_eq!(s.outbox.pending().await.unwrap(), 0);
+    // The actor's file sits where the layout says.
+    assert!(
+        stratos_sqlite::actor_dir(dir.path(), rei.as_str())
+            .join("stratos.sqlite")
+            .exists()
+    );
+}
