@@ -1,0 +1,175 @@
+//! Blob storage over opendal. One implementation for every opendal service: the local file
+//! system now, S3 through the same code later.
+//!
+//! Layout under the operator's root:
+//! - `{did}/{cid}`: permanent blobs;
+//! - `tmp/{did}/{key}`: uploads not yet referenced by a record;
+//! - `quarantine/{did}/{cid}`: blobs taken out of service (kept for review).
+//!
+//! DIDs start with `did:`, so they never collide with the `tmp` and `quarantine` areas.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use opendal::{ErrorKind, Operator};
+use rand_core::{OsRng, RngCore};
+use stratos_domain::Cid;
+use stratos_domain::syntax::Did;
+use stratos_ports::blob_store::{BlobResult, BlobStore, BlobStoreError};
+
+/// Failures while setting the store up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlobSetupError {
+    /// opendal rejected the configuration.
+    #[error("blob store configuration: {0}")]
+    Config(#[from] opendal::Error),
+}
+
+/// [`BlobStore`] over an opendal [`Operator`].
+#[derive(Debug, Clone)]
+pub struct OpendalBlobStore {
+    op: Operator,
+}
+
+fn backend(e: opendal::Error) -> BlobStoreError {
+    BlobStoreError::Backend(e.to_string())
+}
+
+fn permanent(did: &Did, cid: &Cid) -> String {
+    format!("{did}/{cid}")
+}
+
+fn temp(did: &Did, key: &str) -> String {
+    format!("tmp/{did}/{key}")
+}
+
+fn quarantined(did: &Did, cid: &Cid) -> String {
+    format!("quarantine/{did}/{cid}")
+}
+
+/// Temporary keys are 32 hex characters; anything else (e.g. `../x`) is refused.
+fn valid_temp_key(key: &str) -> bool {
+    key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl OpendalBlobStore {
+    /// A store over any configured operator (S3, memory, …).
+    pub fn new(op: Operator) -> Self {
+        Self { op }
+    }
+
+    /// A store over files under `root`.
+    pub fn fs(root: &Path) -> Result<Self, BlobSetupError> {
+        let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
+        Ok(Self::new(Operator::new(builder)?))
+    }
+
+    /// Moves a permanent blob into quarantine.
+    pub async fn quarantine(&self, did: &Did, cid: &Cid) -> BlobResult<()> {
+        self.move_path(&permanent(did, cid), &quarantined(did, cid))
+            .await
+    }
+
+    /// Moves a quarantined blob back into service.
+    pub async fn unquarantine(&self, did: &Did, cid: &Cid) -> BlobResult<()> {
+        self.move_path(&quarantined(did, cid), &permanent(did, cid))
+            .await
+    }
+
+    async fn move_path(&self, from: &str, to: &str) -> BlobResult<()> {
+        if !self.op.exists(from).await.map_err(backend)? {
+            return Err(BlobStoreError::NotFound(from.to_owned()));
+        }
+        if self.op.info().capability().rename {
+            self.op.rename(from, to).await.map_err(backend)
+        } else {
+            self.op.copy(from, to).await.map_err(backend)?;
+            self.op.delete(from).await.map_err(backend)
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for OpendalBlobStore {
+    async fn put_temp(&self, did: &Did, bytes: Vec<u8>) -> BlobResult<String> {
+        let mut raw = [0u8; 16];
+        OsRng.fill_bytes(&mut raw);
+        let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        self.op
+            .write(&temp(did, &key), bytes)
+            .await
+            .map_err(backend)?;
+        Ok(key)
+    }
+
+    async fn make_permanent(&self, did: &Did, temp_key: &str, cid: &Cid) -> BlobResult<()> {
+        if !valid_temp_key(temp_key) {
+            return Err(BlobStoreError::NotFound(temp_key.to_owned()));
+        }
+        let from = temp(did, temp_key);
+        let to = permanent(did, cid);
+        if self.op.exists(&to).await.map_err(backend)? {
+            self.op.delete(&from).await.map_err(backend)?;
+            return Ok(());
+        }
+        self.move_path(&from, &to).await.map_err(|e| match e {
+            BlobStoreError::NotFound(_) => BlobStoreError::NotFound(temp_key.to_owned()),
+            other => other,
+        })
+    }
+
+    async fn get(&self, did: &Did, cid: &Cid) -> BlobResult<Vec<u8>> {
+        match self.op.read(&permanent(did, cid)).await {
+            Ok(buf) => Ok(buf.to_vec()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(BlobStoreError::NotFound(cid.to_string()))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn has(&self, did: &Did, cid: &Cid) -> BlobResult<bool> {
+        self.op.exists(&permanent(did, cid)).await.map_err(backend)
+    }
+
+    async fn delete(&self, did: &Did, cid: &Cid) -> BlobResult<()> {
+        self.op.delete(&permanent(did, cid)).await.map_err(backend)
+    }
+
+    async fn list(&self, did: &Did, cursor: Option<&str>, limit: usize) -> BlobResult<Vec<Cid>> {
+        let entries = match self.op.list(&format!("{did}/")).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(backend(e)),
+        };
+        let mut names: Vec<String> = entries
+            .iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| e.name().to_owned())
+            .filter(|n| cursor.is_none_or(|c| n.as_str() > c))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|n| stratos_domain::cid::parse(&n).ok())
+            .take(limit)
+            .map(Ok)
+            .collect()
+    }
+
+    async fn delete_actor(&self, did: &Did) -> BlobResult<()> {
+        for dir in [
+            format!("{did}/"),
+            format!("tmp/{did}/"),
+            format!("quarantine/{did}/"),
+        ] {
+            match self.op.delete_with(&dir).recursive(true).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Ok(())
+    }
+}
