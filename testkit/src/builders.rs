@@ -59,7 +59,7 @@ pub struct TestService {
     /// Time.
     pub clock: Arc<ManualClock>,
     /// The record use cases.
-    pub records: Records,
+    pub records: Arc<Records>,
 }
 
 impl TestService {
@@ -79,13 +79,13 @@ impl TestService {
         let enrollments = Arc::new(MemoryEnrollmentStore::new());
         let keys = Arc::new(MemoryKeyStore::new());
         let clock = Arc::new(ManualClock::at(1_795_000_000_000));
-        let records = build_records(
+        let records = Arc::new(build_records(
             repos.clone(),
             enrollments.clone(),
             keys.clone(),
             clock.clone(),
             boundaries,
-        );
+        ));
         Self {
             repos,
             enrollments,

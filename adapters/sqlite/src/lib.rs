@@ -82,9 +82,7 @@ impl SqliteStorage {
         let service = db::open(&data_dir.join("service.sqlite"), durability).await?;
         db::migrate(&service, service::SERVICE_SCHEMA).await?;
         let dbs = Arc::new(ActorDbs::new(data_dir.to_path_buf(), durability));
-        let hints = Arc::new(OutboxHints {
-            service: service.clone(),
-        });
+        let hints = Arc::new(OutboxHints::new(service.clone()));
         let storage = Self {
             repos: SqliteRepoStore {
                 dbs: dbs.clone(),

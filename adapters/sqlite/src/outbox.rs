@@ -26,20 +26,38 @@ fn outbox_err(e: SqliteError) -> OutboxError {
 #[derive(Debug)]
 pub(crate) struct OutboxHints {
     pub(crate) service: DatabaseConnection,
+    /// DIDs already recorded by this process: spares a service-database write per commit.
+    pub(crate) known: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl OutboxHints {
+    pub(crate) fn new(service: DatabaseConnection) -> Self {
+        Self {
+            service,
+            known: std::sync::Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) async fn remember(&self, did: &str) -> Result<(), SqliteError> {
+        if self.known().contains(did) {
+            return Ok(());
+        }
         self.service
             .execute_raw(stmt(
                 "INSERT OR IGNORE INTO outbox_actor (did) VALUES (?)",
                 vec![did.into()],
             ))
             .await?;
+        self.known().insert(did.to_owned());
         Ok(())
     }
 
     pub(crate) async fn forget(&self, did: &str) -> Result<(), SqliteError> {
+        self.known().remove(did);
         self.service
             .execute_raw(stmt(
                 "DELETE FROM outbox_actor WHERE did = ?",

@@ -197,24 +197,96 @@ fn record_row(row: &sea_orm::QueryResult, collection: &str) -> Result<StoredReco
     })
 }
 
+/// Multi-row `INSERT` of `rows` (each `width` values) in chunks.
+async fn insert_rows<C: ConnectionTrait>(
+    txn: &C,
+    head: &str,
+    width: usize,
+    rows: Vec<Vec<Value>>,
+) -> Result<(), SqliteError> {
+    let tuple = format!("({})", placeholders(width));
+    let mut iter = rows.into_iter().peekable();
+    while iter.peek().is_some() {
+        let chunk: Vec<Vec<Value>> = iter.by_ref().take(INSERT_BATCH).collect();
+        let sql = format!(
+            "{head} VALUES {}",
+            vec![tuple.as_str(); chunk.len()].join(", ")
+        );
+        txn.execute_raw(stmt(&sql, chunk.into_iter().flatten().collect()))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Applies a commit unit inside `txn` with as few statements as possible: with sqlx-sqlite
+/// every statement is a round trip to the connection's thread, which dominates the cost.
 async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, SqliteError> {
-    let current = head_of(txn).await?.map(|h| h.commit);
-    if current != unit.prev {
+    // Compare-and-swap first, so a lost race costs one statement.
+    let head_values = vec![
+        blob(&unit.head.commit),
+        unit.head.rev.to_string().into(),
+        blob(&unit.head.data),
+    ];
+    let swapped = match &unit.prev {
+        Some(prev) => {
+            let mut values = head_values;
+            values.push(blob(prev));
+            txn.execute_raw(stmt(
+                "UPDATE repo_root SET commit_cid = ?, rev = ?, data_cid = ? \
+                 WHERE id = 1 AND commit_cid = ?",
+                values,
+            ))
+            .await?
+            .rows_affected()
+        }
+        None => {
+            txn.execute_raw(stmt(
+                "INSERT OR IGNORE INTO repo_root (id, commit_cid, rev, data_cid) VALUES (1, ?, ?, ?)",
+                head_values,
+            ))
+            .await?
+            .rows_affected()
+        }
+    };
+    if swapped != 1 {
         return Err(SqliteError::Conflict);
     }
-    let blocks: Vec<(&Cid, &[u8])> = unit.new_blocks.iter().collect();
-    for chunk in blocks.chunks(INSERT_BATCH) {
-        let sql = format!(
-            "INSERT OR IGNORE INTO block (cid, content) VALUES {}",
-            vec!["(?, ?)"; chunk.len()].join(", ")
-        );
-        let mut values = Vec::with_capacity(chunk.len() * 2);
-        for (cid, bytes) in chunk {
-            values.push(blob(cid));
-            values.push(Value::from(bytes.to_vec()));
+
+    // Record blocks must be new in this unit or already stored.
+    let mut unknown = Vec::new();
+    for change in &unit.index {
+        if let IndexChange::Put { cid, .. } = change
+            && !unit.new_blocks.contains(cid)
+        {
+            unknown.push(*cid);
         }
-        txn.execute_raw(stmt(&sql, values)).await?;
     }
+    if !unknown.is_empty() {
+        let sql = format!(
+            "SELECT COUNT(*) FROM block WHERE cid IN ({})",
+            placeholders(unknown.len())
+        );
+        let row = txn
+            .query_one_raw(stmt(&sql, unknown.iter().map(blob).collect()))
+            .await?;
+        let found = row.map(|r| r.int(0)).transpose()?.unwrap_or(0);
+        if usize::try_from(found).unwrap_or(0) != unknown.len() {
+            return Err(SqliteError::IndexMismatch(
+                "a record block is neither new nor stored".into(),
+            ));
+        }
+    }
+
+    insert_rows(
+        txn,
+        "INSERT OR IGNORE INTO block (cid, content)",
+        2,
+        unit.new_blocks
+            .iter()
+            .map(|(cid, bytes)| vec![blob(cid), Value::from(bytes.to_vec())])
+            .collect(),
+    )
+    .await?;
     for chunk in unit.removed_blocks.chunks(INSERT_BATCH) {
         let sql = format!(
             "DELETE FROM block WHERE cid IN ({})",
@@ -223,6 +295,11 @@ async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, Sq
         txn.execute_raw(stmt(&sql, chunk.iter().map(blob).collect()))
             .await?;
     }
+
+    // Index: paths whose old rows go away (updates and deletes), new rows, boundary rows.
+    let mut deletes = Vec::new();
+    let mut puts = Vec::new();
+    let mut boundary_rows = Vec::new();
     for change in &unit.index {
         match change {
             IndexChange::Put {
@@ -231,59 +308,68 @@ async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, Sq
                 cid,
                 boundaries,
             } => {
-                let known = txn
-                    .query_one_raw(stmt("SELECT 1 FROM block WHERE cid = ?", vec![blob(cid)]))
-                    .await?
-                    .is_some();
-                if !known {
-                    return Err(SqliteError::IndexMismatch(format!(
-                        "record block {cid} is neither new nor stored"
-                    )));
-                }
-                txn.execute_raw(stmt(
-                    "INSERT OR REPLACE INTO record (collection, rkey, cid, boundaries) VALUES (?, ?, ?, ?)",
-                    vec![
-                        collection.clone().into(),
-                        rkey.clone().into(),
-                        blob(cid),
-                        boundaries.join("\n").into(),
-                    ],
-                ))
-                .await?;
-                txn.execute_raw(stmt(
-                    "DELETE FROM record_boundary WHERE collection = ? AND rkey = ?",
-                    vec![collection.clone().into(), rkey.clone().into()],
-                ))
-                .await?;
+                puts.push(vec![
+                    collection.clone().into(),
+                    rkey.clone().into(),
+                    blob(cid),
+                    boundaries.join("\n").into(),
+                ]);
                 for b in boundaries {
-                    txn.execute_raw(stmt(
-                        "INSERT OR IGNORE INTO record_boundary (collection, boundary, rkey) VALUES (?, ?, ?)",
-                        vec![collection.clone().into(), b.clone().into(), rkey.clone().into()],
-                    ))
-                    .await?;
+                    boundary_rows.push(vec![
+                        collection.clone().into(),
+                        b.clone().into(),
+                        rkey.clone().into(),
+                    ]);
                 }
+                deletes.push((collection, rkey, false));
             }
-            IndexChange::Delete { collection, rkey } => {
-                let deleted = txn
-                    .execute_raw(stmt(
-                        "DELETE FROM record WHERE collection = ? AND rkey = ?",
-                        vec![collection.clone().into(), rkey.clone().into()],
-                    ))
-                    .await?
-                    .rows_affected();
-                if deleted == 0 {
-                    return Err(SqliteError::IndexMismatch(format!(
-                        "delete of missing record {collection}/{rkey}"
-                    )));
-                }
-                txn.execute_raw(stmt(
-                    "DELETE FROM record_boundary WHERE collection = ? AND rkey = ?",
-                    vec![collection.clone().into(), rkey.clone().into()],
-                ))
-                .await?;
-            }
+            IndexChange::Delete { collection, rkey } => deletes.push((collection, rkey, true)),
         }
     }
+    let must_exist: Vec<_> = deletes.iter().filter(|d| d.2).collect();
+    if !must_exist.is_empty() {
+        let sql = format!(
+            "DELETE FROM record WHERE (collection, rkey) IN (VALUES {})",
+            vec!["(?, ?)"; must_exist.len()].join(", ")
+        );
+        let values = must_exist
+            .iter()
+            .flat_map(|(c, r, _)| [Value::from((*c).clone()), Value::from((*r).clone())])
+            .collect();
+        let deleted = txn.execute_raw(stmt(&sql, values)).await?.rows_affected();
+        if usize::try_from(deleted).unwrap_or(0) != must_exist.len() {
+            return Err(SqliteError::IndexMismatch(
+                "delete of a record that is not indexed".into(),
+            ));
+        }
+    }
+    // Boundary rows of every touched path are rewritten (one statement for the whole unit).
+    if !deletes.is_empty() {
+        let sql = format!(
+            "DELETE FROM record_boundary WHERE (collection, rkey) IN (VALUES {})",
+            vec!["(?, ?)"; deletes.len()].join(", ")
+        );
+        let values = deletes
+            .iter()
+            .flat_map(|(c, r, _)| [Value::from((*c).clone()), Value::from((*r).clone())])
+            .collect();
+        txn.execute_raw(stmt(&sql, values)).await?;
+    }
+    insert_rows(
+        txn,
+        "INSERT OR REPLACE INTO record (collection, rkey, cid, boundaries)",
+        4,
+        puts,
+    )
+    .await?;
+    insert_rows(
+        txn,
+        "INSERT OR IGNORE INTO record_boundary (collection, boundary, rkey)",
+        3,
+        boundary_rows,
+    )
+    .await?;
+
     let mut seq = 0;
     if let Some(event) = &unit.event {
         let row = txn
@@ -300,21 +386,15 @@ async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, Sq
             .ok_or_else(|| SqliteError::Corrupt("no sequence number returned".into()))?;
         seq = u64::try_from(row.int(0)?).unwrap_or(0);
     }
-    for item in &unit.outbox {
-        txn.execute_raw(stmt(
-            "INSERT INTO outbox (item, due_ms) VALUES (?, ?)",
-            vec![encode_item(item).into(), i64::MIN.into()],
-        ))
-        .await?;
-    }
-    txn.execute_raw(stmt(
-        "INSERT OR REPLACE INTO repo_root (id, commit_cid, rev, data_cid) VALUES (1, ?, ?, ?)",
-        vec![
-            blob(&unit.head.commit),
-            unit.head.rev.to_string().into(),
-            blob(&unit.head.data),
-        ],
-    ))
+    insert_rows(
+        txn,
+        "INSERT INTO outbox (item, due_ms)",
+        2,
+        unit.outbox
+            .iter()
+            .map(|item| vec![encode_item(item).into(), i64::MIN.into()])
+            .collect(),
+    )
     .await?;
     Ok(seq)
 }

@@ -94,6 +94,12 @@ fn row_to_enrollment(
 const SELECT: &str =
     "SELECT did, enrolled_at, pds_endpoint, signing_key, enrollment_rkey FROM enrollment";
 
+/// One round trip for the enrollment and its boundaries (on every write's path).
+const SELECT_WITH_BOUNDARIES: &str = "SELECT e.did, e.enrolled_at, e.pds_endpoint, e.signing_key, \
+     e.enrollment_rkey, (SELECT group_concat(boundary, char(10)) FROM \
+     (SELECT boundary FROM enrollment_boundary b WHERE b.did = e.did ORDER BY boundary)) \
+     FROM enrollment e WHERE e.did = ?";
+
 impl SqliteEnrollmentStore {
     /// Runs `change` on the account's boundary set inside a transaction; fails if not enrolled.
     async fn change(
@@ -164,16 +170,15 @@ impl EnrollmentStore for SqliteEnrollmentStore {
     async fn get(&self, did: &Did) -> EnrollmentResult<Option<Enrollment>> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                &format!("{SELECT} WHERE did = ?"),
-                vec![did.as_str().into()],
-            ))
+            .query_one_raw(stmt(SELECT_WITH_BOUNDARIES, vec![did.as_str().into()]))
             .await
             .map_err(enr_err)?;
         let Some(row) = row else { return Ok(None) };
-        let boundaries = boundaries_of(&self.db, did.as_str())
-            .await
-            .map_err(enr_err)?;
+        let boundaries = row
+            .opt_text(5)
+            .map_err(enr_err)?
+            .map(|joined| joined.split('\n').map(str::to_owned).collect())
+            .unwrap_or_default();
         row_to_enrollment(&row, boundaries)
             .map(Some)
             .map_err(enr_err)

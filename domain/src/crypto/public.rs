@@ -146,6 +146,55 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// Like [`PublicKey::verify`], but also accepts high-S signatures (each ECDSA signature has a
+    /// low-S and a high-S form). For JOSE (DPoP proofs, OAuth access tokens): JWS does not require
+    /// low S and WebCrypto signers produce high S about half the time. atproto's own signatures
+    /// (commits, service-auth JWTs) must keep using the strict [`PublicKey::verify`].
+    pub fn verify_allow_high_s(&self, msg: &[u8], sig: &[u8]) -> Result<()> {
+        if sig.len() != 64 {
+            return Err(Error::Signature(format!(
+                "expected 64 bytes (r‖s), got {}",
+                sig.len()
+            )));
+        }
+        let low_s: [u8; 64] = match self.alg {
+            KeyAlgorithm::P256 => {
+                let parsed = p256::ecdsa::Signature::from_slice(sig)
+                    .map_err(|_| Error::Signature("malformed P-256 signature".into()))?;
+                parsed.normalize_s().unwrap_or(parsed).to_bytes().into()
+            }
+            KeyAlgorithm::K256 => {
+                let parsed = k256::ecdsa::Signature::from_slice(sig)
+                    .map_err(|_| Error::Signature("malformed secp256k1 signature".into()))?;
+                parsed.normalize_s().unwrap_or(parsed).to_bytes().into()
+            }
+        };
+        self.verify(msg, &low_s)
+    }
+
+    /// The affine coordinates `(x, y)` of the point, 32 big-endian bytes each (the JWK `x`/`y`).
+    pub fn uncompressed_xy(&self) -> ([u8; 32], [u8; 32]) {
+        let mut x = [0u8; 32];
+        let mut y = [0u8; 32];
+        match &self.inner {
+            Inner::P256(uncompressed) => {
+                x.copy_from_slice(&uncompressed[1..33]);
+                y.copy_from_slice(&uncompressed[33..65]);
+            }
+            Inner::K256(key) => {
+                // An uncompressed encoding always carries both coordinates.
+                let point = key.to_encoded_point(false);
+                if let (Some(px), Some(py)) = (point.x(), point.y()) {
+                    x.copy_from_slice(px);
+                    y.copy_from_slice(py);
+                }
+            }
+        }
+        (x, y)
+    }
+}
+
 fn decode_base58btc(multibase: &str) -> Result<Vec<u8>> {
     let (base, bytes) =
         multibase::decode(multibase).map_err(|e| Error::Key(format!("bad multibase: {e}")))?;

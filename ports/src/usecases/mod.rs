@@ -1,6 +1,7 @@
 //! Use cases: written once against the ports; apps call these and never touch adapters beyond
 //! constructing them.
 
+pub mod enrollment;
 pub mod records;
 
 use stratos_domain::Error as DomainError;

@@ -1,7 +1,7 @@
 //! Record use cases: writes (one signed commit per call, all or nothing) and boundary-filtered
 //! reads.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use ipld_core::ipld::Ipld;
@@ -101,6 +101,18 @@ pub struct RecordPage {
     pub cursor: Option<String>,
 }
 
+/// Most URIs one hydration request may name.
+pub const MAX_HYDRATE: usize = 100;
+
+/// The result of a hydration request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hydrated {
+    /// Records the viewer may read, in request order.
+    pub records: Vec<RecordView>,
+    /// URIs that are missing or that the viewer may not read.
+    pub not_found: Vec<String>,
+}
+
 /// Everything the record use cases need.
 #[derive(Clone)]
 pub struct RecordDeps {
@@ -135,7 +147,14 @@ pub struct Records {
     /// Content-addressed blocks shared by all actors: a CID always names the same bytes, so the
     /// cache can never serve stale data, only save round trips.
     cache: Mutex<BlockMap>,
+    /// Imported signing keys by DID with their did:key: importing a P-256 key derives its public
+    /// point (~0.1 ms), too slow to repeat on every write. An entry is used only while it matches
+    /// the enrollment's current key, so re-enrollment with a new key is picked up at once.
+    signers: Mutex<HashMap<String, (String, Arc<Keypair>)>>,
 }
+
+/// Signing keys kept before the cache is cleared.
+const SIGNER_CACHE_LIMIT: usize = 10_000;
 
 /// A validated write, ready for the repository core.
 struct Prepared {
@@ -151,6 +170,7 @@ impl Records {
         Self {
             deps,
             cache: Mutex::new(BlockMap::new()),
+            signers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -246,13 +266,14 @@ impl Records {
                 "at most 200 writes per batch".into(),
             ));
         }
-        let held = self.enrolled_boundaries(author).await?;
-        let key = self
+        let enrollment = self
             .deps
-            .keys
+            .enrollments
             .get(author)
             .await?
             .ok_or_else(|| UseCaseError::NotEnrolled(author.to_string()))?;
+        let key = self.signer(author, &enrollment.signing_key).await?;
+        let held: BTreeSet<String> = enrollment.boundaries.into_iter().collect();
         let now = Datetime::from_unix_millis(self.deps.clock.now_ms());
         let mut prepared = Vec::with_capacity(ops.len());
         for op in ops {
@@ -307,6 +328,25 @@ impl Records {
         rkey: &str,
         expected_cid: Option<&Cid>,
     ) -> Result<Option<RecordView>, UseCaseError> {
+        let held = self.viewer_boundaries(viewer).await?;
+        self.read_one(
+            as_viewer(viewer, &held),
+            owner,
+            collection,
+            rkey,
+            expected_cid,
+        )
+        .await
+    }
+
+    async fn read_one(
+        &self,
+        viewer: Viewer<'_>,
+        owner: &Did,
+        collection: &str,
+        rkey: &str,
+        expected_cid: Option<&Cid>,
+    ) -> Result<Option<RecordView>, UseCaseError> {
         if !self.deps.repos.actor_exists(owner).await? {
             return Ok(None);
         }
@@ -316,8 +356,6 @@ impl Records {
         if expected_cid.is_some_and(|c| *c != record.cid) {
             return Ok(None);
         }
-        let held = self.viewer_boundaries(viewer).await?;
-        let viewer = as_viewer(viewer, &held);
         if !can_read(viewer, owner.as_str(), &record.boundaries) {
             return Ok(None);
         }
@@ -383,6 +421,67 @@ impl Records {
             }
         }
         Ok(RecordPage { records, cursor })
+    }
+
+    /// Hydrates up to 100 record URIs for a viewer. Records the viewer may not read are listed
+    /// with the missing ones in `not_found`: a denial never differs from absence.
+    pub async fn hydrate(
+        &self,
+        viewer: Option<&Did>,
+        uris: &[String],
+    ) -> Result<Hydrated, UseCaseError> {
+        if uris.len() > MAX_HYDRATE {
+            return Err(UseCaseError::InvalidRequest(format!(
+                "at most {MAX_HYDRATE} URIs per request"
+            )));
+        }
+        let held = self.viewer_boundaries(viewer).await?;
+        let v = as_viewer(viewer, &held);
+        let mut out = Hydrated::default();
+        for uri in uris {
+            let parsed = AtUri::parse(uri)?;
+            let (Ok(owner), Some(collection), Some(rkey)) = (
+                Did::parse(parsed.authority().as_str()),
+                parsed.collection(),
+                parsed.rkey(),
+            ) else {
+                return Err(UseCaseError::InvalidRequest(format!(
+                    "{uri} is not a record URI with a DID authority"
+                )));
+            };
+            match self
+                .read_one(v, &owner, collection.as_str(), rkey.as_str(), None)
+                .await?
+            {
+                Some(view) => out.records.push(view),
+                None => out.not_found.push(uri.clone()),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn signer(&self, did: &Did, expected: &str) -> Result<Arc<Keypair>, UseCaseError> {
+        {
+            let signers = self.signers.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((did_key, key)) = signers.get(did.as_str())
+                && did_key == expected
+            {
+                return Ok(key.clone());
+            }
+        }
+        let key = Arc::new(
+            self.deps
+                .keys
+                .get(did)
+                .await?
+                .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))?,
+        );
+        let mut signers = self.signers.lock().unwrap_or_else(|p| p.into_inner());
+        if signers.len() >= SIGNER_CACHE_LIMIT {
+            signers.clear();
+        }
+        signers.insert(did.to_string(), (key.did_key(), key.clone()));
+        Ok(key)
     }
 
     async fn enrolled_boundaries(&self, did: &Did) -> Result<BTreeSet<String>, UseCaseError> {
@@ -556,8 +655,15 @@ impl Records {
         cache.extend(blocks);
     }
 
+    /// Keeps the new tree nodes (not record bodies: the repository core never reads them).
     fn remember(&self, out: &CommitOutput) {
-        self.insert_cached(out.new_blocks.clone());
+        let mut nodes = out.new_blocks.clone();
+        for op in &out.ops {
+            if let Some(cid) = op.cid {
+                nodes.remove(&cid);
+            }
+        }
+        self.insert_cached(nodes);
     }
 }
 

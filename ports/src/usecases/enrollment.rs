@@ -1,0 +1,232 @@
+//! Enrollment use cases: enroll (eligibility, key, repository, boundaries, attested PDS record),
+//! unenroll (hard delete of private data), status.
+
+use std::sync::Arc;
+
+use stratos_domain::attestation;
+use stratos_domain::crypto::{KeyAlgorithm, Keypair};
+use stratos_domain::enrollment::{
+    Admission, ENROLLMENT_COLLECTION, EnrollmentPolicy, EnrollmentRecord, Precheck, enrollment_rkey,
+};
+use stratos_domain::syntax::{Datetime, Did};
+use stratos_domain::{Error as DomainError, data};
+
+use super::UseCaseError;
+use super::records::Records;
+use crate::blob_store::BlobStore;
+use crate::enrollment_store::{Enrollment, EnrollmentStore};
+use crate::env::{AllowList, Clock, IdentityResolver};
+use crate::keys::SigningKeyStore;
+use crate::outbox::{Outbox, OutboxAction, OutboxItem};
+use crate::repo_store::RepoStore;
+
+/// Everything the enrollment use cases need.
+#[derive(Clone)]
+pub struct EnrollmentDeps {
+    /// Per-actor repositories.
+    pub repos: Arc<dyn RepoStore>,
+    /// Enrollments.
+    pub enrollments: Arc<dyn EnrollmentStore>,
+    /// Account signing keys.
+    pub keys: Arc<dyn SigningKeyStore>,
+    /// PDS writes.
+    pub outbox: Arc<dyn Outbox>,
+    /// Blobs.
+    pub blobs: Arc<dyn BlobStore>,
+    /// DID resolution.
+    pub identity: Arc<dyn IdentityResolver>,
+    /// The external allow-list, when configured.
+    pub allow_list: Option<Arc<dyn AllowList>>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Who may enroll and with which boundaries.
+    pub policy: EnrollmentPolicy,
+    /// This service's DID.
+    pub service_did: Did,
+    /// This service's public URL (the `service` of enrollment records).
+    pub service_endpoint: String,
+    /// The service's secp256k1 attestation key.
+    pub service_key: Arc<Keypair>,
+    /// The record use cases (for the repository's first commit).
+    pub records: Arc<Records>,
+}
+
+impl std::fmt::Debug for EnrollmentDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollmentDeps")
+            .field("service_did", &self.service_did)
+            .field("service_endpoint", &self.service_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of an enrollment request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollOutcome {
+    /// True for a new enrollment, false when the account was already enrolled.
+    pub new: bool,
+    /// The stored enrollment.
+    pub enrollment: Enrollment,
+}
+
+/// An account's status as shown to itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrollmentStatus {
+    /// The stored enrollment.
+    pub enrollment: Enrollment,
+    /// A fresh attestation over the current boundaries.
+    pub attestation: attestation::Attestation,
+}
+
+/// The enrollment use cases.
+#[derive(Debug)]
+pub struct Enrollments {
+    deps: EnrollmentDeps,
+}
+
+impl Enrollments {
+    /// Builds the use cases over `deps`.
+    pub fn new(deps: EnrollmentDeps) -> Self {
+        Self { deps }
+    }
+
+    /// Enrolls `did` (or refreshes the PDS record of an existing enrollment).
+    pub async fn enroll(&self, did: &Did) -> Result<EnrollOutcome, UseCaseError> {
+        if let Some(existing) = self.deps.enrollments.get(did).await? {
+            self.publish_record(&existing).await?;
+            return Ok(EnrollOutcome {
+                new: false,
+                enrollment: existing,
+            });
+        }
+        let admission = self.admit(did).await?;
+        let key = Keypair::generate(KeyAlgorithm::P256);
+        self.deps.keys.put(did, &key).await?;
+        // The first commit is signed with the account's own key: one verification story.
+        self.deps.records.init_repo(did, &key).await?;
+        let now = Datetime::from_unix_millis(self.deps.clock.now_ms());
+        let enrollment = Enrollment {
+            did: did.to_string(),
+            enrolled_at: now.to_string(),
+            pds_endpoint: admission.pds_endpoint.clone(),
+            signing_key: key.did_key(),
+            enrollment_rkey: Some(enrollment_rkey(self.deps.service_did.as_str())),
+            boundaries: admission
+                .boundaries
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        };
+        self.deps.enrollments.enroll(&enrollment).await?;
+        self.publish_record(&enrollment).await?;
+        let stored = self
+            .deps
+            .enrollments
+            .get(did)
+            .await?
+            .ok_or_else(|| UseCaseError::Internal("enrollment vanished".into()))?;
+        Ok(EnrollOutcome {
+            new: true,
+            enrollment: stored,
+        })
+    }
+
+    /// Decides eligibility: configuration, the external list, then the DID document.
+    async fn admit(&self, did: &Did) -> Result<Admission, UseCaseError> {
+        let on_list = match &self.deps.allow_list {
+            Some(list) => list.contains(did).await?,
+            None => false,
+        };
+        match self.deps.policy.precheck(did, on_list) {
+            Precheck::Allowed => Ok(self.deps.policy.admission()),
+            Precheck::Denied(reason) => Err(DomainError::EnrollmentDenied(reason).into()),
+            Precheck::NeedsDidDocument => {
+                // A resolution failure is a denial (`DidNotResolved`), not a server error.
+                let doc = self.deps.identity.resolve_did(did).await.ok().flatten();
+                Ok(self.deps.policy.decide_with_document(doc.as_ref())?)
+            }
+        }
+    }
+
+    /// Queues the attested enrollment record for the account's PDS.
+    async fn publish_record(&self, enrollment: &Enrollment) -> Result<(), UseCaseError> {
+        let did = Did::parse(&enrollment.did)?;
+        let attestation = attestation::attest(
+            self.deps.service_key.as_ref(),
+            &did,
+            &enrollment.boundaries,
+            &enrollment.signing_key,
+        )?;
+        let record = EnrollmentRecord {
+            service: self.deps.service_endpoint.clone(),
+            boundaries: enrollment.boundaries.clone(),
+            signing_key: enrollment.signing_key.clone(),
+            attestation,
+            created_at: Datetime::from_unix_millis(self.deps.clock.now_ms()),
+        };
+        let json = data::ipld_to_json(&record.to_ipld())?;
+        let rkey = enrollment
+            .enrollment_rkey
+            .clone()
+            .unwrap_or_else(|| enrollment_rkey(self.deps.service_did.as_str()));
+        self.deps
+            .outbox
+            .enqueue(OutboxItem {
+                did: enrollment.did.clone(),
+                action: OutboxAction::PutRecord {
+                    collection: ENROLLMENT_COLLECTION.to_owned(),
+                    rkey,
+                    record_json: json.to_string(),
+                },
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The account's enrollment with a fresh attestation, `None` when not enrolled.
+    pub async fn status(&self, did: &Did) -> Result<Option<EnrollmentStatus>, UseCaseError> {
+        let Some(enrollment) = self.deps.enrollments.get(did).await? else {
+            return Ok(None);
+        };
+        let attestation = attestation::attest(
+            self.deps.service_key.as_ref(),
+            did,
+            &enrollment.boundaries,
+            &enrollment.signing_key,
+        )?;
+        Ok(Some(EnrollmentStatus {
+            enrollment,
+            attestation,
+        }))
+    }
+
+    /// Hard-deletes the account's private data: enrollment, repository, key and blobs. Pending
+    /// stub writes are dropped and the PDS enrollment record's deletion is queued.
+    pub async fn unenroll(&self, did: &Did) -> Result<(), UseCaseError> {
+        let enrollment = self
+            .deps
+            .enrollments
+            .get(did)
+            .await?
+            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))?;
+        self.deps.outbox.purge(did).await?;
+        self.deps.enrollments.unenroll(did).await?;
+        self.deps.repos.destroy_actor(did).await?;
+        self.deps.keys.delete(did).await?;
+        self.deps.blobs.delete_actor(did).await?;
+        let rkey = enrollment
+            .enrollment_rkey
+            .unwrap_or_else(|| enrollment_rkey(self.deps.service_did.as_str()));
+        self.deps
+            .outbox
+            .enqueue(OutboxItem {
+                did: did.to_string(),
+                action: OutboxAction::DeleteRecord {
+                    collection: ENROLLMENT_COLLECTION.to_owned(),
+                    rkey,
+                },
+            })
+            .await?;
+        Ok(())
+    }
+}
