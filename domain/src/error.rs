@@ -193,6 +193,14 @@ pub enum Error {
     #[error("attestation does not verify: {0}")]
     Attestation(String),
 
+    // ---- policy -------------------------------------------------------------------------------
+    /// The account wrote too much recently.
+    #[error("rate limit exceeded; retry in {retry_after_ms} ms")]
+    RateLimited {
+        /// When the next write would be accepted.
+        retry_after_ms: i64,
+    },
+
     // ---- authentication -----------------------------------------------------------------------
     /// A service-auth JWT, DPoP proof or access token was rejected; the reason says why.
     #[error("{0}")]

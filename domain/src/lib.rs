@@ -15,6 +15,7 @@
 //! - [`repo`]: record writes → one signed commit and its storage delta.
 //! - [`car`]: CAR v1 reading (verified) and writing.
 //! - [`tid`]: monotonic TID generation.
+//! - [`rate_limit`]: per-account sliding-window write limits.
 //! - [`auth`]: service-auth JWT, DPoP proof and access-token verification.
 
 pub mod attestation;
@@ -30,6 +31,7 @@ pub mod enrollment;
 mod error;
 pub mod lexicon;
 pub mod mst;
+pub mod rate_limit;
 pub mod repo;
 pub mod stub;
 pub mod syntax;

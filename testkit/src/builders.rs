@@ -109,13 +109,33 @@ impl TestService {
     }
 }
 
-/// Record use cases over the given ports, offering `boundaries` (bare names).
+/// Record use cases over the given ports, offering `boundaries` (bare names), with the default
+/// rate limit.
 pub fn build_records(
     repos: Arc<dyn RepoStore>,
     enrollments: Arc<dyn EnrollmentStore>,
     keys: Arc<dyn SigningKeyStore>,
     clock: Arc<ManualClock>,
     boundaries: &[&str],
+) -> Records {
+    build_records_with(
+        repos,
+        enrollments,
+        keys,
+        clock,
+        boundaries,
+        stratos_domain::rate_limit::DEFAULT_RATE_LIMIT,
+    )
+}
+
+/// [`build_records`] with an explicit rate limit (benchmarks lift it).
+pub fn build_records_with(
+    repos: Arc<dyn RepoStore>,
+    enrollments: Arc<dyn EnrollmentStore>,
+    keys: Arc<dyn SigningKeyStore>,
+    clock: Arc<ManualClock>,
+    boundaries: &[&str],
+    rate_limit: stratos_domain::rate_limit::RateLimit,
 ) -> Records {
     let service = did(SERVICE_DID);
     let allowed = boundaries
@@ -133,6 +153,7 @@ pub fn build_records(
             allowed,
         },
         service_ref: format!("{SERVICE_DID}#atproto_pns"),
+        rate_limit,
     })
 }
 

@@ -417,3 +417,135 @@ async fn records_without_type_get_the_collection_type() {
     let value = data::ipld_to_json(&data::decode(&stored.bytes).unwrap()).unwrap();
     assert_eq!(value["$type"], POSTS);
 }
+
+#[tokio::test]
+async fn export_then_import_into_a_fresh_repository() {
+    let svc = service().await;
+    let rei = did("did:plc:rei");
+    for i in 0..5 {
+        svc.records
+            .create_record(
+                &rei,
+                &rei,
+                POSTS,
+                None,
+                post(&format!("p{i}"), &["swordsmith"]),
+            )
+            .await
+            .unwrap();
+    }
+    // Only the owner may export.
+    let sakura = did("did:plc:sakura");
+    assert!(matches!(
+        svc.records.export_repo(&sakura, &rei).await,
+        Err(UseCaseError::Forbidden(_))
+    ));
+    let car_bytes = svc.records.export_repo(&rei, &rei).await.unwrap();
+    let parsed = stratos_domain::car::read(&car_bytes, Default::default()).unwrap();
+    assert_eq!(parsed.roots.len(), 1);
+
+    // Import into the same DID on a second service (fresh, empty repository).
+    let other = TestService::new(&["swordsmith", "aekea", "ops"]);
+    other.enroll("did:plc:rei", &["swordsmith"]).await;
+    assert_eq!(
+        other.records.import_repo(&rei, &car_bytes).await.unwrap(),
+        5
+    );
+    let page = other
+        .records
+        .list_records(Some(&rei), &rei, POSTS, 50, None, false)
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 5);
+    // Boundaries were indexed: a member reads, an outsider does not.
+    other.enroll("did:plc:kaoruko", &["aekea"]).await;
+    let kaoruko = did("did:plc:kaoruko");
+    let seen = other
+        .records
+        .list_records(Some(&kaoruko), &rei, POSTS, 50, None, false)
+        .await
+        .unwrap();
+    assert!(seen.records.is_empty());
+    // A second import is refused; another account's CAR is refused.
+    assert!(matches!(
+        other.records.import_repo(&rei, &car_bytes).await,
+        Err(UseCaseError::RepoAlreadyExists(_))
+    ));
+    other.enroll("did:plc:misato", &["swordsmith"]).await;
+    assert!(matches!(
+        other
+            .records
+            .import_repo(&did("did:plc:misato"), &car_bytes)
+            .await,
+        Err(UseCaseError::Rule(DomainError::Commit(_)))
+    ));
+    // Garbage is a typed error.
+    assert!(matches!(
+        other
+            .records
+            .import_repo(&did("did:plc:misato"), b"not a car")
+            .await,
+        Err(UseCaseError::Rule(_))
+    ));
+}
+
+#[tokio::test]
+async fn import_applies_the_write_rules() {
+    let svc = service().await;
+    let rei = did("did:plc:rei");
+    svc.records
+        .create_record(&rei, &rei, POSTS, None, post("secret", &["swordsmith"]))
+        .await
+        .unwrap();
+    let car_bytes = svc.records.export_repo(&rei, &rei).await.unwrap();
+    // On a service where Rei does not hold `swordsmith`, the import is refused whole.
+    let other = TestService::new(&["swordsmith", "aekea"]);
+    other.enroll("did:plc:rei", &["aekea"]).await;
+    assert!(matches!(
+        other.records.import_repo(&rei, &car_bytes).await,
+        Err(UseCaseError::Rule(DomainError::BoundaryNotHeld { .. }))
+    ));
+    assert_eq!(other.repos.latest_seq(&rei).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn writes_beyond_the_rate_limit_are_refused_with_retry_after() {
+    let svc = service().await;
+    let rei = did("did:plc:rei");
+    let batch = |n: usize| {
+        (0..n)
+            .map(|i| WriteOp::Create {
+                collection: POSTS.into(),
+                rkey: None,
+                value: post(&format!("r{i}"), &["swordsmith"]),
+            })
+            .collect::<Vec<_>>()
+    };
+    svc.records
+        .apply_writes(&rei, &rei, batch(200))
+        .await
+        .unwrap();
+    svc.records
+        .apply_writes(&rei, &rei, batch(100))
+        .await
+        .unwrap();
+    let err = svc
+        .records
+        .apply_writes(&rei, &rei, batch(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, UseCaseError::Rule(DomainError::RateLimited { retry_after_ms }) if retry_after_ms > 0)
+    );
+    // Another account is unaffected; a minute later Rei may write again.
+    let sakura = did("did:plc:sakura");
+    svc.records
+        .apply_writes(&sakura, &sakura, batch(1))
+        .await
+        .unwrap();
+    svc.clock.advance(60_001);
+    svc.records
+        .apply_writes(&rei, &rei, batch(1))
+        .await
+        .unwrap();
+}

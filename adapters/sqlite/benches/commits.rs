@@ -10,12 +10,13 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use stratos_domain::rate_limit::RateLimit;
 use stratos_ports::enrollment_store::EnrollmentStore;
 use stratos_ports::keys::SigningKeyStore;
 use stratos_ports::repo_store::RepoStore;
 use stratos_ports::usecases::records::{Records, WriteOp};
 use stratos_sqlite::{Durability, SqliteStorage};
-use stratos_testkit::builders::{build_records, enroll_into, post};
+use stratos_testkit::builders::{build_records_with, enroll_into, post};
 use stratos_testkit::memory::{
     ManualClock, MemoryEnrollmentStore, MemoryKeyStore, MemoryRepoStore,
 };
@@ -43,12 +44,16 @@ async fn setup(
     actors: usize,
     preload: usize,
 ) -> Setup {
-    let records = Arc::new(build_records(
+    let records = Arc::new(build_records_with(
         repos,
         enrollments.clone(),
         keys.clone(),
         Arc::new(ManualClock::at(1_795_000_000_000)),
         &["even", "odd"],
+        RateLimit {
+            max: u32::MAX,
+            window_ms: 1,
+        },
     ));
     let mut dids = Vec::new();
     for i in 0..actors {

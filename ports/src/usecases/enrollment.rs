@@ -212,6 +212,7 @@ impl Enrollments {
         self.deps.outbox.purge(did).await?;
         self.deps.enrollments.unenroll(did).await?;
         self.deps.repos.destroy_actor(did).await?;
+        self.deps.records.forget_actor(did);
         self.deps.keys.delete(did).await?;
         self.deps.blobs.delete_actor(did).await?;
         let rkey = enrollment

@@ -2,6 +2,7 @@
 //! constructing them.
 
 pub mod enrollment;
+mod node_cache;
 pub mod records;
 
 use stratos_domain::Error as DomainError;
@@ -29,6 +30,9 @@ pub enum UseCaseError {
     /// The caller may not do this (e.g. write another account's repository).
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The repository already holds records (imports need an empty one).
+    #[error("the repository of {0} already holds records")]
+    RepoAlreadyExists(String),
     /// Concurrent writers kept winning; the client may retry.
     #[error("too many concurrent writes to {0}; retry")]
     Conflict(String),

@@ -6,16 +6,20 @@ use std::sync::{Arc, Mutex};
 
 use ipld_core::ipld::Ipld;
 use serde_json::Value;
-use stratos_domain::blocks::{BlockMap, BlockRead};
+
+use stratos_domain::blocks::BlockRead as _;
 use stratos_domain::boundary::{ReadFilter, Viewer, can_read, read_filter, record_boundary_values};
+use stratos_domain::commit::SignedCommit;
 use stratos_domain::crypto::Keypair;
 use stratos_domain::lexicon::Catalog;
+use stratos_domain::rate_limit::{RateLimit, RateLimiter};
 use stratos_domain::repo::{self, Action, CommitOutput, RecordWrite, RepoHead};
 use stratos_domain::syntax::{AtUri, Datetime, Did, Nsid, RecordKey, Tid};
 use stratos_domain::write::{WriteContext, WritePolicy, reply_parent};
-use stratos_domain::{Cid, Error as DomainError, data, stub, tid};
+use stratos_domain::{Cid, Error as DomainError, car, data, mst, stub, tid};
 
 use super::UseCaseError;
+use super::node_cache::{self, DEFAULT_NODE_CACHE_BYTES, NodeCache};
 use crate::enrollment_store::EnrollmentStore;
 use crate::env::Clock;
 use crate::keys::SigningKeyStore;
@@ -24,8 +28,6 @@ use crate::repo_store::{CommitUnit, EventOp, IndexChange, ListQuery, RepoStore, 
 
 /// How often a write is rebuilt after losing a compare-and-swap race before giving up.
 const MAX_ATTEMPTS: usize = 5;
-/// Blocks kept in the shared node cache before it is cleared.
-const CACHE_LIMIT: usize = 200_000;
 
 /// One write of a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +132,8 @@ pub struct RecordDeps {
     pub policy: WritePolicy,
     /// `{serviceDid}#{fragment}` for PDS stubs.
     pub service_ref: String,
+    /// Writes allowed per account.
+    pub rate_limit: RateLimit,
 }
 
 impl std::fmt::Debug for RecordDeps {
@@ -144,13 +148,16 @@ impl std::fmt::Debug for RecordDeps {
 #[derive(Debug)]
 pub struct Records {
     deps: RecordDeps,
-    /// Content-addressed blocks shared by all actors: a CID always names the same bytes, so the
-    /// cache can never serve stale data, only save round trips.
-    cache: Mutex<BlockMap>,
+    /// MST nodes per actor, so steady-state writes need no block reads at all.
+    cache: NodeCache,
     /// Imported signing keys by DID with their did:key: importing a P-256 key derives its public
     /// point (~0.1 ms), too slow to repeat on every write. An entry is used only while it matches
     /// the enrollment's current key, so re-enrollment with a new key is picked up at once.
     signers: Mutex<HashMap<String, (String, Arc<Keypair>)>>,
+    /// One writer per DID at a time in this process: losers of the head compare-and-swap would
+    /// only redo their work. The compare-and-swap still decides across processes.
+    writers: Mutex<HashMap<String, Arc<async_lock::Mutex<()>>>>,
+    limiter: Mutex<RateLimiter>,
 }
 
 /// Signing keys kept before the cache is cleared.
@@ -167,10 +174,13 @@ struct Prepared {
 impl Records {
     /// Builds the use cases over `deps`.
     pub fn new(deps: RecordDeps) -> Self {
+        let limit = deps.rate_limit;
         Self {
             deps,
-            cache: Mutex::new(BlockMap::new()),
+            cache: NodeCache::new(DEFAULT_NODE_CACHE_BYTES),
             signers: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(RateLimiter::new(limit)),
         }
     }
 
@@ -279,16 +289,36 @@ impl Records {
         for op in ops {
             prepared.push(self.prepare(repo, op, &held, &now).await?);
         }
+        self.commit_prepared(author, repo, key, prepared, &now)
+            .await
+    }
+
+    /// Serialises, rate-limits and commits validated writes.
+    async fn commit_prepared(
+        &self,
+        author: &Did,
+        repo: &Did,
+        key: Arc<Keypair>,
+        prepared: Vec<Prepared>,
+        now: &Datetime,
+    ) -> Result<CommitResult, UseCaseError> {
+        let cost = u32::try_from(prepared.len()).unwrap_or(u32::MAX);
+        self.limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(author.as_str(), cost, self.deps.clock.now_ms())?;
+        let lock = self.writer_lock(repo);
+        let _serial = lock.lock().await;
         let writes: Vec<RecordWrite> = prepared.iter().map(|p| p.write.clone()).collect();
         for _ in 0..MAX_ATTEMPTS {
             let head = self.deps.repos.head(repo).await?;
             let head = head.ok_or_else(|| UseCaseError::NotEnrolled(repo.to_string()))?;
             let rev = tid::next_after(&head.rev);
             let out = self.build(repo, Some(&head), &writes, rev, &key).await?;
-            let unit = commit_unit(repo, &out, &prepared, &now);
+            let unit = commit_unit(repo, &out, &prepared, now);
             match self.deps.repos.apply_commit(repo, unit).await {
                 Ok(seq) => {
-                    self.remember(&out);
+                    self.remember(repo, &out);
                     return Ok(results(repo, &out, seq));
                 }
                 Err(e) if e.is_retryable() => continue,
@@ -460,6 +490,100 @@ impl Records {
         Ok(out)
     }
 
+    /// Drops everything cached about an actor (after its repository is destroyed).
+    pub fn forget_actor(&self, did: &Did) {
+        self.cache.forget(did.as_str());
+        node_cache::lock(&self.signers).remove(did.as_str());
+    }
+
+    fn writer_lock(&self, did: &Did) -> Arc<async_lock::Mutex<()>> {
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if writers.len() > 4096 {
+            // Drop locks nobody holds or waits for.
+            writers.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        writers
+            .entry(did.to_string())
+            .or_insert_with(|| Arc::new(async_lock::Mutex::new(())))
+            .clone()
+    }
+
+    /// The whole repository as a CAR v1 (commit first). Only the owner may export: the CAR holds
+    /// every private record in clear.
+    pub async fn export_repo(&self, requester: &Did, did: &Did) -> Result<Vec<u8>, UseCaseError> {
+        check_owner(requester, did)?;
+        let head = self
+            .deps
+            .repos
+            .head(did)
+            .await?
+            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))?;
+        let blocks = self.deps.repos.all_blocks(did).await?;
+        Ok(car::write_repo(&blocks, &head.commit, Vec::new())?)
+    }
+
+    /// Imports the records of a repository CAR into the caller's repository, which must hold no
+    /// records yet. Every record goes through the same write rules as a normal write and lands
+    /// in one commit signed with the caller's key. Returns the number of records imported.
+    pub async fn import_repo(&self, author: &Did, car_bytes: &[u8]) -> Result<usize, UseCaseError> {
+        let enrollment = self
+            .deps
+            .enrollments
+            .get(author)
+            .await?
+            .ok_or_else(|| UseCaseError::NotEnrolled(author.to_string()))?;
+        let head = self
+            .deps
+            .repos
+            .head(author)
+            .await?
+            .ok_or_else(|| UseCaseError::NotEnrolled(author.to_string()))?;
+        if head.data != mst::empty_root() {
+            return Err(UseCaseError::RepoAlreadyExists(author.to_string()));
+        }
+        let parsed = car::read(car_bytes, car::CarLimits::default())?;
+        let [root] = parsed.roots.as_slice() else {
+            return Err(DomainError::CarHeader("expected exactly one root".into()).into());
+        };
+        let commit = SignedCommit::decode(parsed.blocks.require(root)?)?;
+        if commit.did != *author {
+            return Err(DomainError::Commit(format!(
+                "the CAR holds the repository of {}, not {author}",
+                commit.did
+            ))
+            .into());
+        }
+        let entries = mst::Mst::load(&parsed.blocks, commit.data).entries()?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let held: BTreeSet<String> = enrollment.boundaries.into_iter().collect();
+        let now = Datetime::from_unix_millis(self.deps.clock.now_ms());
+        let mut prepared = Vec::with_capacity(entries.len());
+        for (path, cid) in &entries {
+            let (collection, rkey) = split_path(path);
+            let value = data::ipld_to_json(&data::decode(parsed.blocks.require(cid)?)?)?;
+            let op = WriteOp::Create {
+                collection,
+                rkey: Some(rkey),
+                value,
+            };
+            prepared.push(self.prepare(author, op, &held, &now).await?);
+        }
+        let key = self.signer(author, &enrollment.signing_key).await?;
+        let count = prepared.len();
+        // An import is one operation, not `count` writes, for the rate limiter's purposes.
+        let lock = self.writer_lock(author);
+        let _serial = lock.lock().await;
+        let writes: Vec<RecordWrite> = prepared.iter().map(|p| p.write.clone()).collect();
+        let rev = tid::next_after(&head.rev);
+        let out = self.build(author, Some(&head), &writes, rev, &key).await?;
+        let unit = commit_unit(author, &out, &prepared, &now);
+        self.deps.repos.apply_commit(author, unit).await?;
+        self.remember(author, &out);
+        Ok(count)
+    }
+
     async fn signer(&self, did: &Did, expected: &str) -> Result<Arc<Keypair>, UseCaseError> {
         {
             let signers = self.signers.lock().unwrap_or_else(|p| p.into_inner());
@@ -612,7 +736,8 @@ impl Records {
             .map(|r| r.boundaries))
     }
 
-    /// Runs the repository core over the block cache, fetching missing blocks in batches.
+    /// Runs the repository core over the actor's node cache, fetching missing nodes from the
+    /// store (one batch per missing node; a warm cache needs none).
     async fn build(
         &self,
         did: &Did,
@@ -621,12 +746,12 @@ impl Records {
         rev: Tid,
         key: &Keypair,
     ) -> Result<CommitOutput, UseCaseError> {
+        let nodes = self.cache.actor(did.as_str());
         // Each retry fetches at least one missing block; a tree deeper than this is corrupt.
         for _ in 0..64 {
             let attempt = {
-                let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                let snapshot = CacheView(&cache);
-                repo::apply_writes(&snapshot, did, head, writes, rev.clone(), key)
+                let cached = node_cache::lock(&nodes);
+                repo::apply_writes(&cached.blocks, did, head, writes, rev.clone(), key)
             };
             match attempt {
                 Ok(out) => return Ok(out),
@@ -637,7 +762,7 @@ impl Records {
                             "repository of {did} is missing block {cid}"
                         )));
                     }
-                    self.insert_cached(fetched);
+                    self.cache.update(did.as_str(), fetched, &[]);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -647,32 +772,17 @@ impl Records {
         )))
     }
 
-    fn insert_cached(&self, blocks: BlockMap) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() + blocks.len() > CACHE_LIMIT {
-            *cache = BlockMap::new();
-        }
-        cache.extend(blocks);
-    }
-
-    /// Keeps the new tree nodes (not record bodies: the repository core never reads them).
-    fn remember(&self, out: &CommitOutput) {
+    /// Keeps the new tree nodes (not record bodies or the commit: the repository core never
+    /// reads them) and drops the nodes the commit removed.
+    fn remember(&self, did: &Did, out: &CommitOutput) {
         let mut nodes = out.new_blocks.clone();
+        nodes.remove(&out.head.commit);
         for op in &out.ops {
             if let Some(cid) = op.cid {
                 nodes.remove(&cid);
             }
         }
-        self.insert_cached(nodes);
-    }
-}
-
-/// Read access to the cache for the synchronous repository core.
-struct CacheView<'a>(&'a BlockMap);
-
-impl BlockRead for CacheView<'_> {
-    fn read(&self, cid: &Cid) -> stratos_domain::Result<Option<&[u8]>> {
-        Ok(self.0.get(cid))
+        self.cache.update(did.as_str(), nodes, &out.removed_nodes);
     }
 }
 
