@@ -29,6 +29,17 @@ pub trait BlobStore: Send + Sync {
     async fn make_permanent(&self, did: &Did, temp_key: &str, cid: &Cid) -> BlobResult<()>;
     /// The bytes of a permanent blob.
     async fn get(&self, did: &Did, cid: &Cid) -> BlobResult<Vec<u8>>;
+    /// Size in bytes of a permanent blob.
+    async fn size(&self, did: &Did, cid: &Cid) -> BlobResult<u64>;
+    /// Up to `len` bytes of a permanent blob from `offset` (empty past the end): lets callers
+    /// stream large blobs in chunks instead of holding them whole.
+    async fn read_range(
+        &self,
+        did: &Did,
+        cid: &Cid,
+        offset: u64,
+        len: usize,
+    ) -> BlobResult<Vec<u8>>;
     /// True when the permanent blob exists.
     async fn has(&self, did: &Did, cid: &Cid) -> BlobResult<bool>;
     /// Deletes a permanent blob; idempotent.

@@ -6,6 +6,7 @@ pub mod blob_store;
 pub mod enrollment_store;
 pub mod env;
 pub mod keys;
+pub mod oauth_store;
 pub mod outbox;
 pub mod repo_store;
 pub mod usecases;

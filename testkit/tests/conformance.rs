@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use stratos_testkit::conformance;
 use stratos_testkit::memory::{
-    MemoryBlobStore, MemoryEnrollmentStore, MemoryKeyStore, MemoryOutbox, MemoryRepoStore,
+    MemoryBlobStore, MemoryEnrollmentStore, MemoryKeyStore, MemoryOAuthStore, MemoryOutbox,
+    MemoryRepoStore,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,4 +32,9 @@ async fn memory_blob_store() {
 #[tokio::test]
 async fn memory_key_store() {
     conformance::keys::run(Arc::new(MemoryKeyStore::new())).await;
+}
+
+#[tokio::test]
+async fn memory_oauth_store() {
+    conformance::oauth_store::run(Arc::new(MemoryOAuthStore::new())).await;
 }

@@ -129,6 +129,37 @@ impl BlobStore for OpendalBlobStore {
         }
     }
 
+    async fn size(&self, did: &Did, cid: &Cid) -> BlobResult<u64> {
+        match self.op.stat(&permanent(did, cid)).await {
+            Ok(meta) => Ok(meta.content_length()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(BlobStoreError::NotFound(cid.to_string()))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn read_range(
+        &self,
+        did: &Did,
+        cid: &Cid,
+        offset: u64,
+        len: usize,
+    ) -> BlobResult<Vec<u8>> {
+        let size = self.size(did, cid).await?;
+        let start = offset.min(size);
+        let end = start.saturating_add(len as u64).min(size);
+        if start == end {
+            return Ok(Vec::new());
+        }
+        self.op
+            .read_with(&permanent(did, cid))
+            .range(start..end)
+            .await
+            .map(|buf| buf.to_vec())
+            .map_err(backend)
+    }
+
     async fn has(&self, did: &Did, cid: &Cid) -> BlobResult<bool> {
         self.op.exists(&permanent(did, cid)).await.map_err(backend)
     }

@@ -1,7 +1,8 @@
 //! SQLite adapter: the embedded default storage of Stratos.
 //!
 //! Layout under the data directory:
-//! - `service.sqlite`: enrollments, boundaries, signing keys, outbox bookkeeping;
+//! - `service.sqlite`: enrollments, boundaries, signing keys, OAuth states and sessions, outbox
+//!   bookkeeping;
 //! - `actors/{first two hex digits of sha256(did)}/{did}/stratos.sqlite`: one database per
 //!   actor with its blocks, head, record index, sequence log and outbox items.
 //!
@@ -22,7 +23,7 @@ use stratos_ports::repo_store::RepoStoreError;
 pub use db::Durability;
 pub use outbox::SqliteOutbox;
 pub use repo::{SqliteRepoStore, actor_dir};
-pub use service::{SqliteEnrollmentStore, SqliteKeyStore};
+pub use service::{SqliteEnrollmentStore, SqliteKeyStore, SqliteOAuthStore};
 
 use crate::outbox::OutboxHints;
 use crate::repo::ActorDbs;
@@ -72,6 +73,8 @@ pub struct SqliteStorage {
     pub keys: SqliteKeyStore,
     /// The PDS-write outbox.
     pub outbox: SqliteOutbox,
+    /// OAuth states and sessions.
+    pub oauth: SqliteOAuthStore,
     root: PathBuf,
 }
 
@@ -92,6 +95,9 @@ impl SqliteStorage {
                 db: service.clone(),
             },
             keys: SqliteKeyStore {
+                db: service.clone(),
+            },
+            oauth: SqliteOAuthStore {
                 db: service.clone(),
             },
             outbox: SqliteOutbox {

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS record_boundary (
     rkey TEXT NOT NULL,
     PRIMARY KEY (collection, boundary, rkey)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS record_boundary_path ON record_boundary (collection, rkey);
 CREATE TABLE IF NOT EXISTS event (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     rev TEXT NOT NULL,
@@ -218,6 +219,24 @@ async fn insert_rows<C: ConnectionTrait>(
     Ok(())
 }
 
+/// `(collection = ? AND rkey = ?) OR …` for `n` paths. SQLite answers each term from an index;
+/// a row-value `IN (VALUES …)` scans the table, which made commits cost O(records).
+fn path_filter(n: usize) -> String {
+    vec!["(collection = ? AND rkey = ?)"; n].join(" OR ")
+}
+
+/// Paths per `path_filter` statement (keeps the OR chain well under SQLite's depth limit).
+const PATH_BATCH: usize = 100;
+
+fn path_values<'a, I>(paths: I) -> Vec<Value>
+where
+    I: Iterator<Item = &'a (&'a String, &'a String, bool)>,
+{
+    paths
+        .flat_map(|(c, r, _)| [Value::from((*c).clone()), Value::from((*r).clone())])
+        .collect()
+}
+
 /// Applies a commit unit inside `txn` with as few statements as possible: with sqlx-sqlite
 /// every statement is a round trip to the connection's thread, which dominates the cost.
 async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, SqliteError> {
@@ -327,33 +346,27 @@ async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, Sq
         }
     }
     let must_exist: Vec<_> = deletes.iter().filter(|d| d.2).collect();
-    if !must_exist.is_empty() {
-        let sql = format!(
-            "DELETE FROM record WHERE (collection, rkey) IN (VALUES {})",
-            vec!["(?, ?)"; must_exist.len()].join(", ")
-        );
-        let values = must_exist
-            .iter()
-            .flat_map(|(c, r, _)| [Value::from((*c).clone()), Value::from((*r).clone())])
-            .collect();
-        let deleted = txn.execute_raw(stmt(&sql, values)).await?.rows_affected();
-        if usize::try_from(deleted).unwrap_or(0) != must_exist.len() {
-            return Err(SqliteError::IndexMismatch(
-                "delete of a record that is not indexed".into(),
-            ));
-        }
+    let mut deleted = 0u64;
+    for chunk in must_exist.chunks(PATH_BATCH) {
+        let sql = format!("DELETE FROM record WHERE {}", path_filter(chunk.len()));
+        deleted += txn
+            .execute_raw(stmt(&sql, path_values(chunk.iter().copied())))
+            .await?
+            .rows_affected();
     }
-    // Boundary rows of every touched path are rewritten (one statement for the whole unit).
-    if !deletes.is_empty() {
+    if usize::try_from(deleted).unwrap_or(0) != must_exist.len() {
+        return Err(SqliteError::IndexMismatch(
+            "delete of a record that is not indexed".into(),
+        ));
+    }
+    // Boundary rows of every touched path are rewritten.
+    for chunk in deletes.chunks(PATH_BATCH) {
         let sql = format!(
-            "DELETE FROM record_boundary WHERE (collection, rkey) IN (VALUES {})",
-            vec!["(?, ?)"; deletes.len()].join(", ")
+            "DELETE FROM record_boundary WHERE {}",
+            path_filter(chunk.len())
         );
-        let values = deletes
-            .iter()
-            .flat_map(|(c, r, _)| [Value::from((*c).clone()), Value::from((*r).clone())])
-            .collect();
-        txn.execute_raw(stmt(&sql, values)).await?;
+        txn.execute_raw(stmt(&sql, path_values(chunk.iter())))
+            .await?;
     }
     insert_rows(
         txn,

@@ -9,6 +9,7 @@ use stratos_ports::enrollment_store::{
     Enrollment, EnrollmentResult, EnrollmentStore, EnrollmentStoreError,
 };
 use stratos_ports::keys::{KeyStoreError, SigningKeyStore};
+use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
 
 use crate::SqliteError;
 use crate::db::{Row, stmt};
@@ -30,6 +31,15 @@ CREATE TABLE IF NOT EXISTS signing_key (
     did TEXT PRIMARY KEY,
     alg TEXT NOT NULL,
     key BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oauth_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oauth_session (
+    did TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox_actor (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -356,6 +366,92 @@ impl SigningKeyStore for SqliteKeyStore {
             ))
             .await
             .map_err(key_err)?;
+        Ok(())
+    }
+}
+
+/// [`OAuthStore`] over the service database. Values hold tokens: never logged, never in errors.
+#[derive(Clone)]
+pub struct SqliteOAuthStore {
+    pub(crate) db: DatabaseConnection,
+}
+
+impl std::fmt::Debug for SqliteOAuthStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteOAuthStore").finish_non_exhaustive()
+    }
+}
+
+fn oauth_err(e: impl Into<SqliteError>) -> OAuthStoreError {
+    OAuthStoreError::Backend(e.into().to_string())
+}
+
+#[async_trait]
+impl OAuthStore for SqliteOAuthStore {
+    async fn put_state(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at_ms: i64,
+    ) -> Result<(), OAuthStoreError> {
+        self.db
+            .execute_raw(stmt(
+                "INSERT OR REPLACE INTO oauth_state (key, value, expires_at_ms) VALUES (?, ?, ?)",
+                vec![key.into(), value.into(), expires_at_ms.into()],
+            ))
+            .await
+            .map_err(oauth_err)?;
+        Ok(())
+    }
+
+    async fn take_state(&self, key: &str, now_ms: i64) -> Result<Option<String>, OAuthStoreError> {
+        // Taking is one statement, so two callbacks with the same state cannot both win.
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                "DELETE FROM oauth_state WHERE key = ? RETURNING value, expires_at_ms",
+                vec![key.into()],
+            ))
+            .await
+            .map_err(oauth_err)?;
+        let Some(row) = row else { return Ok(None) };
+        if row.int(1).map_err(oauth_err)? <= now_ms {
+            return Ok(None);
+        }
+        row.text(0).map(Some).map_err(oauth_err)
+    }
+
+    async fn put_session(&self, did: &Did, value: &str) -> Result<(), OAuthStoreError> {
+        self.db
+            .execute_raw(stmt(
+                "INSERT OR REPLACE INTO oauth_session (did, value) VALUES (?, ?)",
+                vec![did.as_str().into(), value.into()],
+            ))
+            .await
+            .map_err(oauth_err)?;
+        Ok(())
+    }
+
+    async fn get_session(&self, did: &Did) -> Result<Option<String>, OAuthStoreError> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                "SELECT value FROM oauth_session WHERE did = ?",
+                vec![did.as_str().into()],
+            ))
+            .await
+            .map_err(oauth_err)?;
+        row.map(|r| r.text(0)).transpose().map_err(oauth_err)
+    }
+
+    async fn delete_session(&self, did: &Did) -> Result<(), OAuthStoreError> {
+        self.db
+            .execute_raw(stmt(
+                "DELETE FROM oauth_session WHERE did = ?",
+                vec![did.as_str().into()],
+            ))
+            .await
+            .map_err(oauth_err)?;
         Ok(())
     }
 }

@@ -46,6 +46,12 @@ async fn sqlite_outbox() {
 }
 
 #[tokio::test]
+async fn sqlite_oauth_store() {
+    let (_dir, s) = storage().await;
+    conformance::oauth_store::run(Arc::new(s.oauth.clone())).await;
+}
+
+#[tokio::test]
 async fn sqlite_key_store() {
     let (_dir, s) = storage().await;
     conformance::keys::run(Arc::new(s.keys.clone())).await;

@@ -11,6 +11,7 @@ use crate::blob_store::BlobStoreError;
 use crate::enrollment_store::EnrollmentStoreError;
 use crate::env::EnvError;
 use crate::keys::KeyStoreError;
+use crate::oauth_store::OAuthStoreError;
 use crate::outbox::OutboxError;
 use crate::repo_store::RepoStoreError;
 
@@ -89,6 +90,12 @@ impl From<OutboxError> for UseCaseError {
 
 impl From<EnvError> for UseCaseError {
     fn from(e: EnvError) -> Self {
+        UseCaseError::Unavailable(e.to_string())
+    }
+}
+
+impl From<OAuthStoreError> for UseCaseError {
+    fn from(e: OAuthStoreError) -> Self {
         UseCaseError::Unavailable(e.to_string())
     }
 }

@@ -5,5 +5,6 @@
 pub mod blob_store;
 pub mod enrollment_store;
 pub mod keys;
+pub mod oauth_store;
 pub mod outbox;
 pub mod repo_store;

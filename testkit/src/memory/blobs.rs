@@ -70,6 +70,25 @@ impl BlobStore for MemoryBlobStore {
             .ok_or_else(|| BlobStoreError::NotFound(cid.to_string()))
     }
 
+    async fn size(&self, did: &Did, cid: &Cid) -> BlobResult<u64> {
+        Ok(self.get(did, cid).await?.len() as u64)
+    }
+
+    async fn read_range(
+        &self,
+        did: &Did,
+        cid: &Cid,
+        offset: u64,
+        len: usize,
+    ) -> BlobResult<Vec<u8>> {
+        let bytes = self.get(did, cid).await?;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let end = start.saturating_add(len).min(bytes.len());
+        Ok(bytes[start..end].to_vec())
+    }
+
     async fn has(&self, did: &Did, cid: &Cid) -> BlobResult<bool> {
         Ok(self
             .lock()

@@ -5,6 +5,7 @@ mod blobs;
 mod enrollment;
 mod env;
 mod keys;
+mod oauth;
 mod outbox;
 mod repo;
 
@@ -12,5 +13,6 @@ pub use blobs::MemoryBlobStore;
 pub use enrollment::MemoryEnrollmentStore;
 pub use env::{ManualClock, MemoryAllowList, MemoryCache, MemoryIdentity};
 pub use keys::MemoryKeyStore;
+pub use oauth::MemoryOAuthStore;
 pub use outbox::MemoryOutbox;
 pub use repo::MemoryRepoStore;
