@@ -359,8 +359,21 @@ async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, Sq
             "delete of a record that is not indexed".into(),
         ));
     }
-    // Boundary rows of every touched path are rewritten.
-    for chunk in deletes.chunks(PATH_BATCH) {
+    // Boundary rows of replaced and deleted paths go; created paths have none (the event says
+    // which puts are creates; without an event every touched path is cleared).
+    let created: std::collections::HashSet<&str> = unit
+        .event
+        .iter()
+        .flat_map(|e| e.ops.iter())
+        .filter(|op| op.action == "create")
+        .map(|op| op.path.as_str())
+        .collect();
+    let stale: Vec<_> = deletes
+        .iter()
+        .filter(|(c, r, _)| !created.contains(format!("{c}/{r}").as_str()))
+        .copied()
+        .collect();
+    for chunk in stale.chunks(PATH_BATCH) {
         let sql = format!(
             "DELETE FROM record_boundary WHERE {}",
             path_filter(chunk.len())

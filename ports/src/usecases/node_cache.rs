@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
+use stratos_domain::repo::RepoHead;
 
 /// Default byte budget across all actors.
 pub const DEFAULT_NODE_CACHE_BYTES: usize = 256 * 1024 * 1024;
@@ -20,6 +21,9 @@ pub const DEFAULT_NODE_CACHE_BYTES: usize = 256 * 1024 * 1024;
 pub(crate) struct ActorNodes {
     pub(crate) blocks: BlockMap,
     bytes: usize,
+    /// The head after this process's last commit; a stale value only costs a lost
+    /// compare-and-swap, after which it is re-read.
+    pub(crate) head: Option<RepoHead>,
 }
 
 #[derive(Debug)]

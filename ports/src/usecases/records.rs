@@ -310,9 +310,18 @@ impl Records {
         let lock = self.writer_lock(repo);
         let _serial = lock.lock().await;
         let writes: Vec<RecordWrite> = prepared.iter().map(|p| p.write.clone()).collect();
+        let nodes = self.cache.actor(repo.as_str());
         for _ in 0..MAX_ATTEMPTS {
-            let head = self.deps.repos.head(repo).await?;
-            let head = head.ok_or_else(|| UseCaseError::NotEnrolled(repo.to_string()))?;
+            let cached = node_cache::lock(&nodes).head.clone();
+            let head = match cached {
+                Some(head) => head,
+                None => self
+                    .deps
+                    .repos
+                    .head(repo)
+                    .await?
+                    .ok_or_else(|| UseCaseError::NotEnrolled(repo.to_string()))?,
+            };
             let rev = tid::next_after(&head.rev);
             let out = self.build(repo, Some(&head), &writes, rev, &key).await?;
             let unit = commit_unit(repo, &out, &prepared, now);
@@ -321,8 +330,13 @@ impl Records {
                     self.remember(repo, &out);
                     return Ok(results(repo, &out, seq));
                 }
-                Err(e) if e.is_retryable() => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // Whatever happened, the cached head can no longer be trusted.
+                    node_cache::lock(&nodes).head = None;
+                    if !e.is_retryable() {
+                        return Err(e.into());
+                    }
+                }
             }
         }
         Err(UseCaseError::Conflict(repo.to_string()))
@@ -783,6 +797,7 @@ impl Records {
             }
         }
         self.cache.update(did.as_str(), nodes, &out.removed_nodes);
+        node_cache::lock(&self.cache.actor(did.as_str())).head = Some(out.head.clone());
     }
 }
 
