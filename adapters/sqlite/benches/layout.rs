@@ -15,9 +15,15 @@ const BLOCKS: usize = 9;
 
 async fn run(name: &str, schema: &[&str], insert: &str) {
     let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("layout.sqlite").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("layout.sqlite").display()
+    );
     let db = Database::connect(url).await.unwrap();
-    for sql in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=OFF"].iter().chain(schema) {
+    for sql in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=OFF"]
+        .iter()
+        .chain(schema)
+    {
         db.execute_unprepared(sql).await.unwrap();
     }
     let mut n: u64 = 0;
@@ -35,9 +41,13 @@ async fn run(name: &str, schema: &[&str], insert: &str) {
             values.push(Value::from(content));
         }
         let sql = format!("{insert} VALUES {}", vec!["(?, ?)"; BLOCKS].join(", "));
-        txn.execute_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
-            .await
-            .unwrap();
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            sql,
+            values,
+        ))
+        .await
+        .unwrap();
         txn.commit().await.unwrap();
     }
     let elapsed = start.elapsed();
