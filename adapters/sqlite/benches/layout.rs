@@ -40,7 +40,7 @@ async fn run(name: &str, schema: &[&str], insert: &str) {
             values.push(Value::from(cid.to_bytes()));
             values.push(Value::from(content));
         }
-        let sql = format!("{insert} VALUES {}", vec!["(?, ?)"; BLOCKS].join(", "));
+        let sql = format!("{insert} VALUES {}", ["(?, ?)"; BLOCKS].join(", "));
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
             sql,
