@@ -20,7 +20,7 @@ use stratos_domain::{Cid, Error as DomainError, car, data, mst, stub, tid};
 
 use super::UseCaseError;
 use super::node_cache::{self, DEFAULT_NODE_CACHE_BYTES, NodeCache};
-use crate::enrollment_store::EnrollmentStore;
+use crate::enrollment_store::{Enrollment, EnrollmentStore};
 use crate::env::Clock;
 use crate::keys::SigningKeyStore;
 use crate::outbox::{OutboxAction, OutboxItem};
@@ -249,7 +249,7 @@ impl Records {
             .is_none()
         {
             // Still require enrollment, so the answer does not leak anything to outsiders.
-            self.enrolled_boundaries(author).await?;
+            self.enrollment(author).await?;
             return Ok(None);
         }
         let op = WriteOp::Delete {
@@ -276,12 +276,7 @@ impl Records {
                 "at most 200 writes per batch".into(),
             ));
         }
-        let enrollment = self
-            .deps
-            .enrollments
-            .get(author)
-            .await?
-            .ok_or_else(|| UseCaseError::NotEnrolled(author.to_string()))?;
+        let enrollment = self.enrollment(author).await?;
         let key = self.signer(author, &enrollment.signing_key).await?;
         let held: BTreeSet<String> = enrollment.boundaries.into_iter().collect();
         let now = Datetime::from_unix_millis(self.deps.clock.now_ms());
@@ -526,12 +521,7 @@ impl Records {
     /// every private record in clear.
     pub async fn export_repo(&self, requester: &Did, did: &Did) -> Result<Vec<u8>, UseCaseError> {
         check_owner(requester, did)?;
-        let head = self
-            .deps
-            .repos
-            .head(did)
-            .await?
-            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))?;
+        let head = self.require_head(did).await?;
         let blocks = self.deps.repos.all_blocks(did).await?;
         Ok(car::write_repo(&blocks, &head.commit, Vec::new())?)
     }
@@ -540,18 +530,8 @@ impl Records {
     /// records yet. Every record goes through the same write rules as a normal write and lands
     /// in one commit signed with the caller's key. Returns the number of records imported.
     pub async fn import_repo(&self, author: &Did, car_bytes: &[u8]) -> Result<usize, UseCaseError> {
-        let enrollment = self
-            .deps
-            .enrollments
-            .get(author)
-            .await?
-            .ok_or_else(|| UseCaseError::NotEnrolled(author.to_string()))?;
-        let head = self
-            .deps
-            .repos
-            .head(author)
-            .await?
-            .ok_or_else(|| UseCaseError::NotEnrolled(author.to_string()))?;
+        let enrollment = self.enrollment(author).await?;
+        let head = self.require_head(author).await?;
         if head.data != mst::empty_root() {
             return Err(UseCaseError::RepoAlreadyExists(author.to_string()));
         }
@@ -622,14 +602,20 @@ impl Records {
         Ok(key)
     }
 
-    async fn enrolled_boundaries(&self, did: &Did) -> Result<BTreeSet<String>, UseCaseError> {
-        let enrollment = self
-            .deps
+    async fn enrollment(&self, did: &Did) -> Result<Enrollment, UseCaseError> {
+        self.deps
             .enrollments
             .get(did)
             .await?
-            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))?;
-        Ok(enrollment.boundaries.into_iter().collect())
+            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))
+    }
+
+    async fn require_head(&self, did: &Did) -> Result<RepoHead, UseCaseError> {
+        self.deps
+            .repos
+            .head(did)
+            .await?
+            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))
     }
 
     async fn viewer_boundaries(
