@@ -549,3 +549,57 @@ async fn writes_beyond_the_rate_limit_are_refused_with_retry_after() {
         .await
         .unwrap();
 }
+
+/// Two service instances over one store (two processes in production): each caches the head
+/// of its last commit, and a stale cache costs only a retry.
+#[tokio::test]
+async fn two_instances_over_one_store_stay_consistent() {
+    use stratos_testkit::builders::build_records;
+    let svc = service().await;
+    let rei = did("did:plc:rei");
+    let other = build_records(
+        svc.repos.clone(),
+        svc.enrollments.clone(),
+        svc.keys.clone(),
+        svc.clock.clone(),
+        &["swordsmith", "aekea", "ops"],
+    );
+    let a = svc
+        .records
+        .create_record(&rei, &rei, POSTS, None, post("from a", &["swordsmith"]))
+        .await
+        .unwrap();
+    other
+        .create_record(&rei, &rei, POSTS, None, post("from b", &["swordsmith"]))
+        .await
+        .unwrap();
+    // Instance A's cached head is now stale; its next write must still land, on top of B's.
+    let a_rkey = rkey_of(&a.results[0].uri);
+    svc.records
+        .delete_record(&rei, &rei, POSTS, &a_rkey)
+        .await
+        .unwrap();
+    svc.records
+        .create_record(
+            &rei,
+            &rei,
+            POSTS,
+            None,
+            post("from a again", &["swordsmith"]),
+        )
+        .await
+        .unwrap();
+    let page = svc
+        .records
+        .list_records(Some(&rei), &rei, POSTS, 50, None, false)
+        .await
+        .unwrap();
+    let texts: Vec<_> = page
+        .records
+        .iter()
+        .map(|r| r.value["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts.contains(&"from b".to_owned()) && texts.contains(&"from a again".to_owned()));
+    assert_eq!(svc.repos.latest_seq(&rei).await.unwrap(), 4);
+}

@@ -308,17 +308,22 @@ impl Records {
         let nodes = self.cache.actor(repo.as_str());
         for _ in 0..MAX_ATTEMPTS {
             let cached = node_cache::lock(&nodes).head.clone();
+            let from_cache = cached.is_some();
             let head = match cached {
                 Some(head) => head,
-                None => self
-                    .deps
-                    .repos
-                    .head(repo)
-                    .await?
-                    .ok_or_else(|| UseCaseError::NotEnrolled(repo.to_string()))?,
+                None => self.require_head(repo).await?,
             };
             let rev = tid::next_after(&head.rev);
-            let out = self.build(repo, Some(&head), &writes, rev, &key).await?;
+            let out = match self.build(repo, Some(&head), &writes, rev, &key).await {
+                Ok(out) => out,
+                // A cached head may be stale (another process wrote): re-read it before
+                // believing an error such as "record not found".
+                Err(_) if from_cache => {
+                    node_cache::lock(&nodes).head = None;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let unit = commit_unit(repo, &out, &prepared, now);
             match self.deps.repos.apply_commit(repo, unit).await {
                 Ok(seq) => {
