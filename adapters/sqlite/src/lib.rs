@@ -12,6 +12,7 @@ mod codec;
 mod db;
 mod outbox;
 mod repo;
+mod script;
 mod service;
 
 use std::path::{Path, PathBuf};
