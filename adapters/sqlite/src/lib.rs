@@ -12,7 +12,6 @@ mod codec;
 mod db;
 mod outbox;
 mod repo;
-mod script;
 mod service;
 
 use std::path::{Path, PathBuf};

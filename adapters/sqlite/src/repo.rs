@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
 use sha2::{Digest, Sha256};
 use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
@@ -18,14 +18,14 @@ use stratos_domain::boundary::ReadFilter;
 use stratos_domain::repo::RepoHead;
 use stratos_domain::syntax::{Did, Tid};
 use stratos_ports::repo_store::{
-    CommitUnit, ListQuery, RepoResult, RepoStore, RepoStoreError, SeqEvent, StoredRecord,
+    CommitUnit, IndexChange, ListQuery, RepoResult, RepoStore, RepoStoreError, SeqEvent,
+    StoredRecord,
 };
 use tokio::sync::Mutex;
 
-use crate::codec::{cid_from_bytes, decode_ops};
+use crate::codec::{cid_from_bytes, decode_ops, encode_item, encode_ops};
 use crate::db::{self, Durability, Row, placeholders, stmt};
 use crate::outbox::OutboxHints;
-use crate::script;
 use crate::{SqliteError, repo_err};
 
 const ACTOR_SCHEMA: &str = "
@@ -137,7 +137,6 @@ impl ActorDbs {
         }
         let conn = db::open(&file, self.durability).await?;
         db::migrate(&conn, ACTOR_SCHEMA).await?;
-        db::migrate(&conn, script::GUARD_SCHEMA).await?;
         self.open.lock().await.insert(did.to_owned(), conn);
         Ok(())
     }
@@ -199,6 +198,233 @@ fn record_row(row: &sea_orm::QueryResult, collection: &str) -> Result<StoredReco
     })
 }
 
+/// Multi-row `INSERT` of `rows` (each `width` values) in chunks.
+async fn insert_rows<C: ConnectionTrait>(
+    txn: &C,
+    head: &str,
+    width: usize,
+    rows: Vec<Vec<Value>>,
+) -> Result<(), SqliteError> {
+    let tuple = format!("({})", placeholders(width));
+    let mut iter = rows.into_iter().peekable();
+    while iter.peek().is_some() {
+        let chunk: Vec<Vec<Value>> = iter.by_ref().take(INSERT_BATCH).collect();
+        let sql = format!(
+            "{head} VALUES {}",
+            vec![tuple.as_str(); chunk.len()].join(", ")
+        );
+        txn.execute_raw(stmt(&sql, chunk.into_iter().flatten().collect()))
+            .await?;
+    }
+    Ok(())
+}
+
+/// `(collection = ? AND rkey = ?) OR …` for `n` paths. SQLite answers each term from an index;
+/// a row-value `IN (VALUES …)` scans the table, which made commits cost O(records).
+fn path_filter(n: usize) -> String {
+    vec!["(collection = ? AND rkey = ?)"; n].join(" OR ")
+}
+
+/// Paths per `path_filter` statement (keeps the OR chain well under SQLite's depth limit).
+const PATH_BATCH: usize = 100;
+
+fn path_values<'a, I>(paths: I) -> Vec<Value>
+where
+    I: Iterator<Item = &'a (&'a String, &'a String, bool)>,
+{
+    paths
+        .flat_map(|(c, r, _)| [Value::from((*c).clone()), Value::from((*r).clone())])
+        .collect()
+}
+
+/// Applies a commit unit inside `txn` with as few statements as possible: with sqlx-sqlite
+/// every statement is a round trip to the connection's thread, which dominates the cost.
+async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, SqliteError> {
+    // Compare-and-swap first, so a lost race costs one statement.
+    let head_values = vec![
+        blob(&unit.head.commit),
+        unit.head.rev.to_string().into(),
+        blob(&unit.head.data),
+    ];
+    let swapped = match &unit.prev {
+        Some(prev) => {
+            let mut values = head_values;
+            values.push(blob(prev));
+            txn.execute_raw(stmt(
+                "UPDATE repo_root SET commit_cid = ?, rev = ?, data_cid = ? \
+                 WHERE id = 1 AND commit_cid = ?",
+                values,
+            ))
+            .await?
+            .rows_affected()
+        }
+        None => {
+            txn.execute_raw(stmt(
+                "INSERT OR IGNORE INTO repo_root (id, commit_cid, rev, data_cid) VALUES (1, ?, ?, ?)",
+                head_values,
+            ))
+            .await?
+            .rows_affected()
+        }
+    };
+    if swapped != 1 {
+        return Err(SqliteError::Conflict);
+    }
+
+    // Record blocks must be new in this unit or already stored.
+    let mut unknown = Vec::new();
+    for change in &unit.index {
+        if let IndexChange::Put { cid, .. } = change
+            && !unit.new_blocks.contains(cid)
+        {
+            unknown.push(*cid);
+        }
+    }
+    if !unknown.is_empty() {
+        let sql = format!(
+            "SELECT COUNT(*) FROM block WHERE cid IN ({})",
+            placeholders(unknown.len())
+        );
+        let row = txn
+            .query_one_raw(stmt(&sql, unknown.iter().map(blob).collect()))
+            .await?;
+        let found = row.map(|r| r.int(0)).transpose()?.unwrap_or(0);
+        if usize::try_from(found).unwrap_or(0) != unknown.len() {
+            return Err(SqliteError::IndexMismatch(
+                "a record block is neither new nor stored".into(),
+            ));
+        }
+    }
+
+    insert_rows(
+        txn,
+        "INSERT OR IGNORE INTO block (cid, content)",
+        2,
+        unit.new_blocks
+            .iter()
+            .map(|(cid, bytes)| vec![blob(cid), Value::from(bytes.to_vec())])
+            .collect(),
+    )
+    .await?;
+    for chunk in unit.removed_blocks.chunks(INSERT_BATCH) {
+        let sql = format!(
+            "DELETE FROM block WHERE cid IN ({})",
+            placeholders(chunk.len())
+        );
+        txn.execute_raw(stmt(&sql, chunk.iter().map(blob).collect()))
+            .await?;
+    }
+
+    // Index: paths whose old rows go away (updates and deletes), new rows, boundary rows.
+    let mut deletes = Vec::new();
+    let mut puts = Vec::new();
+    let mut boundary_rows = Vec::new();
+    for change in &unit.index {
+        match change {
+            IndexChange::Put {
+                collection,
+                rkey,
+                cid,
+                boundaries,
+            } => {
+                puts.push(vec![
+                    collection.clone().into(),
+                    rkey.clone().into(),
+                    blob(cid),
+                    boundaries.join("\n").into(),
+                ]);
+                for b in boundaries {
+                    boundary_rows.push(vec![
+                        collection.clone().into(),
+                        b.clone().into(),
+                        rkey.clone().into(),
+                    ]);
+                }
+                deletes.push((collection, rkey, false));
+            }
+            IndexChange::Delete { collection, rkey } => deletes.push((collection, rkey, true)),
+        }
+    }
+    let must_exist: Vec<_> = deletes.iter().filter(|d| d.2).collect();
+    let mut deleted = 0u64;
+    for chunk in must_exist.chunks(PATH_BATCH) {
+        let sql = format!("DELETE FROM record WHERE {}", path_filter(chunk.len()));
+        deleted += txn
+            .execute_raw(stmt(&sql, path_values(chunk.iter().copied())))
+            .await?
+            .rows_affected();
+    }
+    if usize::try_from(deleted).unwrap_or(0) != must_exist.len() {
+        return Err(SqliteError::IndexMismatch(
+            "delete of a record that is not indexed".into(),
+        ));
+    }
+    // Boundary rows of replaced and deleted paths go; created paths have none (the event says
+    // which puts are creates; without an event every touched path is cleared).
+    let created: std::collections::HashSet<&str> = unit
+        .event
+        .iter()
+        .flat_map(|e| e.ops.iter())
+        .filter(|op| op.action == "create")
+        .map(|op| op.path.as_str())
+        .collect();
+    let stale: Vec<_> = deletes
+        .iter()
+        .filter(|(c, r, _)| !created.contains(format!("{c}/{r}").as_str()))
+        .copied()
+        .collect();
+    for chunk in stale.chunks(PATH_BATCH) {
+        let sql = format!(
+            "DELETE FROM record_boundary WHERE {}",
+            path_filter(chunk.len())
+        );
+        txn.execute_raw(stmt(&sql, path_values(chunk.iter())))
+            .await?;
+    }
+    insert_rows(
+        txn,
+        "INSERT OR REPLACE INTO record (collection, rkey, cid, boundaries)",
+        4,
+        puts,
+    )
+    .await?;
+    insert_rows(
+        txn,
+        "INSERT OR IGNORE INTO record_boundary (collection, boundary, rkey)",
+        3,
+        boundary_rows,
+    )
+    .await?;
+
+    let mut seq = 0;
+    if let Some(event) = &unit.event {
+        let row = txn
+            .query_one_raw(stmt(
+                "INSERT INTO event (rev, commit_cid, time, ops) VALUES (?, ?, ?, ?) RETURNING seq",
+                vec![
+                    event.rev.clone().into(),
+                    blob(&event.commit),
+                    event.time.clone().into(),
+                    encode_ops(&event.ops).into(),
+                ],
+            ))
+            .await?
+            .ok_or_else(|| SqliteError::Corrupt("no sequence number returned".into()))?;
+        seq = u64::try_from(row.int(0)?).unwrap_or(0);
+    }
+    insert_rows(
+        txn,
+        "INSERT INTO outbox (item, due_ms)",
+        2,
+        unit.outbox
+            .iter()
+            .map(|item| vec![encode_item(item).into(), i64::MIN.into()])
+            .collect(),
+    )
+    .await?;
+    Ok(seq)
+}
+
 #[async_trait]
 impl RepoStore for SqliteRepoStore {
     async fn create_actor(&self, did: &Did) -> RepoResult<()> {
@@ -247,34 +473,22 @@ impl RepoStore for SqliteRepoStore {
 
     async fn apply_commit(&self, did: &Did, unit: CommitUnit) -> RepoResult<u64> {
         let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
-        let script = script::commit_script(&unit);
-        match conn.execute_unprepared(&script).await {
-            Ok(done) => {
+        let txn = conn.begin().await.map_err(|e| repo_err(e.into()))?;
+        match apply(&txn, &unit).await {
+            Ok(seq) => {
+                txn.commit().await.map_err(|e| repo_err(e.into()))?;
                 if !unit.outbox.is_empty() {
                     // The items are durable in the actor's database; the hint only tells the
                     // outbox worker where to look (and is rebuilt at open if lost).
                     self.hints.remember(did.as_str()).await.map_err(repo_err)?;
                 }
-                // The event is the script's last insert.
-                Ok(if unit.event.is_some() {
-                    done.last_insert_id()
-                } else {
-                    0
-                })
+                Ok(seq)
             }
             Err(e) => {
-                // The script stopped part-way inside its transaction: undo it. (No transaction
-                // is open when BEGIN itself failed; that ROLLBACK error is irrelevant.)
-                let _ = conn.execute_unprepared("ROLLBACK").await;
-                let message = e.to_string();
-                Err(if message.contains(script::HEAD_MOVED) {
-                    RepoStoreError::Conflict(did.to_string())
-                } else if message.contains(script::INDEX_MISMATCH) {
-                    RepoStoreError::IndexMismatch(format!(
-                        "commit disagrees with the record index of {did}"
-                    ))
-                } else {
-                    repo_err(e.into())
+                txn.rollback().await.map_err(|e| repo_err(e.into()))?;
+                Err(match e {
+                    SqliteError::Conflict => RepoStoreError::Conflict(did.to_string()),
+                    other => repo_err(other),
                 })
             }
         }
