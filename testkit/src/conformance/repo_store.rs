@@ -26,6 +26,43 @@ pub async fn run(store: Arc<dyn RepoStore>) {
     listing_pages_cursor_reverse_and_filter(store.as_ref()).await;
     events_are_sequenced_per_actor(store.as_ref()).await;
     destroy_removes_everything(store.as_ref()).await;
+    hostile_values_are_data(store.as_ref()).await;
+}
+
+/// Values are stored as data whatever they contain (quotes, SQL, newlines-free unicode).
+async fn hostile_values_are_data(store: &dyn RepoStore) {
+    let mut b = Builder::new("did:plc:conformancehostile");
+    store.create_actor(&b.did).await.expect("create");
+    let keys = rkeys(2);
+    let hostile = "did:web:s/'); DROP TABLE record; --\u{1F600}\"x\"".to_owned();
+    b.create(store, &[(keys[0].clone(), Some(vec![hostile.clone()]))])
+        .await;
+    b.create(
+        store,
+        &[(keys[1].clone(), Some(vec!["did:web:s/plain".into()]))],
+    )
+    .await;
+    let rec = store
+        .get_record(&b.did, POSTS, &keys[0])
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(rec.boundaries, std::slice::from_ref(&hostile));
+    let page = store
+        .list_records(
+            &b.did,
+            &ListQuery {
+                collection: POSTS.into(),
+                limit: 10,
+                cursor: None,
+                reverse: true,
+                filter: ReadFilter::AnyOf(vec![hostile]),
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].rkey, keys[0]);
 }
 
 fn did(s: &str) -> Did {
