@@ -38,3 +38,28 @@ async fn memory_key_store() {
 async fn memory_oauth_store() {
     conformance::oauth_store::run(Arc::new(MemoryOAuthStore::new())).await;
 }
+
+#[tokio::test]
+async fn memory_cache() {
+    use stratos_testkit::memory::{ManualClock, MemoryCache};
+    let clock = Arc::new(ManualClock::at(0));
+    let tick = clock.clone();
+    let cache = MemoryCache::new(ClockRef(clock));
+    conformance::cache::run(
+        Arc::new(cache),
+        Box::new(move |ms| {
+            tick.advance(ms as i64);
+            Box::pin(async {})
+        }),
+    )
+    .await;
+}
+
+/// A shared handle to the manual clock (the cache owns its clock).
+struct ClockRef(Arc<stratos_testkit::memory::ManualClock>);
+
+impl stratos_ports::env::Clock for ClockRef {
+    fn now_ms(&self) -> i64 {
+        self.0.now_ms()
+    }
+}

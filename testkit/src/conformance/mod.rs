@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)] // test support code: failures are assertions
 
 pub mod blob_store;
+pub mod cache;
 pub mod enrollment_store;
 pub mod keys;
 pub mod oauth_store;
