@@ -8,7 +8,7 @@ use ipld_core::ipld::Ipld;
 use serde_json::Value;
 
 use stratos_domain::blocks::BlockRead as _;
-use stratos_domain::boundary::{ReadFilter, Viewer, can_read, read_filter, record_boundary_values};
+use stratos_domain::boundary::{ReadFilter, Viewer, can_read, read_filter};
 use stratos_domain::commit::SignedCommit;
 use stratos_domain::crypto::Keypair;
 use stratos_domain::lexicon::Catalog;
@@ -918,13 +918,4 @@ fn results(repo: &Did, out: &CommitOutput, seq: u64) -> CommitResult {
             })
             .collect(),
     }
-}
-
-/// The boundaries a stored record value carries (for index rows built outside a write, e.g. on
-/// import).
-pub fn stored_boundaries(record: &Ipld) -> Vec<String> {
-    record_boundary_values(record)
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
 }
