@@ -1,5 +1,5 @@
 //! Blob storage over opendal. One implementation for every opendal service: the local file
-//! system now, S3 through the same code later.
+//! system and S3 (AWS or any S3-protocol server).
 //!
 //! Layout under the operator's root:
 //! - `{did}/{cid}`: permanent blobs;
@@ -24,6 +24,36 @@ pub enum BlobSetupError {
     /// opendal rejected the configuration.
     #[error("blob store configuration: {0}")]
     Config(#[from] opendal::Error),
+}
+
+/// Where an S3 store keeps its blobs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Region (`us-east-1` for most self-hosted servers).
+    pub region: String,
+    /// Endpoint URL for a self-hosted server (path-style addressing); `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Key prefix inside the bucket (`/` for the whole bucket).
+    pub root: String,
+    /// Explicit credentials; `None` uses the usual AWS environment and profile chain.
+    pub access_key_id: Option<String>,
+    /// Secret for `access_key_id`.
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("root", &self.root)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// [`BlobStore`] over an opendal [`Operator`].
@@ -62,6 +92,24 @@ impl OpendalBlobStore {
     /// A store over files under `root`.
     pub fn fs(root: &Path) -> Result<Self, BlobSetupError> {
         let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
+        Ok(Self::new(Operator::new(builder)?))
+    }
+
+    /// A store in an S3 bucket (AWS or any S3-protocol server). Keys live under `root` inside the
+    /// bucket, so several deployments can share one bucket.
+    pub fn s3(config: &S3Config) -> Result<Self, BlobSetupError> {
+        // Installs opendal's HTTP transport (idempotent); S3 needs it, the fs service does not.
+        opendal::install_default();
+        let mut builder = opendal::services::S3::default()
+            .bucket(&config.bucket)
+            .region(&config.region)
+            .root(&config.root);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint(endpoint);
+        }
+        if let (Some(key), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+            builder = builder.access_key_id(key).secret_access_key(secret);
+        }
         Ok(Self::new(Operator::new(builder)?))
     }
 
