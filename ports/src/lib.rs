@@ -9,4 +9,5 @@ pub mod keys;
 pub mod oauth_store;
 pub mod outbox;
 pub mod repo_store;
+pub mod storage_codec;
 pub mod usecases;

@@ -8,7 +8,6 @@
 //!
 //! Every database runs in WAL mode; [`Durability`] chooses what a power loss may cost.
 
-mod codec;
 mod db;
 mod outbox;
 mod repo;
@@ -50,6 +49,12 @@ pub enum SqliteError {
     /// Stored data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+}
+
+impl From<stratos_ports::storage_codec::CodecError> for SqliteError {
+    fn from(e: stratos_ports::storage_codec::CodecError) -> Self {
+        SqliteError::Corrupt(e.to_string())
+    }
 }
 
 pub(crate) fn repo_err(e: SqliteError) -> RepoStoreError {

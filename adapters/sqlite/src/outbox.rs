@@ -12,9 +12,9 @@ use stratos_domain::syntax::Did;
 use stratos_ports::outbox::{ClaimedItem, Outbox, OutboxError, OutboxItem};
 
 use crate::SqliteError;
-use crate::codec::{decode_item, encode_item};
 use crate::db::{Row, stmt};
 use crate::repo::ActorDbs;
+use stratos_ports::storage_codec::{decode_item, encode_item};
 
 const LOCAL_BITS: u32 = 32;
 

@@ -23,10 +23,10 @@ use stratos_ports::repo_store::{
 };
 use tokio::sync::Mutex;
 
-use crate::codec::{cid_from_bytes, decode_ops, encode_item, encode_ops};
 use crate::db::{self, Durability, Row, placeholders, stmt};
 use crate::outbox::OutboxHints;
 use crate::{SqliteError, repo_err};
+use stratos_ports::storage_codec::{cid_from_bytes, decode_ops, encode_item, encode_ops};
 
 const ACTOR_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS repo_root (
@@ -464,7 +464,7 @@ impl RepoStore for SqliteRepoStore {
                 .map_err(|e| repo_err(e.into()))?;
             for row in rows {
                 let cid = cid_from_bytes(&row.bytes(0).map_err(|e| repo_err(e.into()))?)
-                    .map_err(repo_err)?;
+                    .map_err(|e| repo_err(e.into()))?;
                 out.insert(cid, row.bytes(1).map_err(|e| repo_err(e.into()))?);
             }
         }
@@ -613,8 +613,8 @@ impl RepoStore for SqliteRepoStore {
             .map_err(|e| repo_err(e.into()))?;
         let mut out = BlockMap::new();
         for row in rows {
-            let cid =
-                cid_from_bytes(&row.bytes(0).map_err(|e| repo_err(e.into()))?).map_err(repo_err)?;
+            let cid = cid_from_bytes(&row.bytes(0).map_err(|e| repo_err(e.into()))?)
+                .map_err(|e| repo_err(e.into()))?;
             out.insert(cid, row.bytes(1).map_err(|e| repo_err(e.into()))?);
         }
         Ok(out)

@@ -1,23 +1,28 @@
-//! How event ops and outbox items are stored: small JSON documents (readable with the sqlite3
-//! shell when debugging; they are never on a hot read path).
+//! How storage adapters persist event ops and outbox items: small JSON documents, readable with a
+//! database shell when debugging (they are never on a hot read path). Shared so every adapter
+//! stores the same format.
 
 use serde_json::{Value, json};
 use stratos_domain::Cid;
-use stratos_ports::outbox::{OutboxAction, OutboxItem};
-use stratos_ports::repo_store::EventOp;
 
-use crate::SqliteError;
+use crate::outbox::{OutboxAction, OutboxItem};
+use crate::repo_store::EventOp;
 
-fn corrupt(what: &str) -> SqliteError {
-    SqliteError::Corrupt(format!("stored {what} is malformed"))
+/// Stored bytes that do not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored {0} is malformed")]
+pub struct CodecError(pub &'static str);
+
+fn corrupt(what: &'static str) -> CodecError {
+    CodecError(what)
 }
 
-fn cid_of(s: &str) -> Result<Cid, SqliteError> {
+fn cid_of(s: &str) -> Result<Cid, CodecError> {
     stratos_domain::cid::parse(s).map_err(|_| corrupt("CID"))
 }
 
 /// Encodes the ops of one event.
-pub(crate) fn encode_ops(ops: &[EventOp]) -> Vec<u8> {
+pub fn encode_ops(ops: &[EventOp]) -> Vec<u8> {
     let list: Vec<Value> = ops
         .iter()
         .map(|op| {
@@ -33,7 +38,7 @@ pub(crate) fn encode_ops(ops: &[EventOp]) -> Vec<u8> {
 }
 
 /// Decodes what [`encode_ops`] wrote.
-pub(crate) fn decode_ops(bytes: &[u8]) -> Result<Vec<EventOp>, SqliteError> {
+pub fn decode_ops(bytes: &[u8]) -> Result<Vec<EventOp>, CodecError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|_| corrupt("event"))?;
     let list = value.as_array().ok_or_else(|| corrupt("event"))?;
     list.iter()
@@ -68,7 +73,7 @@ pub(crate) fn decode_ops(bytes: &[u8]) -> Result<Vec<EventOp>, SqliteError> {
 }
 
 /// Encodes an outbox item.
-pub(crate) fn encode_item(item: &OutboxItem) -> Vec<u8> {
+pub fn encode_item(item: &OutboxItem) -> Vec<u8> {
     let value = match &item.action {
         OutboxAction::PutRecord {
             collection,
@@ -85,7 +90,7 @@ pub(crate) fn encode_item(item: &OutboxItem) -> Vec<u8> {
 }
 
 /// Decodes what [`encode_item`] wrote.
-pub(crate) fn decode_item(bytes: &[u8]) -> Result<OutboxItem, SqliteError> {
+pub fn decode_item(bytes: &[u8]) -> Result<OutboxItem, CodecError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|_| corrupt("outbox item"))?;
     let text = |k: &str| {
         v.get(k)
@@ -112,6 +117,6 @@ pub(crate) fn decode_item(bytes: &[u8]) -> Result<OutboxItem, SqliteError> {
 }
 
 /// Parses a stored binary CID.
-pub(crate) fn cid_from_bytes(bytes: &[u8]) -> Result<Cid, SqliteError> {
+pub fn cid_from_bytes(bytes: &[u8]) -> Result<Cid, CodecError> {
     Cid::try_from(bytes).map_err(|_| corrupt("CID"))
 }
