@@ -1,0 +1,244 @@
+//! PostgreSQL adapter: one pool, shared service tables in one schema, and one schema per actor
+//! named `actor_` + the first 12 hex digits of sha256(did) (reference §11.4).
+//!
+//! Every statement names its tables schema-qualified (`"actor_0123456789ab".block`), with schema
+//! names built only from hex digits and a validated prefix, so one pool serves every actor —
+//! no pool or `search_path` per schema. A commit is one transaction on one connection:
+//! compare-and-swap on the root row (row lock), batched block/index inserts, the event, the
+//! outbox rows (in the service schema, same transaction) and the new root.
+
+mod repo;
+mod service;
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, QueryResult,
+    Statement, Value,
+};
+use sha2::{Digest, Sha256};
+use stratos_ports::repo_store::RepoStoreError;
+
+pub use repo::PostgresRepoStore;
+pub use service::{PostgresEnrollmentStore, PostgresKeyStore, PostgresOAuthStore, PostgresOutbox};
+
+/// Failures of this adapter (mapped into each port's error at the trait boundary).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostgresError {
+    /// PostgreSQL or the driver failed.
+    #[error("postgres: {0}")]
+    Db(#[from] DbErr),
+    /// A schema prefix is not `[a-z_][a-z0-9_]*`.
+    #[error("invalid schema prefix {0:?}")]
+    BadPrefix(String),
+    /// The actor has no schema.
+    #[error("no repository for {0}")]
+    ActorNotFound(String),
+    /// The head moved (compare-and-swap lost).
+    #[error("the repository head moved")]
+    Conflict,
+    /// A commit disagrees with the stored record index.
+    #[error("record index out of step: {0}")]
+    IndexMismatch(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+impl From<stratos_ports::storage_codec::CodecError> for PostgresError {
+    fn from(e: stratos_ports::storage_codec::CodecError) -> Self {
+        PostgresError::Corrupt(e.to_string())
+    }
+}
+
+pub(crate) fn repo_err(e: PostgresError) -> RepoStoreError {
+    match e {
+        PostgresError::ActorNotFound(did) => RepoStoreError::ActorNotFound(did),
+        PostgresError::Conflict => RepoStoreError::Conflict(String::new()),
+        PostgresError::IndexMismatch(m) => RepoStoreError::IndexMismatch(m),
+        PostgresError::Corrupt(m) => RepoStoreError::Corrupt(m),
+        other => RepoStoreError::Backend(other.to_string()),
+    }
+}
+
+/// Connection settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `postgres://user:pass@host:port/db`.
+    pub url: String,
+    /// Pool size (`STRATOS_PG_ACTOR_POOL_SIZE`).
+    pub pool_size: u32,
+    /// Prefix of every schema this deployment creates (`""` in production; tests use a unique
+    /// prefix so runs never collide). Service tables live in `{prefix}stratos`.
+    pub schema_prefix: String,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("PostgresConfig")
+            .field("pool_size", &self.pool_size)
+            .field("schema_prefix", &self.schema_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Schema names, all derived from validated parts.
+#[derive(Debug, Clone)]
+pub(crate) struct Schemas {
+    prefix: String,
+}
+
+impl Schemas {
+    pub(crate) fn service(&self) -> String {
+        format!("\"{}stratos\"", self.prefix)
+    }
+
+    /// `"{prefix}actor_{12 hex}"`.
+    pub(crate) fn actor(&self, did: &str) -> String {
+        let hash = Sha256::digest(did.as_bytes());
+        let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("\"{}actor_{hex}\"", self.prefix)
+    }
+
+    /// The bare (unquoted) name, for catalog lookups.
+    pub(crate) fn actor_bare(&self, did: &str) -> String {
+        self.actor(did).trim_matches('"').to_owned()
+    }
+}
+
+fn valid_prefix(p: &str) -> bool {
+    p.is_empty()
+        || (p.len() <= 20
+            && p.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+}
+
+/// A statement with `$n` parameters.
+pub(crate) fn stmt(sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// `$from, $from+1, …` (`n` placeholders).
+pub(crate) fn params(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Column helpers.
+pub(crate) trait Row {
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, DbErr>;
+    fn text(&self, i: usize) -> Result<String, DbErr>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, DbErr>;
+    fn int(&self, i: usize) -> Result<i64, DbErr>;
+}
+
+impl Row for QueryResult {
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn text(&self, i: usize) -> Result<String, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn int(&self, i: usize) -> Result<i64, DbErr> {
+        self.try_get_by_index(i)
+    }
+}
+
+/// Every port this adapter implements, over one pool.
+#[derive(Debug, Clone)]
+pub struct PostgresStorage {
+    /// Per-actor repositories.
+    pub repos: PostgresRepoStore,
+    /// Enrollments.
+    pub enrollments: PostgresEnrollmentStore,
+    /// Signing keys.
+    pub keys: PostgresKeyStore,
+    /// The PDS-write outbox.
+    pub outbox: PostgresOutbox,
+    /// OAuth states and sessions.
+    pub oauth: PostgresOAuthStore,
+    db: DatabaseConnection,
+    schemas: Schemas,
+}
+
+impl PostgresStorage {
+    /// Connects and creates the service schema and tables if needed.
+    pub async fn connect(config: &PostgresConfig) -> Result<Self, PostgresError> {
+        if !valid_prefix(&config.schema_prefix) {
+            return Err(PostgresError::BadPrefix(config.schema_prefix.clone()));
+        }
+        let mut opts = ConnectOptions::new(config.url.clone());
+        opts.max_connections(config.pool_size.max(1))
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(10))
+            .idle_timeout(Duration::from_secs(20))
+            .sqlx_logging(false);
+        let db = Database::connect(opts).await?;
+        let schemas = Schemas {
+            prefix: config.schema_prefix.clone(),
+        };
+        for sql in service::schema_ddl(&schemas.service()) {
+            db.execute_unprepared(&sql).await?;
+        }
+        Ok(Self {
+            repos: PostgresRepoStore {
+                db: db.clone(),
+                schemas: schemas.clone(),
+            },
+            enrollments: PostgresEnrollmentStore {
+                db: db.clone(),
+                schema: schemas.service(),
+            },
+            keys: PostgresKeyStore {
+                db: db.clone(),
+                schema: schemas.service(),
+            },
+            outbox: PostgresOutbox {
+                db: db.clone(),
+                schema: schemas.service(),
+            },
+            oauth: PostgresOAuthStore {
+                db: db.clone(),
+                schema: schemas.service(),
+            },
+            db,
+            schemas,
+        })
+    }
+
+    /// Drops the service schema and every actor schema of this deployment's prefix (tests).
+    pub async fn drop_everything(&self) -> Result<(), PostgresError> {
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1",
+                vec![format!("{}actor\\_%", self.schemas.prefix).into()],
+            ))
+            .await?;
+        for row in rows {
+            let name = row.text(0)?;
+            if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                self.db
+                    .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                    .await?;
+            }
+        }
+        self.db
+            .execute_unprepared(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                self.schemas.service()
+            ))
+            .await?;
+        Ok(())
+    }
+}
