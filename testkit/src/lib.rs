@@ -1,6 +1,7 @@
 //! Testkit: in-memory fakes of every port, conformance suites, builders and fixtures for
 //! Stratos, plus the workspace's architecture checks ([`layering`]).
 
+pub mod bench;
 pub mod builders;
 pub mod conformance;
 pub mod layering;

@@ -194,6 +194,7 @@ impl PostgresStorage {
             repos: PostgresRepoStore {
                 db: db.clone(),
                 schemas: schemas.clone(),
+                known: Default::default(),
             },
             enrollments: PostgresEnrollmentStore {
                 db: db.clone(),

@@ -1,5 +1,8 @@
 //! Per-actor repositories, one schema per actor.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
 use stratos_domain::Cid;
@@ -45,6 +48,9 @@ fn actor_ddl(s: &str) -> Vec<String> {
 pub struct PostgresRepoStore {
     pub(crate) db: DatabaseConnection,
     pub(crate) schemas: Schemas,
+    /// Actors known to have a schema (positive answers only; cleared on destroy by this
+    /// process). Spares one catalog query per operation.
+    pub(crate) known: Arc<Mutex<HashSet<String>>>,
 }
 
 fn blob(cid: &Cid) -> Value {
@@ -71,15 +77,26 @@ fn split(s: &str) -> Vec<String> {
 const BOUNDARIES_IN: &str = "string_to_array";
 
 impl PostgresRepoStore {
+    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn exists(&self, did: &Did) -> Result<bool, PostgresError> {
-        Ok(self
+        if self.known().contains(did.as_str()) {
+            return Ok(true);
+        }
+        let found = self
             .db
             .query_one_raw(stmt(
                 "SELECT 1 FROM pg_namespace WHERE nspname = $1",
                 vec![self.schemas.actor_bare(did.as_str()).into()],
             ))
             .await?
-            .is_some())
+            .is_some();
+        if found {
+            self.known().insert(did.to_string());
+        }
+        Ok(found)
     }
 
     async fn require(&self, did: &Did) -> Result<String, PostgresError> {
@@ -294,7 +311,9 @@ impl RepoStore for PostgresRepoStore {
         ))
         .await
         .map_err(db_err)?;
-        txn.commit().await.map_err(db_err)
+        txn.commit().await.map_err(db_err)?;
+        self.known().remove(did.as_str());
+        Ok(())
     }
 
     async fn actor_exists(&self, did: &Did) -> RepoResult<bool> {
