@@ -120,3 +120,24 @@ pub fn decode_item(bytes: &[u8]) -> Result<OutboxItem, CodecError> {
 pub fn cid_from_bytes(bytes: &[u8]) -> Result<Cid, CodecError> {
     Cid::try_from(bytes).map_err(|_| corrupt("CID"))
 }
+
+/// How a signing key is stored: its curve's name and its raw private scalar.
+pub fn encode_key(key: &stratos_domain::crypto::Keypair) -> (&'static str, [u8; 32]) {
+    use stratos_domain::crypto::KeyAlgorithm;
+    let alg = match key.public_key().algorithm() {
+        KeyAlgorithm::P256 => "p256",
+        KeyAlgorithm::K256 => "k256",
+    };
+    (alg, key.private_bytes())
+}
+
+/// Rebuilds a key from what [`encode_key`] stored.
+pub fn decode_key(alg: &str, bytes: &[u8]) -> Result<stratos_domain::crypto::Keypair, CodecError> {
+    use stratos_domain::crypto::{KeyAlgorithm, Keypair};
+    let alg = match alg {
+        "p256" => KeyAlgorithm::P256,
+        "k256" => KeyAlgorithm::K256,
+        _ => return Err(corrupt("signing key")),
+    };
+    Keypair::from_private_bytes(alg, bytes).map_err(|_| corrupt("signing key"))
+}

@@ -67,15 +67,6 @@ impl TestService {
     pub fn new(boundaries: &[&str]) -> Self {
         let outbox = Arc::new(MemoryOutbox::new());
         let repos = Arc::new(MemoryRepoStore::with_outbox(outbox.clone()));
-        Self::over(repos, outbox, boundaries)
-    }
-
-    /// A service over the given in-memory store and outbox.
-    pub fn over(
-        repos: Arc<MemoryRepoStore>,
-        outbox: Arc<MemoryOutbox>,
-        boundaries: &[&str],
-    ) -> Self {
         let enrollments = Arc::new(MemoryEnrollmentStore::new());
         let keys = Arc::new(MemoryKeyStore::new());
         let clock = Arc::new(ManualClock::at(1_795_000_000_000));

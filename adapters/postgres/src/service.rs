@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
-use stratos_domain::crypto::{KeyAlgorithm, Keypair};
+use stratos_domain::crypto::Keypair;
 use stratos_domain::syntax::Did;
 use stratos_ports::enrollment_store::{
     Enrollment, EnrollmentResult, EnrollmentStore, EnrollmentStoreError,
@@ -10,7 +10,7 @@ use stratos_ports::enrollment_store::{
 use stratos_ports::keys::{KeyStoreError, SigningKeyStore};
 use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
 use stratos_ports::outbox::{ClaimedItem, Outbox, OutboxError, OutboxItem};
-use stratos_ports::storage_codec::{decode_item, encode_item};
+use stratos_ports::storage_codec::{decode_item, decode_key, encode_item, encode_key};
 
 use crate::{PostgresError, Row, stmt};
 
@@ -320,10 +320,7 @@ fn key_err(e: impl Into<PostgresError>) -> KeyStoreError {
 #[async_trait]
 impl SigningKeyStore for PostgresKeyStore {
     async fn put(&self, did: &Did, key: &Keypair) -> Result<(), KeyStoreError> {
-        let alg = match key.public_key().algorithm() {
-            KeyAlgorithm::P256 => "p256",
-            KeyAlgorithm::K256 => "k256",
-        };
+        let (alg, private) = encode_key(key);
         self.db
             .execute_raw(stmt(
                 &format!(
@@ -331,11 +328,7 @@ impl SigningKeyStore for PostgresKeyStore {
                      ON CONFLICT (did) DO UPDATE SET alg = excluded.alg, key = excluded.key",
                     self.schema
                 ),
-                vec![
-                    did.as_str().into(),
-                    alg.into(),
-                    key.private_bytes().to_vec().into(),
-                ],
+                vec![did.as_str().into(), alg.into(), private.to_vec().into()],
             ))
             .await
             .map_err(key_err)?;
@@ -355,13 +348,9 @@ impl SigningKeyStore for PostgresKeyStore {
             .await
             .map_err(key_err)?;
         let Some(row) = row else { return Ok(None) };
-        let alg = match row.text(0).map_err(key_err)?.as_str() {
-            "p256" => KeyAlgorithm::P256,
-            "k256" => KeyAlgorithm::K256,
-            _ => return Err(KeyStoreError::Corrupt(did.to_string())),
-        };
+        let alg = row.text(0).map_err(key_err)?;
         let bytes = row.bytes(1).map_err(key_err)?;
-        Keypair::from_private_bytes(alg, &bytes)
+        decode_key(&alg, &bytes)
             .map(Some)
             .map_err(|_| KeyStoreError::Corrupt(did.to_string()))
     }

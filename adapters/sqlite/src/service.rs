@@ -3,13 +3,14 @@
 
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
-use stratos_domain::crypto::{KeyAlgorithm, Keypair};
+use stratos_domain::crypto::Keypair;
 use stratos_domain::syntax::Did;
 use stratos_ports::enrollment_store::{
     Enrollment, EnrollmentResult, EnrollmentStore, EnrollmentStoreError,
 };
 use stratos_ports::keys::{KeyStoreError, SigningKeyStore};
 use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
+use stratos_ports::storage_codec::{decode_key, encode_key};
 
 use crate::SqliteError;
 use crate::db::{Row, stmt};
@@ -319,18 +320,11 @@ fn key_err(e: impl Into<SqliteError>) -> KeyStoreError {
 #[async_trait]
 impl SigningKeyStore for SqliteKeyStore {
     async fn put(&self, did: &Did, key: &Keypair) -> Result<(), KeyStoreError> {
-        let alg = match key.public_key().algorithm() {
-            KeyAlgorithm::P256 => "p256",
-            KeyAlgorithm::K256 => "k256",
-        };
+        let (alg, private) = encode_key(key);
         self.db
             .execute_raw(stmt(
                 "INSERT OR REPLACE INTO signing_key (did, alg, key) VALUES (?, ?, ?)",
-                vec![
-                    did.as_str().into(),
-                    alg.into(),
-                    key.private_bytes().to_vec().into(),
-                ],
+                vec![did.as_str().into(), alg.into(), private.to_vec().into()],
             ))
             .await
             .map_err(key_err)?;
@@ -347,13 +341,9 @@ impl SigningKeyStore for SqliteKeyStore {
             .await
             .map_err(key_err)?;
         let Some(row) = row else { return Ok(None) };
-        let alg = match row.text(0).map_err(key_err)?.as_str() {
-            "p256" => KeyAlgorithm::P256,
-            "k256" => KeyAlgorithm::K256,
-            _ => return Err(KeyStoreError::Corrupt(did.to_string())),
-        };
+        let alg = row.text(0).map_err(key_err)?;
         let bytes = row.bytes(1).map_err(key_err)?;
-        Keypair::from_private_bytes(alg, &bytes)
+        decode_key(&alg, &bytes)
             .map(Some)
             .map_err(|_| KeyStoreError::Corrupt(did.to_string()))
     }

@@ -11,7 +11,7 @@ mod validate;
 pub use schema::{Body, Def, Field, LexiconDoc, ObjectDef, StringDef, StringFormat};
 pub use stratos::STRATOS_LEXICONS;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ipld_core::ipld::Ipld;
 
@@ -33,6 +33,8 @@ pub enum ExternalRefs {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     docs: HashMap<String, LexiconDoc>,
+    /// Namespace roots (first two segments, e.g. `zone.stratos`) of the loaded documents.
+    roots: HashSet<String>,
     external: ExternalRefs,
 }
 
@@ -64,6 +66,9 @@ impl Catalog {
         let id = doc.id.as_str().to_owned();
         if self.docs.contains_key(&id) {
             return Err(Error::Lexicon(format!("{id}: defined twice")));
+        }
+        if let Some(root) = namespace_root(&id) {
+            self.roots.insert(root.to_owned());
         }
         self.docs.insert(id, doc);
         Ok(())
@@ -172,18 +177,18 @@ impl Catalog {
             return false;
         }
         let nsid = reference.split('#').next().unwrap_or(reference);
-        let namespace = |id: &str| id.rsplit_once('.').map(|(ns, _)| ns.to_owned());
-        let Some(ns) = namespace(nsid) else {
-            return false;
-        };
-        // Top two segments (e.g. `zone.stratos`) identify a namespace we own.
-        let root = |ns: &str| ns.split('.').take(2).collect::<Vec<_>>().join(".");
-        let target = root(&ns);
-        !self
-            .docs
-            .keys()
-            .any(|id| namespace(id).is_some_and(|own| root(&own) == target))
+        namespace_root(nsid).is_some_and(|root| !self.roots.contains(root))
     }
+}
+
+/// The first two segments of an NSID's namespace (`zone.stratos.feed.post` → `zone.stratos`):
+/// the unit of ownership for resolving references.
+fn namespace_root(nsid: &str) -> Option<&str> {
+    let (namespace, _) = nsid.rsplit_once('.')?;
+    Some(match namespace.match_indices('.').nth(1) {
+        Some((i, _)) => &namespace[..i],
+        None => namespace,
+    })
 }
 
 fn invalid(path: &str, message: impl Into<String>) -> Error {

@@ -67,11 +67,21 @@ impl NodeCache {
         slot.nodes.clone()
     }
 
-    /// Adds new nodes and drops removed ones for one actor, then enforces the budget.
-    pub(crate) fn update(&self, did: &str, added: BlockMap, removed: &[Cid]) {
+    /// Adds new nodes and drops removed ones for one actor (recording the head after a commit,
+    /// when given), then enforces the budget.
+    pub(crate) fn update(
+        &self,
+        did: &str,
+        added: BlockMap,
+        removed: &[Cid],
+        head: Option<RepoHead>,
+    ) {
         let nodes = self.actor(did);
         {
             let mut n = lock(&nodes);
+            if head.is_some() {
+                n.head = head;
+            }
             for cid in removed {
                 if let Some(bytes) = n.blocks.remove(cid) {
                     n.bytes -= bytes.len();
@@ -139,18 +149,18 @@ mod tests {
         let (c2, b2) = block(2, 100);
         let mut m = BlockMap::new();
         m.insert(c1, b1.clone());
-        cache.update("a", m, &[]);
+        cache.update("a", m, &[], None);
         let mut m = BlockMap::new();
         m.insert(c2, b2.clone());
-        cache.update("b", m, &[]);
+        cache.update("b", m, &[], None);
         assert_eq!(cache.total(), 200);
-        cache.update("a", BlockMap::new(), &[c1]);
+        cache.update("a", BlockMap::new(), &[c1], None);
         assert_eq!(cache.total(), 100);
         // `b` was used last; adding 200 bytes to `c` evicts `a` first, then `b`.
         let (c3, b3) = block(3, 200);
         let mut m = BlockMap::new();
         m.insert(c3, b3);
-        cache.update("c", m, &[]);
+        cache.update("c", m, &[], None);
         assert!(cache.total() <= 250);
         assert!(lock(&cache.actor("c")).blocks.contains(&c3));
         cache.forget("c");

@@ -767,7 +767,7 @@ impl Records {
                             "repository of {did} is missing block {cid}"
                         )));
                     }
-                    self.cache.update(did.as_str(), fetched, &[]);
+                    self.cache.update(did.as_str(), fetched, &[], None);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -787,8 +787,12 @@ impl Records {
                 nodes.remove(&cid);
             }
         }
-        self.cache.update(did.as_str(), nodes, &out.removed_nodes);
-        node_cache::lock(&self.cache.actor(did.as_str())).head = Some(out.head.clone());
+        self.cache.update(
+            did.as_str(),
+            nodes,
+            &out.removed_nodes,
+            Some(out.head.clone()),
+        );
     }
 }
 
