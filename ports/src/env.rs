@@ -1,5 +1,5 @@
-//! Small ports to the environment: time, identity resolution, the external allow-list and a
-//! shared cache.
+//! Small ports to the environment: time, identity resolution, the external allow-list, a
+//! shared cache and publish/subscribe notifications between service instances.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -52,4 +52,28 @@ pub trait Cache: Send + Sync {
     async fn replace_set(&self, key: &str, members: &[String]) -> Result<(), EnvError>;
     /// True when `member` is in the set under `key`.
     async fn set_contains(&self, key: &str, member: &str) -> Result<bool, EnvError>;
+}
+
+/// Publish/subscribe notifications between service instances (Valkey in production), e.g.
+/// "actor X sequenced a new event" so every instance wakes its live subscribers.
+///
+/// Delivery is at most once: a subscriber that is slow, reconnecting or not yet subscribed
+/// misses messages. Notifications are hints; the durable truth stays in the store, and a
+/// subscriber catches up from there (`RepoStore::events_after`) after it wakes.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Sends `payload` to every current subscriber of `channel`; succeeds with no subscriber.
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), EnvError>;
+    /// Subscribes to `channel`. Once this returns, every later publish on the channel reaches
+    /// the subscription, in publish order; earlier ones never do.
+    async fn subscribe(&self, channel: &str) -> Result<Box<dyn Subscription>, EnvError>;
+}
+
+/// One subscriber's stream of messages on one channel.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next message, waiting for it; `None` once the subscription is closed (the
+    /// connection dropped or the notifier went away), after which the caller subscribes again
+    /// and catches up from the store.
+    async fn next(&mut self) -> Option<Vec<u8>>;
 }

@@ -3,6 +3,7 @@
 //! implement the traits, apps compose them.
 
 pub mod blob_store;
+pub mod block_cache;
 pub mod enrollment_store;
 pub mod env;
 pub mod keys;

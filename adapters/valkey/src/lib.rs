@@ -1,13 +1,16 @@
 //! Valkey (or Redis) adapter: the shared [`Cache`] port, used for cached values with a TTL and
-//! for the enrollment allow-list set that several service instances share.
+//! for the enrollment allow-list set that several service instances share, and the
+//! [`Notifier`] port over `PUBLISH`/`SUBSCRIBE`, which tells every instance that an actor
+//! sequenced a new event.
 //!
-//! Every key is namespaced by a prefix, so several deployments (or parallel tests) can share one
-//! server without seeing each other's keys.
+//! Every key and channel is namespaced by a prefix, so several deployments (or parallel tests)
+//! can share one server without seeing each other's keys or messages.
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
-use stratos_ports::env::{Cache, EnvError};
+use redis::aio::{ConnectionManager, PubSubStream};
+use stratos_ports::env::{Cache, EnvError, Notifier, Subscription};
 
 /// Members added per `SADD` when a set is replaced.
 const SADD_CHUNK: usize = 1000;
@@ -100,5 +103,81 @@ impl Cache for ValkeyCache {
     async fn set_contains(&self, key: &str, member: &str) -> Result<bool, EnvError> {
         let mut conn = self.conn.clone();
         conn.sismember(self.key(key), member).await.map_err(backend)
+    }
+}
+
+/// [`Notifier`] over Valkey/Redis `PUBLISH`/`SUBSCRIBE`.
+///
+/// Publishing shares one reconnecting connection; each subscription holds its own connection,
+/// because a connection in subscriber mode can run no other command. A subscription whose
+/// connection drops ends (`next` returns `None`); the caller subscribes again and catches up
+/// from the store, which the port requires of every subscriber anyway.
+#[derive(Clone)]
+pub struct ValkeyNotifier {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for ValkeyNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client's connection info may carry a password; only the prefix is shown.
+        f.debug_struct("ValkeyNotifier")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValkeyNotifier {
+    /// Connects to `url` (`redis://host:port/db`); every channel gets `prefix` in front.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, ValkeyError> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client.clone()).await?;
+        Ok(Self {
+            client,
+            conn,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn channel(&self, channel: &str) -> String {
+        format!("{}{channel}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl Notifier for ValkeyNotifier {
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), EnvError> {
+        let mut conn = self.conn.clone();
+        conn.publish::<_, _, ()>(self.channel(channel), payload)
+            .await
+            .map_err(backend)
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<Box<dyn Subscription>, EnvError> {
+        let mut pubsub = self.client.get_async_pubsub().await.map_err(backend)?;
+        // Returns once the server confirmed the subscription, so no later publish is missed.
+        pubsub
+            .subscribe(self.channel(channel))
+            .await
+            .map_err(backend)?;
+        Ok(Box::new(ValkeySubscription {
+            messages: pubsub.into_on_message(),
+        }))
+    }
+}
+
+/// One subscriber connection; dropping it closes the connection.
+struct ValkeySubscription {
+    messages: PubSubStream,
+}
+
+#[async_trait]
+impl Subscription for ValkeySubscription {
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        self.messages
+            .next()
+            .await
+            .map(|msg| msg.get_payload_bytes().to_vec())
     }
 }

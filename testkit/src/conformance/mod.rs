@@ -6,6 +6,7 @@ pub mod blob_store;
 pub mod cache;
 pub mod enrollment_store;
 pub mod keys;
+pub mod notifier;
 pub mod oauth_store;
 pub mod outbox;
 pub mod repo_store;

@@ -1,4 +1,5 @@
-//! In-memory environment ports: a manual clock, a DID-document table, an allow-list, a cache.
+//! In-memory environment ports: a manual clock, a DID-document table, an allow-list, a cache,
+//! a publish/subscribe notifier.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -7,7 +8,10 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use serde_json::Value;
 use stratos_domain::syntax::Did;
-use stratos_ports::env::{AllowList, Cache, Clock, EnvError, IdentityResolver};
+use stratos_ports::env::{
+    AllowList, Cache, Clock, EnvError, IdentityResolver, Notifier, Subscription,
+};
+use tokio::sync::broadcast;
 
 /// A clock that only moves when told to.
 #[derive(Debug)]
@@ -158,5 +162,64 @@ impl<C: Clock> Cache for MemoryCache<C> {
             .sets
             .get(key)
             .is_some_and(|s| s.contains(member)))
+    }
+}
+
+/// Messages a slow subscriber may fall behind by before it starts missing some (the port
+/// allows losing notifications; a real server drops them too).
+const NOTIFY_BACKLOG: usize = 1024;
+
+/// Publish/subscribe within one process, one broadcast channel per channel name.
+#[derive(Debug, Default)]
+pub struct MemoryNotifier {
+    channels: Mutex<HashMap<String, broadcast::Sender<Vec<u8>>>>,
+}
+
+impl MemoryNotifier {
+    /// No channels yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Notifier for MemoryNotifier {
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), EnvError> {
+        let mut channels = lock(&self.channels);
+        if let Some(tx) = channels.get(channel) {
+            if tx.receiver_count() == 0 {
+                // Every subscriber went away: forget the channel so names do not pile up.
+                channels.remove(channel);
+            } else {
+                // Fails only without receivers, which was just ruled out under the lock.
+                let _ = tx.send(payload.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<Box<dyn Subscription>, EnvError> {
+        let rx = lock(&self.channels)
+            .entry(channel.to_owned())
+            .or_insert_with(|| broadcast::channel(NOTIFY_BACKLOG).0)
+            .subscribe();
+        Ok(Box::new(MemorySubscription(rx)))
+    }
+}
+
+#[derive(Debug)]
+struct MemorySubscription(broadcast::Receiver<Vec<u8>>);
+
+#[async_trait]
+impl Subscription for MemorySubscription {
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            match self.0.recv().await {
+                Ok(message) => return Some(message),
+                // Missed messages are allowed by the port; carry on with the oldest kept one.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 }

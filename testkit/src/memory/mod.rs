@@ -11,7 +11,7 @@ mod repo;
 
 pub use blobs::MemoryBlobStore;
 pub use enrollment::MemoryEnrollmentStore;
-pub use env::{ManualClock, MemoryAllowList, MemoryCache, MemoryIdentity};
+pub use env::{ManualClock, MemoryAllowList, MemoryCache, MemoryIdentity, MemoryNotifier};
 pub use keys::MemoryKeyStore;
 pub use oauth::MemoryOAuthStore;
 pub use outbox::MemoryOutbox;

@@ -1,0 +1,35 @@
+//! Adapters that reach the atproto network over HTTP.
+//!
+//! - [`allow_list::HttpAllowList`]: the external enrollment allow-list, fetched from a URI and
+//!   refreshed in the background.
+
+pub mod allow_list;
+
+pub use allow_list::{AllowListConfig, AllowListStatus, FetchReport, HttpAllowList, Mirror};
+
+/// Failures of this crate's adapters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetworkError {
+    /// The URI does not parse or is not `http`/`https`.
+    #[error("invalid URI: {0}")]
+    InvalidUri(String),
+    /// A setting is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// Background refreshes need a tokio runtime and none is running.
+    #[error("no tokio runtime to run background refreshes on")]
+    NoRuntime,
+    /// The HTTP client could not be built (TLS set-up).
+    #[error("HTTP client: {0}")]
+    Client(String),
+    /// The request failed before a response arrived, or the body broke off.
+    #[error("HTTP request failed: {0}")]
+    Http(String),
+    /// The server answered with a status outside 2xx.
+    #[error("HTTP status {0}")]
+    Status(u16),
+    /// The body exceeded the configured limit (bytes).
+    #[error("response larger than {0} bytes")]
+    TooLarge(usize),
+}

@@ -1,0 +1,2 @@
+//! The Stratos service.
+pub mod config;
