@@ -4,7 +4,7 @@
 //! disk's flush ceiling. Also: listRecords pages when half the records are denied.
 //!
 //! `cargo bench -p stratos-sqlite --bench commits` (env: `ACTORS`, `PRELOAD`, `COMMITS` to
-//! shrink the run).
+//! shrink the run; `MODES=memory,durable,relaxed` to pick the stores).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +18,8 @@ fn main() {
     let actors = env("ACTORS", 50);
     let preload = env("PRELOAD", 10_000);
     let commits = env("COMMITS", 200);
+    let modes = std::env::var("MODES").unwrap_or_else(|_| "memory,durable,relaxed".into());
+    let wants = |m: &str| modes.split(',').any(|x| x.trim() == m);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -26,6 +28,7 @@ fn main() {
     rt.block_on(async {
         println!("{actors} actors × {preload} preloaded records, {commits} commits per actor\n");
 
+        if wants("memory") {
         let t = Instant::now();
         let mem = setup(
             Arc::new(MemoryRepoStore::new()),
@@ -39,14 +42,26 @@ fn main() {
         report("memory", &run_writers(&mem, commits).await);
         list_half_denied(&mem).await;
         drop(mem);
+        }
 
         for durability in [Durability::Durable, Durability::Relaxed] {
+            let name = if durability == Durability::Durable { "durable" } else { "relaxed" };
+            if !wants(name) {
+                continue;
+            }
             // On the project's disk (not a tmpfs), so flushes are real.
             let base = std::env::var("BENCH_DIR")
                 .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").into());
             std::fs::create_dir_all(&base).unwrap();
-            let dir = tempfile::tempdir_in(base).unwrap();
-            let s = SqliteStorage::open(dir.path(), durability).await.unwrap();
+            let tmp = tempfile::tempdir_in(base).unwrap();
+            let dir = tmp.path().to_path_buf();
+            let _guard = if std::env::var_os("KEEP_BENCH_DIR").is_some() {
+                println!("(keeping {})", tmp.keep().display());
+                None
+            } else {
+                Some(tmp)
+            };
+            let s = SqliteStorage::open(dir.as_path(), durability).await.unwrap();
             let t = Instant::now();
             let setup = setup(
                 Arc::new(s.repos.clone()),
@@ -60,8 +75,8 @@ fn main() {
             report(&format!("sqlite {durability:?}"), &run_writers(&setup, commits).await);
             if durability == Durability::Durable {
                 list_half_denied(&setup).await;
-                let one = fsync_ceiling(dir.path(), 1);
-                let many = fsync_ceiling(dir.path(), 8);
+                let one = fsync_ceiling(dir.as_path(), 1);
+                let many = fsync_ceiling(dir.as_path(), 8);
                 println!(
                     "{:<28} {one:>8.0} flushes/s (1 file)   {many:.0} flushes/s (8 files in parallel)",
                     "disk flush ceiling"

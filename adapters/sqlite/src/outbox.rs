@@ -12,7 +12,7 @@ use stratos_domain::syntax::Did;
 use stratos_ports::outbox::{ClaimedItem, Outbox, OutboxError, OutboxItem};
 
 use crate::SqliteError;
-use crate::db::{Row, stmt};
+use crate::db::{Row, returning_one, stmt};
 use crate::repo::ActorDbs;
 use stratos_ports::storage_codec::{decode_item, encode_item};
 
@@ -167,19 +167,20 @@ impl SqliteOutbox {
 #[async_trait]
 impl Outbox for SqliteOutbox {
     async fn enqueue(&self, item: OutboxItem) -> Result<u64, OutboxError> {
-        let row = self
-            .service
-            .query_one_raw(stmt(
+        let row = returning_one(
+            &self.service,
+            stmt(
                 "INSERT INTO outbox (did, item, due_ms) VALUES (?, ?, ?) RETURNING id",
                 vec![
                     item.did.clone().into(),
                     encode_item(&item).into(),
                     i64::MIN.into(),
                 ],
-            ))
-            .await
-            .map_err(|e| outbox_err(e.into()))?
-            .ok_or_else(|| OutboxError::Backend("no id returned".into()))?;
+            ),
+        )
+        .await
+        .map_err(|e| outbox_err(e.into()))?
+        .ok_or_else(|| OutboxError::Backend("no id returned".into()))?;
         let id = row.int(0).map_err(|e| outbox_err(e.into()))?;
         Ok(u64::try_from(id).unwrap_or(0))
     }

@@ -13,7 +13,7 @@ use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
 use stratos_ports::storage_codec::{decode_key, encode_key};
 
 use crate::SqliteError;
-use crate::db::{Row, stmt};
+use crate::db::{Row, returning_one, stmt};
 
 pub(crate) const SERVICE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS enrollment (
@@ -396,14 +396,15 @@ impl OAuthStore for SqliteOAuthStore {
 
     async fn take_state(&self, key: &str, now_ms: i64) -> Result<Option<String>, OAuthStoreError> {
         // Taking is one statement, so two callbacks with the same state cannot both win.
-        let row = self
-            .db
-            .query_one_raw(stmt(
+        let row = returning_one(
+            &self.db,
+            stmt(
                 "DELETE FROM oauth_state WHERE key = ? RETURNING value, expires_at_ms",
                 vec![key.into()],
-            ))
-            .await
-            .map_err(oauth_err)?;
+            ),
+        )
+        .await
+        .map_err(oauth_err)?;
         let Some(row) = row else { return Ok(None) };
         if row.int(1).map_err(oauth_err)? <= now_ms {
             return Ok(None);

@@ -27,6 +27,45 @@ pub async fn run(store: Arc<dyn RepoStore>) {
     events_are_sequenced_per_actor(store.as_ref()).await;
     destroy_removes_everything(store.as_ref()).await;
     hostile_values_are_data(store.as_ref()).await;
+    removed_blocks_are_gone(store.as_ref()).await;
+}
+
+/// Blocks a commit names as removed are deleted (unless a later commit brings them back), so
+/// the store does not grow with garbage.
+async fn removed_blocks_are_gone(store: &dyn RepoStore) {
+    let mut b = Builder::new("did:plc:conformancegarbage");
+    store.create_actor(&b.did).await.expect("create");
+    let keys = rkeys(12);
+    let mut removed = std::collections::HashSet::new();
+    for k in &keys {
+        let (out, unit) = b.commit(&[(k.clone(), Some(vec!["did:web:s/a".to_owned()]))]);
+        removed.extend(unit.removed_blocks.iter().copied());
+        for (cid, _) in unit.new_blocks.iter() {
+            removed.remove(cid);
+        }
+        store.apply_commit(&b.did, unit).await.expect("apply");
+        b.accept(out);
+    }
+    for k in keys.iter().take(6) {
+        let (out, unit) = b.commit(&[(k.clone(), None)]);
+        removed.extend(unit.removed_blocks.iter().copied());
+        for (cid, _) in unit.new_blocks.iter() {
+            removed.remove(cid);
+        }
+        store.apply_commit(&b.did, unit).await.expect("apply");
+        b.accept(out);
+    }
+    assert!(!removed.is_empty(), "the case removes MST nodes");
+    let all = store.all_blocks(&b.did).await.expect("all blocks");
+    for cid in &removed {
+        assert!(
+            all.get(cid).is_none(),
+            "removed block {cid} is still stored"
+        );
+    }
+    let head = store.head(&b.did).await.expect("head").expect("a head");
+    assert!(all.get(&head.commit).is_some());
+    assert!(all.get(&head.data).is_some());
 }
 
 /// Values are stored as data whatever they contain (quotes, SQL, newlines-free unicode).
