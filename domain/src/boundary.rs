@@ -128,6 +128,22 @@ pub fn qualify_configured<S: AsRef<str>>(service: &Did, entries: &[S]) -> Result
     Ok(out)
 }
 
+/// Qualifies boundaries an operator assigns to an account (bare names or qualified values) and
+/// requires each to be one the service offers. Duplicates are dropped, order kept.
+pub fn qualify_offered<S: AsRef<str>>(
+    service: &Did,
+    offered: &[Boundary],
+    entries: &[S],
+) -> Result<Vec<Boundary>> {
+    let qualified = qualify_configured(service, entries)?;
+    if let Some(missing) = qualified.iter().find(|b| !offered.contains(b)) {
+        return Err(Error::BoundaryNotAllowed {
+            boundary: missing.to_string(),
+        });
+    }
+    Ok(qualified)
+}
+
 /// The raw `boundary.values[].value` strings of a record (empty when absent). Values that are
 /// not strings are skipped here; the lexicon rejects them on write.
 pub fn record_boundary_values(record: &Ipld) -> Vec<&str> {

@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use stratos_domain::attestation::{self, Attestation};
 use stratos_domain::boundary::{
-    Boundary, BoundarySet, Viewer, can_read, qualify_configured, record_boundary_values,
-    split_qualified,
+    Boundary, BoundarySet, Viewer, can_read, qualify_configured, qualify_offered,
+    record_boundary_values, split_qualified,
 };
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::enrollment::{
@@ -713,4 +713,31 @@ proptest! {
         };
         prop_assert_eq!(admitted, can_read(viewer, "did:plc:owner", &record));
     }
+}
+
+#[test]
+fn qualify_offered_accepts_offered_names_and_rejects_others() {
+    let svc = did("did:web:nerv.tokyo.jp");
+    let offered = qualify_configured(&svc, &["swordsmith", "aekea"]).unwrap();
+    let got = qualify_offered(
+        &svc,
+        &offered,
+        &["aekea", "did:web:nerv.tokyo.jp/swordsmith", "aekea"],
+    )
+    .unwrap();
+    assert_eq!(
+        got.iter().map(Boundary::as_str).collect::<Vec<_>>(),
+        [
+            "did:web:nerv.tokyo.jp/aekea",
+            "did:web:nerv.tokyo.jp/swordsmith"
+        ]
+    );
+    assert!(matches!(
+        qualify_offered(&svc, &offered, &["lilin"]),
+        Err(Error::BoundaryNotAllowed { boundary }) if boundary == "did:web:nerv.tokyo.jp/lilin"
+    ));
+    assert!(matches!(
+        qualify_offered(&svc, &offered, &["did:web:seele.example/aekea"]),
+        Err(Error::BoundaryServiceMismatch { .. })
+    ));
 }

@@ -1,2 +1,78 @@
-//! The Stratos service.
+//! The Stratos service: the XRPC API over actix-web, composed from the configuration.
+//!
+//! `main.rs` is a thin wrapper over [`start`]; integration tests call [`start`] on a loopback
+//! port and talk HTTP to it.
+
+mod auth;
+mod body;
 pub mod config;
+pub mod error;
+mod routes;
+pub mod state;
+
+use std::net::SocketAddr;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::state::AppState;
+
+/// A running service.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://{addr}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, finishes in-flight requests and waits.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.handle.stop(true).await;
+        self.task.await.context("server task")??;
+        Ok(())
+    }
+
+    /// Waits until the server stops (on SIGINT/SIGTERM, which actix handles).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task")??;
+        Ok(())
+    }
+}
+
+/// Builds the adapters and use cases, binds `config.bind:config.port` (0 picks a free port)
+/// and serves in the background.
+pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServer> {
+    let addr = config.socket_addr();
+    let state = web::Data::new(AppState::build(config).await?);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(routes::configure)
+            .default_service(web::to(routes::fallback))
+    })
+    .workers(workers.max(1))
+    .bind(addr)
+    .with_context(|| format!("binding {addr}"))?;
+    let bound = server
+        .addrs()
+        .first()
+        .copied()
+        .context("the server bound no address")?;
+    let server = server.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    Ok(RunningServer {
+        addr: bound,
+        handle,
+        task,
+    })
+}

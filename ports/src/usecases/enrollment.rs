@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use stratos_domain::attestation;
+use stratos_domain::boundary::Boundary;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::enrollment::{
     Admission, ENROLLMENT_COLLECTION, EnrollmentPolicy, EnrollmentRecord, Precheck, enrollment_rkey,
@@ -78,6 +79,17 @@ pub struct EnrollmentStatus {
     pub attestation: attestation::Attestation,
 }
 
+/// A change to one account's boundaries.
+#[derive(Debug, Clone, Copy)]
+pub enum BoundaryChange<'a> {
+    /// Add one boundary.
+    Add(&'a Boundary),
+    /// Remove one boundary.
+    Remove(&'a Boundary),
+    /// Replace all boundaries.
+    Set(&'a [Boundary]),
+}
+
 /// The enrollment use cases.
 #[derive(Debug)]
 pub struct Enrollments {
@@ -129,6 +141,75 @@ impl Enrollments {
             new: true,
             enrollment: stored,
         })
+    }
+
+    /// Enrolls `did` by operator decision (the admin endpoint): no eligibility check, the given
+    /// boundaries (already qualified and checked against the service's offer by the caller).
+    /// An existing enrollment gets its boundaries replaced instead.
+    pub async fn enroll_direct(
+        &self,
+        did: &Did,
+        boundaries: &[Boundary],
+    ) -> Result<EnrollOutcome, UseCaseError> {
+        let values: Vec<String> = boundaries.iter().map(ToString::to_string).collect();
+        if self.deps.enrollments.get(did).await?.is_some() {
+            self.deps.enrollments.set_boundaries(did, &values).await?;
+            let enrollment = self.require(did).await?;
+            self.publish_record(&enrollment).await?;
+            return Ok(EnrollOutcome {
+                new: false,
+                enrollment,
+            });
+        }
+        let key = Keypair::generate(KeyAlgorithm::P256);
+        self.deps.keys.put(did, &key).await?;
+        self.deps.records.init_repo(did, &key).await?;
+        let enrollment = Enrollment {
+            did: did.to_string(),
+            enrolled_at: Datetime::from_unix_millis(self.deps.clock.now_ms()).to_string(),
+            pds_endpoint: None,
+            signing_key: key.did_key(),
+            enrollment_rkey: Some(enrollment_rkey(self.deps.service_did.as_str())),
+            boundaries: values,
+        };
+        self.deps.enrollments.enroll(&enrollment).await?;
+        let stored = self.require(did).await?;
+        self.publish_record(&stored).await?;
+        Ok(EnrollOutcome {
+            new: true,
+            enrollment: stored,
+        })
+    }
+
+    /// Changes one account's boundaries (never anyone else's: reference defect D8) and
+    /// republishes its attested enrollment record. Returns the new boundaries.
+    pub async fn change_boundaries(
+        &self,
+        did: &Did,
+        change: BoundaryChange<'_>,
+    ) -> Result<Vec<String>, UseCaseError> {
+        self.require(did).await?;
+        let store = &self.deps.enrollments;
+        let now = match change {
+            BoundaryChange::Add(b) => store.add_boundary(did, b.as_str()).await?,
+            BoundaryChange::Remove(b) => store.remove_boundary(did, b.as_str()).await?,
+            BoundaryChange::Set(all) => {
+                let values: Vec<String> = all.iter().map(ToString::to_string).collect();
+                store.set_boundaries(did, &values).await?;
+                store.boundaries(did).await?
+            }
+        };
+        let enrollment = self.require(did).await?;
+        self.publish_record(&enrollment).await?;
+        Ok(now)
+    }
+
+    async fn require(&self, did: &Did) -> Result<Enrollment, UseCaseError> {
+        self.deps
+            .enrollments
+            .get(did)
+            .await?
+            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))
     }
 
     /// Decides eligibility: configuration, the external list, then the DID document.

@@ -1,0 +1,202 @@
+//! The HTTP surface: every XRPC method with its HTTP method, the operational endpoints, and the
+//! fallbacks (unknown method → 501, wrong HTTP method → 400).
+
+mod admin;
+mod ops;
+mod repo;
+mod stratos;
+mod sync;
+
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, Route, web};
+use serde::de::DeserializeOwned;
+use stratos_domain::syntax::Did;
+use stratos_ports::usecases::UseCaseError;
+
+use crate::error::ApiError;
+
+/// Record collections a Stratos repository can hold (for `describeRepo`).
+const RECORD_COLLECTIONS: &[&str] = &["zone.stratos.feed.post"];
+
+/// A port failure, through the one use-case → XRPC mapping.
+fn port<E: Into<UseCaseError>>(e: E) -> ApiError {
+    ApiError::from(e.into())
+}
+
+/// Query parameters into `T`, with XRPC errors.
+fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::invalid(format!("invalid query parameters: {e}")))
+}
+
+fn parse_did(s: &str, field: &str) -> Result<Did, ApiError> {
+    Did::parse(s).map_err(|_| ApiError::invalid(format!("`{field}` must be a DID")))
+}
+
+/// Strict booleans: the reference read `reverse=false` as true.
+fn parse_bool(s: &str, field: &str) -> Result<bool, ApiError> {
+    match s {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::invalid(format!(
+            "`{field}` must be true or false"
+        ))),
+    }
+}
+
+/// One XRPC method: its NSID, its HTTP method and its handler.
+fn xrpc(cfg: &mut web::ServiceConfig, nsid: &str, method: Method, route: Route) {
+    let expected = method.clone();
+    cfg.service(
+        web::resource(format!("/xrpc/{nsid}"))
+            .route(route.method(method))
+            .default_service(web::to(move |req: HttpRequest| {
+                let expected = expected.clone();
+                async move {
+                    Err::<HttpResponse, _>(ApiError::invalid(format!(
+                        "Incorrect HTTP method ({}) expected {expected}",
+                        req.method()
+                    )))
+                }
+            })),
+    );
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use Method as M;
+    let repo = "com.atproto.repo";
+    xrpc(
+        cfg,
+        &format!("{repo}.createRecord"),
+        M::POST,
+        web::to(repo::create_record),
+    );
+    xrpc(
+        cfg,
+        &format!("{repo}.putRecord"),
+        M::POST,
+        web::to(repo::put_record),
+    );
+    xrpc(
+        cfg,
+        &format!("{repo}.deleteRecord"),
+        M::POST,
+        web::to(repo::delete_record),
+    );
+    xrpc(
+        cfg,
+        &format!("{repo}.applyWrites"),
+        M::POST,
+        web::to(repo::apply_writes),
+    );
+    xrpc(
+        cfg,
+        &format!("{repo}.getRecord"),
+        M::GET,
+        web::to(repo::get_record),
+    );
+    xrpc(
+        cfg,
+        &format!("{repo}.listRecords"),
+        M::GET,
+        web::to(repo::list_records),
+    );
+    xrpc(
+        cfg,
+        &format!("{repo}.describeRepo"),
+        M::GET,
+        web::to(repo::describe_repo),
+    );
+    xrpc(
+        cfg,
+        "com.atproto.sync.getLatestCommit",
+        M::GET,
+        web::to(sync::get_latest_commit),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.sync.getRepo",
+        M::GET,
+        web::to(sync::get_repo),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.enrollment.status",
+        M::GET,
+        web::to(stratos::enrollment_status),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.enrollment.unenroll",
+        M::POST,
+        web::to(stratos::unenroll),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.identity.resolveEnrollments",
+        M::GET,
+        web::to(stratos::resolve_enrollments),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.server.listDomains",
+        M::GET,
+        web::to(stratos::list_domains),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.repo.hydrateRecord",
+        M::GET,
+        web::to(stratos::hydrate_record),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.repo.hydrateRecords",
+        M::POST,
+        web::to(stratos::hydrate_records),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.admin.enrollActor",
+        M::POST,
+        web::to(admin::enroll_actor),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.admin.addBoundary",
+        M::POST,
+        web::to(admin::add_boundary),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.admin.removeBoundary",
+        M::POST,
+        web::to(admin::remove_boundary),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.admin.setBoundaries",
+        M::POST,
+        web::to(admin::set_boundaries),
+    );
+    cfg.route("/", web::get().to(ops::banner))
+        .route("/health", web::get().to(ops::health))
+        .route("/xrpc/_health", web::get().to(ops::health))
+        .route("/ready", web::get().to(ops::health))
+        .route("/robots.txt", web::get().to(ops::robots))
+        .route("/.well-known/did.json", web::get().to(ops::did_document));
+}
+
+/// Anything else: unknown XRPC methods are 501 `MethodNotImplemented`, other paths 404.
+pub async fn fallback(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    match req.path().strip_prefix("/xrpc/") {
+        Some(nsid) => Err(ApiError::not_implemented(nsid)),
+        None => Err(ApiError::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "NotFound",
+            "not found",
+        )),
+    }
+}

@@ -1,0 +1,319 @@
+//! `com.atproto.repo.*`: writes (owner only, through the record use cases) and boundary-filtered
+//! reads.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use stratos_domain::Cid;
+use stratos_domain::repo::Action;
+use stratos_domain::syntax::Did;
+use stratos_ports::usecases::records::{CommitResult, RecordView, WriteOp};
+
+use stratos_domain::boundary::ReadFilter;
+use stratos_ports::repo_store::ListQuery;
+
+use super::{RECORD_COLLECTIONS, parse_bool, parse_did, port, query};
+use crate::auth::{optional_caller, require_caller};
+use crate::body::read_json;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+type State = web::Data<AppState>;
+
+fn commit_json(c: &CommitResult) -> Value {
+    json!({ "cid": c.commit.to_string(), "rev": c.rev })
+}
+
+fn view_json(v: &RecordView) -> Value {
+    json!({ "uri": v.uri, "cid": v.cid.to_string(), "value": v.value })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateInput {
+    repo: String,
+    collection: String,
+    rkey: Option<String>,
+    record: Value,
+}
+
+pub(super) async fn create_record(
+    req: HttpRequest,
+    body: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let caller = require_caller(&req, &state)?;
+    let input: CreateInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
+    let repo = parse_did(&input.repo, "repo")?;
+    let out = state
+        .records
+        .create_record(
+            &caller,
+            &repo,
+            &input.collection,
+            input.rkey.as_deref(),
+            input.record,
+        )
+        .await?;
+    let first = out
+        .results
+        .first()
+        .ok_or_else(|| ApiError::invalid("nothing was written"))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "uri": first.uri,
+        "cid": first.cid.map(|c| c.to_string()),
+        "commit": commit_json(&out),
+        "validationStatus": "valid",
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutInput {
+    repo: String,
+    collection: String,
+    rkey: String,
+    record: Value,
+}
+
+pub(super) async fn put_record(
+    req: HttpRequest,
+    body: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let caller = require_caller(&req, &state)?;
+    let input: PutInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
+    let repo = parse_did(&input.repo, "repo")?;
+    let out = state
+        .records
+        .put_record(&caller, &repo, &input.collection, &input.rkey, input.record)
+        .await?;
+    let first = out
+        .results
+        .first()
+        .ok_or_else(|| ApiError::invalid("nothing was written"))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "uri": first.uri,
+        "cid": first.cid.map(|c| c.to_string()),
+        "commit": commit_json(&out),
+        "validationStatus": "valid",
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteInput {
+    repo: String,
+    collection: String,
+    rkey: String,
+}
+
+pub(super) async fn delete_record(
+    req: HttpRequest,
+    body: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let caller = require_caller(&req, &state)?;
+    let input: DeleteInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
+    let repo = parse_did(&input.repo, "repo")?;
+    let out = state
+        .records
+        .delete_record(&caller, &repo, &input.collection, &input.rkey)
+        .await?;
+    Ok(HttpResponse::Ok().json(match out {
+        Some(c) => json!({ "commit": commit_json(&c) }),
+        None => json!({}),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplyInput {
+    repo: String,
+    writes: Vec<Value>,
+}
+
+const WRITE_PREFIX: &str = "com.atproto.repo.applyWrites#";
+
+fn parse_write(w: Value) -> Result<WriteOp, ApiError> {
+    let field = |name: &str| -> Result<String, ApiError> {
+        w.get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::invalid(format!("a write needs a string `{name}`")))
+    };
+    let kind = field("$type")?;
+    let collection = field("collection")?;
+    match kind.strip_prefix(WRITE_PREFIX) {
+        Some("create") => Ok(WriteOp::Create {
+            collection,
+            rkey: w.get("rkey").and_then(Value::as_str).map(str::to_owned),
+            value: w
+                .get("value")
+                .cloned()
+                .ok_or_else(|| ApiError::invalid("a create needs a `value`"))?,
+        }),
+        Some("update") => Ok(WriteOp::Update {
+            collection,
+            rkey: field("rkey")?,
+            value: w
+                .get("value")
+                .cloned()
+                .ok_or_else(|| ApiError::invalid("an update needs a `value`"))?,
+        }),
+        Some("delete") => Ok(WriteOp::Delete {
+            collection,
+            rkey: field("rkey")?,
+        }),
+        _ => Err(ApiError::invalid(format!("unknown write type {kind}"))),
+    }
+}
+
+pub(super) async fn apply_writes(
+    req: HttpRequest,
+    body: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let caller = require_caller(&req, &state)?;
+    let input: ApplyInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
+    let repo = parse_did(&input.repo, "repo")?;
+    let ops = input
+        .writes
+        .into_iter()
+        .map(parse_write)
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = state.records.apply_writes(&caller, &repo, ops).await?;
+    let results: Vec<Value> = out
+        .results
+        .iter()
+        .map(|r| match r.action {
+            Action::Create => json!({
+                "$type": "com.atproto.repo.applyWrites#createResult",
+                "uri": r.uri, "cid": r.cid.map(|c| c.to_string()), "validationStatus": "valid",
+            }),
+            Action::Update => json!({
+                "$type": "com.atproto.repo.applyWrites#updateResult",
+                "uri": r.uri, "cid": r.cid.map(|c| c.to_string()), "validationStatus": "valid",
+            }),
+            Action::Delete => json!({ "$type": "com.atproto.repo.applyWrites#deleteResult" }),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "commit": commit_json(&out), "results": results })))
+}
+
+#[derive(Deserialize)]
+struct GetParams {
+    repo: String,
+    collection: String,
+    rkey: String,
+    cid: Option<String>,
+}
+
+pub(super) async fn get_record(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let p: GetParams = query(&req)?;
+    let repo = parse_did(&p.repo, "repo")?;
+    let cid = p
+        .cid
+        .as_deref()
+        .map(|c| {
+            c.parse::<Cid>()
+                .map_err(|_| ApiError::invalid("`cid` is not a CID"))
+        })
+        .transpose()?;
+    let viewer = optional_caller(&req, &state);
+    let found = state
+        .records
+        .get_record(viewer.as_ref(), &repo, &p.collection, &p.rkey, cid.as_ref())
+        .await?;
+    match found {
+        Some(v) => Ok(HttpResponse::Ok().json(view_json(&v))),
+        None => Err(ApiError::record_not_found()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    repo: String,
+    collection: String,
+    limit: Option<String>,
+    cursor: Option<String>,
+    reverse: Option<String>,
+}
+
+pub(super) async fn list_records(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let p: ListParams = query(&req)?;
+    let repo = parse_did(&p.repo, "repo")?;
+    let limit = match p.limit.as_deref() {
+        None => 50,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ApiError::invalid("`limit` must be an integer from 1 to 100"))?,
+    };
+    let reverse = match p.reverse.as_deref() {
+        None => false,
+        Some(s) => parse_bool(s, "reverse")?,
+    };
+    let viewer = optional_caller(&req, &state);
+    let page = state
+        .records
+        .list_records(
+            viewer.as_ref(),
+            &repo,
+            &p.collection,
+            limit,
+            p.cursor,
+            reverse,
+        )
+        .await?;
+    let mut out = json!({ "records": page.records.iter().map(view_json).collect::<Vec<_>>() });
+    if let Some(c) = page.cursor {
+        out["cursor"] = Value::String(c);
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Deserialize)]
+struct DescribeParams {
+    repo: String,
+}
+
+pub(super) async fn describe_repo(
+    req: HttpRequest,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let p: DescribeParams = query(&req)?;
+    let repo: Did = parse_did(&p.repo, "repo")?;
+    if !state.repos.actor_exists(&repo).await.map_err(port)? {
+        return Err(ApiError::repo_not_found(repo.as_str()));
+    }
+    let mut collections = Vec::new();
+    for collection in RECORD_COLLECTIONS {
+        let probe = ListQuery {
+            collection: (*collection).to_owned(),
+            limit: 1,
+            cursor: None,
+            reverse: false,
+            filter: ReadFilter::All,
+        };
+        if !state
+            .repos
+            .list_records(&repo, &probe)
+            .await
+            .map_err(port)?
+            .is_empty()
+        {
+            collections.push(*collection);
+        }
+    }
+    // Handles need identity resolution, which the service does not do yet: the DID stands in,
+    // and `handleIsCorrect` says so.
+    Ok(HttpResponse::Ok().json(json!({
+        "handle": repo.as_str(),
+        "did": repo.as_str(),
+        "didDoc": {},
+        "collections": collections,
+        "handleIsCorrect": false,
+    })))
+}

@@ -1,0 +1,47 @@
+//! Sync reads: the latest commit (public) and the full repository CAR (owner only).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{parse_did, port, query};
+use crate::auth::require_caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+type State = web::Data<AppState>;
+
+#[derive(Deserialize)]
+struct DidParam {
+    did: String,
+}
+
+pub(super) async fn get_latest_commit(
+    req: HttpRequest,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let p: DidParam = query(&req)?;
+    let did = parse_did(&p.did, "did")?;
+    if !state.repos.actor_exists(&did).await.map_err(port)? {
+        return Err(ApiError::repo_not_found(did.as_str()));
+    }
+    let head = state
+        .repos
+        .head(&did)
+        .await
+        .map_err(port)?
+        .ok_or_else(|| ApiError::repo_not_found(did.as_str()))?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "cid": head.commit.to_string(), "rev": head.rev.to_string() })))
+}
+
+/// The whole repository as a CAR, for its owner only (the reference served it to anyone).
+pub(super) async fn get_repo(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let caller = require_caller(&req, &state)?;
+    let p: DidParam = query(&req)?;
+    let did = parse_did(&p.did, "did")?;
+    let car = state.records.export_repo(&caller, &did).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/vnd.ipld.car")
+        .body(car))
+}

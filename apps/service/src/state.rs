@@ -1,0 +1,268 @@
+//! The composition root: configuration in, adapters and use cases out.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use serde_json::Value;
+use stratos_domain::crypto::{KeyAlgorithm, Keypair};
+use stratos_domain::lexicon::Catalog;
+use stratos_domain::syntax::Did;
+use stratos_domain::write::WritePolicy;
+use stratos_ports::blob_store::BlobStore;
+use stratos_ports::block_cache::CachedBlocks;
+use stratos_ports::enrollment_store::EnrollmentStore;
+use stratos_ports::env::{Clock, EnvError, IdentityResolver};
+use stratos_ports::keys::SigningKeyStore;
+use stratos_ports::outbox::Outbox;
+use stratos_ports::repo_store::RepoStore;
+use stratos_ports::usecases::enrollment::{EnrollmentDeps, Enrollments};
+use stratos_ports::usecases::records::{RecordDeps, Records};
+
+use crate::config::{BlobStorage, Config, SqliteDurability, StorageBackend};
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// The effective configuration.
+    pub config: Config,
+    /// Record use cases.
+    pub records: Arc<Records>,
+    /// Enrollment use cases.
+    pub enrollments: Arc<Enrollments>,
+    /// Enrollment reads (status, resolveEnrollments, health).
+    pub enrollment_store: Arc<dyn EnrollmentStore>,
+    /// Repository reads that need no use case (heads, CAR export for sync).
+    pub repos: Arc<dyn RepoStore>,
+    /// Blobs.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The service's secp256k1 key (attestations, `did.json`).
+    pub service_key: Arc<Keypair>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wall-clock time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Identity resolution is not wired into the service yet: every lookup fails, which the
+/// enrollment rules treat as "DID did not resolve" (a denial, never an admission). Admin
+/// enrollment does not resolve identities.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoIdentityResolver;
+
+#[async_trait]
+impl IdentityResolver for NoIdentityResolver {
+    async fn resolve_did(&self, _did: &Did) -> Result<Option<Value>, EnvError> {
+        Err(EnvError::Backend(
+            "identity resolution is not configured".into(),
+        ))
+    }
+    async fn resolve_handle(&self, _handle: &str) -> Result<Option<Did>, EnvError> {
+        Err(EnvError::Backend(
+            "identity resolution is not configured".into(),
+        ))
+    }
+}
+
+struct Storage {
+    repos: Arc<dyn RepoStore>,
+    enrollments: Arc<dyn EnrollmentStore>,
+    keys: Arc<dyn SigningKeyStore>,
+    outbox: Arc<dyn Outbox>,
+}
+
+async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
+    Ok(match &config.storage {
+        StorageBackend::Sqlite {
+            data_dir,
+            durability,
+        } => {
+            let durability = match durability {
+                SqliteDurability::Durable => stratos_sqlite::Durability::Durable,
+                SqliteDurability::Relaxed => stratos_sqlite::Durability::Relaxed,
+            };
+            let s = stratos_sqlite::SqliteStorage::open(data_dir, durability)
+                .await
+                .with_context(|| format!("opening SQLite storage in {}", data_dir.display()))?;
+            Storage {
+                repos: Arc::new(CachedBlocks::new(s.repos.clone(), config.block_cache_size)),
+                enrollments: Arc::new(s.enrollments.clone()),
+                keys: Arc::new(s.keys.clone()),
+                outbox: Arc::new(s.outbox.clone()),
+            }
+        }
+        StorageBackend::Postgres {
+            url, actor_pool, ..
+        } => {
+            let s = stratos_postgres::PostgresStorage::connect(&stratos_postgres::PostgresConfig {
+                url: url.expose().to_owned(),
+                pool_size: *actor_pool,
+                schema_prefix: String::new(),
+            })
+            .await
+            .context("connecting to PostgreSQL")?;
+            Storage {
+                repos: Arc::new(CachedBlocks::new(s.repos.clone(), config.block_cache_size)),
+                enrollments: Arc::new(s.enrollments.clone()),
+                keys: Arc::new(s.keys.clone()),
+                outbox: Arc::new(s.outbox.clone()),
+            }
+        }
+    })
+}
+
+fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match &config.blobs {
+        BlobStorage::Local { dir } => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating blob directory {}", dir.display()))?;
+            Arc::new(stratos_blobs::OpendalBlobStore::fs(dir).context("opening blob directory")?)
+        }
+        BlobStorage::S3 {
+            bucket,
+            region,
+            endpoint,
+            credentials,
+        } => Arc::new(
+            stratos_blobs::OpendalBlobStore::s3(&stratos_blobs::S3Config {
+                bucket: bucket.clone(),
+                region: region.clone().unwrap_or_else(|| "us-east-1".into()),
+                endpoint: endpoint.as_ref().map(|e| e.as_str().to_owned()),
+                root: "/".into(),
+                access_key_id: credentials
+                    .as_ref()
+                    .map(|c| c.access_key.expose().to_owned()),
+                secret_access_key: credentials
+                    .as_ref()
+                    .map(|c| c.secret_key.expose().to_owned()),
+            })
+            .context("configuring S3 blob storage")?,
+        ),
+    })
+}
+
+/// Loads the service's secp256k1 key from `{data_dir}/service_key` (hex), creating it on first
+/// start with owner-only permissions.
+pub fn load_service_key(data_dir: &Path) -> anyhow::Result<Keypair> {
+    let path = data_dir.join("service_key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = decode_hex(text.trim()).context("service_key is not hex")?;
+            Keypair::from_private_bytes(KeyAlgorithm::K256, &bytes)
+                .map_err(|e| anyhow::anyhow!("service_key is not a secp256k1 key: {e}"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            let key = Keypair::generate(KeyAlgorithm::K256);
+            let hex: String = key
+                .private_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            write_private(&path, &hex)?;
+            tracing::info!(path = %path.display(), "generated a new service key");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("creating {}", path.display()))
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+impl AppState {
+    /// Opens every adapter the configuration names and builds the use cases.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let storage = open_storage(&config).await?;
+        let blobs = open_blobs(&config)?;
+        let service_key = Arc::new(load_service_key(&config.data_dir)?);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let catalog =
+            Arc::new(Catalog::stratos().map_err(|e| anyhow::anyhow!("loading the lexicons: {e}"))?);
+        let records = Arc::new(Records::new(RecordDeps {
+            repos: storage.repos.clone(),
+            enrollments: storage.enrollments.clone(),
+            keys: storage.keys.clone(),
+            clock: clock.clone(),
+            catalog,
+            policy: WritePolicy {
+                service_did: config.service_did.clone(),
+                allowed: config.allowed_boundaries.clone(),
+            },
+            service_ref: format!("{}#{}", config.service_did, config.service_fragment),
+            rate_limit: config.write_rate.rate_limit(),
+        }));
+        let policy = config
+            .enrollment_policy()
+            .map_err(|e| anyhow::anyhow!("enrollment policy: {e}"))?;
+        let enrollments = Arc::new(Enrollments::new(EnrollmentDeps {
+            repos: storage.repos.clone(),
+            enrollments: storage.enrollments.clone(),
+            keys: storage.keys.clone(),
+            outbox: storage.outbox.clone(),
+            blobs: blobs.clone(),
+            identity: Arc::new(NoIdentityResolver),
+            allow_list: None,
+            clock,
+            policy,
+            service_did: config.service_did.clone(),
+            service_endpoint: config.public_url.as_str().to_owned(),
+            service_key: service_key.clone(),
+            records: records.clone(),
+        }));
+        Ok(Self {
+            records,
+            enrollments,
+            enrollment_store: storage.enrollments,
+            repos: storage.repos,
+            blobs,
+            service_key,
+            config,
+        })
+    }
+}

@@ -1,0 +1,634 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+//! The service over real HTTP on a loopback port, with SQLite and local blobs in a temporary
+//! directory: positive paths and the negative cases (unauthenticated, wrong owner, foreign
+//! boundary, bad record, oversized body, bad parameters, rate limit).
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stratos_service::RunningServer;
+use stratos_service::config::Config;
+
+const ADMIN: &str = "correct horse battery staple";
+const POST: &str = "zone.stratos.feed.post";
+
+struct Svc {
+    server: Option<RunningServer>,
+    http: reqwest::Client,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_with(extra: &[(&str, &str)]) -> Svc {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let mut vars: Vec<(String, String)> = vec![
+        ("STRATOS_DATA_DIR".into(), data),
+        ("STRATOS_SERVICE_DID".into(), "did:web:nerv.tokyo.jp".into()),
+        ("STRATOS_PUBLIC_URL".into(), "https://nerv.tokyo.jp".into()),
+        ("STRATOS_ALLOWED_DOMAINS".into(), "general,other".into()),
+        ("STRATOS_ENROLLMENT_MODE".into(), "open".into()),
+        ("STRATOS_ADMIN_PASSWORD".into(), ADMIN.into()),
+        ("STRATOS_DEV_MODE".into(), "true".into()),
+        ("STRATOS_SQLITE_DURABILITY".into(), "relaxed".into()),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(key, _)| key != k);
+        vars.push(((*k).into(), (*v).into()));
+    }
+    let mut config = Config::from_pairs(vars).unwrap();
+    config.port = 0;
+    let server = stratos_service::start(config, 1).await.unwrap();
+    Svc {
+        base: server.url(),
+        server: Some(server),
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+async fn start() -> Svc {
+    start_with(&[]).await
+}
+
+impl Svc {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post(&self, nsid: &str, auth: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(self.url(&format!("/xrpc/{nsid}")))
+            .json(&body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path_and_query: &str, auth: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.get(self.url(path_and_query));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn enroll(&self, did: &str, boundaries: &[&str]) {
+        let (s, body) = self
+            .post(
+                "zone.stratos.admin.enrollActor",
+                Some(&format!("Bearer {ADMIN}")),
+                json!({ "did": did, "boundaries": boundaries }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+
+    async fn create(&self, did: &str, text: &str, boundaries: &[&str]) -> (StatusCode, Value) {
+        self.post(
+            "com.atproto.repo.createRecord",
+            Some(&format!("Bearer {did}")),
+            json!({ "repo": did, "collection": POST, "record": post(text, boundaries) }),
+        )
+        .await
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await.unwrap();
+        }
+    }
+}
+
+fn post(text: &str, boundaries: &[&str]) -> Value {
+    json!({
+        "$type": POST,
+        "text": text,
+        "boundary": {
+            "$type": "zone.stratos.boundary.defs#Domains",
+            "values": boundaries.iter().map(|b| json!({ "value": format!("did:web:nerv.tokyo.jp/{b}") })).collect::<Vec<_>>(),
+        },
+        "createdAt": "2026-11-25T09:00:00.000Z",
+    })
+}
+
+fn rkey_of(body: &Value) -> String {
+    body["uri"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn operational_endpoints_and_xrpc_fallbacks() {
+    let svc = start().await;
+    let (s, body) = svc.get("/health", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["components"]["db"], "ok");
+    let (s, doc) = svc.get("/.well-known/did.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["id"], "did:web:nerv.tokyo.jp");
+    assert_eq!(
+        doc["verificationMethod"][0]["id"],
+        "did:web:nerv.tokyo.jp#atproto_pns"
+    );
+    assert!(
+        doc["verificationMethod"][0]["publicKeyMultibase"]
+            .as_str()
+            .unwrap()
+            .starts_with("zQ3s")
+    );
+    assert_eq!(
+        doc["service"][0]["serviceEndpoint"],
+        "https://nerv.tokyo.jp"
+    );
+    let robots = svc
+        .http
+        .get(svc.url("/robots.txt"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(robots.contains("Disallow: /"));
+    let (s, body) = svc.get("/xrpc/com.example.nothing", None).await;
+    assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(body["error"], "MethodNotImplemented");
+    let (s, body) = svc
+        .post("com.atproto.repo.getRecord", None, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Incorrect HTTP method")
+    );
+    let (s, body) = svc.get("/xrpc/zone.stratos.server.listDomains", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body["domains"],
+        json!([
+            "did:web:nerv.tokyo.jp/general",
+            "did:web:nerv.tokyo.jp/other"
+        ])
+    );
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn admin_enrollment_is_authenticated_and_checks_boundaries() {
+    let svc = start().await;
+    let body = json!({ "did": "did:plc:rei", "boundaries": ["general"] });
+    let (s, b) = svc
+        .post("zone.stratos.admin.enrollActor", None, body.clone())
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    let (s, _) = svc
+        .post(
+            "zone.stratos.admin.enrollActor",
+            Some("Bearer wrong"),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, b) = svc
+        .post(
+            "zone.stratos.admin.enrollActor",
+            Some(&format!("Bearer {ADMIN}")),
+            json!({ "did": "did:plc:rei", "boundaries": ["lilin"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "BoundaryNotAllowed");
+    // Basic auth works too (any user name).
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN}"));
+    let (s, b) = svc
+        .post(
+            "zone.stratos.admin.enrollActor",
+            Some(&format!("Basic {basic}")),
+            body,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["boundaries"], json!(["did:web:nerv.tokyo.jp/general"]));
+    assert_eq!(b["new"], true);
+    let (s, status) = svc
+        .get(
+            "/xrpc/zone.stratos.enrollment.status?did=did:plc:rei",
+            Some("Bearer did:plc:rei"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(status["enrolled"], true);
+    assert!(status["attestation"]["sig"]["$bytes"].is_string());
+    // Others learn enrollment, not boundaries.
+    let (_, other) = svc
+        .get("/xrpc/zone.stratos.enrollment.status?did=did:plc:rei", None)
+        .await;
+    assert_eq!(other["enrolled"], true);
+    assert!(other.get("boundaries").is_none());
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn admin_boundary_changes_touch_one_account_only() {
+    let svc = start().await;
+    svc.enroll("did:plc:rei", &["general"]).await;
+    svc.enroll("did:plc:asuka", &["general"]).await;
+    let auth = format!("Bearer {ADMIN}");
+    let (s, b) = svc
+        .post(
+            "zone.stratos.admin.addBoundary",
+            Some(&auth),
+            json!({ "did": "did:plc:rei", "boundary": "other" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = svc
+        .post(
+            "zone.stratos.admin.removeBoundary",
+            Some(&auth),
+            json!({ "did": "did:plc:rei", "boundary": "general" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["boundaries"], json!(["did:web:nerv.tokyo.jp/other"]));
+    // D8: removing from one account left the other alone.
+    let (_, asuka) = svc
+        .get(
+            "/xrpc/zone.stratos.identity.resolveEnrollments?did=did:plc:asuka",
+            None,
+        )
+        .await;
+    assert_eq!(
+        asuka["boundaries"],
+        json!(["did:web:nerv.tokyo.jp/general"])
+    );
+    let (s, b) = svc
+        .post(
+            "zone.stratos.admin.setBoundaries",
+            Some(&auth),
+            json!({ "did": "did:plc:asuka", "boundaries": ["general", "other"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["boundaries"].as_array().unwrap().len(), 2);
+    // D7: a body that is not JSON is a clear 400, not a silent no-op.
+    let res = svc
+        .http
+        .post(svc.url("/xrpc/zone.stratos.admin.setBoundaries"))
+        .header("authorization", &auth)
+        .body("did=did:plc:asuka")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn boundary_filtered_reads_hide_denied_records_like_missing_ones() {
+    let svc = start().await;
+    svc.enroll("did:plc:rei", &["general"]).await;
+    svc.enroll("did:plc:shinji", &["general"]).await;
+    svc.enroll("did:plc:stranger", &["other"]).await;
+    let (s, created) = svc.create("did:plc:rei", "hello", &["general"]).await;
+    assert_eq!(s, StatusCode::OK, "{created}");
+    assert!(created["commit"]["cid"].is_string());
+    let rkey = rkey_of(&created);
+    let path =
+        format!("/xrpc/com.atproto.repo.getRecord?repo=did:plc:rei&collection={POST}&rkey={rkey}");
+    let (s, rec) = svc.get(&path, Some("Bearer did:plc:shinji")).await;
+    assert_eq!(s, StatusCode::OK, "{rec}");
+    assert_eq!(rec["value"]["text"], "hello");
+    assert_eq!(rec["cid"], created["cid"]);
+    let (s, owner) = svc.get(&path, Some("Bearer did:plc:rei")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(owner["uri"], rec["uri"]);
+    let (denied_status, denied) = svc.get(&path, Some("Bearer did:plc:stranger")).await;
+    let (anon_status, anon) = svc.get(&path, None).await;
+    let missing_path = format!(
+        "/xrpc/com.atproto.repo.getRecord?repo=did:plc:rei&collection={POST}&rkey=3zzzzzzzzzzzz"
+    );
+    let (missing_status, missing) = svc.get(&missing_path, Some("Bearer did:plc:shinji")).await;
+    assert_eq!(denied_status, StatusCode::BAD_REQUEST);
+    assert_eq!((denied_status, &denied), (missing_status, &missing));
+    assert_eq!((anon_status, &anon), (missing_status, &missing));
+    assert_eq!(missing["error"], "RecordNotFound");
+
+    // listRecords: full pages for the viewer, cursor, strict `reverse`.
+    for i in 0..4 {
+        let (s, _) = svc
+            .create("did:plc:rei", &format!("secret {i}"), &["other"])
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "rei does not hold `other`");
+    }
+    let list = format!("/xrpc/com.atproto.repo.listRecords?repo=did:plc:rei&collection={POST}");
+    let (s, page) = svc.get(&list, Some("Bearer did:plc:shinji")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(page["records"].as_array().unwrap().len(), 1);
+    let (_, page) = svc.get(&list, Some("Bearer did:plc:stranger")).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 0);
+    let (s, page) = svc
+        .get(
+            &format!("{list}&reverse=false"),
+            Some("Bearer did:plc:shinji"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(page["records"].as_array().unwrap().len(), 1);
+    let (s, b) = svc.get(&format!("{list}&reverse=nope"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, _) = svc.get(&format!("{list}&limit=0"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Hydration as a viewer: denied records are `notFound`.
+    let uri = created["uri"].as_str().unwrap();
+    let (s, h) = svc
+        .post(
+            "zone.stratos.repo.hydrateRecords",
+            Some("Bearer did:plc:stranger"),
+            json!({ "uris": [uri] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    assert_eq!(h["records"].as_array().unwrap().len(), 0);
+    assert_eq!(h["notFound"], json!([uri]));
+    let (_, h) = svc
+        .post(
+            "zone.stratos.repo.hydrateRecords",
+            Some("Bearer did:plc:shinji"),
+            json!({ "uris": [uri] }),
+        )
+        .await;
+    assert_eq!(h["records"][0]["uri"], uri);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn writes_refuse_bad_callers_and_bad_records() {
+    let svc = start_with(&[("STRATOS_MAX_BODY_BYTES", "4096")]).await;
+    svc.enroll("did:plc:rei", &["general"]).await;
+    svc.enroll("did:plc:asuka", &["general"]).await;
+    let body =
+        json!({ "repo": "did:plc:rei", "collection": POST, "record": post("x", &["general"]) });
+    // Unauthenticated.
+    let (s, b) = svc
+        .post("com.atproto.repo.createRecord", None, body.clone())
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(b["error"], "AuthenticationRequired");
+    // Wrong owner.
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            Some("Bearer did:plc:asuka"),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    // Not enrolled.
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            Some("Bearer did:plc:nobody"),
+            json!({ "repo": "did:plc:nobody", "collection": POST, "record": post("x", &["general"]) }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "NotEnrolled");
+    // Foreign boundary.
+    let mut foreign = post("x", &[]);
+    foreign["boundary"]["values"] = json!([{ "value": "did:web:seele.example/general" }]);
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            Some("Bearer did:plc:rei"),
+            json!({ "repo": "did:plc:rei", "collection": POST, "record": foreign }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "BoundaryServiceMismatch", "{b}");
+    // A record that fails its lexicon.
+    let mut bad = post("x", &["general"]);
+    bad["text"] = json!(42);
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            Some("Bearer did:plc:rei"),
+            json!({ "repo": "did:plc:rei", "collection": POST, "record": bad }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "InvalidRecord", "{b}");
+    // Outside the Stratos namespace.
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            Some("Bearer did:plc:rei"),
+            json!({ "repo": "did:plc:rei", "collection": "app.bsky.feed.post", "record": {"text": "x"} }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "InvalidCollection", "{b}");
+    // Oversized body.
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            Some("Bearer did:plc:rei"),
+            json!({ "repo": "did:plc:rei", "collection": POST, "record": post(&"x".repeat(5000), &["general"]) }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(b["error"], "PayloadTooLarge");
+    // Malformed JSON.
+    let res = svc
+        .http
+        .post(svc.url("/xrpc/com.atproto.repo.createRecord"))
+        .header("authorization", "Bearer did:plc:rei")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // An unverifiable token is refused, never trusted.
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            Some("DPoP abc.def.ghi"),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(b["error"], "InvalidToken");
+    // Nothing above was written.
+    let (_, page) = svc
+        .get(
+            &format!("/xrpc/com.atproto.repo.listRecords?repo=did:plc:rei&collection={POST}"),
+            Some("Bearer did:plc:rei"),
+        )
+        .await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 0);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn apply_writes_is_all_or_nothing_and_put_delete_work() {
+    let svc = start().await;
+    svc.enroll("did:plc:rei", &["general"]).await;
+    let auth = Some("Bearer did:plc:rei");
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.applyWrites",
+            auth,
+            json!({ "repo": "did:plc:rei", "writes": [
+                { "$type": "com.atproto.repo.applyWrites#create", "collection": POST, "rkey": "3kaaaaaaaaaa2", "value": post("one", &["general"]) },
+                { "$type": "com.atproto.repo.applyWrites#create", "collection": POST, "value": post("two", &["other"]) },
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let get = format!(
+        "/xrpc/com.atproto.repo.getRecord?repo=did:plc:rei&collection={POST}&rkey=3kaaaaaaaaaa2"
+    );
+    let (s, _) = svc.get(&get, auth).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "the failed batch left nothing");
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.applyWrites",
+            auth,
+            json!({ "repo": "did:plc:rei", "writes": [
+                { "$type": "com.atproto.repo.applyWrites#create", "collection": POST, "rkey": "3kaaaaaaaaaa2", "value": post("one", &["general"]) },
+                { "$type": "com.atproto.repo.applyWrites#create", "collection": POST, "rkey": "3kaaaaaaaaaa3", "value": post("two", &["general"]) },
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["results"][0]["$type"],
+        "com.atproto.repo.applyWrites#createResult"
+    );
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.putRecord",
+            auth,
+            json!({ "repo": "did:plc:rei", "collection": POST, "rkey": "3kaaaaaaaaaa2", "record": post("edited", &["general"]) }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, rec) = svc.get(&get, auth).await;
+    assert_eq!(rec["value"]["text"], "edited");
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.deleteRecord",
+            auth,
+            json!({ "repo": "did:plc:rei", "collection": POST, "rkey": "3kaaaaaaaaaa2" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = svc.get(&get, auth).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, head) = svc
+        .get(
+            "/xrpc/com.atproto.sync.getLatestCommit?did=did:plc:rei",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(head["cid"], b["commit"]["cid"]);
+    // The full CAR is for the owner only.
+    let (s, _) = svc
+        .get(
+            "/xrpc/zone.stratos.sync.getRepo?did=did:plc:rei",
+            Some("Bearer did:plc:asuka"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let res = svc
+        .http
+        .get(svc.url("/xrpc/zone.stratos.sync.getRepo?did=did:plc:rei"))
+        .header("authorization", "Bearer did:plc:rei")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let car = res.bytes().await.unwrap();
+    let parsed =
+        stratos_domain::car::read(&car, stratos_domain::car::CarLimits::default()).unwrap();
+    assert_eq!(parsed.roots[0].to_string(), head["cid"].as_str().unwrap());
+    // describeRepo lists the collection.
+    let (s, d) = svc
+        .get("/xrpc/com.atproto.repo.describeRepo?repo=did:plc:rei", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(d["collections"], json!([POST]));
+    // Unenroll removes everything.
+    let (s, _) = svc
+        .post("zone.stratos.enrollment.unenroll", auth, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = svc
+        .get(
+            "/xrpc/com.atproto.sync.getLatestCommit?did=did:plc:rei",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let svc = start_with(&[
+        ("STRATOS_WRITE_RATE_MAX_WRITES", "2"),
+        ("STRATOS_WRITE_RATE_WINDOW_MS", "60000"),
+    ])
+    .await;
+    svc.enroll("did:plc:rei", &["general"]).await;
+    for i in 0..2 {
+        let (s, b) = svc
+            .create("did:plc:rei", &format!("p{i}"), &["general"])
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let res = svc
+        .http
+        .post(svc.url("/xrpc/com.atproto.repo.createRecord"))
+        .header("authorization", "Bearer did:plc:rei")
+        .json(&json!({ "repo": "did:plc:rei", "collection": POST, "record": post("p3", &["general"]) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(b["error"], "RateLimitExceeded");
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn dev_bearer_is_refused_when_dev_mode_is_off() {
+    let svc = start_with(&[("STRATOS_DEV_MODE", "false")]).await;
+    svc.enroll("did:plc:rei", &["general"]).await;
+    let (s, b) = svc.create("did:plc:rei", "x", &["general"]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    assert_eq!(b["error"], "InvalidToken");
+    svc.stop().await;
+}
