@@ -13,7 +13,7 @@ use stratos_domain::write::WritePolicy;
 use stratos_ports::blob_store::BlobStore;
 use stratos_ports::block_cache::CachedBlocks;
 use stratos_ports::enrollment_store::EnrollmentStore;
-use stratos_ports::env::{Clock, EnvError, IdentityResolver};
+use stratos_ports::env::{AllowList, Clock, EnvError, IdentityResolver};
 use stratos_ports::keys::SigningKeyStore;
 use stratos_ports::outbox::Outbox;
 use stratos_ports::repo_store::RepoStore;
@@ -215,6 +215,37 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The external allow-list (`STRATOS_ALLOW_LIST_URI`), refreshed in the background and, with
+/// `STRATOS_VALKEY_URL`, mirrored into a Valkey set for other instances and tools.
+async fn open_allow_list(config: &Config) -> anyhow::Result<Option<Arc<dyn AllowList>>> {
+    let Some(uri) = &config.enrollment.allow_list_uri else {
+        return Ok(None);
+    };
+    let mirror = match &config.valkey_url {
+        Some(url) => {
+            let cache = stratos_valkey::ValkeyCache::connect(url.expose(), "stratos:")
+                .await
+                .context("connecting to Valkey")?;
+            Some(stratos_network::allow_list::Mirror {
+                cache: Arc::new(cache),
+                key: config
+                    .enrollment
+                    .allow_list_bootstrap_name
+                    .clone()
+                    .unwrap_or_else(|| "allowlist".into()),
+            })
+        }
+        None => None,
+    };
+    let list = stratos_network::allow_list::HttpAllowList::start(
+        stratos_network::allow_list::AllowListConfig::new(uri.as_str()),
+        mirror,
+    )
+    .await
+    .context("starting the external allow-list")?;
+    Ok(Some(Arc::new(list)))
+}
+
 impl AppState {
     /// Opens every adapter the configuration names and builds the use cases.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -240,6 +271,7 @@ impl AppState {
         let policy = config
             .enrollment_policy()
             .map_err(|e| anyhow::anyhow!("enrollment policy: {e}"))?;
+        let allow_list = open_allow_list(&config).await?;
         let enrollments = Arc::new(Enrollments::new(EnrollmentDeps {
             repos: storage.repos.clone(),
             enrollments: storage.enrollments.clone(),
@@ -247,7 +279,7 @@ impl AppState {
             outbox: storage.outbox.clone(),
             blobs: blobs.clone(),
             identity: Arc::new(NoIdentityResolver),
-            allow_list: None,
+            allow_list,
             clock,
             policy,
             service_did: config.service_did.clone(),
