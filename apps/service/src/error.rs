@@ -188,6 +188,9 @@ impl From<UseCaseError> for ApiError {
                 "RepoNotEmpty",
                 format!("the repository of {did} already holds records"),
             ),
+            UseCaseError::InvalidSwap(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "InvalidSwap", m)
+            }
             UseCaseError::Conflict(_) => {
                 let mut err = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -632,3 +632,74 @@ async fn dev_bearer_is_refused_when_dev_mode_is_off() {
     assert_eq!(b["error"], "InvalidToken");
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn swap_commit_and_swap_record_are_honoured() {
+    let svc = start().await;
+    svc.enroll("did:plc:rei", &["general"]).await;
+    let auth = Some("Bearer did:plc:rei");
+    let (_, head) = svc
+        .get(
+            "/xrpc/com.atproto.sync.getLatestCommit?did=did:plc:rei",
+            None,
+        )
+        .await;
+    let (s, created) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            auth,
+            json!({ "repo": "did:plc:rei", "collection": POST, "rkey": "3kaaaaaaaaaa2",
+                    "record": post("one", &["general"]), "swapCommit": head["cid"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{created}");
+    // The old head no longer matches.
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            auth,
+            json!({ "repo": "did:plc:rei", "collection": POST, "record": post("two", &["general"]),
+                    "swapCommit": head["cid"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "InvalidSwap", "{b}");
+    // swapRecord: null means "must not exist".
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.putRecord",
+            auth,
+            json!({ "repo": "did:plc:rei", "collection": POST, "rkey": "3kaaaaaaaaaa2",
+                    "record": post("edit", &["general"]), "swapRecord": null }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "InvalidSwap", "{b}");
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.putRecord",
+            auth,
+            json!({ "repo": "did:plc:rei", "collection": POST, "rkey": "3kaaaaaaaaaa2",
+                    "record": post("edit", &["general"]), "swapRecord": created["cid"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // The record changed, so the first CID is stale for a delete.
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.deleteRecord",
+            auth,
+            json!({ "repo": "did:plc:rei", "collection": POST, "rkey": "3kaaaaaaaaaa2",
+                    "swapRecord": created["cid"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "InvalidSwap", "{b}");
+    let get = format!(
+        "/xrpc/com.atproto.repo.getRecord?repo=did:plc:rei&collection={POST}&rkey=3kaaaaaaaaaa2"
+    );
+    let (s, rec) = svc.get(&get, auth).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(rec["value"]["text"], "edit");
+    svc.stop().await;
+}

@@ -34,6 +34,9 @@ pub enum UseCaseError {
     /// The repository already holds records (imports need an empty one).
     #[error("the repository of {0} already holds records")]
     RepoAlreadyExists(String),
+    /// A `swapCommit`/`swapRecord` precondition did not hold; nothing was written.
+    #[error("swap precondition failed: {0}")]
+    InvalidSwap(String),
     /// Concurrent writers kept winning; the client may retry.
     #[error("too many concurrent writes to {0}; retry")]
     Conflict(String),

@@ -60,6 +60,17 @@ pub enum WriteOp {
 }
 
 /// The outcome of one write.
+/// Compare-and-swap preconditions of a write (atproto `swapCommit` / `swapRecord`), checked
+/// against the head the commit is built on, so they hold atomically with the commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swaps {
+    /// The repository's current commit must be this one.
+    pub commit: Option<Cid>,
+    /// `(collection, rkey, expected)`: the record's current CID must be `expected`
+    /// (`None`: the record must not exist).
+    pub records: Vec<(String, String, Option<Cid>)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteResult {
     /// `create`, `update` or `delete`.
@@ -210,6 +221,20 @@ impl Records {
         rkey: &str,
         value: Value,
     ) -> Result<CommitResult, UseCaseError> {
+        self.put_record_with(author, repo, collection, rkey, value, &Swaps::default())
+            .await
+    }
+
+    /// [`Records::put_record`] with compare-and-swap preconditions.
+    pub async fn put_record_with(
+        &self,
+        author: &Did,
+        repo: &Did,
+        collection: &str,
+        rkey: &str,
+        value: Value,
+        swaps: &Swaps,
+    ) -> Result<CommitResult, UseCaseError> {
         let exists = self
             .deps
             .repos
@@ -229,7 +254,7 @@ impl Records {
                 value,
             }
         };
-        self.apply_writes(author, repo, vec![op]).await
+        self.apply_writes_with(author, repo, vec![op], swaps).await
     }
 
     /// Deletes one record; `Ok(None)` when there was nothing to delete (idempotent, like a PDS).
@@ -267,6 +292,18 @@ impl Records {
         repo: &Did,
         ops: Vec<WriteOp>,
     ) -> Result<CommitResult, UseCaseError> {
+        self.apply_writes_with(author, repo, ops, &Swaps::default())
+            .await
+    }
+
+    /// [`Records::apply_writes`] with compare-and-swap preconditions.
+    pub async fn apply_writes_with(
+        &self,
+        author: &Did,
+        repo: &Did,
+        ops: Vec<WriteOp>,
+        swaps: &Swaps,
+    ) -> Result<CommitResult, UseCaseError> {
         check_owner(author, repo)?;
         if ops.is_empty() {
             return Err(UseCaseError::InvalidRequest("no writes given".into()));
@@ -284,7 +321,7 @@ impl Records {
         for op in ops {
             prepared.push(self.prepare(repo, op, &held, &now).await?);
         }
-        self.commit_prepared(author, repo, key, prepared, &now)
+        self.commit_prepared(author, repo, key, prepared, &now, swaps)
             .await
     }
 
@@ -296,6 +333,7 @@ impl Records {
         key: Arc<Keypair>,
         prepared: Vec<Prepared>,
         now: &Datetime,
+        swaps: &Swaps,
     ) -> Result<CommitResult, UseCaseError> {
         let cost = u32::try_from(prepared.len()).unwrap_or(u32::MAX);
         self.limiter
@@ -313,6 +351,14 @@ impl Records {
                 Some(head) => head,
                 None => self.require_head(repo).await?,
             };
+            if let Err(e) = self.check_swaps(repo, &head, swaps).await {
+                if from_cache {
+                    // The cached head may be stale: decide on the stored one.
+                    node_cache::lock(&nodes).head = None;
+                    continue;
+                }
+                return Err(e);
+            }
             let rev = tid::next_after(&head.rev);
             let out = match self.build(repo, Some(&head), &writes, rev, &key).await {
                 Ok(out) => out,
@@ -340,6 +386,43 @@ impl Records {
             }
         }
         Err(UseCaseError::Conflict(repo.to_string()))
+    }
+
+    /// Checks `swaps` against `head`. Record CIDs come from the index, which a committed head
+    /// always matches; a concurrent commit moves the head, which the commit's own
+    /// compare-and-swap then refuses, and the retry checks again.
+    async fn check_swaps(
+        &self,
+        repo: &Did,
+        head: &RepoHead,
+        swaps: &Swaps,
+    ) -> Result<(), UseCaseError> {
+        if let Some(expected) = &swaps.commit
+            && *expected != head.commit
+        {
+            return Err(UseCaseError::InvalidSwap(format!(
+                "the current commit is {}, not {expected}",
+                head.commit
+            )));
+        }
+        for (collection, rkey, expected) in &swaps.records {
+            let current = self
+                .deps
+                .repos
+                .get_record(repo, collection, rkey)
+                .await?
+                .map(|r| r.cid);
+            if current != *expected {
+                return Err(UseCaseError::InvalidSwap(format!(
+                    "{collection}/{rkey} is {}, not {}",
+                    current.map_or_else(|| "absent".to_owned(), |c| c.to_string()),
+                    expected
+                        .as_ref()
+                        .map_or_else(|| "absent".to_owned(), ToString::to_string),
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Creates an actor's repository with a signed commit of the empty tree (enrollment).

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use stratos_domain::Cid;
 use stratos_domain::repo::Action;
 use stratos_domain::syntax::Did;
-use stratos_ports::usecases::records::{CommitResult, RecordView, WriteOp};
+use stratos_ports::usecases::records::{CommitResult, RecordView, Swaps, WriteOp};
 
 use stratos_domain::boundary::ReadFilter;
 use stratos_ports::repo_store::ListQuery;
@@ -28,6 +28,15 @@ fn view_json(v: &RecordView) -> Value {
     json!({ "uri": v.uri, "cid": v.cid.to_string(), "value": v.value })
 }
 
+fn parse_cid(s: &str, field: &str) -> Result<Cid, ApiError> {
+    s.parse::<Cid>()
+        .map_err(|_| ApiError::invalid(format!("`{field}` is not a CID")))
+}
+
+fn swap_commit(s: Option<&str>) -> Result<Option<Cid>, ApiError> {
+    s.map(|c| parse_cid(c, "swapCommit")).transpose()
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CreateInput {
@@ -35,6 +44,7 @@ struct CreateInput {
     collection: String,
     rkey: Option<String>,
     record: Value,
+    swap_commit: Option<String>,
 }
 
 pub(super) async fn create_record(
@@ -45,15 +55,18 @@ pub(super) async fn create_record(
     let caller = require_caller(&req, &state)?;
     let input: CreateInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     let repo = parse_did(&input.repo, "repo")?;
+    let swaps = Swaps {
+        commit: swap_commit(input.swap_commit.as_deref())?,
+        records: Vec::new(),
+    };
+    let op = WriteOp::Create {
+        collection: input.collection,
+        rkey: input.rkey,
+        value: input.record,
+    };
     let out = state
         .records
-        .create_record(
-            &caller,
-            &repo,
-            &input.collection,
-            input.rkey.as_deref(),
-            input.record,
-        )
+        .apply_writes_with(&caller, &repo, vec![op], &swaps)
         .await?;
     let first = out
         .results
@@ -74,6 +87,34 @@ struct PutInput {
     collection: String,
     rkey: String,
     record: Value,
+    swap_commit: Option<String>,
+    /// `null` means "must not exist", absent means "no precondition".
+    #[serde(default, deserialize_with = "present")]
+    swap_record: Option<Option<String>>,
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+fn record_swaps(
+    commit: Option<&str>,
+    collection: &str,
+    rkey: &str,
+    record: Option<Option<&str>>,
+) -> Result<Swaps, ApiError> {
+    let mut swaps = Swaps {
+        commit: swap_commit(commit)?,
+        records: Vec::new(),
+    };
+    if let Some(expected) = record {
+        let expected = expected.map(|c| parse_cid(c, "swapRecord")).transpose()?;
+        swaps
+            .records
+            .push((collection.to_owned(), rkey.to_owned(), expected));
+    }
+    Ok(swaps)
 }
 
 pub(super) async fn put_record(
@@ -84,9 +125,22 @@ pub(super) async fn put_record(
     let caller = require_caller(&req, &state)?;
     let input: PutInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     let repo = parse_did(&input.repo, "repo")?;
+    let swaps = record_swaps(
+        input.swap_commit.as_deref(),
+        &input.collection,
+        &input.rkey,
+        input.swap_record.as_ref().map(Option::as_deref),
+    )?;
     let out = state
         .records
-        .put_record(&caller, &repo, &input.collection, &input.rkey, input.record)
+        .put_record_with(
+            &caller,
+            &repo,
+            &input.collection,
+            &input.rkey,
+            input.record,
+            &swaps,
+        )
         .await?;
     let first = out
         .results
@@ -106,6 +160,9 @@ struct DeleteInput {
     repo: String,
     collection: String,
     rkey: String,
+    swap_commit: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    swap_record: Option<Option<String>>,
 }
 
 pub(super) async fn delete_record(
@@ -116,10 +173,29 @@ pub(super) async fn delete_record(
     let caller = require_caller(&req, &state)?;
     let input: DeleteInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     let repo = parse_did(&input.repo, "repo")?;
-    let out = state
-        .records
-        .delete_record(&caller, &repo, &input.collection, &input.rkey)
-        .await?;
+    let swaps = record_swaps(
+        input.swap_commit.as_deref(),
+        &input.collection,
+        &input.rkey,
+        input.swap_record.as_ref().map(Option::as_deref),
+    )?;
+    let out = if swaps == Swaps::default() {
+        state
+            .records
+            .delete_record(&caller, &repo, &input.collection, &input.rkey)
+            .await?
+    } else {
+        let op = WriteOp::Delete {
+            collection: input.collection,
+            rkey: input.rkey,
+        };
+        Some(
+            state
+                .records
+                .apply_writes_with(&caller, &repo, vec![op], &swaps)
+                .await?,
+        )
+    };
     Ok(HttpResponse::Ok().json(match out {
         Some(c) => json!({ "commit": commit_json(&c) }),
         None => json!({}),
@@ -131,6 +207,7 @@ pub(super) async fn delete_record(
 struct ApplyInput {
     repo: String,
     writes: Vec<Value>,
+    swap_commit: Option<String>,
 }
 
 const WRITE_PREFIX: &str = "com.atproto.repo.applyWrites#";
@@ -182,7 +259,14 @@ pub(super) async fn apply_writes(
         .into_iter()
         .map(parse_write)
         .collect::<Result<Vec<_>, _>>()?;
-    let out = state.records.apply_writes(&caller, &repo, ops).await?;
+    let swaps = Swaps {
+        commit: swap_commit(input.swap_commit.as_deref())?,
+        records: Vec::new(),
+    };
+    let out = state
+        .records
+        .apply_writes_with(&caller, &repo, ops, &swaps)
+        .await?;
     let results: Vec<Value> = out
         .results
         .iter()
