@@ -477,7 +477,7 @@ async fn export_then_import_into_a_fresh_repository() {
             .records
             .import_repo(&did("did:plc:misato"), &car_bytes)
             .await,
-        Err(UseCaseError::Rule(DomainError::Commit(_)))
+        Err(UseCaseError::InvalidRequest(_))
     ));
     // Garbage is a typed error.
     assert!(matches!(

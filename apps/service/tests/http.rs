@@ -703,3 +703,114 @@ async fn swap_commit_and_swap_record_are_honoured() {
     assert_eq!(rec["value"]["text"], "edit");
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn sync_get_record_proves_readable_records_only_and_import_round_trips() {
+    let svc = start().await;
+    svc.enroll("did:plc:rei", &["general"]).await;
+    svc.enroll("did:plc:shinji", &["general"]).await;
+    svc.enroll("did:plc:stranger", &["other"]).await;
+    svc.enroll("did:plc:kaworu", &["general"]).await;
+    let (_, created) = svc.create("did:plc:rei", "proved", &["general"]).await;
+    let rkey = rkey_of(&created);
+    let path =
+        format!("/xrpc/com.atproto.sync.getRecord?did=did:plc:rei&collection={POST}&rkey={rkey}");
+    let res = svc
+        .http
+        .get(svc.url(&path))
+        .header("authorization", "Bearer did:plc:shinji")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let car = stratos_domain::car::read(
+        &res.bytes().await.unwrap(),
+        stratos_domain::car::CarLimits::default(),
+    )
+    .unwrap();
+    let (_, head) = svc
+        .get(
+            "/xrpc/com.atproto.sync.getLatestCommit?did=did:plc:rei",
+            None,
+        )
+        .await;
+    assert_eq!(car.roots[0].to_string(), head["cid"].as_str().unwrap());
+    assert!(
+        car.blocks
+            .iter()
+            .any(|(c, _)| c.to_string() == created["cid"].as_str().unwrap()),
+        "the record block is in the proof"
+    );
+    // Denied and anonymous viewers get the not-found answer, not the content.
+    let (s, b) = svc.get(&path, Some("Bearer did:plc:stranger")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "RecordNotFound");
+    let (s, _) = svc.get(&path, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Import: Kaworu exports his repository, leaves, comes back empty and imports it.
+    let (s, _) = svc
+        .create("did:plc:kaworu", "carried over", &["general"])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let export = svc
+        .http
+        .get(svc.url("/xrpc/zone.stratos.sync.getRepo?did=did:plc:kaworu"))
+        .header("authorization", "Bearer did:plc:kaworu")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (s, _) = svc
+        .post(
+            "zone.stratos.enrollment.unenroll",
+            Some("Bearer did:plc:kaworu"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    svc.enroll("did:plc:kaworu", &["general"]).await;
+    let import = |who: &'static str, body: Vec<u8>| {
+        let req = svc
+            .http
+            .post(svc.url("/xrpc/zone.stratos.repo.importRepo"))
+            .header("authorization", format!("Bearer {who}"))
+            .header("content-type", "application/vnd.ipld.car")
+            .body(body);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    // Someone else's repository is refused.
+    let (s, b) = import("did:plc:shinji", export.to_vec()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = import("did:plc:kaworu", export.to_vec()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["imported"], 1);
+    let (_, page) = svc
+        .get(
+            &format!("/xrpc/com.atproto.repo.listRecords?repo=did:plc:kaworu&collection={POST}"),
+            Some("Bearer did:plc:kaworu"),
+        )
+        .await;
+    assert_eq!(page["records"][0]["value"]["text"], "carried over");
+    // A second import into the now non-empty repository is refused.
+    let (s, b) = import("did:plc:kaworu", export.to_vec()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    // A malformed CAR is a client error.
+    let res = svc
+        .http
+        .post(svc.url("/xrpc/zone.stratos.repo.importRepo"))
+        .header("authorization", "Bearer did:plc:shinji")
+        .body(export[..export.len() / 2].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(b["error"], "InvalidCar", "{b}");
+    svc.stop().await;
+}

@@ -495,6 +495,65 @@ impl Records {
         )?))
     }
 
+    /// `com.atproto.sync.getRecord`: a CAR proving the record under the current commit (the
+    /// commit block, the MST path, the record), after the same access decision as a read.
+    /// `None` when the record is missing or not readable by `viewer`.
+    pub async fn record_proof(
+        &self,
+        viewer: Option<&Did>,
+        owner: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<Vec<u8>>, UseCaseError> {
+        let Some(view) = self
+            .get_record(viewer, owner, collection, rkey, None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let head = self.require_head(owner).await?;
+        let key = format!("{collection}/{rkey}");
+        let mut blocks = self.deps.repos.get_blocks(owner, &[head.commit, view.cid]).await?;
+        for _ in 0..64 {
+            match mst::prove(&blocks, head.data, &key) {
+                Ok(proof) => {
+                    // The index and the tree are read at different moments: a record changed
+                    // in between is a retryable conflict, never a proof of other content.
+                    if mst::verify_proof(&head.data, &key, &proof)? != Some(view.cid) {
+                        return Err(UseCaseError::Conflict(owner.to_string()));
+                    }
+                    let mut car = car::CarWriter::new(Vec::new(), &[head.commit])?;
+                    for cid in std::iter::once(&head.commit)
+                        .chain(proof.iter().map(|(c, _)| c))
+                        .chain(std::iter::once(&view.cid))
+                    {
+                        let bytes = blocks
+                            .get(cid)
+                            .or_else(|| proof.get(cid))
+                            .ok_or_else(|| {
+                                UseCaseError::Internal(format!("block {cid} vanished"))
+                            })?;
+                        car.write_block(cid, bytes)?;
+                    }
+                    return Ok(Some(car.finish()));
+                }
+                Err(DomainError::MissingBlock(cid)) => {
+                    let fetched = self.deps.repos.get_blocks(owner, &[cid]).await?;
+                    if !fetched.contains(&cid) {
+                        return Err(UseCaseError::Internal(format!(
+                            "repository of {owner} is missing block {cid}"
+                        )));
+                    }
+                    blocks.extend(fetched);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(UseCaseError::Internal(format!(
+            "repository of {owner} needed too many block fetches"
+        )))
+    }
+
     /// A page of one collection, filtered by the viewer's boundaries inside the store so pages
     /// come back full.
     pub async fn list_records(
@@ -629,11 +688,10 @@ impl Records {
         };
         let commit = SignedCommit::decode(parsed.blocks.require(root)?)?;
         if commit.did != *author {
-            return Err(DomainError::Commit(format!(
+            return Err(UseCaseError::InvalidRequest(format!(
                 "the CAR holds the repository of {}, not {author}",
                 commit.did
-            ))
-            .into());
+            )));
         }
         let entries = mst::Mst::load(&parsed.blocks, commit.data).entries()?;
         if entries.is_empty() {

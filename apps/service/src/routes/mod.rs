@@ -123,6 +123,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
     xrpc(
         cfg,
+        "com.atproto.sync.getRecord",
+        M::GET,
+        web::to(sync::get_record),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.repo.importRepo",
+        M::POST,
+        web::to(sync::import_repo),
+    );
+    xrpc(
+        cfg,
         "zone.stratos.enrollment.status",
         M::GET,
         web::to(stratos::enrollment_status),

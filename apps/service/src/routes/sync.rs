@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{parse_did, port, query};
-use crate::auth::require_caller;
+use crate::auth::{optional_caller, require_caller};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -44,4 +44,47 @@ pub(super) async fn get_repo(req: HttpRequest, state: State) -> Result<HttpRespo
     Ok(HttpResponse::Ok()
         .content_type("application/vnd.ipld.car")
         .body(car))
+}
+
+#[derive(Deserialize)]
+struct RecordParams {
+    did: String,
+    collection: String,
+    rkey: String,
+}
+
+/// A record with its inclusion proof, after the same access decision as `getRecord` (the
+/// reference served any private record to anyone here).
+pub(super) async fn get_record(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let p: RecordParams = query(&req)?;
+    let did = parse_did(&p.did, "did")?;
+    let viewer = optional_caller(&req, &state);
+    match state
+        .records
+        .record_proof(viewer.as_ref(), &did, &p.collection, &p.rkey)
+        .await?
+    {
+        Some(car) => Ok(HttpResponse::Ok()
+            .content_type("application/vnd.ipld.car")
+            .body(car)),
+        None => Err(ApiError::record_not_found()),
+    }
+}
+
+/// Imports a repository CAR (raw body) into the caller's empty repository, re-signed with the
+/// caller's key.
+pub(super) async fn import_repo(
+    req: HttpRequest,
+    body: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let caller = require_caller(&req, &state)?;
+    let bytes = crate::body::read_limited(&req, body, state.config.limits.import_max_bytes).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::invalid(
+            "A request body is expected but none was provided",
+        ));
+    }
+    let imported = state.records.import_repo(&caller, &bytes).await?;
+    Ok(HttpResponse::Ok().json(json!({ "imported": imported })))
 }
