@@ -1,20 +1,25 @@
-//! Who is calling: users (development bearer today), anonymous readers, the operator (admin).
+//! Who is calling: accounts (service-auth JWTs, or the development bearer on loopback),
+//! anonymous readers, the operator (admin).
 //!
 //! Verification primitives live in the domain (`stratos_domain::auth`); this module only reads
-//! headers and decides which check applies. DPoP-bound OAuth tokens and service-auth JWTs need
-//! the network adapter's issuer and DID lookups, which are not wired into the service yet: such
-//! requests are refused with `InvalidToken`, never accepted unverified.
+//! headers, fetches the issuer's key through the identity port, and decides which check applies.
+//! DPoP-bound OAuth tokens need the authorization server's keys, which are not wired into the
+//! service yet: they are refused with `InvalidToken`, never accepted unverified.
 
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
 use base64::Engine as _;
+use serde_json::Value;
+use stratos_domain::auth::{ServiceJwtExpectation, unverified_issuer, verify_service_jwt};
+use stratos_domain::crypto::PublicKey;
 use stratos_domain::syntax::Did;
+use stratos_ports::env::Clock as _;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, SystemClock};
 
 /// The authenticated account, if any. Errors are authentication failures (401).
-pub fn caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, ApiError> {
+pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, ApiError> {
     let Some(header) = req.headers().get(AUTHORIZATION) else {
         return Ok(None);
     };
@@ -33,9 +38,10 @@ pub fn caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, ApiErr
                 .map(Some)
                 .map_err(|_| ApiError::invalid_token("the bearer DID is not a valid DID"));
         }
-        return Err(ApiError::invalid_token(
-            "service-auth bearer tokens are not verified by this build; refused",
-        ));
+        if value.split('.').count() == 3 {
+            return service_jwt(req, state, value).await.map(Some);
+        }
+        return Err(ApiError::invalid_token("the bearer token is not a JWT"));
     }
     if scheme.eq_ignore_ascii_case("dpop") {
         return Err(ApiError::invalid_token(
@@ -47,15 +53,53 @@ pub fn caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, ApiErr
     )))
 }
 
+/// A service-auth JWT (`iss` = the account, signed with its `#atproto` key, `aud` = this
+/// service, `lxm` = the called method): the account is the issuer.
+async fn service_jwt(req: &HttpRequest, state: &AppState, token: &str) -> Result<Did, ApiError> {
+    let iss = unverified_issuer(token)?;
+    let doc = state
+        .identity
+        .resolve_did(&iss)
+        .await
+        .map_err(|_| ApiError::invalid_token("the token's issuer could not be resolved"))?
+        .ok_or_else(|| ApiError::invalid_token("the token's issuer does not exist"))?;
+    let key = atproto_key(&doc, &iss)
+        .ok_or_else(|| ApiError::invalid_token("the token's issuer has no #atproto key"))?;
+    let key = PublicKey::from_multikey(key)
+        .map_err(|_| ApiError::invalid_token("the issuer's #atproto key is unusable"))?;
+    let lxm = req.path().strip_prefix("/xrpc/");
+    let now = SystemClock.now_ms() / 1000;
+    let expect = ServiceJwtExpectation::new(state.config.service_did.as_str(), lxm, now);
+    Ok(verify_service_jwt(token, &expect, &[key])?.iss)
+}
+
+/// The `publicKeyMultibase` of the `#atproto` verification method (`#atproto` or
+/// `{did}#atproto`) of a DID document.
+fn atproto_key<'a>(doc: &'a Value, did: &Did) -> Option<&'a str> {
+    let full = format!("{did}#atproto");
+    doc.get("verificationMethod")?
+        .as_array()?
+        .iter()
+        .find(|m| {
+            m.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id == "#atproto" || id == full)
+        })?
+        .get("publicKeyMultibase")?
+        .as_str()
+}
+
 /// The caller, required.
-pub fn require_caller(req: &HttpRequest, state: &AppState) -> Result<Did, ApiError> {
-    caller(req, state)?.ok_or_else(|| ApiError::auth_required("authentication required"))
+pub async fn require_caller(req: &HttpRequest, state: &AppState) -> Result<Did, ApiError> {
+    caller(req, state)
+        .await?
+        .ok_or_else(|| ApiError::auth_required("authentication required"))
 }
 
 /// The caller for endpoints whose authentication is optional: a failed check degrades to
 /// anonymous, as the reference does for reads.
-pub fn optional_caller(req: &HttpRequest, state: &AppState) -> Option<Did> {
-    caller(req, state).ok().flatten()
+pub async fn optional_caller(req: &HttpRequest, state: &AppState) -> Option<Did> {
+    caller(req, state).await.ok().flatten()
 }
 
 /// Checks the operator's password: `Authorization: Basic base64(user:password)` (any user

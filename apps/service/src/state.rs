@@ -38,6 +38,8 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// The service's secp256k1 key (attestations, `did.json`).
     pub service_key: Arc<Keypair>,
+    /// DID documents of token issuers.
+    pub identity: Arc<dyn IdentityResolver>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -272,13 +274,14 @@ impl AppState {
             .enrollment_policy()
             .map_err(|e| anyhow::anyhow!("enrollment policy: {e}"))?;
         let allow_list = open_allow_list(&config).await?;
+        let identity: Arc<dyn IdentityResolver> = Arc::new(NoIdentityResolver);
         let enrollments = Arc::new(Enrollments::new(EnrollmentDeps {
             repos: storage.repos.clone(),
             enrollments: storage.enrollments.clone(),
             keys: storage.keys.clone(),
             outbox: storage.outbox.clone(),
             blobs: blobs.clone(),
-            identity: Arc::new(NoIdentityResolver),
+            identity: identity.clone(),
             allow_list,
             clock,
             policy,
@@ -294,6 +297,7 @@ impl AppState {
             repos: storage.repos,
             blobs,
             service_key,
+            identity,
             config,
         })
     }

@@ -52,7 +52,7 @@ pub(super) async fn create_record(
     body: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = require_caller(&req, &state)?;
+    let caller = require_caller(&req, &state).await?;
     let input: CreateInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     let repo = parse_did(&input.repo, "repo")?;
     let swaps = Swaps {
@@ -122,7 +122,7 @@ pub(super) async fn put_record(
     body: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = require_caller(&req, &state)?;
+    let caller = require_caller(&req, &state).await?;
     let input: PutInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     let repo = parse_did(&input.repo, "repo")?;
     let swaps = record_swaps(
@@ -170,7 +170,7 @@ pub(super) async fn delete_record(
     body: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = require_caller(&req, &state)?;
+    let caller = require_caller(&req, &state).await?;
     let input: DeleteInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     let repo = parse_did(&input.repo, "repo")?;
     let swaps = record_swaps(
@@ -251,7 +251,7 @@ pub(super) async fn apply_writes(
     body: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = require_caller(&req, &state)?;
+    let caller = require_caller(&req, &state).await?;
     let input: ApplyInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     let repo = parse_did(&input.repo, "repo")?;
     let ops = input
@@ -304,7 +304,7 @@ pub(super) async fn get_record(req: HttpRequest, state: State) -> Result<HttpRes
                 .map_err(|_| ApiError::invalid("`cid` is not a CID"))
         })
         .transpose()?;
-    let viewer = optional_caller(&req, &state);
+    let viewer = optional_caller(&req, &state).await;
     let found = state
         .records
         .get_record(viewer.as_ref(), &repo, &p.collection, &p.rkey, cid.as_ref())
@@ -339,7 +339,7 @@ pub(super) async fn list_records(req: HttpRequest, state: State) -> Result<HttpR
         None => false,
         Some(s) => parse_bool(s, "reverse")?,
     };
-    let viewer = optional_caller(&req, &state);
+    let viewer = optional_caller(&req, &state).await;
     let page = state
         .records
         .list_records(

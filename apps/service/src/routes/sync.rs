@@ -37,7 +37,7 @@ pub(super) async fn get_latest_commit(
 
 /// The whole repository as a CAR, for its owner only (the reference served it to anyone).
 pub(super) async fn get_repo(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    let caller = require_caller(&req, &state)?;
+    let caller = require_caller(&req, &state).await?;
     let p: DidParam = query(&req)?;
     let did = parse_did(&p.did, "did")?;
     let car = state.records.export_repo(&caller, &did).await?;
@@ -58,7 +58,7 @@ struct RecordParams {
 pub(super) async fn get_record(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let p: RecordParams = query(&req)?;
     let did = parse_did(&p.did, "did")?;
-    let viewer = optional_caller(&req, &state);
+    let viewer = optional_caller(&req, &state).await;
     match state
         .records
         .record_proof(viewer.as_ref(), &did, &p.collection, &p.rkey)
@@ -78,7 +78,7 @@ pub(super) async fn import_repo(
     body: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = require_caller(&req, &state)?;
+    let caller = require_caller(&req, &state).await?;
     let bytes = crate::body::read_limited(&req, body, state.config.limits.import_max_bytes).await?;
     if bytes.is_empty() {
         return Err(ApiError::invalid(
