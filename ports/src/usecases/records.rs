@@ -513,7 +513,11 @@ impl Records {
         };
         let head = self.require_head(owner).await?;
         let key = format!("{collection}/{rkey}");
-        let mut blocks = self.deps.repos.get_blocks(owner, &[head.commit, view.cid]).await?;
+        let mut blocks = self
+            .deps
+            .repos
+            .get_blocks(owner, &[head.commit, view.cid])
+            .await?;
         for _ in 0..64 {
             match mst::prove(&blocks, head.data, &key) {
                 Ok(proof) => {
@@ -527,10 +531,8 @@ impl Records {
                         .chain(proof.iter().map(|(c, _)| c))
                         .chain(std::iter::once(&view.cid))
                     {
-                        let bytes = blocks
-                            .get(cid)
-                            .or_else(|| proof.get(cid))
-                            .ok_or_else(|| {
+                        let bytes =
+                            blocks.get(cid).or_else(|| proof.get(cid)).ok_or_else(|| {
                                 UseCaseError::Internal(format!("block {cid} vanished"))
                             })?;
                         car.write_block(cid, bytes)?;
