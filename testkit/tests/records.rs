@@ -603,3 +603,41 @@ async fn two_instances_over_one_store_stay_consistent() {
     assert!(texts.contains(&"from b".to_owned()) && texts.contains(&"from a again".to_owned()));
     assert_eq!(svc.repos.latest_seq(&rei).await.unwrap(), 4);
 }
+
+/// The enrollment cache: a boundary removed by another instance (straight in the store) stops
+/// granting reads within `ENROLLMENT_TTL_MS`; `forget_enrollment` (what this process's
+/// enrollment use cases call) makes it take effect at once.
+#[tokio::test]
+async fn revoked_boundaries_stop_granting_reads_within_the_enrollment_ttl() {
+    use stratos_ports::enrollment_store::EnrollmentStore as _;
+    use stratos_ports::usecases::records::ENROLLMENT_TTL_MS;
+    let svc = service().await;
+    let (rei, sakura) = (did("did:plc:rei"), did("did:plc:sakura"));
+    let out = svc
+        .records
+        .create_record(&rei, &rei, POSTS, None, post("forge day", &["swordsmith"]))
+        .await
+        .unwrap();
+    let rkey = rkey_of(&out.results[0].uri);
+    let visible = || async {
+        svc.records
+            .get_record(Some(&sakura), &rei, POSTS, &rkey, None)
+            .await
+            .unwrap()
+            .is_some()
+    };
+    assert!(visible().await);
+    let swordsmith = stratos_testkit::builders::boundary("swordsmith");
+    svc.enrollments
+        .remove_boundary(&sakura, &swordsmith)
+        .await
+        .unwrap();
+    svc.clock.advance(ENROLLMENT_TTL_MS + 1);
+    assert!(!visible().await, "seen after the TTL");
+    svc.enrollments
+        .add_boundary(&sakura, &swordsmith)
+        .await
+        .unwrap();
+    svc.records.forget_enrollment(&sakura);
+    assert!(visible().await, "seen at once after forget_enrollment");
+}

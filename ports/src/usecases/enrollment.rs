@@ -130,6 +130,7 @@ impl Enrollments {
                 .collect(),
         };
         self.deps.enrollments.enroll(&enrollment).await?;
+        self.deps.records.forget_enrollment(did);
         self.publish_record(&enrollment).await?;
         let stored = self
             .deps
@@ -154,6 +155,7 @@ impl Enrollments {
         let values: Vec<String> = boundaries.iter().map(ToString::to_string).collect();
         if self.deps.enrollments.get(did).await?.is_some() {
             self.deps.enrollments.set_boundaries(did, &values).await?;
+            self.deps.records.forget_enrollment(did);
             let enrollment = self.require(did).await?;
             self.publish_record(&enrollment).await?;
             return Ok(EnrollOutcome {
@@ -173,6 +175,7 @@ impl Enrollments {
             boundaries: values,
         };
         self.deps.enrollments.enroll(&enrollment).await?;
+        self.deps.records.forget_enrollment(did);
         let stored = self.require(did).await?;
         self.publish_record(&stored).await?;
         Ok(EnrollOutcome {
@@ -199,6 +202,7 @@ impl Enrollments {
                 store.boundaries(did).await?
             }
         };
+        self.deps.records.forget_enrollment(did);
         let enrollment = self.require(did).await?;
         self.publish_record(&enrollment).await?;
         Ok(now)

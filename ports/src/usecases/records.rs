@@ -169,7 +169,16 @@ pub struct Records {
     /// only redo their work. The compare-and-swap still decides across processes.
     writers: Mutex<HashMap<String, Arc<async_lock::Mutex<()>>>>,
     limiter: Mutex<RateLimiter>,
+    /// Enrollments read recently: `(enrollment or none, expiry ms)`. Every read and write needs
+    /// the caller's enrollment; this saves a storage round trip per request. Changes made through
+    /// this process drop the entry at once ([`Records::forget_enrollment`]); changes made by
+    /// another instance are seen within [`ENROLLMENT_TTL_MS`].
+    enrollments: Mutex<HashMap<String, (Option<Enrollment>, i64)>>,
 }
+
+/// How long another instance's enrollment change may go unseen by this one.
+pub const ENROLLMENT_TTL_MS: i64 = 2_000;
+const ENROLLMENT_CACHE_LIMIT: usize = 100_000;
 
 /// Signing keys kept before the cache is cleared.
 const SIGNER_CACHE_LIMIT: usize = 10_000;
@@ -192,6 +201,7 @@ impl Records {
             signers: Mutex::new(HashMap::new()),
             writers: Mutex::new(HashMap::new()),
             limiter: Mutex::new(RateLimiter::new(limit)),
+            enrollments: Mutex::new(HashMap::new()),
         }
     }
 
@@ -652,6 +662,35 @@ impl Records {
     pub fn forget_actor(&self, did: &Did) {
         self.cache.forget(did.as_str());
         node_cache::lock(&self.signers).remove(did.as_str());
+        self.forget_enrollment(did);
+    }
+
+    /// Drops the cached enrollment of `did` (after enrollment, boundary changes, unenrollment).
+    pub fn forget_enrollment(&self, did: &Did) {
+        node_cache::lock(&self.enrollments).remove(did.as_str());
+    }
+
+    /// The enrollment of `did`, from the short-lived cache or the store.
+    async fn cached_enrollment(&self, did: &Did) -> Result<Option<Enrollment>, UseCaseError> {
+        let now = self.deps.clock.now_ms();
+        if let Some((e, expires)) = node_cache::lock(&self.enrollments).get(did.as_str())
+            && *expires > now
+        {
+            return Ok(e.clone());
+        }
+        let e = self.deps.enrollments.get(did).await?;
+        let mut cache = node_cache::lock(&self.enrollments);
+        if cache.len() >= ENROLLMENT_CACHE_LIMIT {
+            cache.retain(|_, (_, expires)| *expires > now);
+            if cache.len() >= ENROLLMENT_CACHE_LIMIT {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            did.to_string(),
+            (e.clone(), now.saturating_add(ENROLLMENT_TTL_MS)),
+        );
+        Ok(e)
     }
 
     fn writer_lock(&self, did: &Did) -> Arc<async_lock::Mutex<()>> {
@@ -751,9 +790,7 @@ impl Records {
     }
 
     async fn enrollment(&self, did: &Did) -> Result<Enrollment, UseCaseError> {
-        self.deps
-            .enrollments
-            .get(did)
+        self.cached_enrollment(did)
             .await?
             .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))
     }
@@ -773,12 +810,10 @@ impl Records {
         match viewer {
             None => Ok(BTreeSet::new()),
             Some(v) => Ok(self
-                .deps
-                .enrollments
-                .boundaries(v)
+                .cached_enrollment(v)
                 .await?
-                .into_iter()
-                .collect()),
+                .map(|e| e.boundaries.into_iter().collect())
+                .unwrap_or_default()),
         }
     }
 
