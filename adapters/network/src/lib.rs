@@ -2,10 +2,14 @@
 //!
 //! - [`allow_list::HttpAllowList`]: the external enrollment allow-list, fetched from a URI and
 //!   refreshed in the background.
+//! - [`identity::HttpIdentityResolver`]: DID documents (`did:plc`, `did:web`) and handles over
+//!   HTTPS, cached in memory; [`identity::signing_key`] picks the `#atproto` key of a document.
 
 pub mod allow_list;
+pub mod identity;
 
 pub use allow_list::{AllowListConfig, AllowListStatus, FetchReport, HttpAllowList, Mirror};
+pub use identity::{HttpIdentityResolver, IdentityConfig, signing_key};
 
 /// Failures of this crate's adapters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,4 +36,7 @@ pub enum NetworkError {
     /// The body exceeded the configured limit (bytes).
     #[error("response larger than {0} bytes")]
     TooLarge(usize),
+    /// The body is not what the request asks for (a DID document that is not JSON, …).
+    #[error("invalid response body: {0}")]
+    InvalidBody(String),
 }

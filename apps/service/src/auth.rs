@@ -9,7 +9,6 @@
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
 use base64::Engine as _;
-use serde_json::Value;
 use stratos_domain::auth::{ServiceJwtExpectation, unverified_issuer, verify_service_jwt};
 use stratos_domain::crypto::PublicKey;
 use stratos_domain::syntax::Did;
@@ -63,30 +62,14 @@ async fn service_jwt(req: &HttpRequest, state: &AppState, token: &str) -> Result
         .await
         .map_err(|_| ApiError::invalid_token("the token's issuer could not be resolved"))?
         .ok_or_else(|| ApiError::invalid_token("the token's issuer does not exist"))?;
-    let key = atproto_key(&doc, &iss)
+    let key = stratos_network::identity::signing_key(&doc)
         .ok_or_else(|| ApiError::invalid_token("the token's issuer has no #atproto key"))?;
-    let key = PublicKey::from_multikey(key)
+    let key = PublicKey::from_multikey(&key)
         .map_err(|_| ApiError::invalid_token("the issuer's #atproto key is unusable"))?;
     let lxm = req.path().strip_prefix("/xrpc/");
     let now = SystemClock.now_ms() / 1000;
     let expect = ServiceJwtExpectation::new(state.config.service_did.as_str(), lxm, now);
     Ok(verify_service_jwt(token, &expect, &[key])?.iss)
-}
-
-/// The `publicKeyMultibase` of the `#atproto` verification method (`#atproto` or
-/// `{did}#atproto`) of a DID document.
-fn atproto_key<'a>(doc: &'a Value, did: &Did) -> Option<&'a str> {
-    let full = format!("{did}#atproto");
-    doc.get("verificationMethod")?
-        .as_array()?
-        .iter()
-        .find(|m| {
-            m.get("id")
-                .and_then(Value::as_str)
-                .is_some_and(|id| id == "#atproto" || id == full)
-        })?
-        .get("publicKeyMultibase")?
-        .as_str()
 }
 
 /// The caller, required.

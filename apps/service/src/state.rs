@@ -4,16 +4,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use async_trait::async_trait;
-use serde_json::Value;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::lexicon::Catalog;
-use stratos_domain::syntax::Did;
 use stratos_domain::write::WritePolicy;
 use stratos_ports::blob_store::BlobStore;
 use stratos_ports::block_cache::CachedBlocks;
 use stratos_ports::enrollment_store::EnrollmentStore;
-use stratos_ports::env::{AllowList, Clock, EnvError, IdentityResolver};
+use stratos_ports::env::{AllowList, Clock, IdentityResolver};
 use stratos_ports::keys::SigningKeyStore;
 use stratos_ports::outbox::Outbox;
 use stratos_ports::repo_store::RepoStore;
@@ -60,26 +57,6 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-    }
-}
-
-/// Identity resolution is not wired into the service yet: every lookup fails, which the
-/// enrollment rules treat as "DID did not resolve" (a denial, never an admission). Admin
-/// enrollment does not resolve identities.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoIdentityResolver;
-
-#[async_trait]
-impl IdentityResolver for NoIdentityResolver {
-    async fn resolve_did(&self, _did: &Did) -> Result<Option<Value>, EnvError> {
-        Err(EnvError::Backend(
-            "identity resolution is not configured".into(),
-        ))
-    }
-    async fn resolve_handle(&self, _handle: &str) -> Result<Option<Did>, EnvError> {
-        Err(EnvError::Backend(
-            "identity resolution is not configured".into(),
-        ))
     }
 }
 
@@ -274,7 +251,18 @@ impl AppState {
             .enrollment_policy()
             .map_err(|e| anyhow::anyhow!("enrollment policy: {e}"))?;
         let allow_list = open_allow_list(&config).await?;
-        let identity: Arc<dyn IdentityResolver> = Arc::new(NoIdentityResolver);
+        let identity: Arc<dyn IdentityResolver> = Arc::new(
+            stratos_network::identity::HttpIdentityResolver::new(
+                stratos_network::identity::IdentityConfig {
+                    plc_url: config.plc_url.as_str().to_owned(),
+                    // Plain-http identity lookups only for loopback hosts, and only in the
+                    // development mode that already requires a loopback bind.
+                    allow_http_for_localhost: config.auth.dev_mode,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("identity resolver: {e}"))?,
+        );
         let enrollments = Arc::new(Enrollments::new(EnrollmentDeps {
             repos: storage.repos.clone(),
             enrollments: storage.enrollments.clone(),

@@ -814,3 +814,112 @@ async fn sync_get_record_proves_readable_records_only_and_import_round_trips() {
     assert_eq!(b["error"], "InvalidCar", "{b}");
     svc.stop().await;
 }
+
+/// A tiny PLC directory on a loopback port serving one DID document.
+async fn fake_plc(did: &'static str, doc: Value) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let doc = doc.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let found = head.starts_with(&format!("GET /{did} "));
+                let body = if found {
+                    doc.to_string()
+                } else {
+                    String::new()
+                };
+                let status = if found { "200 OK" } else { "404 Not Found" };
+                let res = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(res.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn service_jwt(key: &stratos_domain::crypto::Keypair, claims: &Value) -> String {
+    use base64::Engine as _;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let header = json!({ "typ": "JWT", "alg": key.public_key().algorithm().jwt_alg() });
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig = key.sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", b64(&sig))
+}
+
+#[tokio::test]
+async fn service_auth_jwts_are_verified_against_the_issuers_did_document() {
+    const ISSUER: &str = "did:plc:abcdefghijklmnopqrstuvwx";
+    let key = stratos_domain::crypto::Keypair::generate(stratos_domain::crypto::KeyAlgorithm::K256);
+    let doc = json!({
+        "id": ISSUER,
+        "verificationMethod": [{
+            "id": format!("{ISSUER}#atproto"),
+            "type": "Multikey",
+            "controller": ISSUER,
+            "publicKeyMultibase": key.public_key().to_multikey(),
+        }],
+    });
+    let plc = fake_plc(ISSUER, doc).await;
+    let svc = start_with(&[("STRATOS_PLC_URL", plc.as_str())]).await;
+    svc.enroll(ISSUER, &["general"]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |lxm: &str, aud: &str| json!({ "iss": ISSUER, "aud": aud, "exp": now + 60, "iat": now, "lxm": lxm });
+    let create =
+        json!({ "repo": ISSUER, "collection": POST, "record": post("signed", &["general"]) });
+    let good = service_jwt(
+        &key,
+        &claims("com.atproto.repo.createRecord", "did:web:nerv.tokyo.jp"),
+    );
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(&format!("Bearer {good}")),
+            create.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Wrong audience, wrong method, wrong key: refused.
+    let wrong_aud = service_jwt(
+        &key,
+        &claims("com.atproto.repo.createRecord", "did:web:seele.example"),
+    );
+    let wrong_lxm = service_jwt(
+        &key,
+        &claims("com.atproto.repo.deleteRecord", "did:web:nerv.tokyo.jp"),
+    );
+    let other =
+        stratos_domain::crypto::Keypair::generate(stratos_domain::crypto::KeyAlgorithm::K256);
+    let wrong_key = service_jwt(
+        &other,
+        &claims("com.atproto.repo.createRecord", "did:web:nerv.tokyo.jp"),
+    );
+    for token in [wrong_aud, wrong_lxm, wrong_key] {
+        let (s, b) = svc
+            .post(
+                "com.atproto.repo.createRecord",
+                Some(&format!("Bearer {token}")),
+                create.clone(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    }
+    svc.stop().await;
+}

@@ -1,0 +1,661 @@
+//! Identity resolution over HTTPS: DIDs to DID documents and handles to DIDs, with a small
+//! in-memory cache in front.
+//!
+//! - `did:plc:…` documents come from a PLC directory: `GET {plc_url}/{did}`.
+//! - `did:web:{host}` documents come from `https://{host}/.well-known/did.json`. atproto only
+//!   supports hostname-level `did:web`: path-based DIDs (`did:web:host:path`) do not resolve, and
+//!   a port (`did:web:localhost%3A3100`) is only accepted on `localhost`, the testing and
+//!   development case the atproto DID specification allows.
+//! - Handles resolve through `https://{handle}/.well-known/atproto-did` only. The DNS method
+//!   (a `_atproto.{handle}` TXT record) needs a DNS client this crate does not have, so a handle
+//!   published only in DNS resolves to `None` here.
+//!
+//! A fetched document is returned only when its `id` is the DID asked for: anything else is
+//! treated as "does not exist", since a host must not be able to speak for another DID.
+//!
+//! Plain `http://` is never used, including on redirects, except for loopback hosts
+//! (`localhost`, `*.localhost`, `127.0.0.1`, `::1`) when
+//! [`IdentityConfig::allow_http_for_localhost`] is set, for tests and local development.
+//!
+//! Found and not-found answers are cached (by default five minutes and thirty seconds) so that
+//! hot paths, such as checking an AppView's service-auth JWT on every request, do not go to the
+//! network each time. Failures (network errors, 5xx, oversized or malformed bodies) are not
+//! cached, so a transient outage heals on the next call. After a signature fails to verify
+//! against a cached key, [`HttpIdentityResolver::invalidate`] lets the caller retry against a
+//! fresh document, in case the key was rotated.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::Url;
+use reqwest::redirect::{Attempt, Policy};
+use serde_json::Value;
+use stratos_domain::syntax::{Did, Handle};
+use stratos_ports::env::{EnvError, IdentityResolver};
+
+use crate::NetworkError;
+
+/// The public PLC directory.
+pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
+
+/// The longest one lookup may take unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest body accepted unless configured otherwise: real DID documents are a few KiB.
+pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+
+/// How long a found document or handle is reused unless configured otherwise.
+pub const DEFAULT_POSITIVE_TTL: Duration = Duration::from_secs(300);
+
+/// How long a "does not exist" answer is reused unless configured otherwise; shorter, so a
+/// newly created account becomes visible quickly.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(30);
+
+/// Entries kept per cache (documents, handles) unless configured otherwise.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
+/// The longest accepted cache TTL: identities change (key rotation, PDS moves), and a day-old
+/// answer is already stale.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Redirect hops followed per lookup.
+const MAX_REDIRECTS: usize = 3;
+
+/// How identities are resolved and cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// Base URL of the PLC directory (`https://`; `http://` only on loopback with
+    /// `allow_http_for_localhost`).
+    pub plc_url: String,
+    /// Limit for one request, connection to last byte (> 0).
+    pub timeout: Duration,
+    /// Largest accepted body in bytes (> 0).
+    pub max_bytes: usize,
+    /// How long found documents and handles are cached (at most [`MAX_TTL`]; zero disables).
+    pub positive_ttl: Duration,
+    /// How long "does not exist" answers are cached (at most [`MAX_TTL`]; zero disables).
+    pub negative_ttl: Duration,
+    /// Entries kept in each of the two caches (documents, handles); zero disables caching.
+    pub cache_capacity: usize,
+    /// Use `http://` for loopback hosts (`localhost`, `*.localhost`, `127.0.0.1`, `::1`).
+    /// For tests and local development only; other hosts are always `https://`.
+    pub allow_http_for_localhost: bool,
+    /// Host names pinned to socket addresses instead of being looked up in DNS, like curl's
+    /// `--resolve`. A non-zero port is used when the URL names none (handles and `did:web`
+    /// without a port), so tests can serve `https?://alice.localhost/…` from any local port.
+    pub host_overrides: Vec<(String, SocketAddr)>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            plc_url: DEFAULT_PLC_URL.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            max_bytes: DEFAULT_MAX_BYTES,
+            positive_ttl: DEFAULT_POSITIVE_TTL,
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            allow_http_for_localhost: false,
+            host_overrides: Vec::new(),
+        }
+    }
+}
+
+/// Resolves DIDs and handles over HTTPS; see the module documentation.
+pub struct HttpIdentityResolver {
+    client: reqwest::Client,
+    /// Validated, without a trailing `/`.
+    plc_url: String,
+    max_bytes: usize,
+    allow_http_for_localhost: bool,
+    positive_ttl: Duration,
+    negative_ttl: Duration,
+    docs: TtlCache<Option<Value>>,
+    handles: TtlCache<Option<Did>>,
+}
+
+impl std::fmt::Debug for HttpIdentityResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpIdentityResolver")
+            .field("plc_url", &self.plc_url)
+            .field("allow_http_for_localhost", &self.allow_http_for_localhost)
+            .field("cached_documents", &self.docs.len())
+            .field("cached_handles", &self.handles.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpIdentityResolver {
+    /// Validates `config` and builds the HTTP client. Nothing is fetched yet, and no runtime is
+    /// needed until the first lookup.
+    pub fn new(config: IdentityConfig) -> Result<Self, NetworkError> {
+        let allow_http = config.allow_http_for_localhost;
+        let plc =
+            Url::parse(&config.plc_url).map_err(|e| NetworkError::InvalidUri(e.to_string()))?;
+        if !scheme_allowed(&plc, allow_http) {
+            return Err(NetworkError::InvalidUri(format!(
+                "the PLC directory must be https:// (http:// only on loopback with \
+                 allow_http_for_localhost), got {:?}",
+                plc.scheme()
+            )));
+        }
+        if plc.query().is_some() || plc.fragment().is_some() {
+            return Err(NetworkError::InvalidUri(
+                "the PLC directory URL must not have a query or fragment".into(),
+            ));
+        }
+        if config.timeout.is_zero() {
+            return Err(NetworkError::InvalidConfig(
+                "the timeout must be positive".into(),
+            ));
+        }
+        if config.max_bytes == 0 {
+            return Err(NetworkError::InvalidConfig(
+                "the response size limit must be positive".into(),
+            ));
+        }
+        if config.positive_ttl > MAX_TTL || config.negative_ttl > MAX_TTL {
+            return Err(NetworkError::InvalidConfig(format!(
+                "cache TTLs must be at most {} s",
+                MAX_TTL.as_secs()
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("stratos/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .redirect(Policy::custom(move |attempt| redirect(attempt, allow_http)));
+        for (host, addr) in &config.host_overrides {
+            builder = builder.resolve(host, *addr);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| NetworkError::Client(describe(&e)))?;
+        Ok(Self {
+            client,
+            plc_url: plc.as_str().trim_end_matches('/').to_owned(),
+            max_bytes: config.max_bytes,
+            allow_http_for_localhost: allow_http,
+            positive_ttl: config.positive_ttl,
+            negative_ttl: config.negative_ttl,
+            docs: TtlCache::new(config.cache_capacity),
+            handles: TtlCache::new(config.cache_capacity),
+        })
+    }
+
+    /// Forgets the cached answer for `did`, so the next lookup fetches the document again (after
+    /// a signature failed against a cached key, say).
+    pub fn invalidate(&self, did: &Did) {
+        self.docs.remove(did.as_str());
+    }
+
+    /// Forgets the cached answer for `handle` (compared case-insensitively).
+    pub fn invalidate_handle(&self, handle: &str) {
+        self.handles.remove(&handle.to_ascii_lowercase());
+    }
+
+    /// Where the document of `did` is fetched from; `None` for DIDs that cannot resolve
+    /// (unsupported methods, malformed `did:plc`, path-based `did:web`, a port off localhost).
+    fn document_url(&self, did: &Did) -> Option<Url> {
+        let (method, id) = did.as_str().strip_prefix("did:")?.split_once(':')?;
+        match method {
+            "plc" => {
+                // The directory would answer 404 for these anyway; refusing them here keeps
+                // malformed DIDs off the network.
+                let valid =
+                    id.len() == 24 && id.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'));
+                valid
+                    .then(|| Url::parse(&format!("{}/{did}", self.plc_url)).ok())
+                    .flatten()
+            }
+            "web" => {
+                let (host, port) = did_web_host(id)?;
+                self.host_url(&host, port, "/.well-known/did.json")
+            }
+            _ => None,
+        }
+    }
+
+    fn host_url(&self, host: &str, port: Option<u16>, path: &str) -> Option<Url> {
+        let scheme = if self.allow_http_for_localhost && is_loopback(host) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = match port {
+            Some(port) => format!("{scheme}://{host}:{port}{path}"),
+            None => format!("{scheme}://{host}{path}"),
+        };
+        Url::parse(&url).ok()
+    }
+
+    async fn fetch_document(&self, did: &Did, url: Url) -> Result<Option<Value>, NetworkError> {
+        let absent = |status: u16| matches!(status, 404 | 410);
+        let accept = "application/did+ld+json, application/json";
+        let Some(body) = self.fetch(url, accept, absent).await? else {
+            return Ok(None);
+        };
+        let doc: Value = serde_json::from_slice(&body)
+            .map_err(|e| NetworkError::InvalidBody(format!("DID document: {e}")))?;
+        let id_matches = doc.get("id").and_then(Value::as_str) == Some(did.as_str());
+        Ok(id_matches.then_some(doc))
+    }
+
+    async fn fetch_handle(&self, handle: &Handle) -> Result<Option<Did>, NetworkError> {
+        let Some(url) = self.host_url(handle.as_str(), None, "/.well-known/atproto-did") else {
+            return Ok(None);
+        };
+        // A host without the well-known file answers some 4xx; timeouts and rate limits are
+        // failures to retry, not answers.
+        let absent = |status: u16| (400..500).contains(&status) && !matches!(status, 408 | 429);
+        let Some(body) = self.fetch(url, "text/plain", absent).await? else {
+            return Ok(None);
+        };
+        // Anything but a single valid DID means the handle points nowhere.
+        Ok(std::str::from_utf8(&body)
+            .ok()
+            .and_then(|text| Did::parse(text.trim()).ok()))
+    }
+
+    /// The body of a 2xx answer, `None` when `absent(status)`, an error for any other status.
+    async fn fetch(
+        &self,
+        url: Url,
+        accept: &str,
+        absent: impl Fn(u16) -> bool,
+    ) -> Result<Option<Vec<u8>>, NetworkError> {
+        let mut response = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, accept)
+            .send()
+            .await
+            .map_err(|e| NetworkError::Http(describe(&e)))?;
+        let status = response.status().as_u16();
+        if absent(status) {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(NetworkError::Status(status));
+        }
+        let too_large = NetworkError::TooLarge(self.max_bytes);
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_bytes as u64)
+        {
+            return Err(too_large);
+        }
+        // Read in chunks so a body without a length still stops at the limit.
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| NetworkError::Http(describe(&e)))?
+        {
+            if body.len() + chunk.len() > self.max_bytes {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body))
+    }
+
+    fn ttl<T>(&self, found: &Option<T>) -> Duration {
+        if found.is_some() {
+            self.positive_ttl
+        } else {
+            self.negative_ttl
+        }
+    }
+}
+
+#[async_trait]
+impl IdentityResolver for HttpIdentityResolver {
+    /// The document of a `did:plc` or hostname-level `did:web` DID whose `id` matches; `None`
+    /// when it does not exist, does not match, or cannot resolve (other methods, path-based
+    /// `did:web`). Network failures, unexpected statuses and oversized or non-JSON bodies are
+    /// errors and are not cached.
+    async fn resolve_did(&self, did: &Did) -> Result<Option<Value>, EnvError> {
+        if let Some(cached) = self.docs.get(did.as_str()) {
+            return Ok(cached);
+        }
+        let Some(url) = self.document_url(did) else {
+            return Ok(None);
+        };
+        let doc = self
+            .fetch_document(did, url)
+            .await
+            .map_err(|e| EnvError::Backend(format!("resolving {did}: {e}")))?;
+        self.docs
+            .insert(did.to_string(), doc.clone(), self.ttl(&doc));
+        Ok(doc)
+    }
+
+    /// The DID served at `https://{handle}/.well-known/atproto-did` (trimmed); `None` for an
+    /// invalid handle, a 4xx answer or a body that is not a DID. DNS TXT records are not
+    /// consulted (see the module documentation).
+    async fn resolve_handle(&self, handle: &str) -> Result<Option<Did>, EnvError> {
+        let Ok(handle) = Handle::parse(handle) else {
+            return Ok(None);
+        };
+        let handle = handle.normalized();
+        if let Some(cached) = self.handles.get(handle.as_str()) {
+            return Ok(cached);
+        }
+        let did = self
+            .fetch_handle(&handle)
+            .await
+            .map_err(|e| EnvError::Backend(format!("resolving handle {handle}: {e}")))?;
+        self.handles
+            .insert(handle.to_string(), did.clone(), self.ttl(&did));
+        Ok(did)
+    }
+}
+
+/// The `publicKeyMultibase` of the document's `#atproto` verification method, whose `id` is
+/// either `#atproto` or `{doc id}#atproto`: the key that signs the account's repository and its
+/// service-auth JWTs.
+///
+/// The value is returned as published. For the current `Multikey` type it is the multibase
+/// Multikey form (`PublicKey::from_multikey`); legacy `EcdsaSecp256…VerificationKey2019`
+/// methods hold a bare point whose curve is given by the `type`, which this does not check.
+pub fn signing_key(doc: &Value) -> Option<String> {
+    let full = doc
+        .get("id")
+        .and_then(Value::as_str)
+        .map(|did| format!("{did}#atproto"));
+    doc.get("verificationMethod")?
+        .as_array()?
+        .iter()
+        .find(|method| {
+            method
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id == "#atproto" || Some(id) == full.as_deref())
+        })?
+        .get("publicKeyMultibase")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The host and port of a hostname-level `did:web` identifier (the part after `did:web:`), or
+/// `None` when atproto does not support it.
+fn did_web_host(id: &str) -> Option<(String, Option<u16>)> {
+    // A raw ':' separates path segments, which atproto does not support.
+    if id.contains(':') {
+        return None;
+    }
+    let decoded = id.replace("%3A", ":").replace("%3a", ":");
+    // Any other escape could only smuggle characters a host name cannot have.
+    if decoded.contains('%') {
+        return None;
+    }
+    let (host, port) = match decoded.split_once(':') {
+        None => (decoded.to_ascii_lowercase(), None),
+        Some((host, port)) => {
+            let host = host.to_ascii_lowercase();
+            // Ports are for local testing only (atproto DID specification).
+            if host != "localhost" || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+            (host, Some(port))
+        }
+    };
+    // The same host names as handles, plus bare `localhost` for development.
+    (host == "localhost" || Handle::parse(&host).is_ok()).then_some((host, port))
+}
+
+/// True for host names that can only mean this machine.
+fn is_loopback(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn scheme_allowed(url: &Url, allow_http_for_localhost: bool) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => allow_http_for_localhost && url.host_str().is_some_and(is_loopback),
+        _ => false,
+    }
+}
+
+/// Follows a few redirects, never to plain HTTP: a redirect must not undo the https-only rule.
+fn redirect(attempt: Attempt<'_>, allow_http_for_localhost: bool) -> reqwest::redirect::Action {
+    if attempt.previous().len() > MAX_REDIRECTS {
+        attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+    } else if scheme_allowed(attempt.url(), allow_http_for_localhost) {
+        attempt.follow()
+    } else {
+        let scheme = attempt.url().scheme().to_owned();
+        attempt.error(format!("refused a redirect to a {scheme}:// URL"))
+    }
+}
+
+/// The error and its causes.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A bounded map of answers that expire. The lock is only held for map operations, never
+/// across a fetch.
+struct TtlCache<V> {
+    entries: Mutex<HashMap<String, Entry<V>>>,
+    capacity: usize,
+}
+
+struct Entry<V> {
+    value: V,
+    expires: Instant,
+}
+
+impl<V: Clone> TtlCache<V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        let now = Instant::now();
+        let mut entries = lock(&self.entries);
+        match entries.get(key) {
+            Some(entry) if entry.expires > now => Some(entry.value.clone()),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&self, key: String, value: V, ttl: Duration) {
+        if self.capacity == 0 || ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        // TTLs are bounded by MAX_TTL at construction, so this only fails on a broken clock.
+        let Some(expires) = now.checked_add(ttl) else {
+            return;
+        };
+        let mut entries = lock(&self.entries);
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.retain(|_, entry| entry.expires > now);
+            // Evicting what expires soonest drops negative answers before positive ones, so a
+            // flood of lookups for DIDs that do not exist cannot push out the hot, real ones.
+            if entries.len() >= self.capacity
+                && let Some(soonest) = entries
+                    .iter()
+                    .min_by_key(|(_, entry)| entry.expires)
+                    .map(|(key, _)| key.clone())
+            {
+                entries.remove(&soonest);
+            }
+        }
+        entries.insert(key, Entry { value, expires });
+    }
+
+    fn remove(&self, key: &str) {
+        lock(&self.entries).remove(key);
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.entries).len()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+mod tests {
+    use super::*;
+
+    fn resolver(allow_http: bool) -> HttpIdentityResolver {
+        HttpIdentityResolver::new(IdentityConfig {
+            allow_http_for_localhost: allow_http,
+            ..IdentityConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn url_of(r: &HttpIdentityResolver, did: &str) -> Option<String> {
+        r.document_url(&Did::parse(did).unwrap())
+            .map(|u| u.to_string())
+    }
+
+    #[test]
+    fn did_plc_goes_to_the_directory_and_malformed_ones_nowhere() {
+        let r = resolver(false);
+        assert_eq!(
+            url_of(&r, "did:plc:ewvi7nxzyoun6zhxrhs64oiz").as_deref(),
+            Some("https://plc.directory/did:plc:ewvi7nxzyoun6zhxrhs64oiz")
+        );
+        for bad in [
+            "did:plc:short",
+            "did:plc:EWVI7NXZYOUN6ZHXRHS64OIZ",
+            "did:plc:ewvi7nxzyoun6zhxrhs64oi1",
+            "did:plc:ewvi7nxzyoun6zhxrhs64oizz",
+        ] {
+            assert_eq!(url_of(&r, bad), None, "{bad}");
+        }
+        assert_eq!(
+            url_of(
+                &r,
+                "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn did_web_is_hostname_level_and_ports_are_for_localhost() {
+        let r = resolver(false);
+        assert_eq!(
+            url_of(&r, "did:web:Example.com").as_deref(),
+            Some("https://example.com/.well-known/did.json")
+        );
+        assert_eq!(
+            url_of(&r, "did:web:localhost%3A3100").as_deref(),
+            Some("https://localhost:3100/.well-known/did.json"),
+            "https unless allowed"
+        );
+        for bad in [
+            "did:web:example.com:user:alice",
+            "did:web:example.com%3A8443",
+            "did:web:localhost%3A0",
+            "did:web:localhost%3A99999",
+            "did:web:localhost%3A-80",
+            "did:web:localhost%3A",
+            "did:web:example.com%2Fpath",
+            "did:web:example%2ecom",
+            "did:web:127.0.0.1",
+            "did:web:com",
+            "did:web:-bad.example",
+        ] {
+            assert_eq!(url_of(&r, bad), None, "{bad}");
+        }
+
+        let dev = resolver(true);
+        assert_eq!(
+            url_of(&dev, "did:web:localhost%3a3100").as_deref(),
+            Some("http://localhost:3100/.well-known/did.json")
+        );
+        assert_eq!(
+            url_of(&dev, "did:web:example.com").as_deref(),
+            Some("https://example.com/.well-known/did.json"),
+            "never http off loopback"
+        );
+    }
+
+    #[test]
+    fn loopback_names() {
+        for yes in [
+            "localhost",
+            "LOCALHOST",
+            "alice.localhost",
+            "127.0.0.1",
+            "[::1]",
+            "::1",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "example.com",
+            "localhost.example",
+            "10.0.0.1",
+            "[::2]",
+            "localhostx",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_evicts_what_expires_soonest() {
+        let cache = TtlCache::new(2);
+        cache.insert("long".into(), 1, Duration::from_secs(60));
+        cache.insert("short".into(), 2, Duration::from_secs(1));
+        cache.insert("new".into(), 3, Duration::from_secs(60));
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get("short"), None);
+        assert_eq!(cache.get("long"), Some(1));
+        assert_eq!(cache.get("new"), Some(3));
+        // Replacing a present key never evicts another.
+        cache.insert("new".into(), 4, Duration::from_secs(60));
+        assert_eq!((cache.get("long"), cache.get("new")), (Some(1), Some(4)));
+
+        let off = TtlCache::new(0);
+        off.insert("k".into(), 1, Duration::from_secs(60));
+        assert_eq!(off.get("k"), None);
+    }
+
+    #[test]
+    fn expired_entries_are_not_served() {
+        let cache = TtlCache::new(4);
+        cache.insert("k".into(), 1, Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(cache.get("k"), None);
+        assert_eq!(cache.len(), 0);
+    }
+}
