@@ -2,6 +2,11 @@
 
 use stratos_service::config::Config;
 
+// Measured with stratos-loadgen (docs/performance.md): glibc malloc's arena locking across the
+// storage driver's many threads cost 10-25 % of throughput; mimalloc's per-thread heaps do not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let config = match Config::from_env() {
         Ok(c) => c,
