@@ -9,8 +9,8 @@ use stratos_domain::Error;
 use stratos_domain::auth::{
     AccessTokenExpectation, DpopExpectation, DpopReplayCache, Jwk, JwkSet, MemoryReplayCache,
     ServiceJwtExpectation, TokenError, dpop_nonce, dpop_nonce_window, jwk_from_public_key,
-    jwk_thumbprint, normalize_htu, parse_jwk, unverified_issuer, verify_access_token,
-    verify_dpop_proof, verify_service_jwt,
+    jwk_thumbprint, normalize_htu, parse_jwk, unverified_issuer, unverified_subject_and_issuer,
+    verify_access_token, verify_dpop_proof, verify_service_jwt,
 };
 use stratos_domain::crypto::{KeyAlgorithm, Keypair, PublicKey};
 
@@ -984,6 +984,29 @@ fn access_token_valid_is_accepted() {
             Some("https://app.example/client-metadata.json")
         );
     }
+}
+
+#[test]
+fn access_token_subject_and_issuer_can_be_read_before_the_keys_are_known() {
+    let server = auth_server();
+    let token = access_token(&server.key, Some("k1"), &at_claims());
+    let (sub, iss) = unverified_subject_and_issuer(&token).unwrap();
+    assert_eq!(sub.as_str(), USER_DID);
+    assert_eq!(iss, AS_ISSUER);
+    let mut no_did = at_claims();
+    no_did["sub"] = json!("alice");
+    let token = access_token(&server.key, None, &no_did);
+    assert_eq!(
+        token_error(unverified_subject_and_issuer(&token)).code(),
+        "invalid_claim"
+    );
+    let mut no_iss = at_claims();
+    no_iss.as_object_mut().unwrap().remove("iss");
+    let token = access_token(&server.key, None, &no_iss);
+    assert_eq!(
+        token_error(unverified_subject_and_issuer(&token)).code(),
+        "missing_claim"
+    );
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub trait BlobStore: Send + Sync {
     /// Moves a temporary upload to its permanent place `{did}/{cid}` (idempotent when the
     /// permanent blob already exists).
     async fn make_permanent(&self, did: &Did, temp_key: &str, cid: &Cid) -> BlobResult<()>;
+    /// Deletes a temporary upload; idempotent (an unknown key is not an error).
+    async fn delete_temp(&self, did: &Did, temp_key: &str) -> BlobResult<()>;
     /// The bytes of a permanent blob.
     async fn get(&self, did: &Did, cid: &Cid) -> BlobResult<Vec<u8>>;
     /// Size in bytes of a permanent blob.

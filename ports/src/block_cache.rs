@@ -18,7 +18,10 @@ use stratos_domain::blocks::BlockMap;
 use stratos_domain::repo::RepoHead;
 use stratos_domain::syntax::Did;
 
-use crate::repo_store::{CommitUnit, ListQuery, RepoResult, RepoStore, SeqEvent, StoredRecord};
+use crate::repo_store::{
+    BlobListQuery, BlobReference, CommitUnit, ListQuery, ReleasedBlob, RepoResult, RepoStore,
+    SeqEvent, StoredBlob, StoredRecord,
+};
 
 /// Blocks kept when the operator sets no size.
 pub const DEFAULT_CAPACITY: usize = 50_000;
@@ -319,5 +322,33 @@ impl<R: RepoStore> RepoStore for CachedBlocks<R> {
 
     async fn all_blocks(&self, did: &Did) -> RepoResult<BlockMap> {
         self.inner.all_blocks(did).await
+    }
+
+    async fn track_blob(&self, did: &Did, upload: StoredBlob) -> RepoResult<Option<StoredBlob>> {
+        self.inner.track_blob(did, upload).await
+    }
+
+    async fn blob(&self, did: &Did, cid: &Cid) -> RepoResult<Option<StoredBlob>> {
+        self.inner.blob(did, cid).await
+    }
+
+    async fn records_referencing_blob(
+        &self,
+        did: &Did,
+        cid: &Cid,
+    ) -> RepoResult<Vec<BlobReference>> {
+        self.inner.records_referencing_blob(did, cid).await
+    }
+
+    async fn list_blobs(&self, did: &Did, query: &BlobListQuery) -> RepoResult<Vec<Cid>> {
+        self.inner.list_blobs(did, query).await
+    }
+
+    async fn release_blobs(
+        &self,
+        did: &Did,
+        uploads_before_ms: i64,
+    ) -> RepoResult<Vec<ReleasedBlob>> {
+        self.inner.release_blobs(did, uploads_before_ms).await
     }
 }

@@ -20,6 +20,54 @@ pub struct Enrollment {
     pub boundaries: Vec<String>,
 }
 
+/// What happened to an enrollment, as recorded in the service-level event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EnrollmentAction {
+    /// The account enrolled (it had no enrollment before).
+    Enroll,
+    /// An existing enrollment changed (boundaries, or a re-enrollment replacing the row).
+    Update,
+    /// The account left; its private data is gone.
+    Unenroll,
+}
+
+impl EnrollmentAction {
+    /// The wire name (`enroll`, `update`, `unenroll`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enroll => "enroll",
+            Self::Update => "update",
+            Self::Unenroll => "unenroll",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enroll" => Some(Self::Enroll),
+            "update" => Some(Self::Update),
+            "unenroll" => Some(Self::Unenroll),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of the service-level enrollment log. Every store appends one in the same
+/// transaction as the change it records, so the log never disagrees with the enrollments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentEvent {
+    /// Service-wide sequence number, starting at 1; consecutive (no gaps) and in commit order.
+    pub seq: u64,
+    /// The account.
+    pub did: String,
+    /// What happened.
+    pub action: EnrollmentAction,
+    /// RFC 3339 time the change was recorded.
+    pub time: String,
+    /// The boundaries held after the change (sorted; empty for `unenroll`).
+    pub boundaries: Vec<String>,
+}
+
 /// Failures of an [`EnrollmentStore`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -36,6 +84,10 @@ pub enum EnrollmentStoreError {
 pub type EnrollmentResult<T> = Result<T, EnrollmentStoreError>;
 
 /// Enrollment storage.
+///
+/// Every change (`enroll`, the boundary changes, a successful `unenroll`) also appends an
+/// [`EnrollmentEvent`] atomically with it; `set_enrollment_rkey` does not (nothing a stream
+/// consumer sees changes).
 #[async_trait]
 pub trait EnrollmentStore: Send + Sync {
     /// Inserts or replaces an enrollment with its boundary set.
@@ -61,4 +113,15 @@ pub trait EnrollmentStore: Send + Sync {
     /// Enrollments with `did > cursor`, ascending by DID, at most `limit` (a working cursor:
     /// the original's SQLite store ignored it, D9).
     async fn list(&self, cursor: Option<&str>, limit: usize) -> EnrollmentResult<Vec<Enrollment>>;
+    /// Enrollment events with `seq > cursor`, ascending, at most `limit`.
+    async fn events_after(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> EnrollmentResult<Vec<EnrollmentEvent>>;
+    /// The highest enrollment event sequence number (0 when the log is empty).
+    async fn latest_event_seq(&self) -> EnrollmentResult<u64>;
+    /// Retention: deletes events with `seq < before`, but always keeps the newest event so
+    /// sequence numbers are never reused. Returns how many were deleted.
+    async fn prune_events(&self, before: u64) -> EnrollmentResult<u64>;
 }

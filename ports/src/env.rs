@@ -1,8 +1,10 @@
-//! Small ports to the environment: time, identity resolution, the external allow-list, a
+//! Small ports to the environment: time, identity resolution, OAuth authorization servers'
+//! keys, the external allow-list, a
 //! shared cache and publish/subscribe notifications between service instances.
 
 use async_trait::async_trait;
 use serde_json::Value;
+use stratos_domain::auth::Jwk;
 use stratos_domain::syntax::Did;
 
 /// Wall-clock time, injectable for tests.
@@ -30,6 +32,22 @@ pub trait IdentityResolver: Send + Sync {
     async fn resolve_did(&self, did: &Did) -> Result<Option<Value>, EnvError>;
     /// The DID a handle points at, `None` when it points nowhere.
     async fn resolve_handle(&self, handle: &str) -> Result<Option<Did>, EnvError>;
+}
+
+/// The OAuth authorization servers that issue accounts' DPoP-bound access tokens.
+#[async_trait]
+pub trait AuthorizationServers: Send + Sync {
+    /// The signing keys of `issuer`, provided it is an authorization server of the PDS at
+    /// `pds` (the PDS's protected-resource metadata names it and the server's own metadata
+    /// declares that issuer). `None` when it is not, so a token from an unrelated issuer can
+    /// never authenticate an account. `refresh` skips cached keys (an unknown `kid`: the
+    /// server rotated its keys).
+    async fn issuer_keys(
+        &self,
+        pds: &str,
+        issuer: &str,
+        refresh: bool,
+    ) -> Result<Option<Vec<Jwk>>, EnvError>;
 }
 
 /// The external enrollment allow-list.

@@ -29,6 +29,10 @@ pub enum RepoStoreError {
     /// the commit disagrees with the stored index.
     #[error("record index out of step: {0}")]
     IndexMismatch(String),
+    /// A commit references a blob the actor has no upload or permanent blob for (or one that
+    /// was released meanwhile): nothing of the commit was applied.
+    #[error("blob not found: {0}")]
+    BlobMissing(String),
     /// Stored data could not be decoded.
     #[error("corrupt store data: {0}")]
     Corrupt(String),
@@ -60,8 +64,12 @@ pub enum IndexChange {
         cid: Cid,
         /// The record's boundaries, for filtered listing.
         boundaries: Vec<String>,
+        /// CIDs of the blobs the record references (without duplicates). Each must be tracked
+        /// for the actor ([`RepoStore::track_blob`]); the commit makes them permanent and replaces
+        /// the path's previous blob associations with these.
+        blobs: Vec<Cid>,
     },
-    /// Remove the row for `collection/rkey`.
+    /// Remove the row for `collection/rkey` (and its blob associations).
     Delete {
         /// Collection NSID.
         collection: String,
@@ -149,6 +157,59 @@ pub struct ListQuery {
     pub filter: ReadFilter,
 }
 
+/// A blob of an actor as the store tracks it: an upload until a committed record references it,
+/// permanent afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// CID of the bytes (raw codec).
+    pub cid: Cid,
+    /// The MIME type given at upload.
+    pub mime_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The upload's key in the blob store's temporary area while no committed record has
+    /// referenced the blob; `None` once it is permanent.
+    pub temp_key: Option<String>,
+    /// Unix milliseconds of the upload.
+    pub created_ms: i64,
+}
+
+/// A record that references a blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobReference {
+    /// Collection NSID.
+    pub collection: String,
+    /// Record key.
+    pub rkey: String,
+    /// The record's boundaries (for the access decision).
+    pub boundaries: Vec<String>,
+}
+
+/// A page request over the blobs referenced by an actor's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobListQuery {
+    /// Maximum CIDs to return (≥ 1).
+    pub limit: usize,
+    /// Return CIDs strictly after this CID string (ascending string order).
+    pub cursor: Option<String>,
+    /// Only blobs referenced by a record written in a commit with a revision after this one.
+    pub since: Option<String>,
+    /// Only blobs referenced by at least one record this filter admits (from
+    /// [`stratos_domain::boundary::read_filter`]), applied inside the query so pages come back
+    /// full.
+    pub filter: ReadFilter,
+}
+
+/// A blob the store stopped tracking ([`RepoStore::release_blobs`]): its bytes are to be
+/// deleted, from the permanent area and, when `temp_key` is set, from the temporary one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasedBlob {
+    /// The blob's CID.
+    pub cid: Cid,
+    /// The upload's temporary key, for an upload that was never committed.
+    pub temp_key: Option<String>,
+}
+
 /// Per-actor repository storage.
 #[async_trait]
 pub trait RepoStore: Send + Sync {
@@ -181,4 +242,28 @@ pub trait RepoStore: Send + Sync {
     async fn latest_seq(&self, did: &Did) -> RepoResult<u64>;
     /// Every block of the repository, for export (order unspecified).
     async fn all_blocks(&self, did: &Did) -> RepoResult<BlockMap>;
+
+    /// Tracks an upload (`upload.temp_key` set) so a later commit can reference it. When the
+    /// actor already has a live blob with that CID nothing changes and that blob is returned
+    /// (the caller drops its new temporary bytes); a blob released-but-not-yet-reclaimed is
+    /// replaced by the upload.
+    async fn track_blob(&self, did: &Did, upload: StoredBlob) -> RepoResult<Option<StoredBlob>>;
+    /// A live blob (upload or permanent) of the actor.
+    async fn blob(&self, did: &Did, cid: &Cid) -> RepoResult<Option<StoredBlob>>;
+    /// Every record of the actor referencing `cid`, ordered by collection and rkey.
+    async fn records_referencing_blob(
+        &self,
+        did: &Did,
+        cid: &Cid,
+    ) -> RepoResult<Vec<BlobReference>>;
+    /// A filtered page of the distinct CIDs referenced by the actor's records, ascending.
+    async fn list_blobs(&self, did: &Did, query: &BlobListQuery) -> RepoResult<Vec<Cid>>;
+    /// Stops tracking, and returns, every permanent blob whose last referencing record went away
+    /// in a commit, and every upload created before `uploads_before_ms` that no commit
+    /// referenced. The caller deletes their bytes.
+    async fn release_blobs(
+        &self,
+        did: &Did,
+        uploads_before_ms: i64,
+    ) -> RepoResult<Vec<ReleasedBlob>>;
 }

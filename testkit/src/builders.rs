@@ -10,13 +10,15 @@ use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::lexicon::Catalog;
 use stratos_domain::syntax::Did;
 use stratos_domain::write::WritePolicy;
+use stratos_ports::blob_store::BlobStore;
 use stratos_ports::enrollment_store::{Enrollment, EnrollmentStore};
 use stratos_ports::keys::SigningKeyStore;
 use stratos_ports::repo_store::RepoStore;
 use stratos_ports::usecases::records::{RecordDeps, Records};
 
 use crate::memory::{
-    ManualClock, MemoryEnrollmentStore, MemoryKeyStore, MemoryOutbox, MemoryRepoStore,
+    ManualClock, MemoryBlobStore, MemoryEnrollmentStore, MemoryKeyStore, MemoryOutbox,
+    MemoryRepoStore,
 };
 
 /// The service DID used by fixtures.
@@ -58,6 +60,8 @@ pub struct TestService {
     pub outbox: Arc<MemoryOutbox>,
     /// Time.
     pub clock: Arc<ManualClock>,
+    /// Blob bytes.
+    pub blobs: Arc<MemoryBlobStore>,
     /// The record use cases.
     pub records: Arc<Records>,
 }
@@ -70,12 +74,15 @@ impl TestService {
         let enrollments = Arc::new(MemoryEnrollmentStore::new());
         let keys = Arc::new(MemoryKeyStore::new());
         let clock = Arc::new(ManualClock::at(1_795_000_000_000));
-        let records = Arc::new(build_records(
+        let blobs = Arc::new(MemoryBlobStore::new());
+        let records = Arc::new(build_records_over(
             repos.clone(),
             enrollments.clone(),
             keys.clone(),
             clock.clone(),
+            blobs.clone(),
             boundaries,
+            stratos_domain::rate_limit::DEFAULT_RATE_LIMIT,
         ));
         Self {
             repos,
@@ -83,6 +90,7 @@ impl TestService {
             keys,
             outbox,
             clock,
+            blobs,
             records,
         }
     }
@@ -128,6 +136,27 @@ pub fn build_records_with(
     boundaries: &[&str],
     rate_limit: stratos_domain::rate_limit::RateLimit,
 ) -> Records {
+    build_records_over(
+        repos,
+        enrollments,
+        keys,
+        clock,
+        Arc::new(MemoryBlobStore::new()),
+        boundaries,
+        rate_limit,
+    )
+}
+
+/// [`build_records_with`] over a given blob store.
+pub fn build_records_over(
+    repos: Arc<dyn RepoStore>,
+    enrollments: Arc<dyn EnrollmentStore>,
+    keys: Arc<dyn SigningKeyStore>,
+    clock: Arc<ManualClock>,
+    blobs: Arc<dyn BlobStore>,
+    boundaries: &[&str],
+    rate_limit: stratos_domain::rate_limit::RateLimit,
+) -> Records {
     let service = did(SERVICE_DID);
     let allowed = boundaries
         .iter()
@@ -145,6 +174,7 @@ pub fn build_records_with(
         },
         service_ref: format!("{SERVICE_DID}#atproto_pns"),
         rate_limit,
+        blobs,
     })
 }
 

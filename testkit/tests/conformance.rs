@@ -95,7 +95,8 @@ mod block_cache {
     use stratos_domain::syntax::{Did, Tid};
     use stratos_ports::block_cache::{CachedBlocks, DEFAULT_CAPACITY};
     use stratos_ports::repo_store::{
-        CommitUnit, ListQuery, RepoResult, RepoStore, SeqEvent, StoredRecord,
+        BlobListQuery, BlobReference, CommitUnit, ListQuery, ReleasedBlob, RepoResult, RepoStore,
+        SeqEvent, StoredBlob, StoredRecord,
     };
     use stratos_testkit::conformance;
     use stratos_testkit::memory::MemoryRepoStore;
@@ -186,6 +187,33 @@ mod block_cache {
         }
         async fn all_blocks(&self, did: &Did) -> RepoResult<BlockMap> {
             self.inner.all_blocks(did).await
+        }
+        async fn track_blob(
+            &self,
+            did: &Did,
+            upload: StoredBlob,
+        ) -> RepoResult<Option<StoredBlob>> {
+            self.inner.track_blob(did, upload).await
+        }
+        async fn blob(&self, did: &Did, cid: &Cid) -> RepoResult<Option<StoredBlob>> {
+            self.inner.blob(did, cid).await
+        }
+        async fn records_referencing_blob(
+            &self,
+            did: &Did,
+            cid: &Cid,
+        ) -> RepoResult<Vec<BlobReference>> {
+            self.inner.records_referencing_blob(did, cid).await
+        }
+        async fn list_blobs(&self, did: &Did, query: &BlobListQuery) -> RepoResult<Vec<Cid>> {
+            self.inner.list_blobs(did, query).await
+        }
+        async fn release_blobs(
+            &self,
+            did: &Did,
+            uploads_before_ms: i64,
+        ) -> RepoResult<Vec<ReleasedBlob>> {
+            self.inner.release_blobs(did, uploads_before_ms).await
         }
     }
 

@@ -167,6 +167,15 @@ impl BlobStore for OpendalBlobStore {
         })
     }
 
+    async fn delete_temp(&self, did: &Did, temp_key: &str) -> BlobResult<()> {
+        // A key that cannot have been issued names nothing; refusing it keeps paths such as
+        // `../x` out of the operator.
+        if !valid_temp_key(temp_key) {
+            return Ok(());
+        }
+        self.op.delete(&temp(did, temp_key)).await.map_err(backend)
+    }
+
     async fn get(&self, did: &Did, cid: &Cid) -> BlobResult<Vec<u8>> {
         match self.op.read(&permanent(did, cid)).await {
             Ok(buf) => Ok(buf.to_vec()),

@@ -24,20 +24,17 @@
 //! against a cached key, [`HttpIdentityResolver::invalidate`] lets the caller retry against a
 //! fresh document, in case the key was rotated.
 
-use std::collections::HashMap;
-use std::error::Error as _;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Url;
-use reqwest::redirect::{Attempt, Policy};
 use serde_json::Value;
 use stratos_domain::syntax::{Did, Handle};
 use stratos_ports::env::{EnvError, IdentityResolver};
 
 use crate::NetworkError;
+use crate::http::{Fetcher, TtlCache, is_loopback, scheme_allowed};
 
 /// The public PLC directory.
 pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
@@ -61,9 +58,6 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 /// The longest accepted cache TTL: identities change (key rotation, PDS moves), and a day-old
 /// answer is already stale.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// Redirect hops followed per lookup.
-const MAX_REDIRECTS: usize = 3;
 
 /// How identities are resolved and cached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,10 +101,9 @@ impl Default for IdentityConfig {
 
 /// Resolves DIDs and handles over HTTPS; see the module documentation.
 pub struct HttpIdentityResolver {
-    client: reqwest::Client,
+    fetcher: Fetcher,
     /// Validated, without a trailing `/`.
     plc_url: String,
-    max_bytes: usize,
     allow_http_for_localhost: bool,
     positive_ttl: Duration,
     negative_ttl: Duration,
@@ -148,37 +141,21 @@ impl HttpIdentityResolver {
                 "the PLC directory URL must not have a query or fragment".into(),
             ));
         }
-        if config.timeout.is_zero() {
-            return Err(NetworkError::InvalidConfig(
-                "the timeout must be positive".into(),
-            ));
-        }
-        if config.max_bytes == 0 {
-            return Err(NetworkError::InvalidConfig(
-                "the response size limit must be positive".into(),
-            ));
-        }
         if config.positive_ttl > MAX_TTL || config.negative_ttl > MAX_TTL {
             return Err(NetworkError::InvalidConfig(format!(
                 "cache TTLs must be at most {} s",
                 MAX_TTL.as_secs()
             )));
         }
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("stratos/", env!("CARGO_PKG_VERSION")))
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .redirect(Policy::custom(move |attempt| redirect(attempt, allow_http)));
-        for (host, addr) in &config.host_overrides {
-            builder = builder.resolve(host, *addr);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| NetworkError::Client(describe(&e)))?;
+        let fetcher = Fetcher::new(
+            config.timeout,
+            config.max_bytes,
+            allow_http,
+            &config.host_overrides,
+        )?;
         Ok(Self {
-            client,
+            fetcher,
             plc_url: plc.as_str().trim_end_matches('/').to_owned(),
-            max_bytes: config.max_bytes,
             allow_http_for_localhost: allow_http,
             positive_ttl: config.positive_ttl,
             negative_ttl: config.negative_ttl,
@@ -236,7 +213,7 @@ impl HttpIdentityResolver {
     async fn fetch_document(&self, did: &Did, url: Url) -> Result<Option<Value>, NetworkError> {
         let absent = |status: u16| matches!(status, 404 | 410);
         let accept = "application/did+ld+json, application/json";
-        let Some(body) = self.fetch(url, accept, absent).await? else {
+        let Some(body) = self.fetcher.fetch(url, accept, absent).await? else {
             return Ok(None);
         };
         let doc: Value = serde_json::from_slice(&body)
@@ -252,56 +229,13 @@ impl HttpIdentityResolver {
         // A host without the well-known file answers some 4xx; timeouts and rate limits are
         // failures to retry, not answers.
         let absent = |status: u16| (400..500).contains(&status) && !matches!(status, 408 | 429);
-        let Some(body) = self.fetch(url, "text/plain", absent).await? else {
+        let Some(body) = self.fetcher.fetch(url, "text/plain", absent).await? else {
             return Ok(None);
         };
         // Anything but a single valid DID means the handle points nowhere.
         Ok(std::str::from_utf8(&body)
             .ok()
             .and_then(|text| Did::parse(text.trim()).ok()))
-    }
-
-    /// The body of a 2xx answer, `None` when `absent(status)`, an error for any other status.
-    async fn fetch(
-        &self,
-        url: Url,
-        accept: &str,
-        absent: impl Fn(u16) -> bool,
-    ) -> Result<Option<Vec<u8>>, NetworkError> {
-        let mut response = self
-            .client
-            .get(url)
-            .header(reqwest::header::ACCEPT, accept)
-            .send()
-            .await
-            .map_err(|e| NetworkError::Http(describe(&e)))?;
-        let status = response.status().as_u16();
-        if absent(status) {
-            return Ok(None);
-        }
-        if !response.status().is_success() {
-            return Err(NetworkError::Status(status));
-        }
-        let too_large = NetworkError::TooLarge(self.max_bytes);
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_bytes as u64)
-        {
-            return Err(too_large);
-        }
-        // Read in chunks so a body without a length still stops at the limit.
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| NetworkError::Http(describe(&e)))?
-        {
-            if body.len() + chunk.len() > self.max_bytes {
-                return Err(too_large);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Some(body))
     }
 
     fn ttl<T>(&self, found: &Option<T>) -> Duration {
@@ -382,6 +316,28 @@ pub fn signing_key(doc: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The `serviceEndpoint` of the document's `#atproto_pds` service (id `#atproto_pds` or
+/// `{doc id}#atproto_pds`): the account's PDS, whose authorization server issues its OAuth
+/// access tokens.
+pub fn pds_endpoint(doc: &Value) -> Option<String> {
+    let full = doc
+        .get("id")
+        .and_then(Value::as_str)
+        .map(|did| format!("{did}#atproto_pds"));
+    doc.get("service")?
+        .as_array()?
+        .iter()
+        .find(|service| {
+            service
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id == "#atproto_pds" || Some(id) == full.as_deref())
+        })?
+        .get("serviceEndpoint")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// The host and port of a hostname-level `did:web` identifier (the part after `did:web:`), or
 /// `None` when atproto does not support it.
 fn did_web_host(id: &str) -> Option<(String, Option<u16>)> {
@@ -408,122 +364,6 @@ fn did_web_host(id: &str) -> Option<(String, Option<u16>)> {
     };
     // The same host names as handles, plus bare `localhost` for development.
     (host == "localhost" || Handle::parse(&host).is_ok()).then_some((host, port))
-}
-
-/// True for host names that can only mean this machine.
-fn is_loopback(host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn scheme_allowed(url: &Url, allow_http_for_localhost: bool) -> bool {
-    match url.scheme() {
-        "https" => true,
-        "http" => allow_http_for_localhost && url.host_str().is_some_and(is_loopback),
-        _ => false,
-    }
-}
-
-/// Follows a few redirects, never to plain HTTP: a redirect must not undo the https-only rule.
-fn redirect(attempt: Attempt<'_>, allow_http_for_localhost: bool) -> reqwest::redirect::Action {
-    if attempt.previous().len() > MAX_REDIRECTS {
-        attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-    } else if scheme_allowed(attempt.url(), allow_http_for_localhost) {
-        attempt.follow()
-    } else {
-        let scheme = attempt.url().scheme().to_owned();
-        attempt.error(format!("refused a redirect to a {scheme}:// URL"))
-    }
-}
-
-/// The error and its causes.
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A bounded map of answers that expire. The lock is only held for map operations, never
-/// across a fetch.
-struct TtlCache<V> {
-    entries: Mutex<HashMap<String, Entry<V>>>,
-    capacity: usize,
-}
-
-struct Entry<V> {
-    value: V,
-    expires: Instant,
-}
-
-impl<V: Clone> TtlCache<V> {
-    fn new(capacity: usize) -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-            capacity,
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<V> {
-        let now = Instant::now();
-        let mut entries = lock(&self.entries);
-        match entries.get(key) {
-            Some(entry) if entry.expires > now => Some(entry.value.clone()),
-            Some(_) => {
-                entries.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn insert(&self, key: String, value: V, ttl: Duration) {
-        if self.capacity == 0 || ttl.is_zero() {
-            return;
-        }
-        let now = Instant::now();
-        // TTLs are bounded by MAX_TTL at construction, so this only fails on a broken clock.
-        let Some(expires) = now.checked_add(ttl) else {
-            return;
-        };
-        let mut entries = lock(&self.entries);
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            entries.retain(|_, entry| entry.expires > now);
-            // Evicting what expires soonest drops negative answers before positive ones, so a
-            // flood of lookups for DIDs that do not exist cannot push out the hot, real ones.
-            if entries.len() >= self.capacity
-                && let Some(soonest) = entries
-                    .iter()
-                    .min_by_key(|(_, entry)| entry.expires)
-                    .map(|(key, _)| key.clone())
-            {
-                entries.remove(&soonest);
-            }
-        }
-        entries.insert(key, Entry { value, expires });
-    }
-
-    fn remove(&self, key: &str) {
-        lock(&self.entries).remove(key);
-    }
-
-    fn len(&self) -> usize {
-        lock(&self.entries).len()
-    }
 }
 
 #[cfg(test)]

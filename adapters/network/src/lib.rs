@@ -3,13 +3,19 @@
 //! - [`allow_list::HttpAllowList`]: the external enrollment allow-list, fetched from a URI and
 //!   refreshed in the background.
 //! - [`identity::HttpIdentityResolver`]: DID documents (`did:plc`, `did:web`) and handles over
-//!   HTTPS, cached in memory; [`identity::signing_key`] picks the `#atproto` key of a document.
+//!   HTTPS, cached in memory; [`identity::signing_key`] picks the `#atproto` key of a document
+//!   and [`identity::pds_endpoint`] its `#atproto_pds` service.
+//! - [`oauth::HttpAuthorizationServers`]: the keys of the OAuth authorization server of an
+//!   account's PDS, discovered through the PDS's metadata and cached.
 
 pub mod allow_list;
+mod http;
 pub mod identity;
+pub mod oauth;
 
 pub use allow_list::{AllowListConfig, AllowListStatus, FetchReport, HttpAllowList, Mirror};
-pub use identity::{HttpIdentityResolver, IdentityConfig, signing_key};
+pub use identity::{HttpIdentityResolver, IdentityConfig, pds_endpoint, signing_key};
+pub use oauth::{AuthServerConfig, HttpAuthorizationServers};
 
 /// Failures of this crate's adapters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,9 +12,11 @@ mod service;
 
 use std::time::Duration;
 
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::sqlx::{self, ConnectOptions as _, Connection as _};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, QueryResult,
-    Statement, Value,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, RuntimeErr,
+    SqlxPostgresConnector, Statement, Value,
 };
 use sha2::{Digest, Sha256};
 use stratos_ports::repo_store::RepoStoreError;
@@ -41,9 +43,18 @@ pub enum PostgresError {
     /// A commit disagrees with the stored record index.
     #[error("record index out of step: {0}")]
     IndexMismatch(String),
+    /// A commit references a blob the actor has not uploaded (or one released meanwhile).
+    #[error("blob not found: {0}")]
+    BlobMissing(String),
     /// Stored data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for PostgresError {
+    fn from(e: sqlx::Error) -> Self {
+        PostgresError::Db(DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(e))))
+    }
 }
 
 impl From<stratos_ports::storage_codec::CodecError> for PostgresError {
@@ -58,6 +69,7 @@ pub(crate) fn repo_err(e: PostgresError) -> RepoStoreError {
         PostgresError::Conflict => RepoStoreError::Conflict(String::new()),
         PostgresError::IndexMismatch(m) => RepoStoreError::IndexMismatch(m),
         PostgresError::Corrupt(m) => RepoStoreError::Corrupt(m),
+        PostgresError::BlobMissing(cid) => RepoStoreError::BlobMissing(cid),
         other => RepoStoreError::Backend(other.to_string()),
     }
 }
@@ -100,6 +112,11 @@ impl Schemas {
         let hash = Sha256::digest(did.as_bytes());
         let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
         format!("\"{}actor_{hex}\"", self.prefix)
+    }
+
+    /// A `LIKE` pattern matching every actor schema of this prefix.
+    pub(crate) fn actor_pattern(&self) -> String {
+        format!("{}actor\\_%", self.prefix)
     }
 
     /// The bare (unquoted) name, for catalog lookups.
@@ -154,6 +171,33 @@ impl Row for QueryResult {
     }
 }
 
+/// A connection idle for longer than this is pinged before it is handed out (a connection in
+/// steady use is not: the ping would be one more round trip per transaction).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(5);
+
+/// The pool: sqlx's, built here so the adapter can run its hot transactions on it directly
+/// (see [`repo`]), and shared with sea-orm for everything else.
+async fn connect_pool(config: &PostgresConfig) -> Result<sqlx::PgPool, PostgresError> {
+    let options: PgConnectOptions = config.url.parse()?;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.pool_size.max(1))
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .idle_timeout(Duration::from_secs(20))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_with(options.disable_statement_logging())
+        .await?;
+    Ok(pool)
+}
+
 /// Every port this adapter implements, over one pool.
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
@@ -177,24 +221,22 @@ impl PostgresStorage {
         if !valid_prefix(&config.schema_prefix) {
             return Err(PostgresError::BadPrefix(config.schema_prefix.clone()));
         }
-        let mut opts = ConnectOptions::new(config.url.clone());
-        opts.max_connections(config.pool_size.max(1))
-            .min_connections(1)
-            .connect_timeout(Duration::from_secs(10))
-            .idle_timeout(Duration::from_secs(20))
-            .sqlx_logging(false);
-        let db = Database::connect(opts).await?;
+        let pool = connect_pool(config).await?;
+        let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
         let schemas = Schemas {
             prefix: config.schema_prefix.clone(),
         };
         for sql in service::schema_ddl(&schemas.service()) {
             db.execute_unprepared(&sql).await?;
         }
+        repo::upgrade_actor_schemas(&db, &schemas).await?;
         Ok(Self {
             repos: PostgresRepoStore {
                 db: db.clone(),
+                pool,
                 schemas: schemas.clone(),
                 known: Default::default(),
+                outbox_sql: repo::outbox_insert(&schemas.service()),
             },
             enrollments: PostgresEnrollmentStore {
                 db: db.clone(),

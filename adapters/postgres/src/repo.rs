@@ -1,9 +1,11 @@
 //! Per-actor repositories, one schema per actor.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use sea_orm::sqlx::postgres::PgArguments;
+use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Row as _};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
 use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
@@ -11,8 +13,8 @@ use stratos_domain::boundary::ReadFilter;
 use stratos_domain::repo::RepoHead;
 use stratos_domain::syntax::{Did, Tid};
 use stratos_ports::repo_store::{
-    CommitUnit, IndexChange, ListQuery, RepoResult, RepoStore, RepoStoreError, SeqEvent,
-    StoredRecord,
+    BlobListQuery, BlobReference, CommitUnit, IndexChange, ListQuery, ReleasedBlob, RepoResult,
+    RepoStore, RepoStoreError, SeqEvent, StoredBlob, StoredRecord,
 };
 use stratos_ports::storage_codec::{cid_from_bytes, decode_ops, encode_item, encode_ops};
 
@@ -41,16 +43,84 @@ fn actor_ddl(s: &str) -> Vec<String> {
              commit_cid BYTEA NOT NULL, time TEXT NOT NULL, ops BYTEA NOT NULL)"
         ),
     ]
+    .into_iter()
+    .chain(blob_ddl(s))
+    .collect()
+}
+
+/// Blob tracking: `blob` holds uploads (`temp_key` set) and permanent blobs; `released` marks a
+/// permanent blob whose last referencing record went away, until `release_blobs` hands it out.
+/// `record_blob` links records to the blobs they reference, with the revision of the commit that
+/// wrote the link. CIDs are their canonical strings, the order `listBlobs` pages in (`COLLATE
+/// "C"`: byte order, whatever the database's collation).
+fn blob_ddl(s: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.blob (cid TEXT COLLATE \"C\" PRIMARY KEY, \
+             mime_type TEXT NOT NULL, size BIGINT NOT NULL, temp_key TEXT, \
+             created_ms BIGINT NOT NULL, released BOOLEAN NOT NULL DEFAULT FALSE)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.record_blob (cid TEXT COLLATE \"C\" NOT NULL, \
+             collection TEXT NOT NULL, rkey TEXT NOT NULL, rev TEXT COLLATE \"C\" NOT NULL, \
+             PRIMARY KEY (cid, collection, rkey))"
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS record_blob_path ON {s}.record_blob (collection, rkey)"
+        ),
+    ]
+}
+
+/// Adds the blob tables to actor schemas created before blob tracking (run at connect).
+pub(crate) async fn upgrade_actor_schemas(
+    db: &DatabaseConnection,
+    schemas: &Schemas,
+) -> Result<(), PostgresError> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT n.nspname FROM pg_namespace n WHERE n.nspname LIKE $1 AND NOT EXISTS \
+             (SELECT 1 FROM pg_tables t WHERE t.schemaname = n.nspname \
+             AND t.tablename = 'record_blob')",
+            vec![schemas.actor_pattern().into()],
+        ))
+        .await?;
+    for row in rows {
+        let name = row.text(0)?;
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let txn = db.begin().await?;
+        for sql in blob_ddl(&format!("\"{name}\"")) {
+            txn.execute_unprepared(&sql).await?;
+        }
+        txn.commit().await?;
+    }
+    Ok(())
 }
 
 /// [`RepoStore`] over PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PostgresRepoStore {
     pub(crate) db: DatabaseConnection,
+    /// The same pool as `db`, for the commit transaction (sqlx directly: a custom `BEGIN` and
+    /// array parameters).
+    pub(crate) pool: sqlx::PgPool,
     pub(crate) schemas: Schemas,
     /// Actors known to have a schema (positive answers only; cleared on destroy by this
     /// process). Spares one catalog query per operation.
     pub(crate) known: Arc<Mutex<HashSet<String>>>,
+    /// The commit's outbox insert (the service schema is fixed per deployment, so the text is
+    /// constant).
+    pub(crate) outbox_sql: Arc<str>,
+}
+
+/// The commit's outbox insert for a service schema: one row per item, in order.
+pub(crate) fn outbox_insert(service: &str) -> Arc<str> {
+    format!(
+        "INSERT INTO {service}.outbox (did, item, due_ms) \
+         SELECT $1, i.item, 0 FROM unnest($2::bytea[]) WITH ORDINALITY AS i(item, n) ORDER BY i.n"
+    )
+    .into()
 }
 
 fn blob(cid: &Cid) -> Value {
@@ -99,6 +169,21 @@ impl PostgresRepoStore {
         Ok(found)
     }
 
+    /// Opens a transaction scoped to the actor's schema: `BEGIN` and `SET LOCAL search_path` go
+    /// in one round trip (one simple query), and the path reverts at commit or rollback, so the
+    /// pooled connection carries nothing over. `schema` is one of [`Schemas::actor`]'s quoted
+    /// names (validated prefix and hex digits only). PostgreSQL re-plans a cached statement
+    /// when `search_path` differs from its last use, so a plan never resolves to another
+    /// actor's tables.
+    async fn begin(&self, schema: &str) -> Result<Tx, PostgresError> {
+        Ok(self
+            .pool
+            .begin_with(AssertSqlSafe(format!(
+                "BEGIN; SET LOCAL search_path TO {schema}"
+            )))
+            .await?)
+    }
+
     async fn require(&self, did: &Did) -> Result<String, PostgresError> {
         if self.exists(did).await? {
             Ok(self.schemas.actor(did.as_str()))
@@ -122,74 +207,78 @@ impl PostgresRepoStore {
     }
 }
 
-async fn apply<C: ConnectionTrait>(
-    txn: &C,
-    s: &str,
-    service: &str,
+/// The actor transaction's connection: every statement in it names tables unqualified, resolved
+/// through the transaction's `search_path` (see [`PostgresRepoStore::begin`]).
+type Tx = sqlx::Transaction<'static, Postgres>;
+
+/// A statement of constant text (no schema name in it), so the connection's prepared-statement
+/// cache holds one entry per statement kind whatever the number of actors. Variable-length
+/// inputs travel as arrays (`unnest`, `= ANY`), never as a variable number of placeholders.
+fn q(sql: &'static str) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+    sqlx::query(sql)
+}
+
+fn cid_bytes<'a>(cids: impl IntoIterator<Item = &'a Cid>) -> Vec<Vec<u8>> {
+    cids.into_iter().map(Cid::to_bytes).collect()
+}
+
+async fn apply(
+    tx: &mut Tx,
+    outbox_sql: &Arc<str>,
     did: &Did,
     unit: &CommitUnit,
 ) -> Result<u64, PostgresError> {
     // Compare-and-swap first: the row lock orders concurrent writers, and the loser re-checks
     // the condition after the winner commits.
-    let head = vec![
-        blob(&unit.head.commit),
-        unit.head.rev.to_string().into(),
-        blob(&unit.head.data),
-    ];
+    let rev = unit.head.rev.to_string();
     let swapped = match &unit.prev {
-        Some(prev) => {
-            let mut values = head;
-            values.push(blob(prev));
-            txn.execute_raw(stmt(
-                &format!(
-                    "UPDATE {s}.repo_root SET commit_cid = $1, rev = $2, data_cid = $3 \
-                     WHERE id = 1 AND commit_cid = $4"
-                ),
-                values,
-            ))
-            .await?
-            .rows_affected()
-        }
-        None => txn
-            .execute_raw(stmt(
-                &format!(
-                    "INSERT INTO {s}.repo_root (id, commit_cid, rev, data_cid) VALUES (1, $1, $2, $3) \
-                     ON CONFLICT (id) DO NOTHING"
-                ),
-                head,
-            ))
-            .await?
-            .rows_affected(),
-    };
+        Some(prev) => q(
+            "UPDATE repo_root SET commit_cid = $1, rev = $2, data_cid = $3 \
+                         WHERE id = 1 AND commit_cid = $4",
+        )
+        .bind(unit.head.commit.to_bytes())
+        .bind(&rev)
+        .bind(unit.head.data.to_bytes())
+        .bind(prev.to_bytes()),
+        None => q(
+            "INSERT INTO repo_root (id, commit_cid, rev, data_cid) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(unit.head.commit.to_bytes())
+        .bind(&rev)
+        .bind(unit.head.data.to_bytes()),
+    }
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     if swapped != 1 {
         return Err(PostgresError::Conflict);
     }
 
-    let blocks: Vec<(&Cid, &[u8])> = unit.new_blocks.iter().collect();
-    for chunk in blocks.chunks(INSERT_BATCH) {
-        let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-            .collect();
-        let sql = format!(
-            "INSERT INTO {s}.block (cid, content) VALUES {} ON CONFLICT (cid) DO NOTHING",
-            tuples.join(", ")
-        );
-        let values = chunk
+    if !unit.new_blocks.is_empty() {
+        let (cids, contents): (Vec<Vec<u8>>, Vec<&[u8]>) = unit
+            .new_blocks
             .iter()
-            .flat_map(|(c, b)| [blob(c), Value::from(b.to_vec())])
-            .collect();
-        txn.execute_raw(stmt(&sql, values)).await?;
+            .map(|(c, b)| (c.to_bytes(), b))
+            .unzip();
+        q(
+            "INSERT INTO block (cid, content) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+           ON CONFLICT (cid) DO NOTHING",
+        )
+        .bind(cids)
+        .bind(contents)
+        .execute(&mut **tx)
+        .await?;
     }
-    for chunk in unit.removed_blocks.chunks(INSERT_BATCH) {
-        let sql = format!(
-            "DELETE FROM {s}.block WHERE cid IN ({})",
-            params(1, chunk.len())
-        );
-        txn.execute_raw(stmt(&sql, chunk.iter().map(blob).collect()))
+    if !unit.removed_blocks.is_empty() {
+        q("DELETE FROM block WHERE cid = ANY($1::bytea[])")
+            .bind(cid_bytes(&unit.removed_blocks))
+            .execute(&mut **tx)
             .await?;
     }
 
-    let mut puts = Vec::new();
+    let mut puts = Puts::default();
+    let mut deletes: Vec<(&str, &str)> = Vec::new();
     for change in &unit.index {
         match change {
             IndexChange::Put {
@@ -197,13 +286,12 @@ async fn apply<C: ConnectionTrait>(
                 rkey,
                 cid,
                 boundaries,
+                ..
             } => {
                 if !unit.new_blocks.contains(cid) {
-                    let known = txn
-                        .query_one_raw(stmt(
-                            &format!("SELECT 1 FROM {s}.block WHERE cid = $1"),
-                            vec![blob(cid)],
-                        ))
+                    let known = q("SELECT 1 FROM block WHERE cid = $1")
+                        .bind(cid.to_bytes())
+                        .fetch_optional(&mut **tx)
                         .await?
                         .is_some();
                     if !known {
@@ -212,79 +300,200 @@ async fn apply<C: ConnectionTrait>(
                         )));
                     }
                 }
-                puts.push(vec![
-                    Value::from(collection.clone()),
-                    rkey.clone().into(),
-                    blob(cid),
-                    joined(boundaries),
-                ]);
+                puts.collections.push(collection);
+                puts.rkeys.push(rkey);
+                puts.cids.push(cid.to_bytes());
+                puts.boundaries.push(boundaries.join("\n"));
             }
-            IndexChange::Delete { collection, rkey } => {
-                let n = txn
-                    .execute_raw(stmt(
-                        &format!("DELETE FROM {s}.record WHERE collection = $1 AND rkey = $2"),
-                        vec![collection.clone().into(), rkey.clone().into()],
-                    ))
-                    .await?
-                    .rows_affected();
-                if n != 1 {
-                    return Err(PostgresError::IndexMismatch(format!(
-                        "delete of missing record {collection}/{rkey}"
-                    )));
-                }
-            }
+            IndexChange::Delete { collection, rkey } => deletes.push((collection, rkey)),
         }
     }
-    for chunk in puts.chunks(INSERT_BATCH) {
-        let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = 4 * i;
-                format!(
-                    "(${}, ${}, ${}, {BOUNDARIES_IN}(${}, E'\\n'))",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO {s}.record (collection, rkey, cid, boundaries) VALUES {} \
-             ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, \
-             boundaries = excluded.boundaries",
-            tuples.join(", ")
-        );
-        txn.execute_raw(stmt(&sql, chunk.iter().flatten().cloned().collect()))
-            .await?;
+    if !deletes.is_empty() {
+        let (collections, rkeys): (Vec<&str>, Vec<&str>) = deletes.iter().copied().unzip();
+        let gone: HashSet<(String, String)> = q("DELETE FROM record r \
+             USING unnest($1::text[], $2::text[]) AS d(collection, rkey) \
+             WHERE r.collection = d.collection AND r.rkey = d.rkey \
+             RETURNING r.collection, r.rkey")
+        .bind(collections)
+        .bind(rkeys)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+        if let Some((collection, rkey)) = deletes
+            .iter()
+            .find(|(c, r)| !gone.contains(&((*c).to_owned(), (*r).to_owned())))
+        {
+            return Err(PostgresError::IndexMismatch(format!(
+                "delete of missing record {collection}/{rkey}"
+            )));
+        }
     }
+    if !puts.cids.is_empty() {
+        q("INSERT INTO record (collection, rkey, cid, boundaries) \
+           SELECT p.collection, p.rkey, p.cid, string_to_array(p.boundaries, E'\\n') \
+           FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) \
+           AS p(collection, rkey, cid, boundaries) \
+           ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, \
+           boundaries = excluded.boundaries")
+        .bind(puts.collections)
+        .bind(puts.rkeys)
+        .bind(puts.cids)
+        .bind(puts.boundaries)
+        .execute(&mut **tx)
+        .await?;
+    }
+    apply_blob_links(tx, unit, &rev).await?;
 
     let mut seq = 0;
     if let Some(event) = &unit.event {
-        let row = txn
-            .query_one_raw(stmt(
-                &format!(
-                    "INSERT INTO {s}.event (rev, commit_cid, time, ops) VALUES ($1, $2, $3, $4) \
-                     RETURNING seq"
-                ),
-                vec![
-                    event.rev.clone().into(),
-                    blob(&event.commit),
-                    event.time.clone().into(),
-                    encode_ops(&event.ops).into(),
-                ],
-            ))
-            .await?
-            .ok_or_else(|| PostgresError::Corrupt("no sequence number returned".into()))?;
-        seq = u64::try_from(row.int(0)?).unwrap_or(0);
-    }
-    for item in &unit.outbox {
-        txn.execute_raw(stmt(
-            &format!("INSERT INTO {service}.outbox (did, item, due_ms) VALUES ($1, $2, 0)"),
-            vec![did.as_str().into(), encode_item(item).into()],
-        ))
+        let row = q(
+            "INSERT INTO event (rev, commit_cid, time, ops) VALUES ($1, $2, $3, $4) \
+                     RETURNING seq",
+        )
+        .bind(&event.rev)
+        .bind(event.commit.to_bytes())
+        .bind(&event.time)
+        .bind(encode_ops(&event.ops))
+        .fetch_one(&mut **tx)
         .await?;
+        seq = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+    }
+    if !unit.outbox.is_empty() {
+        let items: Vec<Vec<u8>> = unit.outbox.iter().map(encode_item).collect();
+        sqlx::query(AssertSqlSafe(outbox_sql.clone()))
+            .bind(did.as_str())
+            .bind(items)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(seq)
+}
+
+/// The record rows a unit puts, column by column (one array parameter each).
+#[derive(Default)]
+struct Puts<'a> {
+    collections: Vec<&'a str>,
+    rkeys: Vec<&'a str>,
+    cids: Vec<Vec<u8>>,
+    boundaries: Vec<String>,
+}
+
+/// The blob side of a unit: the links of updated and deleted paths go, the puts' links come, the
+/// puts' blobs become permanent (each must be tracked and live, or nothing of the unit applies),
+/// and a blob whose last link went is released. A unit of creates without blobs runs no
+/// statement here.
+async fn apply_blob_links(tx: &mut Tx, unit: &CommitUnit, rev: &str) -> Result<(), PostgresError> {
+    // Created paths have no links yet (without an event every touched path is cleared).
+    let created: HashSet<&str> = unit
+        .event
+        .iter()
+        .flat_map(|e| e.ops.iter())
+        .filter(|op| op.action == "create")
+        .map(|op| op.path.as_str())
+        .collect();
+    let mut stale: (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let mut wanted = BTreeSet::new();
+    let mut links: (Vec<String>, Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new(), Vec::new());
+    for change in &unit.index {
+        let (collection, rkey) = match change {
+            IndexChange::Put {
+                collection,
+                rkey,
+                blobs,
+                ..
+            } => {
+                for cid in blobs {
+                    let c = cid.to_string();
+                    wanted.insert(c.clone());
+                    links.0.push(c);
+                    links.1.push(collection);
+                    links.2.push(rkey);
+                }
+                (collection, rkey)
+            }
+            IndexChange::Delete { collection, rkey } => (collection, rkey),
+        };
+        if !created.contains(format!("{collection}/{rkey}").as_str()) {
+            stale.0.push(collection);
+            stale.1.push(rkey);
+        }
+    }
+    let mut lost = BTreeSet::new();
+    if !stale.0.is_empty() {
+        let rows = q("DELETE FROM record_blob rb \
+                      USING unnest($1::text[], $2::text[]) AS d(collection, rkey) \
+                      WHERE rb.collection = d.collection AND rb.rkey = d.rkey RETURNING rb.cid")
+        .bind(stale.0)
+        .bind(stale.1)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            lost.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    if !wanted.is_empty() {
+        let wanted: Vec<String> = wanted.into_iter().collect();
+        let updated =
+            q("UPDATE blob SET temp_key = NULL WHERE NOT released AND cid = ANY($1::text[])")
+                .bind(&wanted)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+        if usize::try_from(updated).unwrap_or(0) != wanted.len() {
+            let found: HashSet<String> =
+                q("SELECT cid FROM blob WHERE NOT released AND cid = ANY($1::text[])")
+                    .bind(&wanted)
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<_, _>>()?;
+            let missing = wanted
+                .iter()
+                .find(|c| !found.contains(*c))
+                .cloned()
+                .unwrap_or_default();
+            return Err(PostgresError::BlobMissing(missing));
+        }
+    }
+    if !links.0.is_empty() {
+        q("INSERT INTO record_blob (cid, collection, rkey, rev) \
+           SELECT l.cid, l.collection, l.rkey, $4 \
+           FROM unnest($1::text[], $2::text[], $3::text[]) AS l(cid, collection, rkey) \
+           ON CONFLICT (cid, collection, rkey) DO UPDATE SET rev = excluded.rev")
+        .bind(links.0)
+        .bind(links.1)
+        .bind(links.2)
+        .bind(rev)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !lost.is_empty() {
+        let lost: Vec<String> = lost.into_iter().collect();
+        q(
+            "UPDATE blob b SET released = TRUE WHERE b.cid = ANY($1::text[]) AND NOT EXISTS \
+           (SELECT 1 FROM record_blob rb WHERE rb.cid = b.cid)",
+        )
+        .bind(lost)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+const BLOB_COLUMNS: &str = "cid, mime_type, size, temp_key, created_ms";
+
+fn blob_row(row: &sea_orm::QueryResult) -> Result<StoredBlob, PostgresError> {
+    Ok(StoredBlob {
+        cid: stratos_domain::cid::parse(&row.text(0)?)
+            .map_err(|e| PostgresError::Corrupt(e.to_string()))?,
+        mime_type: row.text(1)?,
+        size: u64::try_from(row.int(2)?).map_err(|_| PostgresError::Corrupt("blob size".into()))?,
+        temp_key: row.opt_text(3)?,
+        created_ms: row.int(4)?,
+    })
 }
 
 #[async_trait]
@@ -368,15 +577,18 @@ impl RepoStore for PostgresRepoStore {
 
     async fn apply_commit(&self, did: &Did, unit: CommitUnit) -> RepoResult<u64> {
         let s = self.require(did).await.map_err(repo_err)?;
-        let service = self.schemas.service();
-        let txn = self.db.begin().await.map_err(db_err)?;
-        match apply(&txn, &s, &service, did, &unit).await {
+        let mut tx = self.begin(&s).await.map_err(repo_err)?;
+        match apply(&mut tx, &self.outbox_sql, did, &unit).await {
             Ok(seq) => {
-                txn.commit().await.map_err(db_err)?;
+                tx.commit()
+                    .await
+                    .map_err(|e| repo_err(PostgresError::from(e)))?;
                 Ok(seq)
             }
             Err(e) => {
-                txn.rollback().await.map_err(db_err)?;
+                tx.rollback()
+                    .await
+                    .map_err(|e| repo_err(PostgresError::from(e)))?;
                 Err(match e {
                     PostgresError::Conflict => RepoStoreError::Conflict(did.to_string()),
                     other => repo_err(other),
@@ -525,5 +737,154 @@ impl RepoStore for PostgresRepoStore {
             out.insert(cid, row.bytes(1).map_err(db_err)?);
         }
         Ok(out)
+    }
+
+    async fn track_blob(&self, did: &Did, upload: StoredBlob) -> RepoResult<Option<StoredBlob>> {
+        let s = self.require(did).await.map_err(repo_err)?;
+        // One statement: insert, or revive a released row; a live row stays as it is.
+        let inserted = self
+            .db
+            .execute_raw(stmt(
+                &format!(
+                    "INSERT INTO {s}.blob AS b ({BLOB_COLUMNS}, released) \
+                     VALUES ($1, $2, $3, $4, $5, FALSE) \
+                     ON CONFLICT (cid) DO UPDATE SET mime_type = excluded.mime_type, \
+                     size = excluded.size, temp_key = excluded.temp_key, \
+                     created_ms = excluded.created_ms, released = FALSE WHERE b.released"
+                ),
+                vec![
+                    upload.cid.to_string().into(),
+                    upload.mime_type.clone().into(),
+                    i64::try_from(upload.size).unwrap_or(i64::MAX).into(),
+                    upload.temp_key.clone().into(),
+                    upload.created_ms.into(),
+                ],
+            ))
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.blob(did, &upload.cid).await
+    }
+
+    async fn blob(&self, did: &Did, cid: &Cid) -> RepoResult<Option<StoredBlob>> {
+        let s = self.require(did).await.map_err(repo_err)?;
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                &format!("SELECT {BLOB_COLUMNS} FROM {s}.blob WHERE cid = $1 AND NOT released"),
+                vec![cid.to_string().into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        row.map(|r| blob_row(&r)).transpose().map_err(repo_err)
+    }
+
+    async fn records_referencing_blob(
+        &self,
+        did: &Did,
+        cid: &Cid,
+    ) -> RepoResult<Vec<BlobReference>> {
+        let s = self.require(did).await.map_err(repo_err)?;
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                &format!(
+                    "SELECT rb.collection, rb.rkey, array_to_string(r.boundaries, E'\\n') \
+                     FROM {s}.record_blob rb JOIN {s}.record r \
+                     ON r.collection = rb.collection AND r.rkey = rb.rkey \
+                     WHERE rb.cid = $1 ORDER BY rb.collection, rb.rkey"
+                ),
+                vec![cid.to_string().into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        let parse = |row: &sea_orm::QueryResult| -> Result<BlobReference, PostgresError> {
+            Ok(BlobReference {
+                collection: row.text(0)?,
+                rkey: row.text(1)?,
+                boundaries: split(&row.text(2)?),
+            })
+        };
+        rows.iter()
+            .map(parse)
+            .collect::<Result<_, _>>()
+            .map_err(repo_err)
+    }
+
+    async fn list_blobs(&self, did: &Did, query: &BlobListQuery) -> RepoResult<Vec<Cid>> {
+        let s = self.require(did).await.map_err(repo_err)?;
+        let mut sql = format!("SELECT DISTINCT rb.cid FROM {s}.record_blob rb WHERE TRUE");
+        let mut values: Vec<Value> = Vec::new();
+        if let Some(cursor) = &query.cursor {
+            values.push(cursor.clone().into());
+            sql.push_str(&format!(" AND rb.cid > ${}", values.len()));
+        }
+        if let Some(since) = &query.since {
+            values.push(since.clone().into());
+            sql.push_str(&format!(" AND rb.rev > ${}", values.len()));
+        }
+        match &query.filter {
+            ReadFilter::All => {}
+            ReadFilter::Nothing => return Ok(Vec::new()),
+            ReadFilter::AnyOf(set) => {
+                if set.is_empty() {
+                    return Ok(Vec::new());
+                }
+                values.push(joined(set));
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM {s}.record r WHERE r.collection = rb.collection \
+                     AND r.rkey = rb.rkey AND r.boundaries && {BOUNDARIES_IN}(${}, E'\\n'))",
+                    values.len()
+                ));
+            }
+        }
+        values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
+        sql.push_str(&format!(" ORDER BY rb.cid ASC LIMIT ${}", values.len()));
+        let rows = self
+            .db
+            .query_all_raw(stmt(&sql, values))
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let text = r.text(0).map_err(db_err)?;
+                stratos_domain::cid::parse(&text)
+                    .map_err(|e| RepoStoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    async fn release_blobs(
+        &self,
+        did: &Did,
+        uploads_before_ms: i64,
+    ) -> RepoResult<Vec<ReleasedBlob>> {
+        let s = self.require(did).await.map_err(repo_err)?;
+        // One statement, so a blob is handed out once even with concurrent callers.
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                &format!(
+                    "DELETE FROM {s}.blob WHERE released \
+                     OR (temp_key IS NOT NULL AND created_ms < $1) RETURNING cid, temp_key"
+                ),
+                vec![uploads_before_ms.into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        let parse = |row: &sea_orm::QueryResult| -> Result<ReleasedBlob, PostgresError> {
+            Ok(ReleasedBlob {
+                cid: stratos_domain::cid::parse(&row.text(0)?)
+                    .map_err(|e| PostgresError::Corrupt(e.to_string()))?,
+                temp_key: row.opt_text(1)?,
+            })
+        };
+        rows.iter()
+            .map(parse)
+            .collect::<Result<_, _>>()
+            .map_err(repo_err)
     }
 }

@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use stratos_domain::crypto::Keypair;
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Datetime, Did};
 use stratos_ports::enrollment_store::{
-    Enrollment, EnrollmentResult, EnrollmentStore, EnrollmentStoreError,
+    Enrollment, EnrollmentAction, EnrollmentEvent, EnrollmentResult, EnrollmentStore,
+    EnrollmentStoreError,
 };
 use stratos_ports::keys::{KeyStoreError, SigningKeyStore};
 use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
@@ -24,6 +25,10 @@ pub(crate) fn schema_ddl(s: &str) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.enrollment_boundary (did TEXT NOT NULL REFERENCES \
              {s}.enrollment (did) ON DELETE CASCADE, boundary TEXT NOT NULL, PRIMARY KEY (did, boundary))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.enrollment_event (seq BIGINT PRIMARY KEY, did TEXT NOT NULL, \
+             action TEXT NOT NULL, time TEXT NOT NULL, boundaries TEXT NOT NULL)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.signing_key (did TEXT PRIMARY KEY, alg TEXT NOT NULL, \
@@ -118,8 +123,44 @@ impl PostgresEnrollmentStore {
             .boundaries_in(&txn, did.as_str())
             .await
             .map_err(enr_err)?;
+        self.append_event(&txn, did.as_str(), EnrollmentAction::Update, &out)
+            .await
+            .map_err(enr_err)?;
         txn.commit().await.map_err(enr_err)?;
         Ok(out)
+    }
+
+    /// Appends one enrollment event inside the caller's transaction. The exclusive table lock
+    /// (held to the commit) serialises appenders, so `MAX + 1` numbers are consecutive and in
+    /// commit order: a reader paging by cursor can never see seq n+1 before seq n. A sequence
+    /// (`BIGSERIAL`) would allow both gaps and out-of-order commits. Enrollment changes are
+    /// rare, so the lock costs nothing that matters.
+    async fn append_event<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        did: &str,
+        action: EnrollmentAction,
+        boundaries: &[String],
+    ) -> Result<(), PostgresError> {
+        let s = &self.schema;
+        conn.execute_unprepared(&format!(
+            "LOCK TABLE {s}.enrollment_event IN EXCLUSIVE MODE"
+        ))
+        .await?;
+        conn.execute_raw(stmt(
+            &format!(
+                "INSERT INTO {s}.enrollment_event (seq, did, action, time, boundaries) \
+                 SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4 FROM {s}.enrollment_event"
+            ),
+            vec![
+                did.into(),
+                action.as_str().into(),
+                now().into(),
+                boundaries.join("\n").into(),
+            ],
+        ))
+        .await?;
+        Ok(())
     }
 
     fn insert_boundaries_sql(&self, n: usize) -> String {
@@ -130,6 +171,31 @@ impl PostgresEnrollmentStore {
             tuples.join(", ")
         )
     }
+}
+
+fn now() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Datetime::from_unix_millis(ms).to_string()
+}
+
+fn to_event(r: &sea_orm::QueryResult) -> Result<EnrollmentEvent, PostgresError> {
+    let action = r.text(2)?;
+    let boundaries = r.text(4)?;
+    Ok(EnrollmentEvent {
+        seq: u64::try_from(r.int(0)?).unwrap_or(0),
+        did: r.text(1)?,
+        action: EnrollmentAction::parse(&action)
+            .ok_or_else(|| PostgresError::Corrupt(format!("enrollment event action {action:?}")))?,
+        time: r.text(3)?,
+        boundaries: boundaries
+            .split('\n')
+            .filter(|b| !b.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 fn to_enrollment(r: &sea_orm::QueryResult) -> Result<Enrollment, PostgresError> {
@@ -153,6 +219,16 @@ impl EnrollmentStore for PostgresEnrollmentStore {
     async fn enroll(&self, e: &Enrollment) -> EnrollmentResult<()> {
         let s = &self.schema;
         let txn = self.db.begin().await.map_err(enr_err)?;
+        // Row-locks an existing enrollment, so two concurrent enrolls of one account log
+        // exactly one `enroll`.
+        let existed = txn
+            .query_one_raw(stmt(
+                &format!("SELECT 1 FROM {s}.enrollment WHERE did = $1 FOR UPDATE"),
+                vec![e.did.clone().into()],
+            ))
+            .await
+            .map_err(enr_err)?
+            .is_some();
         txn.execute_raw(stmt(
             &format!(
                 "INSERT INTO {s}.enrollment (did, enrolled_at, pds_endpoint, signing_key, enrollment_rkey) \
@@ -186,6 +262,15 @@ impl EnrollmentStore for PostgresEnrollmentStore {
             .await
             .map_err(enr_err)?;
         }
+        let held = self.boundaries_in(&txn, &e.did).await.map_err(enr_err)?;
+        let action = if existed {
+            EnrollmentAction::Update
+        } else {
+            EnrollmentAction::Enroll
+        };
+        self.append_event(&txn, &e.did, action, &held)
+            .await
+            .map_err(enr_err)?;
         txn.commit().await.map_err(enr_err)
     }
 
@@ -269,8 +354,8 @@ impl EnrollmentStore for PostgresEnrollmentStore {
     }
 
     async fn unenroll(&self, did: &Did) -> EnrollmentResult<bool> {
-        let n = self
-            .db
+        let txn = self.db.begin().await.map_err(enr_err)?;
+        let n = txn
             .execute_raw(stmt(
                 &format!("DELETE FROM {}.enrollment WHERE did = $1", self.schema),
                 vec![did.as_str().into()],
@@ -278,6 +363,12 @@ impl EnrollmentStore for PostgresEnrollmentStore {
             .await
             .map_err(enr_err)?
             .rows_affected();
+        if n > 0 {
+            self.append_event(&txn, did.as_str(), EnrollmentAction::Unenroll, &[])
+                .await
+                .map_err(enr_err)?;
+        }
+        txn.commit().await.map_err(enr_err)?;
         Ok(n > 0)
     }
 
@@ -297,6 +388,68 @@ impl EnrollmentStore for PostgresEnrollmentStore {
             .map(to_enrollment)
             .collect::<Result<_, _>>()
             .map_err(enr_err)
+    }
+
+    async fn events_after(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> EnrollmentResult<Vec<EnrollmentEvent>> {
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                &format!(
+                    "SELECT seq, did, action, time, boundaries FROM {}.enrollment_event \
+                     WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    self.schema
+                ),
+                vec![
+                    i64::try_from(cursor).unwrap_or(i64::MAX).into(),
+                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                ],
+            ))
+            .await
+            .map_err(enr_err)?;
+        rows.iter()
+            .map(to_event)
+            .collect::<Result<_, _>>()
+            .map_err(enr_err)
+    }
+
+    async fn latest_event_seq(&self) -> EnrollmentResult<u64> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                &format!(
+                    "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM {}.enrollment_event",
+                    self.schema
+                ),
+                vec![],
+            ))
+            .await
+            .map_err(enr_err)?;
+        let seq = match row {
+            Some(r) => r.int(0).map_err(enr_err)?,
+            None => 0,
+        };
+        Ok(u64::try_from(seq).unwrap_or(0))
+    }
+
+    async fn prune_events(&self, before: u64) -> EnrollmentResult<u64> {
+        let s = &self.schema;
+        let n = self
+            .db
+            .execute_raw(stmt(
+                &format!(
+                    "DELETE FROM {s}.enrollment_event WHERE seq < $1 \
+                     AND seq < (SELECT MAX(seq) FROM {s}.enrollment_event)"
+                ),
+                vec![i64::try_from(before).unwrap_or(i64::MAX).into()],
+            ))
+            .await
+            .map_err(enr_err)?
+            .rows_affected();
+        Ok(n)
     }
 }
 

@@ -136,3 +136,60 @@ async fn records_over_postgres() {
     );
     s.drop_everything().await.unwrap();
 }
+
+/// Actor schemas created before blob tracking get its tables at the next connect.
+#[tokio::test]
+async fn actor_schemas_from_before_blob_tracking_are_upgraded() {
+    use sea_orm::ConnectionTrait as _;
+    use stratos_ports::repo_store::{RepoStore as _, StoredBlob};
+    // `storage()` decides whether the suite runs; this test needs to know its prefix.
+    let Some(probe) = storage().await else { return };
+    probe.drop_everything().await.unwrap();
+    let url = std::env::var("STRATOS_TEST_POSTGRES_URL").unwrap();
+    let prefix = format!("t{:012x}_", OsRng.next_u64() & 0xffff_ffff_ffff);
+    let config = PostgresConfig {
+        url: url.clone(),
+        pool_size: 2,
+        schema_prefix: prefix.clone(),
+    };
+    let s = PostgresStorage::connect(&config).await.unwrap();
+    let rei = stratos_testkit::builders::did("did:plc:rei");
+    s.repos.create_actor(&rei).await.unwrap();
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1",
+            vec![format!("{prefix}actor\\_%").into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let schema: String = row.try_get_by_index(0).unwrap();
+    // Dropping them also proves a new schema had them.
+    for sql in [
+        format!("DROP TABLE \"{schema}\".record_blob"),
+        format!("DROP TABLE \"{schema}\".blob"),
+    ] {
+        db.execute_unprepared(&sql).await.unwrap();
+    }
+    db.close().await.unwrap();
+    let again = PostgresStorage::connect(&config).await.unwrap();
+    let bytes = b"after the upgrade";
+    let upload = StoredBlob {
+        cid: stratos_domain::cid::raw(bytes),
+        mime_type: "image/png".into(),
+        size: bytes.len() as u64,
+        temp_key: Some("0".repeat(32)),
+        created_ms: 1,
+    };
+    assert_eq!(
+        again.repos.track_blob(&rei, upload.clone()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        again.repos.blob(&rei, &upload.cid).await.unwrap(),
+        Some(upload)
+    );
+    again.drop_everything().await.unwrap();
+}

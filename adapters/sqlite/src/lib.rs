@@ -46,6 +46,9 @@ pub enum SqliteError {
     /// A commit disagrees with the stored record index.
     #[error("record index out of step: {0}")]
     IndexMismatch(String),
+    /// A commit references a blob the actor has not uploaded (or one released meanwhile).
+    #[error("blob not found: {0}")]
+    BlobMissing(String),
     /// Stored data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -63,6 +66,7 @@ pub(crate) fn repo_err(e: SqliteError) -> RepoStoreError {
         SqliteError::Conflict => RepoStoreError::Conflict(String::new()),
         SqliteError::IndexMismatch(m) => RepoStoreError::IndexMismatch(m),
         SqliteError::Corrupt(m) => RepoStoreError::Corrupt(m),
+        SqliteError::BlobMissing(cid) => RepoStoreError::BlobMissing(cid),
         other => RepoStoreError::Backend(other.to_string()),
     }
 }

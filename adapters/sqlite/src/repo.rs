@@ -5,7 +5,7 @@
 //! B-tree and only the small index takes random inserts (random CID primary keys cost several
 //! times more per insert; see docs/performance.md).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,8 +18,8 @@ use stratos_domain::boundary::ReadFilter;
 use stratos_domain::repo::RepoHead;
 use stratos_domain::syntax::{Did, Tid};
 use stratos_ports::repo_store::{
-    CommitUnit, IndexChange, ListQuery, RepoResult, RepoStore, RepoStoreError, SeqEvent,
-    StoredRecord,
+    BlobListQuery, BlobReference, CommitUnit, IndexChange, ListQuery, ReleasedBlob, RepoResult,
+    RepoStore, RepoStoreError, SeqEvent, StoredBlob, StoredRecord,
 };
 use tokio::sync::Mutex;
 
@@ -70,6 +70,49 @@ CREATE TABLE IF NOT EXISTS outbox (
     leased_until INTEGER
 )";
 
+/// Blob tracking (schema version 1). `blob` holds uploads (`temp_key` set) and permanent blobs;
+/// `released` marks a permanent blob whose last referencing record went away, until
+/// `release_blobs` hands it out. `record_blob` links records to the blobs they reference, with
+/// the revision of the commit that wrote the link (for `listBlobs?since=`). CIDs are stored as
+/// their canonical strings, the order `listBlobs` pages in.
+const BLOB_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS blob (
+    cid TEXT PRIMARY KEY,
+    mime_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    temp_key TEXT,
+    created_ms INTEGER NOT NULL,
+    released INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record_blob (
+    cid TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    rkey TEXT NOT NULL,
+    rev TEXT NOT NULL,
+    PRIMARY KEY (cid, collection, rkey)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS record_blob_path ON record_blob (collection, rkey)";
+
+/// The actor schema version (`PRAGMA user_version`) this build writes.
+const ACTOR_SCHEMA_VERSION: i64 = 1;
+
+/// Brings an actor database to [`ACTOR_SCHEMA_VERSION`]: databases created before blob
+/// tracking get its tables when first opened.
+async fn upgrade(conn: &DatabaseConnection) -> Result<(), SqliteError> {
+    let version = conn
+        .query_one_raw(stmt("PRAGMA user_version", vec![]))
+        .await?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    if version < ACTOR_SCHEMA_VERSION {
+        db::migrate(conn, BLOB_SCHEMA).await?;
+        conn.execute_unprepared(&format!("PRAGMA user_version = {ACTOR_SCHEMA_VERSION}"))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Rows per multi-row INSERT (well under SQLite's parameter limit).
 const INSERT_BATCH: usize = 200;
 /// Open actor databases kept before one is closed.
@@ -115,6 +158,7 @@ impl ActorDbs {
             return Ok(None);
         }
         let conn = db::open(&file, self.durability).await?;
+        upgrade(&conn).await?;
         if open.len() >= MAX_OPEN
             && let Some(victim) = open.keys().next().cloned()
         {
@@ -137,6 +181,7 @@ impl ActorDbs {
         }
         let conn = db::open(&file, self.durability).await?;
         db::migrate(&conn, ACTOR_SCHEMA).await?;
+        upgrade(&conn).await?;
         self.open.lock().await.insert(did.to_owned(), conn);
         Ok(())
     }
@@ -326,6 +371,7 @@ async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, Sq
                 rkey,
                 cid,
                 boundaries,
+                ..
             } => {
                 puts.push(vec![
                     collection.clone().into(),
@@ -395,6 +441,7 @@ async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, Sq
         boundary_rows,
     )
     .await?;
+    apply_blob_links(txn, unit, &stale).await?;
 
     let mut seq = 0;
     if let Some(event) = &unit.event {
@@ -423,6 +470,130 @@ async fn apply<C: ConnectionTrait>(txn: &C, unit: &CommitUnit) -> Result<u64, Sq
     )
     .await?;
     Ok(seq)
+}
+
+/// The blob side of a unit: the links of replaced and deleted paths (`stale`) go, the puts'
+/// links come, the puts' blobs become permanent (each must be tracked and live, or nothing of
+/// the unit applies), and a blob whose last link went is released. Creates-only units with no
+/// blobs run no statement here.
+async fn apply_blob_links<C: ConnectionTrait>(
+    txn: &C,
+    unit: &CommitUnit,
+    stale: &[(&String, &String, bool)],
+) -> Result<(), SqliteError> {
+    let mut lost = BTreeSet::new();
+    for chunk in stale.chunks(PATH_BATCH) {
+        let sql = format!(
+            "DELETE FROM record_blob WHERE {} RETURNING cid",
+            path_filter(chunk.len())
+        );
+        for row in txn
+            .query_all_raw(stmt(&sql, path_values(chunk.iter())))
+            .await?
+        {
+            lost.insert(row.text(0)?);
+        }
+    }
+    let rev = unit.head.rev.to_string();
+    let mut wanted = BTreeSet::new();
+    let mut links = Vec::new();
+    for change in &unit.index {
+        if let IndexChange::Put {
+            collection,
+            rkey,
+            blobs,
+            ..
+        } = change
+        {
+            for cid in blobs {
+                let c = cid.to_string();
+                wanted.insert(c.clone());
+                links.push(vec![
+                    c.into(),
+                    collection.clone().into(),
+                    rkey.clone().into(),
+                    rev.clone().into(),
+                ]);
+            }
+        }
+    }
+    let wanted: Vec<String> = wanted.into_iter().collect();
+    for chunk in wanted.chunks(INSERT_BATCH) {
+        let values: Vec<Value> = chunk.iter().map(|c| Value::from(c.clone())).collect();
+        let sql = format!(
+            "UPDATE blob SET temp_key = NULL WHERE released = 0 AND cid IN ({})",
+            placeholders(chunk.len())
+        );
+        let updated = txn
+            .execute_raw(stmt(&sql, values.clone()))
+            .await?
+            .rows_affected();
+        if usize::try_from(updated).unwrap_or(0) != chunk.len() {
+            let sql = format!(
+                "SELECT cid FROM blob WHERE released = 0 AND cid IN ({})",
+                placeholders(chunk.len())
+            );
+            let found: HashSet<String> = txn
+                .query_all_raw(stmt(&sql, values))
+                .await?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<_, _>>()?;
+            let missing = chunk
+                .iter()
+                .find(|c| !found.contains(*c))
+                .cloned()
+                .unwrap_or_default();
+            return Err(SqliteError::BlobMissing(missing));
+        }
+    }
+    insert_rows(
+        txn,
+        "INSERT OR REPLACE INTO record_blob (cid, collection, rkey, rev)",
+        4,
+        links,
+    )
+    .await?;
+    let lost: Vec<String> = lost.into_iter().collect();
+    for chunk in lost.chunks(INSERT_BATCH) {
+        let sql = format!(
+            "UPDATE blob SET released = 1 WHERE cid IN ({}) \
+             AND NOT EXISTS (SELECT 1 FROM record_blob rb WHERE rb.cid = blob.cid)",
+            placeholders(chunk.len())
+        );
+        txn.execute_raw(stmt(
+            &sql,
+            chunk.iter().map(|c| Value::from(c.clone())).collect(),
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+fn blob_row(row: &sea_orm::QueryResult) -> Result<StoredBlob, SqliteError> {
+    Ok(StoredBlob {
+        cid: stratos_domain::cid::parse(&row.text(0)?)
+            .map_err(|e| SqliteError::Corrupt(e.to_string()))?,
+        mime_type: row.text(1)?,
+        size: u64::try_from(row.int(2)?).map_err(|_| SqliteError::Corrupt("blob size".into()))?,
+        temp_key: row.opt_text(3)?,
+        created_ms: row.int(4)?,
+    })
+}
+
+const BLOB_COLUMNS: &str = "cid, mime_type, size, temp_key, created_ms";
+
+async fn live_blob<C: ConnectionTrait>(
+    conn: &C,
+    cid: &str,
+) -> Result<Option<StoredBlob>, SqliteError> {
+    let row = conn
+        .query_one_raw(stmt(
+            &format!("SELECT {BLOB_COLUMNS} FROM blob WHERE cid = ? AND released = 0"),
+            vec![cid.into()],
+        ))
+        .await?;
+    row.map(|r| blob_row(&r)).transpose()
 }
 
 #[async_trait]
@@ -618,5 +789,135 @@ impl RepoStore for SqliteRepoStore {
             out.insert(cid, row.bytes(1).map_err(|e| repo_err(e.into()))?);
         }
         Ok(out)
+    }
+
+    async fn track_blob(&self, did: &Did, upload: StoredBlob) -> RepoResult<Option<StoredBlob>> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let txn = conn.begin().await.map_err(|e| repo_err(e.into()))?;
+        let cid = upload.cid.to_string();
+        if let Some(existing) = live_blob(&txn, &cid).await.map_err(repo_err)? {
+            txn.rollback().await.map_err(|e| repo_err(e.into()))?;
+            return Ok(Some(existing));
+        }
+        // Replaces a released row, if any: the new upload brings the same bytes back.
+        txn.execute_raw(stmt(
+            &format!(
+                "INSERT OR REPLACE INTO blob ({BLOB_COLUMNS}, released) VALUES (?, ?, ?, ?, ?, 0)"
+            ),
+            vec![
+                cid.into(),
+                upload.mime_type.clone().into(),
+                i64::try_from(upload.size).unwrap_or(i64::MAX).into(),
+                upload.temp_key.clone().into(),
+                upload.created_ms.into(),
+            ],
+        ))
+        .await
+        .map_err(|e| repo_err(e.into()))?;
+        txn.commit().await.map_err(|e| repo_err(e.into()))?;
+        Ok(None)
+    }
+
+    async fn blob(&self, did: &Did, cid: &Cid) -> RepoResult<Option<StoredBlob>> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        live_blob(&conn, &cid.to_string()).await.map_err(repo_err)
+    }
+
+    async fn records_referencing_blob(
+        &self,
+        did: &Did,
+        cid: &Cid,
+    ) -> RepoResult<Vec<BlobReference>> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let rows = conn
+            .query_all_raw(stmt(
+                "SELECT rb.collection, rb.rkey, r.boundaries FROM record_blob rb \
+                 JOIN record r ON r.collection = rb.collection AND r.rkey = rb.rkey \
+                 WHERE rb.cid = ? ORDER BY rb.collection, rb.rkey",
+                vec![cid.to_string().into()],
+            ))
+            .await
+            .map_err(|e| repo_err(e.into()))?;
+        let parse = |row: &sea_orm::QueryResult| -> Result<BlobReference, SqliteError> {
+            Ok(BlobReference {
+                collection: row.text(0)?,
+                rkey: row.text(1)?,
+                boundaries: split_boundaries(&row.text(2)?),
+            })
+        };
+        rows.iter()
+            .map(parse)
+            .collect::<Result<_, _>>()
+            .map_err(repo_err)
+    }
+
+    async fn list_blobs(&self, did: &Did, query: &BlobListQuery) -> RepoResult<Vec<Cid>> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let mut sql = String::from("SELECT DISTINCT rb.cid FROM record_blob rb WHERE 1 = 1");
+        let mut values: Vec<Value> = Vec::new();
+        if let Some(cursor) = &query.cursor {
+            sql.push_str(" AND rb.cid > ?");
+            values.push(cursor.clone().into());
+        }
+        if let Some(since) = &query.since {
+            sql.push_str(" AND rb.rev > ?");
+            values.push(since.clone().into());
+        }
+        match &query.filter {
+            ReadFilter::All => {}
+            ReadFilter::Nothing => return Ok(Vec::new()),
+            ReadFilter::AnyOf(set) => {
+                if set.is_empty() {
+                    return Ok(Vec::new());
+                }
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM record_boundary x WHERE x.collection = rb.collection \
+                     AND x.rkey = rb.rkey AND x.boundary IN ({}))",
+                    placeholders(set.len())
+                ));
+                values.extend(set.iter().map(|b| Value::from(b.clone())));
+            }
+        }
+        sql.push_str(" ORDER BY rb.cid ASC LIMIT ?");
+        values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
+        let rows = conn
+            .query_all_raw(stmt(&sql, values))
+            .await
+            .map_err(|e| repo_err(e.into()))?;
+        rows.iter()
+            .map(|r| {
+                let text = r.text(0).map_err(|e| repo_err(e.into()))?;
+                stratos_domain::cid::parse(&text)
+                    .map_err(|e| RepoStoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    async fn release_blobs(
+        &self,
+        did: &Did,
+        uploads_before_ms: i64,
+    ) -> RepoResult<Vec<ReleasedBlob>> {
+        let conn = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        // One statement, so a blob is handed out once even with concurrent callers.
+        let rows = conn
+            .query_all_raw(stmt(
+                "DELETE FROM blob WHERE released = 1 \
+                 OR (temp_key IS NOT NULL AND created_ms < ?) RETURNING cid, temp_key",
+                vec![uploads_before_ms.into()],
+            ))
+            .await
+            .map_err(|e| repo_err(e.into()))?;
+        let parse = |row: &sea_orm::QueryResult| -> Result<ReleasedBlob, SqliteError> {
+            Ok(ReleasedBlob {
+                cid: stratos_domain::cid::parse(&row.text(0)?)
+                    .map_err(|e| SqliteError::Corrupt(e.to_string()))?,
+                temp_key: row.opt_text(1)?,
+            })
+        };
+        rows.iter()
+            .map(parse)
+            .collect::<Result<_, _>>()
+            .map_err(repo_err)
     }
 }

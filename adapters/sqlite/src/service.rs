@@ -4,9 +4,10 @@
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use stratos_domain::crypto::Keypair;
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Datetime, Did};
 use stratos_ports::enrollment_store::{
-    Enrollment, EnrollmentResult, EnrollmentStore, EnrollmentStoreError,
+    Enrollment, EnrollmentAction, EnrollmentEvent, EnrollmentResult, EnrollmentStore,
+    EnrollmentStoreError,
 };
 use stratos_ports::keys::{KeyStoreError, SigningKeyStore};
 use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
@@ -28,6 +29,13 @@ CREATE TABLE IF NOT EXISTS enrollment_boundary (
     boundary TEXT NOT NULL,
     PRIMARY KEY (did, boundary)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS enrollment_event (
+    seq INTEGER PRIMARY KEY,
+    did TEXT NOT NULL,
+    action TEXT NOT NULL,
+    time TEXT NOT NULL,
+    boundaries TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS signing_key (
     did TEXT PRIMARY KEY,
     alg TEXT NOT NULL,
@@ -102,6 +110,54 @@ fn row_to_enrollment(
     })
 }
 
+/// Appends one enrollment event inside the caller's transaction. The number is `MAX + 1`:
+/// the service database has one connection, so appends are serialised and numbers are
+/// consecutive in commit order (pruning always keeps the newest row, so none is reused).
+async fn append_event<C: ConnectionTrait>(
+    conn: &C,
+    did: &str,
+    action: EnrollmentAction,
+    boundaries: &[String],
+) -> Result<(), SqliteError> {
+    conn.execute_raw(stmt(
+        "INSERT INTO enrollment_event (seq, did, action, time, boundaries) VALUES \
+         ((SELECT COALESCE(MAX(seq), 0) + 1 FROM enrollment_event), ?, ?, ?, ?)",
+        vec![
+            did.into(),
+            action.as_str().into(),
+            now().into(),
+            boundaries.join("\n").into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+fn now() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Datetime::from_unix_millis(ms).to_string()
+}
+
+fn row_to_event(r: &sea_orm::QueryResult) -> Result<EnrollmentEvent, SqliteError> {
+    let action = r.text(2)?;
+    let boundaries = r.text(4)?;
+    Ok(EnrollmentEvent {
+        seq: u64::try_from(r.int(0)?).unwrap_or(0),
+        did: r.text(1)?,
+        action: EnrollmentAction::parse(&action)
+            .ok_or_else(|| SqliteError::Corrupt(format!("enrollment event action {action:?}")))?,
+        time: r.text(3)?,
+        boundaries: boundaries
+            .split('\n')
+            .filter(|b| !b.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 const SELECT: &str =
     "SELECT did, enrolled_at, pds_endpoint, signing_key, enrollment_rkey FROM enrollment";
 
@@ -137,6 +193,9 @@ impl SqliteEnrollmentStore {
             txn.execute_raw(stmt(sql, values)).await.map_err(enr_err)?;
         }
         let out = boundaries_of(&txn, did.as_str()).await.map_err(enr_err)?;
+        append_event(&txn, did.as_str(), EnrollmentAction::Update, &out)
+            .await
+            .map_err(enr_err)?;
         txn.commit().await.map_err(enr_err)?;
         Ok(out)
     }
@@ -146,6 +205,11 @@ impl SqliteEnrollmentStore {
 impl EnrollmentStore for SqliteEnrollmentStore {
     async fn enroll(&self, e: &Enrollment) -> EnrollmentResult<()> {
         let txn = self.db.begin().await.map_err(enr_err)?;
+        let action = if exists(&txn, &e.did).await.map_err(enr_err)? {
+            EnrollmentAction::Update
+        } else {
+            EnrollmentAction::Enroll
+        };
         txn.execute_raw(stmt(
             "INSERT INTO enrollment (did, enrolled_at, pds_endpoint, signing_key, enrollment_rkey) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (did) DO UPDATE SET enrolled_at = excluded.enrolled_at, \
@@ -175,6 +239,10 @@ impl EnrollmentStore for SqliteEnrollmentStore {
             .await
             .map_err(enr_err)?;
         }
+        let held = boundaries_of(&txn, &e.did).await.map_err(enr_err)?;
+        append_event(&txn, &e.did, action, &held)
+            .await
+            .map_err(enr_err)?;
         txn.commit().await.map_err(enr_err)
     }
 
@@ -244,6 +312,9 @@ impl EnrollmentStore for SqliteEnrollmentStore {
             .map_err(enr_err)?;
         }
         let out = boundaries_of(&txn, did.as_str()).await.map_err(enr_err)?;
+        append_event(&txn, did.as_str(), EnrollmentAction::Update, &out)
+            .await
+            .map_err(enr_err)?;
         txn.commit().await.map_err(enr_err)?;
         Ok(out)
     }
@@ -266,8 +337,8 @@ impl EnrollmentStore for SqliteEnrollmentStore {
 
     async fn unenroll(&self, did: &Did) -> EnrollmentResult<bool> {
         // Boundaries go with the row (ON DELETE CASCADE); only this account's rows (TS D8).
-        let n = self
-            .db
+        let txn = self.db.begin().await.map_err(enr_err)?;
+        let n = txn
             .execute_raw(stmt(
                 "DELETE FROM enrollment WHERE did = ?",
                 vec![did.as_str().into()],
@@ -275,6 +346,12 @@ impl EnrollmentStore for SqliteEnrollmentStore {
             .await
             .map_err(enr_err)?
             .rows_affected();
+        if n > 0 {
+            append_event(&txn, did.as_str(), EnrollmentAction::Unenroll, &[])
+                .await
+                .map_err(enr_err)?;
+        }
+        txn.commit().await.map_err(enr_err)?;
         Ok(n > 0)
     }
 
@@ -297,6 +374,59 @@ impl EnrollmentStore for SqliteEnrollmentStore {
             out.push(row_to_enrollment(&row, boundaries).map_err(enr_err)?);
         }
         Ok(out)
+    }
+
+    async fn events_after(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> EnrollmentResult<Vec<EnrollmentEvent>> {
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                "SELECT seq, did, action, time, boundaries FROM enrollment_event \
+                 WHERE seq > ? ORDER BY seq LIMIT ?",
+                vec![
+                    i64::try_from(cursor).unwrap_or(i64::MAX).into(),
+                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                ],
+            ))
+            .await
+            .map_err(enr_err)?;
+        rows.iter()
+            .map(row_to_event)
+            .collect::<Result<_, _>>()
+            .map_err(enr_err)
+    }
+
+    async fn latest_event_seq(&self) -> EnrollmentResult<u64> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                "SELECT COALESCE(MAX(seq), 0) FROM enrollment_event",
+                vec![],
+            ))
+            .await
+            .map_err(enr_err)?;
+        let seq = match row {
+            Some(r) => r.int(0).map_err(enr_err)?,
+            None => 0,
+        };
+        Ok(u64::try_from(seq).unwrap_or(0))
+    }
+
+    async fn prune_events(&self, before: u64) -> EnrollmentResult<u64> {
+        let n = self
+            .db
+            .execute_raw(stmt(
+                "DELETE FROM enrollment_event WHERE seq < ? \
+                 AND seq < (SELECT MAX(seq) FROM enrollment_event)",
+                vec![i64::try_from(before).unwrap_or(i64::MAX).into()],
+            ))
+            .await
+            .map_err(enr_err)?
+            .rows_affected();
+        Ok(n)
     }
 }
 

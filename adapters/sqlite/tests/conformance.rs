@@ -166,3 +166,49 @@ async fn returning_writes_keep_the_wal_bounded() {
     // checkpoints it stays near the 1,000-page auto-checkpoint mark (about 4 MB).
     assert!(wal < 8 * 1024 * 1024, "the WAL grew to {wal} bytes");
 }
+
+/// Actor databases created before blob tracking get its tables when next opened.
+#[tokio::test]
+async fn actor_databases_from_before_blob_tracking_are_upgraded() {
+    use sea_orm::ConnectionTrait as _;
+    use stratos_ports::repo_store::StoredBlob;
+    let dir = tempfile::tempdir().unwrap();
+    let rei = did("did:plc:rei");
+    {
+        let s = SqliteStorage::open(dir.path(), Durability::Durable)
+            .await
+            .unwrap();
+        s.repos.create_actor(&rei).await.unwrap();
+    }
+    let file = stratos_sqlite::actor_dir(dir.path(), rei.as_str()).join("stratos.sqlite");
+    {
+        let db = sea_orm::Database::connect(format!("sqlite://{}?mode=rw", file.display()))
+            .await
+            .unwrap();
+        // Dropping them also proves a new database had them.
+        for sql in [
+            "DROP TABLE record_blob",
+            "DROP TABLE blob",
+            "PRAGMA user_version = 0",
+        ] {
+            db.execute_unprepared(sql).await.unwrap();
+        }
+        db.close().await.unwrap();
+    }
+    let s = SqliteStorage::open(dir.path(), Durability::Durable)
+        .await
+        .unwrap();
+    let bytes = b"after the upgrade";
+    let upload = StoredBlob {
+        cid: stratos_domain::cid::raw(bytes),
+        mime_type: "image/png".into(),
+        size: bytes.len() as u64,
+        temp_key: Some("0".repeat(32)),
+        created_ms: 1,
+    };
+    assert_eq!(
+        s.repos.track_blob(&rei, upload.clone()).await.unwrap(),
+        None
+    );
+    assert_eq!(s.repos.blob(&rei, &upload.cid).await.unwrap(), Some(upload));
+}

@@ -1,10 +1,9 @@
-//! Who is calling: accounts (service-auth JWTs, or the development bearer on loopback),
-//! anonymous readers, the operator (admin).
+//! Who is calling: accounts (DPoP-bound OAuth access tokens, service-auth JWTs, or the
+//! development bearer on loopback), anonymous readers, the operator (admin).
 //!
 //! Verification primitives live in the domain (`stratos_domain::auth`); this module only reads
 //! headers, fetches the issuer's key through the identity port, and decides which check applies.
-//! DPoP-bound OAuth tokens need the authorization server's keys, which are not wired into the
-//! service yet: they are refused with `InvalidToken`, never accepted unverified.
+//! DPoP is in [`crate::dpop`].
 
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
@@ -43,9 +42,7 @@ pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, 
         return Err(ApiError::invalid_token("the bearer token is not a JWT"));
     }
     if scheme.eq_ignore_ascii_case("dpop") {
-        return Err(ApiError::invalid_token(
-            "DPoP-bound OAuth tokens are not verified by this build; refused",
-        ));
+        return state.dpop.verify(req, value, state).await.map(Some);
     }
     Err(ApiError::invalid_token(format!(
         "unsupported authorization scheme {scheme}"
@@ -74,15 +71,28 @@ async fn service_jwt(req: &HttpRequest, state: &AppState, token: &str) -> Result
 
 /// The caller, required.
 pub async fn require_caller(req: &HttpRequest, state: &AppState) -> Result<Did, ApiError> {
-    caller(req, state)
-        .await?
-        .ok_or_else(|| ApiError::auth_required("authentication required"))
+    caller(req, state).await?.ok_or_else(|| {
+        ApiError::auth_required("authentication required")
+            .with_www_authenticate("DPoP realm=\"stratos\"".to_owned())
+    })
 }
 
 /// The caller for endpoints whose authentication is optional: a failed check degrades to
-/// anonymous, as the reference does for reads.
-pub async fn optional_caller(req: &HttpRequest, state: &AppState) -> Option<Did> {
-    caller(req, state).await.ok().flatten()
+/// anonymous, as the reference does for reads. The one exception is a DPoP proof without a
+/// current nonce: that answer is the nonce handshake (the client retries with the nonce it was
+/// just given), and swallowing it would silently turn the account into an anonymous reader.
+pub async fn optional_caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, ApiError> {
+    match caller(req, state).await {
+        Ok(caller) => Ok(caller),
+        Err(e)
+            if e.www_authenticate
+                .as_deref()
+                .is_some_and(|c| c.contains("use_dpop_nonce")) =>
+        {
+            Err(e)
+        }
+        Err(_) => Ok(None),
+    }
 }
 
 /// Checks the operator's password: `Authorization: Basic base64(user:password)` (any user

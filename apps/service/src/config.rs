@@ -69,6 +69,10 @@ pub const VARIABLES: &[&str] = &[
     "STRATOS_DEV_MODE",
     "STRATOS_ADMIN_PASSWORD",
     "STRATOS_SYNC_TOKEN",
+    "STRATOS_ALLOWED_APPVIEWS",
+    "STRATOS_SYNC_HEARTBEAT_SECS",
+    "STRATOS_SYNC_SEND_TIMEOUT_SECS",
+    "STRATOS_SYNC_LIVE_WINDOW",
     "STRATOS_OAUTH_CLIENT_ID",
     "STRATOS_OAUTH_CLIENT_SECRET",
     "STRATOS_OAUTH_CLIENT_NAME",
@@ -103,7 +107,6 @@ const RETIRED: &[(&str, &str)] = &[
         "STRATOS_OAUTH_REDIRECT_URI",
         "is not read: the redirect URI is {STRATOS_PUBLIC_URL}/oauth/callback",
     ),
-    ("STRATOS_ALLOWED_APPVIEWS", "is not read"),
 ];
 
 // ---- errors --------------------------------------------------------------------------------------
@@ -593,6 +596,23 @@ pub struct AuthConfig {
     pub sync_token: Option<Secret>,
 }
 
+/// The sync stream (`zone.stratos.sync.subscribeRecords`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// `STRATOS_ALLOWED_APPVIEWS`: issuers whose service-auth JWTs may read every stream (the
+    /// service-level one and every account's). Any other verified issuer reads only its own.
+    pub allowed_appviews: Vec<Did>,
+    /// `STRATOS_SYNC_HEARTBEAT_SECS`: ping interval; a connection that did not answer the
+    /// previous ping is closed.
+    pub heartbeat_secs: u64,
+    /// `STRATOS_SYNC_SEND_TIMEOUT_SECS`: a subscriber that accepts no frame for this long is
+    /// disconnected (`ConsumerTooSlow`).
+    pub send_timeout_secs: u64,
+    /// `STRATOS_SYNC_LIVE_WINDOW`: events per account kept in memory for live subscribers; one
+    /// that falls further behind catches up from the sequence log.
+    pub live_window: usize,
+}
+
 /// The OAuth client the service uses for enrollment.
 #[derive(Debug, Clone)]
 pub struct OAuthClientConfig {
@@ -694,6 +714,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The enrollment OAuth client.
     pub oauth: OAuthClientConfig,
+    /// The sync stream.
+    pub stream: StreamConfig,
     /// `STRATOS_PLC_URL`.
     pub plc_url: HttpUrl,
     /// `STRATOS_REPO_URL`: the code repository named in the User-Agent.
@@ -897,6 +919,11 @@ impl fmt::Display for Config {
             }
         )?;
         writeln!(f, "STRATOS_SYNC_TOKEN={}", secret(a.sync_token.as_ref()))?;
+        let st = &self.stream;
+        writeln!(f, "STRATOS_ALLOWED_APPVIEWS={}", list(&st.allowed_appviews))?;
+        writeln!(f, "STRATOS_SYNC_HEARTBEAT_SECS={}", st.heartbeat_secs)?;
+        writeln!(f, "STRATOS_SYNC_SEND_TIMEOUT_SECS={}", st.send_timeout_secs)?;
+        writeln!(f, "STRATOS_SYNC_LIVE_WINDOW={}", st.live_window)?;
         let o = &self.oauth;
         writeln!(f, "STRATOS_OAUTH_CLIENT_ID={}", opt(o.client_id.as_ref()))?;
         writeln!(
@@ -1284,6 +1311,19 @@ fn read_config(r: &mut Reader<'_>) -> Option<Config> {
             );
         }
     }
+    let mut allowed_appviews = Vec::new();
+    for entry in r.list("STRATOS_ALLOWED_APPVIEWS") {
+        match Did::parse(&entry) {
+            Ok(did) => allowed_appviews.push(did),
+            Err(e) => r.problem("STRATOS_ALLOWED_APPVIEWS", e.to_string()),
+        }
+    }
+    let stream = StreamConfig {
+        allowed_appviews,
+        heartbeat_secs: r.uint("STRATOS_SYNC_HEARTBEAT_SECS", 30, 1..=3_600),
+        send_timeout_secs: r.uint("STRATOS_SYNC_SEND_TIMEOUT_SECS", 10, 1..=3_600),
+        live_window: r.uint("STRATOS_SYNC_LIVE_WINDOW", 256, 1..=65_536),
+    };
     let oauth = OAuthClientConfig {
         client_id: r.url("STRATOS_OAUTH_CLIENT_ID", false),
         client_secret: r.secret("STRATOS_OAUTH_CLIENT_SECRET", true),
@@ -1337,6 +1377,7 @@ fn read_config(r: &mut Reader<'_>) -> Option<Config> {
         write_rate,
         auth,
         oauth,
+        stream,
         plc_url: plc_url?,
         repo_url: repo_url?,
         operator_contact,

@@ -4,7 +4,7 @@
 //! become HTTP answers; handlers never pick statuses for them.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderValue, RETRY_AFTER};
+use actix_web::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 use stratos_domain::Error as DomainError;
@@ -22,6 +22,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for `Retry-After` (rate limits).
     pub retry_after_s: Option<u64>,
+    /// `WWW-Authenticate` challenge (DPoP failures, RFC 9449 §7.1).
+    pub www_authenticate: Option<String>,
 }
 
 impl ApiError {
@@ -32,7 +34,14 @@ impl ApiError {
             name,
             message: message.into(),
             retry_after_s: None,
+            www_authenticate: None,
         }
+    }
+
+    /// The same error with a `WWW-Authenticate` challenge.
+    pub fn with_www_authenticate(mut self, challenge: String) -> Self {
+        self.www_authenticate = Some(challenge);
+        self
     }
 
     /// 400 `InvalidRequest`.
@@ -63,6 +72,13 @@ impl ApiError {
             "RecordNotFound",
             "Could not locate record",
         )
+    }
+
+    /// 400 `BlobNotFound`, with one fixed message: also the answer for a blob the viewer may
+    /// not read, so that existence never leaks (400 like `RecordNotFound`; a 404 means "no
+    /// XRPC here" to atproto clients).
+    pub fn blob_not_found() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BlobNotFound", "Blob not found")
     }
 
     /// 400 `RepoNotFound`.
@@ -104,6 +120,11 @@ impl ResponseError for ApiError {
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
             res.insert_header((RETRY_AFTER, v));
+        }
+        if let Some(challenge) = &self.www_authenticate
+            && let Ok(v) = HeaderValue::from_str(challenge)
+        {
+            res.insert_header((WWW_AUTHENTICATE, v));
         }
         res.json(json!({ "error": self.name, "message": self.message }))
     }
@@ -188,6 +209,9 @@ impl From<UseCaseError> for ApiError {
                 "RepoNotEmpty",
                 format!("the repository of {did} already holds records"),
             ),
+            UseCaseError::BlobNotFound(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "BlobNotFound", m)
+            }
             UseCaseError::InvalidSwap(m) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "InvalidSwap", m)
             }

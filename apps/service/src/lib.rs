@@ -6,7 +6,10 @@
 mod auth;
 mod body;
 pub mod config;
+mod dpop;
 pub mod error;
+mod middleware;
+pub mod oauth_client;
 mod routes;
 pub mod state;
 
@@ -19,6 +22,8 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::state::AppState;
 
+pub use crate::routes::StatsSnapshot;
+
 /// A running service.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -26,6 +31,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    streams: std::sync::Arc<routes::StreamHub>,
 }
 
 impl RunningServer {
@@ -36,9 +42,16 @@ impl RunningServer {
 
     /// Stops accepting connections, finishes in-flight requests and waits.
     pub async fn stop(self) -> anyhow::Result<()> {
+        // Stream subscriptions never finish on their own: close them first.
+        self.streams.shut_down();
         self.handle.stop(true).await;
         self.task.await.context("server task")??;
         Ok(())
+    }
+
+    /// Counters of the sync stream (subscribers, frames, storage reads).
+    pub fn stream_stats(&self) -> StatsSnapshot {
+        self.streams.snapshot()
     }
 
     /// Waits until the server stops (on SIGINT/SIGTERM, which actix handles).
@@ -53,8 +66,11 @@ impl RunningServer {
 pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServer> {
     let addr = config.socket_addr();
     let state = web::Data::new(AppState::build(config).await?);
+    let streams = state.streams.clone();
+    tokio::spawn(routes::close_streams_on_signal(streams.clone()));
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(middleware::response_headers))
             .app_data(state.clone())
             .configure(routes::configure)
             .default_service(web::to(routes::fallback))
@@ -74,5 +90,6 @@ pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServ
         addr: bound,
         handle,
         task,
+        streams,
     })
 }

@@ -10,7 +10,7 @@ use stratos_domain::write::WritePolicy;
 use stratos_ports::blob_store::BlobStore;
 use stratos_ports::block_cache::CachedBlocks;
 use stratos_ports::enrollment_store::EnrollmentStore;
-use stratos_ports::env::{AllowList, Clock, IdentityResolver};
+use stratos_ports::env::{AllowList, AuthorizationServers, Clock, IdentityResolver};
 use stratos_ports::keys::SigningKeyStore;
 use stratos_ports::outbox::Outbox;
 use stratos_ports::repo_store::RepoStore;
@@ -37,6 +37,14 @@ pub struct AppState {
     pub service_key: Arc<Keypair>,
     /// DID documents of token issuers.
     pub identity: Arc<dyn IdentityResolver>,
+    /// The sync stream's live fan-out (fed by the use cases after each commit).
+    pub streams: Arc<crate::routes::StreamHub>,
+    /// Keys of accounts' OAuth authorization servers (DPoP-bound access tokens).
+    pub auth_servers: Arc<dyn AuthorizationServers>,
+    /// DPoP nonces and replay cache, shared by all workers.
+    pub dpop: crate::dpop::DpopVerifier,
+    /// The OAuth client metadata document.
+    pub client_metadata: serde_json::Value,
 }
 
 impl std::fmt::Debug for AppState {
@@ -137,6 +145,37 @@ fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     })
 }
 
+/// The sync stream's hub over the storage, connected to the other instances through Valkey
+/// when `STRATOS_VALKEY_URL` is set.
+async fn open_streams(
+    config: &Config,
+    storage: &Storage,
+) -> anyhow::Result<Arc<crate::routes::StreamHub>> {
+    let cursor = storage
+        .enrollments
+        .latest_event_seq()
+        .await
+        .context("reading the enrollment log")?;
+    let s = &config.stream;
+    let hub = Arc::new(crate::routes::StreamHub::new(
+        storage.repos.clone(),
+        storage.enrollments.clone(),
+        crate::routes::HubSettings {
+            live_window: s.live_window,
+            heartbeat: std::time::Duration::from_secs(s.heartbeat_secs),
+            send_timeout: std::time::Duration::from_secs(s.send_timeout_secs),
+        },
+        cursor,
+    ));
+    if let Some(url) = &config.valkey_url {
+        let notifier = stratos_valkey::ValkeyNotifier::connect(url.expose(), "stratos:")
+            .await
+            .context("connecting to Valkey for stream notifications")?;
+        hub.attach_notifier(Arc::new(notifier));
+    }
+    Ok(hub)
+}
+
 /// Loads the service's secp256k1 key from `{data_dir}/service_key` (hex), creating it on first
 /// start with owner-only permissions.
 pub fn load_service_key(data_dir: &Path) -> anyhow::Result<Keypair> {
@@ -229,24 +268,29 @@ impl AppState {
     /// Opens every adapter the configuration names and builds the use cases.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let storage = open_storage(&config).await?;
+        let streams = open_streams(&config, &storage).await?;
         let blobs = open_blobs(&config)?;
         let service_key = Arc::new(load_service_key(&config.data_dir)?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let catalog =
             Arc::new(Catalog::stratos().map_err(|e| anyhow::anyhow!("loading the lexicons: {e}"))?);
-        let records = Arc::new(Records::new(RecordDeps {
-            repos: storage.repos.clone(),
-            enrollments: storage.enrollments.clone(),
-            keys: storage.keys.clone(),
-            clock: clock.clone(),
-            catalog,
-            policy: WritePolicy {
-                service_did: config.service_did.clone(),
-                allowed: config.allowed_boundaries.clone(),
-            },
-            service_ref: format!("{}#{}", config.service_did, config.service_fragment),
-            rate_limit: config.write_rate.rate_limit(),
-        }));
+        let records = Arc::new(
+            Records::new(RecordDeps {
+                repos: storage.repos.clone(),
+                enrollments: storage.enrollments.clone(),
+                keys: storage.keys.clone(),
+                clock: clock.clone(),
+                catalog,
+                policy: WritePolicy {
+                    service_did: config.service_did.clone(),
+                    allowed: config.allowed_boundaries.clone(),
+                },
+                service_ref: format!("{}#{}", config.service_did, config.service_fragment),
+                rate_limit: config.write_rate.rate_limit(),
+                blobs: blobs.clone(),
+            })
+            .with_event_sink(streams.clone()),
+        );
         let policy = config
             .enrollment_policy()
             .map_err(|e| anyhow::anyhow!("enrollment policy: {e}"))?;
@@ -263,22 +307,43 @@ impl AppState {
             )
             .map_err(|e| anyhow::anyhow!("identity resolver: {e}"))?,
         );
-        let enrollments = Arc::new(Enrollments::new(EnrollmentDeps {
-            repos: storage.repos.clone(),
-            enrollments: storage.enrollments.clone(),
-            keys: storage.keys.clone(),
-            outbox: storage.outbox.clone(),
-            blobs: blobs.clone(),
-            identity: identity.clone(),
-            allow_list,
-            clock,
-            policy,
-            service_did: config.service_did.clone(),
-            service_endpoint: config.public_url.as_str().to_owned(),
-            service_key: service_key.clone(),
-            records: records.clone(),
-        }));
+        let enrollments = Arc::new(
+            Enrollments::new(EnrollmentDeps {
+                repos: storage.repos.clone(),
+                enrollments: storage.enrollments.clone(),
+                keys: storage.keys.clone(),
+                outbox: storage.outbox.clone(),
+                blobs: blobs.clone(),
+                identity: identity.clone(),
+                allow_list,
+                clock,
+                policy,
+                service_did: config.service_did.clone(),
+                service_endpoint: config.public_url.as_str().to_owned(),
+                service_key: service_key.clone(),
+                records: records.clone(),
+            })
+            .with_event_sink(streams.clone()),
+        );
+        let auth_servers: Arc<dyn AuthorizationServers> = Arc::new(
+            stratos_network::HttpAuthorizationServers::new(stratos_network::AuthServerConfig {
+                // As for identity lookups: plain http only to loopback, only in development.
+                allow_http_for_localhost: config.auth.dev_mode,
+                ..Default::default()
+            })
+            .map_err(|e| anyhow::anyhow!("authorization servers: {e}"))?,
+        );
+        let dpop = crate::dpop::DpopVerifier::new(
+            &service_key,
+            config.auth.dpop_require_nonce,
+            config.public_url.as_str(),
+        );
+        let client_metadata = crate::oauth_client::client_metadata(&config)?;
         Ok(Self {
+            streams,
+            auth_servers,
+            dpop,
+            client_metadata,
             records,
             enrollments,
             enrollment_store: storage.enrollments,

@@ -187,6 +187,92 @@ async fn operational_endpoints_and_xrpc_fallbacks() {
 }
 
 #[tokio::test]
+async fn cors_trace_ids_and_the_oauth_client_metadata() {
+    let svc = start().await;
+    // A browser preflight: 204, any origin, the reference's methods, the asked headers echoed.
+    let res = svc
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            svc.url("/xrpc/com.atproto.repo.createRecord"),
+        )
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,dpop,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert_eq!(
+        h["access-control-allow-methods"],
+        "GET,HEAD,PUT,PATCH,POST,DELETE"
+    );
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "authorization,dpop,content-type"
+    );
+    // Every answer, errors included, lets browsers read the auth headers and the trace id.
+    let res = svc
+        .http
+        .get(svc.url("/xrpc/com.example.nothing"))
+        .header("origin", "https://app.example")
+        .header("x-trace-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let exposed = h["access-control-expose-headers"].to_str().unwrap();
+    for name in ["DPoP-Nonce", "WWW-Authenticate", "x-trace-id"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+    assert_eq!(h["x-trace-id"], "trace-123");
+    // Without a usable trace id the service makes one.
+    let res = svc
+        .http
+        .get(svc.url("/health"))
+        .header("x-trace-id", "not a token!")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-trace-id"].len(), 16);
+    // A write without credentials is challenged for DPoP.
+    let res = svc
+        .http
+        .post(svc.url("/xrpc/com.atproto.repo.createRecord"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], "DPoP realm=\"stratos\"");
+    // The OAuth client metadata, at both addresses.
+    for path in [
+        "/client-metadata.json",
+        "/.well-known/oauth-client-metadata.json",
+    ] {
+        let (s, doc) = svc.get(path, None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            doc["client_id"],
+            "https://nerv.tokyo.jp/client-metadata.json"
+        );
+        assert_eq!(
+            doc["redirect_uris"],
+            json!(["https://nerv.tokyo.jp/oauth/callback"])
+        );
+        assert_eq!(doc["dpop_bound_access_tokens"], true);
+    }
+    svc.stop().await;
+}
+
+#[tokio::test]
 async fn admin_enrollment_is_authenticated_and_checks_boundaries() {
     let svc = start().await;
     let body = json!({ "did": "did:plc:rei", "boundaries": ["general"] });
@@ -463,7 +549,7 @@ async fn writes_refuse_bad_callers_and_bad_records() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    // An unverifiable token is refused, never trusted.
+    // An unverifiable token (here: a DPoP token without its proof) is refused, never trusted.
     let (s, b) = svc
         .post(
             "com.atproto.repo.createRecord",
@@ -472,7 +558,8 @@ async fn writes_refuse_bad_callers_and_bad_records() {
         )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(b["error"], "InvalidToken");
+    assert_eq!(b["error"], "AuthenticationRequired");
+    assert!(b["message"].as_str().unwrap().contains("DPoP proof"), "{b}");
     // Nothing above was written.
     let (_, page) = svc
         .get(

@@ -58,6 +58,22 @@ pub struct AccessTokenClaims {
     pub jkt: String,
 }
 
+/// The `sub` and `iss` of an access token, read WITHOUT verifying anything but its shape: only
+/// to find which account's PDS, and so which authorization server, holds the keys that
+/// [`verify_access_token`] then checks it against. Never authenticate on this alone.
+pub fn unverified_subject_and_issuer(token: &str) -> Result<(Did, String)> {
+    let jws = jws::parse(token)?;
+    let sub = req_str(&jws.claims, "sub")?;
+    let sub = Did::parse(sub).or_else(|_| {
+        fail(TokenError::InvalidClaim {
+            claim: "sub",
+            reason: format!("{} is not a DID", clip(sub)),
+        })
+    })?;
+    let iss = req_str(&jws.claims, "iss")?;
+    Ok((sub, iss.to_owned()))
+}
+
 /// Verifies a DPoP-bound access token against the authorization server's keys and binds it to
 /// the thumbprint of the key of the already verified DPoP proof (`dpop_jkt`).
 ///

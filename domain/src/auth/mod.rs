@@ -16,7 +16,9 @@ mod jwk;
 mod jws;
 mod service_jwt;
 
-pub use access_token::{AccessTokenClaims, AccessTokenExpectation, verify_access_token};
+pub use access_token::{
+    AccessTokenClaims, AccessTokenExpectation, unverified_subject_and_issuer, verify_access_token,
+};
 pub use dpop::{
     DEFAULT_DPOP_CLOCK_TOLERANCE_SECS, DEFAULT_DPOP_MAX_AGE_SECS, DPOP_NONCE_ROTATION_MS,
     DpopExpectation, DpopProof, DpopReplayCache, MAX_JTI_CHARS, MemoryReplayCache, dpop_nonce,

@@ -14,6 +14,7 @@ use stratos_domain::{Error as DomainError, data};
 
 use super::UseCaseError;
 use super::records::Records;
+use super::stream::{self, EventSink};
 use crate::blob_store::BlobStore;
 use crate::enrollment_store::{Enrollment, EnrollmentStore};
 use crate::env::{AllowList, Clock, IdentityResolver};
@@ -94,12 +95,30 @@ pub enum BoundaryChange<'a> {
 #[derive(Debug)]
 pub struct Enrollments {
     deps: EnrollmentDeps,
+    /// The live stream, if any.
+    events: Option<Arc<dyn EventSink>>,
 }
 
 impl Enrollments {
     /// Builds the use cases over `deps`.
     pub fn new(deps: EnrollmentDeps) -> Self {
-        Self { deps }
+        Self { deps, events: None }
+    }
+
+    /// Announces every enrollment change to `sink` (the service-level sync stream). Without
+    /// one, changes cost nothing extra.
+    pub fn with_event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
+    /// Hands the logged events of a change that just committed to the stream: one log read per
+    /// change. The events are durable already; if this read fails, live subscribers get them
+    /// with the next change or from the log when they reconnect, so the change still succeeds.
+    async fn announce(&self) {
+        if let Some(sink) = &self.events {
+            let _ = stream::pump_enrollments(self.deps.enrollments.as_ref(), sink.as_ref()).await;
+        }
     }
 
     /// Enrolls `did` (or refreshes the PDS record of an existing enrollment).
@@ -131,6 +150,7 @@ impl Enrollments {
         };
         self.deps.enrollments.enroll(&enrollment).await?;
         self.deps.records.forget_enrollment(did);
+        self.announce().await;
         self.publish_record(&enrollment).await?;
         let stored = self
             .deps
@@ -156,6 +176,7 @@ impl Enrollments {
         if self.deps.enrollments.get(did).await?.is_some() {
             self.deps.enrollments.set_boundaries(did, &values).await?;
             self.deps.records.forget_enrollment(did);
+            self.announce().await;
             let enrollment = self.require(did).await?;
             self.publish_record(&enrollment).await?;
             return Ok(EnrollOutcome {
@@ -176,6 +197,7 @@ impl Enrollments {
         };
         self.deps.enrollments.enroll(&enrollment).await?;
         self.deps.records.forget_enrollment(did);
+        self.announce().await;
         let stored = self.require(did).await?;
         self.publish_record(&stored).await?;
         Ok(EnrollOutcome {
@@ -203,6 +225,7 @@ impl Enrollments {
             }
         };
         self.deps.records.forget_enrollment(did);
+        self.announce().await;
         let enrollment = self.require(did).await?;
         self.publish_record(&enrollment).await?;
         Ok(now)
@@ -298,6 +321,9 @@ impl Enrollments {
         self.deps.enrollments.unenroll(did).await?;
         self.deps.repos.destroy_actor(did).await?;
         self.deps.records.forget_actor(did);
+        // After the repository is gone, so a per-actor subscriber ended by this event cannot
+        // reconnect and still read it.
+        self.announce().await;
         self.deps.keys.delete(did).await?;
         self.deps.blobs.delete_actor(did).await?;
         let rkey = enrollment

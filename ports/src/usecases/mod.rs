@@ -1,9 +1,11 @@
 //! Use cases: written once against the ports; apps call these and never touch adapters beyond
 //! constructing them.
 
+pub mod blobs;
 pub mod enrollment;
 mod node_cache;
 pub mod records;
+pub mod stream;
 
 use stratos_domain::Error as DomainError;
 
@@ -34,6 +36,9 @@ pub enum UseCaseError {
     /// The repository already holds records (imports need an empty one).
     #[error("the repository of {0} already holds records")]
     RepoAlreadyExists(String),
+    /// A record references a blob the author has not uploaded (or whose upload expired).
+    #[error("blob not found: {0}")]
+    BlobNotFound(String),
     /// A `swapCommit`/`swapRecord` precondition did not hold; nothing was written.
     #[error("swap precondition failed: {0}")]
     InvalidSwap(String),
@@ -53,6 +58,7 @@ impl From<RepoStoreError> for UseCaseError {
         match e {
             RepoStoreError::ActorNotFound(did) => UseCaseError::NotEnrolled(did),
             RepoStoreError::Conflict(did) => UseCaseError::Conflict(did),
+            RepoStoreError::BlobMissing(m) => UseCaseError::BlobNotFound(m),
             RepoStoreError::Corrupt(m) | RepoStoreError::IndexMismatch(m) => {
                 UseCaseError::Internal(m)
             }

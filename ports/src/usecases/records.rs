@@ -20,6 +20,8 @@ use stratos_domain::{Cid, Error as DomainError, car, data, mst, stub, tid};
 
 use super::UseCaseError;
 use super::node_cache::{self, DEFAULT_NODE_CACHE_BYTES, NodeCache};
+use super::stream::{self, EventSink};
+use crate::blob_store::BlobStore;
 use crate::enrollment_store::{Enrollment, EnrollmentStore};
 use crate::env::Clock;
 use crate::keys::SigningKeyStore;
@@ -145,6 +147,8 @@ pub struct RecordDeps {
     pub service_ref: String,
     /// Writes allowed per account.
     pub rate_limit: RateLimit,
+    /// Blob bytes (uploads, and the blobs records reference).
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 impl std::fmt::Debug for RecordDeps {
@@ -158,7 +162,7 @@ impl std::fmt::Debug for RecordDeps {
 /// The record use cases.
 #[derive(Debug)]
 pub struct Records {
-    deps: RecordDeps,
+    pub(super) deps: RecordDeps,
     /// MST nodes per actor, so steady-state writes need no block reads at all.
     cache: NodeCache,
     /// Imported signing keys by DID with their did:key: importing a P-256 key derives its public
@@ -174,6 +178,8 @@ pub struct Records {
     /// this process drop the entry at once ([`Records::forget_enrollment`]); changes made by
     /// another instance are seen within [`ENROLLMENT_TTL_MS`].
     enrollments: Mutex<HashMap<String, (Option<Enrollment>, i64)>>,
+    /// The live stream, if any: given each committed event after its transaction committed.
+    events: Option<Arc<dyn EventSink>>,
 }
 
 /// How long another instance's enrollment change may go unseen by this one.
@@ -187,6 +193,8 @@ const SIGNER_CACHE_LIMIT: usize = 10_000;
 struct Prepared {
     write: RecordWrite,
     boundaries: Vec<String>,
+    /// Blobs the record references (creates/updates).
+    blobs: Vec<data::Blob>,
     /// Stub to publish (creates/updates).
     stub_json: Option<String>,
 }
@@ -202,6 +210,32 @@ impl Records {
             writers: Mutex::new(HashMap::new()),
             limiter: Mutex::new(RateLimiter::new(limit)),
             enrollments: Mutex::new(HashMap::new()),
+            events: None,
+        }
+    }
+
+    /// Publishes every committed event to `sink` (the sync stream). Without one, commits cost
+    /// nothing extra.
+    pub fn with_event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
+    /// Builds the live event before the unit is consumed (only when a sink listens).
+    fn live_event(&self, repo: &Did, unit: &CommitUnit) -> Option<stream::CommitEvent> {
+        let sink_present = self.events.is_some();
+        match (&unit.event, sink_present) {
+            (Some(event), true) => Some(stream::live_event(repo, event, &unit.new_blocks)),
+            _ => None,
+        }
+    }
+
+    /// Hands a committed event to the sink. Called while the actor's writer lock is held, so
+    /// events of one actor reach the sink in commit order.
+    fn publish(&self, live: Option<stream::CommitEvent>, seq: u64) {
+        if let (Some(sink), Some(mut event)) = (&self.events, live) {
+            event.seq = seq;
+            sink.commit(event);
         }
     }
 
@@ -352,6 +386,12 @@ impl Records {
             .check(author.as_str(), cost, self.deps.clock.now_ms())?;
         let lock = self.writer_lock(repo);
         let _serial = lock.lock().await;
+        let refs: Vec<&data::Blob> = prepared.iter().flat_map(|p| &p.blobs).collect();
+        self.make_blobs_permanent(repo, &refs).await?;
+        // Only an update or a delete can drop a blob's last reference.
+        let may_release = prepared
+            .iter()
+            .any(|p| !matches!(p.write, RecordWrite::Create { .. }));
         let writes: Vec<RecordWrite> = prepared.iter().map(|p| p.write.clone()).collect();
         let nodes = self.cache.actor(repo.as_str());
         for _ in 0..MAX_ATTEMPTS {
@@ -381,9 +421,16 @@ impl Records {
                 Err(e) => return Err(e),
             };
             let unit = commit_unit(repo, &out, &prepared, now);
+            let live = self.live_event(repo, &unit);
             match self.deps.repos.apply_commit(repo, unit).await {
                 Ok(seq) => {
                     self.remember(repo, &out);
+                    self.publish(live, seq);
+                    if may_release {
+                        let now = self.deps.clock.now_ms();
+                        self.reclaim_blobs(repo, now.saturating_sub(super::blobs::UPLOAD_TTL_MS))
+                            .await;
+                    }
                     return Ok(results(repo, &out, seq));
                 }
                 Err(e) => {
@@ -693,7 +740,16 @@ impl Records {
         Ok(e)
     }
 
-    fn writer_lock(&self, did: &Did) -> Arc<async_lock::Mutex<()>> {
+    /// Charges `cost` writes to `did`'s rate limit.
+    pub(super) fn check_rate(&self, did: &Did, cost: u32, now_ms: i64) -> Result<(), UseCaseError> {
+        self.limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(did.as_str(), cost, now_ms)?;
+        Ok(())
+    }
+
+    pub(super) fn writer_lock(&self, did: &Did) -> Arc<async_lock::Mutex<()>> {
         let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
         if writers.len() > 4096 {
             // Drop locks nobody holds or waits for.
@@ -756,11 +812,16 @@ impl Records {
         // An import is one operation, not `count` writes, for the rate limiter's purposes.
         let lock = self.writer_lock(author);
         let _serial = lock.lock().await;
+        // Blobs the imported records reference must have been uploaded first.
+        let refs: Vec<&data::Blob> = prepared.iter().flat_map(|p| &p.blobs).collect();
+        self.make_blobs_permanent(author, &refs).await?;
         let writes: Vec<RecordWrite> = prepared.iter().map(|p| p.write.clone()).collect();
         let rev = tid::next_after(&head.rev);
         let out = self.build(author, Some(&head), &writes, rev, &key).await?;
         let unit = commit_unit(author, &out, &prepared, &now);
-        self.deps.repos.apply_commit(author, unit).await?;
+        let live = self.live_event(author, &unit);
+        let seq = self.deps.repos.apply_commit(author, unit).await?;
+        self.publish(live, seq);
         self.remember(author, &out);
         Ok(count)
     }
@@ -789,7 +850,7 @@ impl Records {
         Ok(key)
     }
 
-    async fn enrollment(&self, did: &Did) -> Result<Enrollment, UseCaseError> {
+    pub(super) async fn enrollment(&self, did: &Did) -> Result<Enrollment, UseCaseError> {
         self.cached_enrollment(did)
             .await?
             .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))
@@ -803,7 +864,7 @@ impl Records {
             .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))
     }
 
-    async fn viewer_boundaries(
+    pub(super) async fn viewer_boundaries(
         &self,
         viewer: Option<&Did>,
     ) -> Result<BTreeSet<String>, UseCaseError> {
@@ -831,6 +892,7 @@ impl Records {
                 return Ok(Prepared {
                     write: RecordWrite::Delete { collection, rkey },
                     boundaries: Vec::new(),
+                    blobs: Vec::new(),
                     stub_json: None,
                 });
             }
@@ -892,6 +954,7 @@ impl Records {
         Ok(Prepared {
             write,
             boundaries: boundaries.iter().map(ToString::to_string).collect(),
+            blobs: super::blobs::blob_refs(&record),
             stub_json: Some(stub_json),
         })
     }
@@ -984,7 +1047,7 @@ fn check_owner(author: &Did, repo: &Did) -> Result<(), UseCaseError> {
     }
 }
 
-fn as_viewer<'a>(viewer: Option<&'a Did>, held: &'a BTreeSet<String>) -> Viewer<'a> {
+pub(super) fn as_viewer<'a>(viewer: Option<&'a Did>, held: &'a BTreeSet<String>) -> Viewer<'a> {
     match viewer {
         None => Viewer::Anonymous,
         Some(did) => Viewer::Account {
@@ -1048,6 +1111,9 @@ fn commit_unit(
                     rkey: rkey.clone(),
                     cid,
                     boundaries: boundaries.clone(),
+                    blobs: prep
+                        .map(|p| p.blobs.iter().map(|b| b.cid).collect())
+                        .unwrap_or_default(),
                 });
                 if let Some(stub_json) = prep.and_then(|p| p.stub_json.clone()) {
                     outbox.push(OutboxItem {

@@ -39,6 +39,31 @@ pub async fn run(store: Arc<dyn BlobStore>) {
         Err(BlobStoreError::NotFound(_))
     ));
 
+    // A deleted upload can no longer be made permanent; deleting it again is fine.
+    let dropped = b"never referenced".to_vec();
+    let dropped_key = s.put_temp(&rei, dropped.clone()).await.expect("temp");
+    s.delete_temp(&rei, &dropped_key)
+        .await
+        .expect("delete temp");
+    s.delete_temp(&rei, &dropped_key)
+        .await
+        .expect("delete temp is idempotent");
+    s.delete_temp(&rei, "no-such-key")
+        .await
+        .expect("an unknown key is not an error");
+    assert!(matches!(
+        s.make_permanent(&rei, &dropped_key, &cid::raw(&dropped))
+            .await,
+        Err(BlobStoreError::NotFound(_))
+    ));
+    // Another account's upload is out of reach.
+    let theirs = s.put_temp(&asuka, b"asuka's".to_vec()).await.expect("temp");
+    s.delete_temp(&rei, &theirs).await.expect("delete temp");
+    s.make_permanent(&asuka, &theirs, &cid::raw(b"asuka's"))
+        .await
+        .expect("asuka's upload survived rei's delete");
+    s.delete_actor(&asuka).await.expect("delete actor");
+
     let mut cids = vec![c];
     for i in 0..4u8 {
         let b = vec![i; 10];

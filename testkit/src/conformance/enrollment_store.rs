@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use stratos_domain::syntax::Did;
-use stratos_ports::enrollment_store::{Enrollment, EnrollmentStore, EnrollmentStoreError};
+use stratos_ports::enrollment_store::{
+    Enrollment, EnrollmentAction, EnrollmentEvent, EnrollmentStore, EnrollmentStoreError,
+};
 
 fn did(s: &str) -> Did {
     Did::parse(s).expect("suite DID")
@@ -125,4 +127,143 @@ pub async fn run(store: Arc<dyn EnrollmentStore>) {
         s.boundaries(&asuka).await.expect("boundaries"),
         ["did:web:s/x"]
     );
+
+    event_log(s).await;
+    concurrent_changes_are_logged_in_commit_order(store).await;
+}
+
+fn summary(events: &[EnrollmentEvent]) -> Vec<(u64, String, EnrollmentAction, Vec<String>)> {
+    events
+        .iter()
+        .map(|e| (e.seq, e.did.clone(), e.action, e.boundaries.clone()))
+        .collect()
+}
+
+/// The log the changes above must have written: one event per change, in order, consecutive
+/// sequence numbers, nothing for failed changes, rkey updates or a second unenroll.
+async fn event_log(s: &dyn EnrollmentStore) {
+    use EnrollmentAction::{Enroll, Unenroll, Update};
+    let all = s.events_after(0, 1000).await.expect("events");
+    assert_eq!(all.len(), 34, "{:?}", summary(&all));
+    assert_eq!(s.latest_event_seq().await.expect("latest"), 34);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "consecutive sequence numbers");
+        assert!(e.time.ends_with('Z') && e.time.len() >= 20, "{}", e.time);
+    }
+    let b = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    let head = summary(&all[..9]);
+    let expected = vec![
+        (
+            1,
+            "did:plc:rei".into(),
+            Enroll,
+            b(&["did:web:s/x", "did:web:s/y"]),
+        ),
+        (2, "did:plc:asuka".into(), Enroll, b(&["did:web:s/x"])),
+        (3, "did:plc:rei".into(), Update, b(&["did:web:s/z"])),
+        (
+            4,
+            "did:plc:rei".into(),
+            Update,
+            b(&["did:web:s/x", "did:web:s/z"]),
+        ),
+        (
+            5,
+            "did:plc:rei".into(),
+            Update,
+            b(&["did:web:s/x", "did:web:s/z"]),
+        ),
+        (6, "did:plc:rei".into(), Update, b(&["did:web:s/z"])),
+        (
+            7,
+            "did:plc:rei".into(),
+            Update,
+            b(&["did:web:s/a", "did:web:s/b"]),
+        ),
+        (8, "did:plc:rei".into(), Update, b(&[])),
+        (9, "did:plc:page00".into(), Enroll, b(&[])),
+    ];
+    assert_eq!(head, expected);
+    assert_eq!(
+        summary(&all[33..]),
+        vec![(34, "did:plc:rei".into(), Unenroll, b(&[]))]
+    );
+
+    // Paging: strictly after the cursor, at most `limit`.
+    let page = s.events_after(10, 5).await.expect("page");
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [11, 12, 13, 14, 15]
+    );
+    assert!(s.events_after(34, 10).await.expect("tail").is_empty());
+    assert!(s.events_after(99, 10).await.expect("beyond").is_empty());
+
+    // Retention: old events go, the newest always stays, numbers are never reused.
+    assert_eq!(s.prune_events(20).await.expect("prune"), 19);
+    let kept = s.events_after(0, 1000).await.expect("events");
+    assert_eq!(kept.first().map(|e| e.seq), Some(20));
+    assert_eq!(kept.len(), 15);
+    assert_eq!(s.events_after(25, 2).await.expect("page").len(), 2);
+    assert_eq!(s.events_after(25, 2).await.expect("page")[0].seq, 26);
+    s.prune_events(u64::MAX).await.expect("prune all");
+    let kept = s.events_after(0, 1000).await.expect("events");
+    assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), [34]);
+    assert_eq!(s.latest_event_seq().await.expect("latest"), 34);
+    s.enroll(&enrollment("did:plc:kaworu", &["did:web:s/x"]))
+        .await
+        .expect("enroll");
+    let tail = s.events_after(34, 10).await.expect("tail");
+    assert_eq!(
+        summary(&tail),
+        vec![(35, "did:plc:kaworu".into(), Enroll, b(&["did:web:s/x"]))]
+    );
+}
+
+/// Changes racing on different accounts still get consecutive numbers, and a reader that pages
+/// by cursor while they run sees every event exactly once, in order.
+async fn concurrent_changes_are_logged_in_commit_order(store: Arc<dyn EnrollmentStore>) {
+    let start = store.latest_event_seq().await.expect("latest");
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let d = format!("did:plc:race{i:02}");
+            store
+                .enroll(&enrollment(&d, &["did:web:s/x"]))
+                .await
+                .expect("enroll");
+            store
+                .add_boundary(&did(&d), "did:web:s/y")
+                .await
+                .expect("add");
+        }));
+    }
+    let mut seen = Vec::new();
+    let mut cursor = start;
+    for round in 0.. {
+        if seen.len() >= 32 {
+            break;
+        }
+        assert!(round < 100_000, "only {} of 32 events appeared", seen.len());
+        for e in store.events_after(cursor, 7).await.expect("page") {
+            assert_eq!(e.seq, cursor + 1, "no gap and no duplicate");
+            cursor = e.seq;
+            seen.push(e);
+        }
+        tokio::task::yield_now().await;
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(store.latest_event_seq().await.expect("latest"), start + 32);
+    // Per account, the enroll comes before its boundary change.
+    for i in 0..16 {
+        let d = format!("did:plc:race{i:02}");
+        let mine: Vec<EnrollmentAction> = seen
+            .iter()
+            .filter(|e| e.did == d)
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(mine, [EnrollmentAction::Enroll, EnrollmentAction::Update]);
+    }
 }

@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
 use stratos_domain::boundary::ReadFilter;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
-use stratos_domain::repo::{self, CommitOutput, RecordWrite, RepoHead};
+use stratos_domain::repo::{self, Action, CommitOutput, RecordWrite, RepoHead};
 use stratos_domain::syntax::{Did, Nsid, RecordKey};
 use stratos_domain::{data, tid};
 use stratos_ports::repo_store::{
-    CommitUnit, EventOp, IndexChange, ListQuery, RepoStore, RepoStoreError, SeqEvent,
+    BlobListQuery, BlobReference, CommitUnit, EventOp, IndexChange, ListQuery, ReleasedBlob,
+    RepoStore, RepoStoreError, SeqEvent, StoredBlob,
 };
 
 const POSTS: &str = "zone.stratos.feed.post";
@@ -28,6 +30,12 @@ pub async fn run(store: Arc<dyn RepoStore>) {
     destroy_removes_everything(store.as_ref()).await;
     hostile_values_are_data(store.as_ref()).await;
     removed_blocks_are_gone(store.as_ref()).await;
+    uploads_are_tracked_per_actor(store.as_ref()).await;
+    blob_associations_follow_commits(store.as_ref()).await;
+    a_commit_with_an_unknown_blob_changes_nothing(store.as_ref()).await;
+    blob_listing_pages_filters_and_since(store.as_ref()).await;
+    expired_uploads_are_released(store.as_ref()).await;
+    destroy_forgets_blobs(store.as_ref()).await;
 }
 
 /// Blocks a commit names as removed are deleted (unless a later commit brings them back), so
@@ -114,7 +122,12 @@ struct Builder {
     key: Keypair,
     head: Option<RepoHead>,
     blocks: BlockMap,
+    /// Keys of the records the built commits hold (so rewrites become updates).
+    existing: std::collections::HashSet<String>,
 }
+
+/// One write for [`Builder::commit_blobs`]: rkey, boundaries (`None` deletes), blob CIDs.
+type BlobWrite = (String, Option<Vec<String>>, Vec<Cid>);
 
 impl Builder {
     fn new(d: &str) -> Self {
@@ -123,15 +136,26 @@ impl Builder {
             key: Keypair::generate(KeyAlgorithm::P256),
             head: None,
             blocks: BlockMap::new(),
+            existing: Default::default(),
         }
     }
 
-    /// Builds (without persisting) a commit creating `rkeys` with `boundaries`.
+    /// Builds (without persisting) a commit writing `rkeys` with `boundaries` (creates, or
+    /// updates of records an accepted commit wrote), deleting those without.
     fn commit(&self, writes: &[(String, Option<Vec<String>>)]) -> (CommitOutput, CommitUnit) {
+        let writes: Vec<BlobWrite> = writes
+            .iter()
+            .map(|(k, b)| (k.clone(), b.clone(), Vec::new()))
+            .collect();
+        self.commit_blobs(&writes)
+    }
+
+    /// [`Builder::commit`] with the blobs each record references.
+    fn commit_blobs(&self, writes: &[BlobWrite]) -> (CommitOutput, CommitUnit) {
         let mut record_writes = Vec::new();
         let mut index = Vec::new();
         let mut ops = Vec::new();
-        for (rkey, boundaries) in writes {
+        for (rkey, boundaries, blobs) in writes {
             let collection = Nsid::parse(POSTS).expect("nsid");
             let key = RecordKey::parse(rkey).expect("rkey");
             match boundaries {
@@ -144,19 +168,29 @@ impl Builder {
                     }))
                     .expect("record");
                     let (cid, bytes) = data::record_cid(&value).expect("cid");
-                    record_writes.push(RecordWrite::Create {
-                        collection,
-                        rkey: key,
-                        record: bytes,
+                    let update = self.existing.contains(rkey);
+                    record_writes.push(if update {
+                        RecordWrite::Update {
+                            collection,
+                            rkey: key,
+                            record: bytes,
+                        }
+                    } else {
+                        RecordWrite::Create {
+                            collection,
+                            rkey: key,
+                            record: bytes,
+                        }
                     });
                     index.push(IndexChange::Put {
                         collection: POSTS.into(),
                         rkey: rkey.clone(),
                         cid,
                         boundaries: b.clone(),
+                        blobs: blobs.clone(),
                     });
                     ops.push(EventOp {
-                        action: "create".into(),
+                        action: if update { "update" } else { "create" }.into(),
                         path: format!("{POSTS}/{rkey}"),
                         cid: Some(cid),
                         boundaries: b.clone(),
@@ -213,6 +247,14 @@ impl Builder {
 
     /// Records a persisted commit so the next one builds on it.
     fn accept(&mut self, out: CommitOutput) {
+        for op in &out.ops {
+            let rkey = op.path.rsplit('/').next().unwrap_or_default().to_owned();
+            if op.action == Action::Delete {
+                self.existing.remove(&rkey);
+            } else {
+                self.existing.insert(rkey);
+            }
+        }
         self.blocks.extend(out.new_blocks);
         self.head = Some(out.head);
     }
@@ -222,7 +264,16 @@ impl Builder {
         store: &dyn RepoStore,
         writes: &[(String, Option<Vec<String>>)],
     ) -> u64 {
-        let (out, unit) = self.commit(writes);
+        let writes: Vec<BlobWrite> = writes
+            .iter()
+            .map(|(k, b)| (k.clone(), b.clone(), Vec::new()))
+            .collect();
+        self.write_blobs(store, &writes).await
+    }
+
+    /// Builds and persists a commit of `writes` (see [`Builder::commit_blobs`]).
+    async fn write_blobs(&mut self, store: &dyn RepoStore, writes: &[BlobWrite]) -> u64 {
+        let (out, unit) = self.commit_blobs(writes);
         let seq = store
             .apply_commit(&self.did, unit)
             .await
@@ -532,4 +583,510 @@ async fn destroy_removes_everything(store: &dyn RepoStore) {
             .await,
         Err(RepoStoreError::ActorNotFound(_))
     ));
+}
+
+fn upload(bytes: &[u8], created_ms: i64) -> StoredBlob {
+    StoredBlob {
+        cid: stratos_domain::cid::raw(bytes),
+        mime_type: "image/png".into(),
+        size: bytes.len() as u64,
+        temp_key: Some(format!("{:032x}", created_ms)),
+        created_ms,
+    }
+}
+
+fn reference(rkey: &str, boundary: &str) -> BlobReference {
+    BlobReference {
+        collection: POSTS.into(),
+        rkey: rkey.to_owned(),
+        boundaries: vec![boundary.to_owned()],
+    }
+}
+
+/// Uploads are tracked once per actor and CID: a second upload of the same bytes changes
+/// nothing and hands back the first.
+async fn uploads_are_tracked_per_actor(store: &dyn RepoStore) {
+    let rei = did("did:plc:conformanceupload");
+    let asuka = did("did:plc:conformanceupload2");
+    store.create_actor(&rei).await.expect("create");
+    store.create_actor(&asuka).await.expect("create");
+    let first = upload(b"an image", 1_000);
+    assert_eq!(store.blob(&rei, &first.cid).await.expect("blob"), None);
+    assert_eq!(
+        store.track_blob(&rei, first.clone()).await.expect("track"),
+        None
+    );
+    assert_eq!(
+        store.blob(&rei, &first.cid).await.expect("blob"),
+        Some(first.clone())
+    );
+    let again = StoredBlob {
+        mime_type: "text/plain".into(),
+        ..upload(b"an image", 2_000)
+    };
+    assert_eq!(
+        store.track_blob(&rei, again).await.expect("track"),
+        Some(first.clone()),
+        "the first upload stays"
+    );
+    assert_eq!(
+        store.blob(&rei, &first.cid).await.expect("blob"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.blob(&asuka, &first.cid).await.expect("blob"),
+        None,
+        "uploads are per actor"
+    );
+    assert!(
+        store
+            .records_referencing_blob(&rei, &first.cid)
+            .await
+            .expect("refs")
+            .is_empty()
+    );
+    let all = BlobListQuery {
+        limit: 10,
+        cursor: None,
+        since: None,
+        filter: ReadFilter::All,
+    };
+    assert!(
+        store.list_blobs(&rei, &all).await.expect("list").is_empty(),
+        "uploads no record references are not listed"
+    );
+    assert!(matches!(
+        store
+            .track_blob(&did("did:plc:conformancenobody"), first)
+            .await,
+        Err(RepoStoreError::ActorNotFound(_))
+    ));
+}
+
+/// Associations are written by the commit that writes the record, replaced by updates,
+/// removed by deletes; a blob whose last reference went away is released.
+async fn blob_associations_follow_commits(store: &dyn RepoStore) {
+    let mut b = Builder::new("did:plc:conformanceblobs");
+    store.create_actor(&b.did).await.expect("create");
+    let (x, y) = (upload(b"blob x", 1), upload(b"blob y", 2));
+    store.track_blob(&b.did, x.clone()).await.expect("track");
+    store.track_blob(&b.did, y.clone()).await.expect("track");
+    let keys = rkeys(3);
+    let a = "did:web:s/a".to_owned();
+    b.write_blobs(
+        store,
+        &[
+            (keys[0].clone(), Some(vec![a.clone()]), vec![x.cid]),
+            (keys[1].clone(), Some(vec![a.clone()]), vec![x.cid]),
+        ],
+    )
+    .await;
+    let permanent_x = StoredBlob {
+        temp_key: None,
+        ..x.clone()
+    };
+    assert_eq!(
+        store.blob(&b.did, &x.cid).await.expect("blob"),
+        Some(permanent_x.clone()),
+        "the commit made x permanent"
+    );
+    assert_eq!(
+        store.blob(&b.did, &y.cid).await.expect("blob"),
+        Some(y.clone()),
+        "y is still an upload"
+    );
+    assert_eq!(
+        store
+            .records_referencing_blob(&b.did, &x.cid)
+            .await
+            .expect("refs"),
+        [reference(&keys[0], &a), reference(&keys[1], &a)]
+    );
+    // A new upload of a permanent blob leaves it permanent.
+    assert_eq!(
+        store
+            .track_blob(&b.did, upload(b"blob x", 5))
+            .await
+            .expect("track"),
+        Some(permanent_x.clone())
+    );
+
+    // Update: keys[0] now references y only, with a new boundary.
+    let c = "did:web:s/c".to_owned();
+    b.write_blobs(
+        store,
+        &[(keys[0].clone(), Some(vec![c.clone()]), vec![y.cid])],
+    )
+    .await;
+    assert_eq!(
+        store
+            .records_referencing_blob(&b.did, &x.cid)
+            .await
+            .expect("refs"),
+        [reference(&keys[1], &a)]
+    );
+    assert_eq!(
+        store
+            .records_referencing_blob(&b.did, &y.cid)
+            .await
+            .expect("refs"),
+        [reference(&keys[0], &c)]
+    );
+    assert!(
+        store
+            .release_blobs(&b.did, 0)
+            .await
+            .expect("release")
+            .is_empty(),
+        "every permanent blob is still referenced"
+    );
+
+    // Delete the last record referencing x: x is released, y is not.
+    b.create(store, &[(keys[1].clone(), None)]).await;
+    assert!(
+        store
+            .records_referencing_blob(&b.did, &x.cid)
+            .await
+            .expect("refs")
+            .is_empty()
+    );
+    assert_eq!(store.blob(&b.did, &x.cid).await.expect("blob"), None);
+    assert_eq!(
+        store.release_blobs(&b.did, 0).await.expect("release"),
+        [ReleasedBlob {
+            cid: x.cid,
+            temp_key: None
+        }]
+    );
+    assert!(
+        store
+            .release_blobs(&b.did, 0)
+            .await
+            .expect("release")
+            .is_empty(),
+        "released once"
+    );
+
+    // An update that drops every blob, and a commit referencing a released blob (re-uploaded)
+    // brings it back.
+    b.write_blobs(store, &[(keys[0].clone(), Some(vec![c.clone()]), vec![])])
+        .await;
+    assert!(
+        store
+            .records_referencing_blob(&b.did, &y.cid)
+            .await
+            .expect("refs")
+            .is_empty()
+    );
+    assert_eq!(store.blob(&b.did, &y.cid).await.expect("blob"), None);
+    let y2 = upload(b"blob y", 9);
+    assert_eq!(
+        store.track_blob(&b.did, y2.clone()).await.expect("track"),
+        None,
+        "a released blob is replaced by a new upload"
+    );
+    assert_eq!(
+        store.blob(&b.did, &y.cid).await.expect("blob"),
+        Some(y2.clone())
+    );
+    assert!(
+        store
+            .release_blobs(&b.did, 0)
+            .await
+            .expect("release")
+            .is_empty(),
+        "the new upload is live"
+    );
+    b.write_blobs(
+        store,
+        &[(keys[2].clone(), Some(vec![a.clone()]), vec![y.cid])],
+    )
+    .await;
+    assert_eq!(
+        store
+            .records_referencing_blob(&b.did, &y.cid)
+            .await
+            .expect("refs"),
+        [reference(&keys[2], &a)]
+    );
+}
+
+/// A commit referencing a blob the actor never uploaded (or a released one) is refused whole;
+/// a failing commit leaves uploads untouched.
+async fn a_commit_with_an_unknown_blob_changes_nothing(store: &dyn RepoStore) {
+    let mut b = Builder::new("did:plc:conformanceblobatomic");
+    store.create_actor(&b.did).await.expect("create");
+    let keys = rkeys(4);
+    let a = "did:web:s/a".to_owned();
+    b.create(store, &[(keys[0].clone(), Some(vec![a.clone()]))])
+        .await;
+    let head = store.head(&b.did).await.expect("head");
+    let known = upload(b"known", 1);
+    store
+        .track_blob(&b.did, known.clone())
+        .await
+        .expect("track");
+    let unknown = stratos_domain::cid::raw(b"never uploaded");
+    let (_, unit) = b.commit_blobs(&[
+        (keys[1].clone(), Some(vec![a.clone()]), vec![known.cid]),
+        (keys[2].clone(), Some(vec![a.clone()]), vec![unknown]),
+    ]);
+    let err = store
+        .apply_commit(&b.did, unit)
+        .await
+        .expect_err("unknown blob");
+    assert!(
+        matches!(&err, RepoStoreError::BlobMissing(m) if m.contains(&unknown.to_string())),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(store.head(&b.did).await.expect("head"), head);
+    assert_eq!(store.latest_seq(&b.did).await.expect("seq"), 1, "no event");
+    for k in &keys[1..3] {
+        assert_eq!(store.get_record(&b.did, POSTS, k).await.expect("get"), None);
+    }
+    assert_eq!(
+        store.blob(&b.did, &known.cid).await.expect("blob"),
+        Some(known.clone()),
+        "the known blob is still an upload"
+    );
+    assert!(
+        store
+            .records_referencing_blob(&b.did, &known.cid)
+            .await
+            .expect("refs")
+            .is_empty()
+    );
+    // A unit failing for another reason also leaves the upload alone.
+    let (_, mut unit) =
+        b.commit_blobs(&[(keys[1].clone(), Some(vec![a.clone()]), vec![known.cid])]);
+    unit.index.push(IndexChange::Delete {
+        collection: POSTS.into(),
+        rkey: keys[3].clone(),
+    });
+    assert!(store.apply_commit(&b.did, unit).await.is_err());
+    assert_eq!(
+        store.blob(&b.did, &known.cid).await.expect("blob"),
+        Some(known.clone())
+    );
+    // A released blob cannot be referenced until it is uploaded again.
+    b.write_blobs(
+        store,
+        &[(keys[1].clone(), Some(vec![a.clone()]), vec![known.cid])],
+    )
+    .await;
+    b.create(store, &[(keys[1].clone(), None)]).await;
+    let (_, unit) = b.commit_blobs(&[(keys[2].clone(), Some(vec![a.clone()]), vec![known.cid])]);
+    assert!(matches!(
+        store.apply_commit(&b.did, unit).await,
+        Err(RepoStoreError::BlobMissing(_))
+    ));
+}
+
+/// Listing: distinct CIDs in ascending string order, full pages through the filter, the cursor
+/// and `since`.
+async fn blob_listing_pages_filters_and_since(store: &dyn RepoStore) {
+    let mut b = Builder::new("did:plc:conformancebloblist");
+    store.create_actor(&b.did).await.expect("create");
+    let keys = rkeys(12);
+    let (x, y) = ("did:web:s/x".to_owned(), "did:web:s/y".to_owned());
+    let blobs: Vec<StoredBlob> = (0..12u8).map(|i| upload(&[i; 3], 1)).collect();
+    for blob in &blobs {
+        store.track_blob(&b.did, blob.clone()).await.expect("track");
+    }
+    // First commit: records 0..6, record i references blob i, even ones in x, odd in y, and
+    // record 0 also references blob 1 (so blob 1 is visible to x viewers too).
+    let writes: Vec<BlobWrite> = (0..6)
+        .map(|i| {
+            let bnd = if i % 2 == 0 { x.clone() } else { y.clone() };
+            let mut cids = vec![blobs[i].cid];
+            if i == 0 {
+                cids.push(blobs[1].cid);
+            }
+            (keys[i].clone(), Some(vec![bnd]), cids)
+        })
+        .collect();
+    b.write_blobs(store, &writes).await;
+    let since = store
+        .head(&b.did)
+        .await
+        .expect("head")
+        .expect("a head")
+        .rev
+        .to_string();
+    // Second commit: records 6..10 reference blobs 6..10, all in y.
+    let writes: Vec<BlobWrite> = (6..10)
+        .map(|i| (keys[i].clone(), Some(vec![y.clone()]), vec![blobs[i].cid]))
+        .collect();
+    b.write_blobs(store, &writes).await;
+    let sorted = |idx: &[usize]| {
+        let mut v: Vec<Cid> = idx.iter().map(|i| blobs[*i].cid).collect();
+        v.sort_by_key(ToString::to_string);
+        v
+    };
+    let query = |cursor: Option<String>, since: Option<String>, filter: ReadFilter| BlobListQuery {
+        limit: 3,
+        cursor,
+        since,
+        filter,
+    };
+    let d = b.did.clone();
+    let d = &d;
+    let walk = |since: Option<String>, filter: ReadFilter| async move {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list_blobs(d, &query(cursor, since.clone(), filter.clone()))
+                .await
+                .expect("list");
+            assert!(page.len() <= 3);
+            seen.extend(page.iter().copied());
+            if page.len() < 3 {
+                return seen;
+            }
+            cursor = page.last().map(ToString::to_string);
+        }
+    };
+    assert_eq!(
+        walk(None, ReadFilter::All).await,
+        sorted(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+        "every referenced blob once, never the uploads 10 and 11"
+    );
+    let only_x = ReadFilter::AnyOf(vec![x.clone()]);
+    assert_eq!(walk(None, only_x.clone()).await, sorted(&[0, 1, 2, 4]));
+    let first = store
+        .list_blobs(&b.did, &query(None, None, only_x))
+        .await
+        .expect("list");
+    assert_eq!(first.len(), 3, "a filtered page is full");
+    assert_eq!(
+        walk(Some(since.clone()), ReadFilter::All).await,
+        sorted(&[6, 7, 8, 9])
+    );
+    assert!(
+        walk(Some(since), ReadFilter::AnyOf(vec![x.clone()]))
+            .await
+            .is_empty()
+    );
+    assert!(walk(None, ReadFilter::Nothing).await.is_empty());
+    assert!(
+        walk(None, ReadFilter::AnyOf(vec!["did:web:s/z".into()]))
+            .await
+            .is_empty()
+    );
+    // Deleting a record hides its blobs from the listing.
+    b.create(store, &[(keys[2].clone(), None)]).await;
+    assert_eq!(
+        walk(None, ReadFilter::AnyOf(vec![x])).await,
+        sorted(&[0, 1, 4])
+    );
+}
+
+/// Uploads no commit referenced are released once older than the cut-off; permanent blobs
+/// are not.
+async fn expired_uploads_are_released(store: &dyn RepoStore) {
+    let mut b = Builder::new("did:plc:conformanceblobexpiry");
+    store.create_actor(&b.did).await.expect("create");
+    let (old, young, used) = (
+        upload(b"old", 100),
+        upload(b"young", 300),
+        upload(b"used", 50),
+    );
+    for u in [&old, &young, &used] {
+        store.track_blob(&b.did, u.clone()).await.expect("track");
+    }
+    let keys = rkeys(1);
+    b.write_blobs(
+        store,
+        &[(
+            keys[0].clone(),
+            Some(vec!["did:web:s/a".into()]),
+            vec![used.cid],
+        )],
+    )
+    .await;
+    assert!(
+        store
+            .release_blobs(&b.did, 100)
+            .await
+            .expect("release")
+            .is_empty(),
+        "nothing is older than the cut-off"
+    );
+    assert_eq!(
+        store.release_blobs(&b.did, 200).await.expect("release"),
+        [ReleasedBlob {
+            cid: old.cid,
+            temp_key: old.temp_key.clone()
+        }]
+    );
+    assert_eq!(store.blob(&b.did, &old.cid).await.expect("blob"), None);
+    assert_eq!(
+        store.blob(&b.did, &young.cid).await.expect("blob"),
+        Some(young)
+    );
+    assert!(
+        store
+            .blob(&b.did, &used.cid)
+            .await
+            .expect("blob")
+            .is_some_and(|u| u.temp_key.is_none())
+    );
+    assert!(
+        store
+            .release_blobs(&b.did, i64::MAX)
+            .await
+            .expect("release")
+            .iter()
+            .all(|r| r.cid != used.cid),
+        "a permanent, referenced blob is never released"
+    );
+}
+
+async fn destroy_forgets_blobs(store: &dyn RepoStore) {
+    let mut b = Builder::new("did:plc:conformanceblobdestroy");
+    store.create_actor(&b.did).await.expect("create");
+    let blob = upload(b"gone with the actor", 1);
+    store.track_blob(&b.did, blob.clone()).await.expect("track");
+    let keys = rkeys(1);
+    b.write_blobs(
+        store,
+        &[(
+            keys[0].clone(),
+            Some(vec!["did:web:s/a".into()]),
+            vec![blob.cid],
+        )],
+    )
+    .await;
+    store.destroy_actor(&b.did).await.expect("destroy");
+    store.create_actor(&b.did).await.expect("re-create");
+    assert_eq!(store.blob(&b.did, &blob.cid).await.expect("blob"), None);
+    assert!(
+        store
+            .records_referencing_blob(&b.did, &blob.cid)
+            .await
+            .expect("refs")
+            .is_empty()
+    );
+    let all = BlobListQuery {
+        limit: 10,
+        cursor: None,
+        since: None,
+        filter: ReadFilter::All,
+    };
+    assert!(
+        store
+            .list_blobs(&b.did, &all)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        store
+            .release_blobs(&b.did, i64::MAX)
+            .await
+            .expect("release")
+            .is_empty()
+    );
 }

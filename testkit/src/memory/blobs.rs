@@ -28,6 +28,16 @@ impl MemoryBlobStore {
         Self::default()
     }
 
+    /// Temporary uploads held now (all accounts), for tests that check nothing is left behind.
+    pub fn temp_len(&self) -> usize {
+        self.lock().temp.len()
+    }
+
+    /// Permanent blobs held now (all accounts).
+    pub fn permanent_len(&self) -> usize {
+        self.lock().permanent.values().map(BTreeMap::len).sum()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -58,6 +68,13 @@ impl BlobStore for MemoryBlobStore {
             .entry(did.to_string())
             .or_default()
             .insert(cid.to_string(), (*cid, bytes));
+        Ok(())
+    }
+
+    async fn delete_temp(&self, did: &Did, temp_key: &str) -> BlobResult<()> {
+        self.lock()
+            .temp
+            .remove(&(did.to_string(), temp_key.to_owned()));
         Ok(())
     }
 

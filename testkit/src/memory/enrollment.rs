@@ -1,18 +1,48 @@
 //! In-memory [`EnrollmentStore`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Datetime, Did};
 use stratos_ports::enrollment_store::{
-    Enrollment, EnrollmentResult, EnrollmentStore, EnrollmentStoreError,
+    Enrollment, EnrollmentAction, EnrollmentEvent, EnrollmentResult, EnrollmentStore,
+    EnrollmentStoreError,
 };
 
-/// Enrollments in a sorted map.
+/// Enrollments in a sorted map, with the event log beside them under the same lock (so a
+/// change and its event are atomic, like a transaction).
 #[derive(Debug, Default)]
 pub struct MemoryEnrollmentStore {
-    rows: Mutex<BTreeMap<String, Enrollment>>,
+    rows: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    enrollments: BTreeMap<String, Enrollment>,
+    events: VecDeque<EnrollmentEvent>,
+    last_seq: u64,
+}
+
+impl State {
+    fn append(&mut self, did: &str, action: EnrollmentAction, boundaries: Vec<String>) {
+        self.last_seq += 1;
+        self.events.push_back(EnrollmentEvent {
+            seq: self.last_seq,
+            did: did.to_owned(),
+            action,
+            time: now(),
+            boundaries,
+        });
+    }
+}
+
+fn now() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Datetime::from_unix_millis(ms).to_string()
 }
 
 impl MemoryEnrollmentStore {
@@ -21,19 +51,22 @@ impl MemoryEnrollmentStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Enrollment>> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn update(&self, did: &Did, f: impl FnOnce(&mut Vec<String>)) -> EnrollmentResult<Vec<String>> {
-        let mut rows = self.lock();
-        let row = rows
+        let mut state = self.lock();
+        let row = state
+            .enrollments
             .get_mut(did.as_str())
             .ok_or_else(|| EnrollmentStoreError::NotEnrolled(did.to_string()))?;
         f(&mut row.boundaries);
         row.boundaries.sort();
         row.boundaries.dedup();
-        Ok(row.boundaries.clone())
+        let out = row.boundaries.clone();
+        state.append(did.as_str(), EnrollmentAction::Update, out.clone());
+        Ok(out)
     }
 }
 
@@ -43,17 +76,25 @@ impl EnrollmentStore for MemoryEnrollmentStore {
         let mut e = enrollment.clone();
         e.boundaries.sort();
         e.boundaries.dedup();
-        self.lock().insert(e.did.clone(), e);
+        let mut state = self.lock();
+        let action = if state.enrollments.contains_key(&e.did) {
+            EnrollmentAction::Update
+        } else {
+            EnrollmentAction::Enroll
+        };
+        state.append(&e.did, action, e.boundaries.clone());
+        state.enrollments.insert(e.did.clone(), e);
         Ok(())
     }
 
     async fn get(&self, did: &Did) -> EnrollmentResult<Option<Enrollment>> {
-        Ok(self.lock().get(did.as_str()).cloned())
+        Ok(self.lock().enrollments.get(did.as_str()).cloned())
     }
 
     async fn boundaries(&self, did: &Did) -> EnrollmentResult<Vec<String>> {
         Ok(self
             .lock()
+            .enrollments
             .get(did.as_str())
             .map(|e| e.boundaries.clone())
             .unwrap_or_default())
@@ -76,8 +117,9 @@ impl EnrollmentStore for MemoryEnrollmentStore {
     }
 
     async fn set_enrollment_rkey(&self, did: &Did, rkey: &str) -> EnrollmentResult<()> {
-        let mut rows = self.lock();
-        let row = rows
+        let mut state = self.lock();
+        let row = state
+            .enrollments
             .get_mut(did.as_str())
             .ok_or_else(|| EnrollmentStoreError::NotEnrolled(did.to_string()))?;
         row.enrollment_rkey = Some(rkey.to_owned());
@@ -85,16 +127,54 @@ impl EnrollmentStore for MemoryEnrollmentStore {
     }
 
     async fn unenroll(&self, did: &Did) -> EnrollmentResult<bool> {
-        Ok(self.lock().remove(did.as_str()).is_some())
+        let mut state = self.lock();
+        let existed = state.enrollments.remove(did.as_str()).is_some();
+        if existed {
+            state.append(did.as_str(), EnrollmentAction::Unenroll, Vec::new());
+        }
+        Ok(existed)
     }
 
     async fn list(&self, cursor: Option<&str>, limit: usize) -> EnrollmentResult<Vec<Enrollment>> {
-        let rows = self.lock();
-        Ok(rows
+        let state = self.lock();
+        Ok(state
+            .enrollments
             .values()
             .filter(|e| cursor.is_none_or(|c| e.did.as_str() > c))
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    async fn events_after(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> EnrollmentResult<Vec<EnrollmentEvent>> {
+        let state = self.lock();
+        // Sequence numbers are consecutive, so the position of `cursor + 1` is arithmetic.
+        let first = state.events.front().map_or(0, |e| e.seq);
+        let skip = usize::try_from((cursor + 1).saturating_sub(first)).unwrap_or(usize::MAX);
+        Ok(state
+            .events
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn latest_event_seq(&self) -> EnrollmentResult<u64> {
+        Ok(self.lock().last_seq)
+    }
+
+    async fn prune_events(&self, before: u64) -> EnrollmentResult<u64> {
+        let mut state = self.lock();
+        let mut n = 0;
+        while state.events.len() > 1 && state.events.front().is_some_and(|e| e.seq < before) {
+            state.events.pop_front();
+            n += 1;
+        }
+        Ok(n)
     }
 }

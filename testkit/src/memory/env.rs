@@ -1,5 +1,5 @@
-//! In-memory environment ports: a manual clock, a DID-document table, an allow-list, a cache,
-//! a publish/subscribe notifier.
+//! In-memory environment ports: a manual clock, a DID-document table, authorization servers'
+//! keys, an allow-list, a cache, a publish/subscribe notifier.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -7,9 +7,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use serde_json::Value;
+use stratos_domain::auth::Jwk;
 use stratos_domain::syntax::Did;
 use stratos_ports::env::{
-    AllowList, Cache, Clock, EnvError, IdentityResolver, Notifier, Subscription,
+    AllowList, AuthorizationServers, Cache, Clock, EnvError, IdentityResolver, Notifier,
+    Subscription,
 };
 use tokio::sync::broadcast;
 
@@ -72,6 +74,38 @@ impl IdentityResolver for MemoryIdentity {
     async fn resolve_handle(&self, handle: &str) -> Result<Option<Did>, EnvError> {
         Ok(lock(&self.handles)
             .get(&handle.to_ascii_lowercase())
+            .cloned())
+    }
+}
+
+/// Authorization servers from a table: `(pds, issuer)` → keys.
+#[derive(Debug, Default)]
+pub struct MemoryAuthorizationServers {
+    servers: Mutex<HashMap<(String, String), Vec<Jwk>>>,
+}
+
+impl MemoryAuthorizationServers {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declares `issuer` the authorization server of `pds`, signing with `keys`.
+    pub fn insert(&self, pds: &str, issuer: &str, keys: Vec<Jwk>) {
+        lock(&self.servers).insert((pds.to_owned(), issuer.to_owned()), keys);
+    }
+}
+
+#[async_trait]
+impl AuthorizationServers for MemoryAuthorizationServers {
+    async fn issuer_keys(
+        &self,
+        pds: &str,
+        issuer: &str,
+        _refresh: bool,
+    ) -> Result<Option<Vec<Jwk>>, EnvError> {
+        Ok(lock(&self.servers)
+            .get(&(pds.to_owned(), issuer.to_owned()))
             .cloned())
     }
 }

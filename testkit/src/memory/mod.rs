@@ -11,7 +11,10 @@ mod repo;
 
 pub use blobs::MemoryBlobStore;
 pub use enrollment::MemoryEnrollmentStore;
-pub use env::{ManualClock, MemoryAllowList, MemoryCache, MemoryIdentity, MemoryNotifier};
+pub use env::{
+    ManualClock, MemoryAllowList, MemoryAuthorizationServers, MemoryCache, MemoryIdentity,
+    MemoryNotifier,
+};
 pub use keys::MemoryKeyStore;
 pub use oauth::MemoryOAuthStore;
 pub use outbox::MemoryOutbox;

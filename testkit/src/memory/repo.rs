@@ -1,6 +1,6 @@
 //! In-memory [`RepoStore`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -10,8 +10,8 @@ use stratos_domain::boundary::ReadFilter;
 use stratos_domain::repo::RepoHead;
 use stratos_domain::syntax::Did;
 use stratos_ports::repo_store::{
-    CommitUnit, IndexChange, ListQuery, RepoResult, RepoStore, RepoStoreError, SeqEvent,
-    StoredRecord,
+    BlobListQuery, BlobReference, CommitUnit, IndexChange, ListQuery, ReleasedBlob, RepoResult,
+    RepoStore, RepoStoreError, SeqEvent, StoredBlob, StoredRecord,
 };
 
 use super::outbox::MemoryOutbox;
@@ -24,6 +24,11 @@ struct Actor {
     records: BTreeMap<(String, String), (Cid, Vec<String>)>,
     events: Vec<SeqEvent>,
     next_seq: u64,
+    /// CID string → `(blob, released)`; a released blob lost its last reference and waits for
+    /// [`RepoStore::release_blobs`].
+    blobs: BTreeMap<String, (StoredBlob, bool)>,
+    /// `(collection, rkey)` → `(cid string, rev)` of every blob the record references.
+    record_blobs: BTreeMap<(String, String), Vec<(String, String)>>,
 }
 
 /// Repositories in a map; every operation holds one lock, so commits are atomic.
@@ -49,6 +54,14 @@ impl MemoryRepoStore {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Actor>> {
         self.actors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn visible(filter: &ReadFilter, boundaries: &[String]) -> bool {
+    match filter {
+        ReadFilter::All => true,
+        ReadFilter::Nothing => false,
+        ReadFilter::AnyOf(set) => boundaries.iter().any(|x| set.contains(x)),
     }
 }
 
@@ -135,6 +148,13 @@ impl RepoStore for MemoryRepoStore {
                     "record block {cid} is neither new nor stored"
                 )));
             }
+            if let IndexChange::Put { blobs, .. } = change {
+                for cid in blobs {
+                    if !matches!(actor.blobs.get(&cid.to_string()), Some((_, false))) {
+                        return Err(RepoStoreError::BlobMissing(cid.to_string()));
+                    }
+                }
+            }
         }
         for (cid, bytes) in unit.new_blocks.iter() {
             actor.blocks.insert(*cid, bytes.to_vec());
@@ -142,6 +162,8 @@ impl RepoStore for MemoryRepoStore {
         for cid in &unit.removed_blocks {
             actor.blocks.remove(cid);
         }
+        let rev = unit.head.rev.to_string();
+        let mut lost = BTreeSet::new();
         for change in unit.index {
             match change {
                 IndexChange::Put {
@@ -149,12 +171,39 @@ impl RepoStore for MemoryRepoStore {
                     rkey,
                     cid,
                     boundaries,
+                    blobs,
                 } => {
-                    actor.records.insert((collection, rkey), (cid, boundaries));
+                    let path = (collection, rkey);
+                    let refs: Vec<(String, String)> =
+                        blobs.iter().map(|c| (c.to_string(), rev.clone())).collect();
+                    for (c, _) in &refs {
+                        if let Some((blob, _)) = actor.blobs.get_mut(c) {
+                            blob.temp_key = None;
+                        }
+                    }
+                    let old = if refs.is_empty() {
+                        actor.record_blobs.remove(&path)
+                    } else {
+                        actor.record_blobs.insert(path.clone(), refs)
+                    };
+                    lost.extend(old.into_iter().flatten().map(|(c, _)| c));
+                    actor.records.insert(path, (cid, boundaries));
                 }
                 IndexChange::Delete { collection, rkey } => {
-                    actor.records.remove(&(collection, rkey));
+                    let path = (collection, rkey);
+                    let old = actor.record_blobs.remove(&path);
+                    lost.extend(old.into_iter().flatten().map(|(c, _)| c));
+                    actor.records.remove(&path);
                 }
+            }
+        }
+        for c in lost {
+            let referenced = actor
+                .record_blobs
+                .values()
+                .any(|refs| refs.iter().any(|(x, _)| *x == c));
+            if !referenced && let Some((_, released)) = actor.blobs.get_mut(&c) {
+                *released = true;
             }
         }
         let mut seq = 0;
@@ -194,11 +243,7 @@ impl RepoStore for MemoryRepoStore {
             .records
             .range((query.collection.clone(), String::new())..)
             .take_while(|((c, _), _)| *c == query.collection);
-        let visible = |b: &Vec<String>| match &query.filter {
-            ReadFilter::All => true,
-            ReadFilter::Nothing => false,
-            ReadFilter::AnyOf(set) => b.iter().any(|x| set.contains(x)),
-        };
+        let visible = |b: &Vec<String>| visible(&query.filter, b);
         let after_cursor = |rkey: &str| match &query.cursor {
             None => true,
             Some(c) if query.reverse => rkey > c.as_str(),
@@ -252,6 +297,95 @@ impl RepoStore for MemoryRepoStore {
         for (cid, bytes) in &actor.blocks {
             out.insert(*cid, bytes.clone());
         }
+        Ok(out)
+    }
+
+    async fn track_blob(&self, did: &Did, upload: StoredBlob) -> RepoResult<Option<StoredBlob>> {
+        let mut actors = self.lock();
+        let actor = actors.get_mut(did.as_str()).ok_or_else(|| missing(did))?;
+        let key = upload.cid.to_string();
+        if let Some((existing, false)) = actor.blobs.get(&key) {
+            return Ok(Some(existing.clone()));
+        }
+        actor.blobs.insert(key, (upload, false));
+        Ok(None)
+    }
+
+    async fn blob(&self, did: &Did, cid: &Cid) -> RepoResult<Option<StoredBlob>> {
+        let actors = self.lock();
+        let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
+        Ok(match actor.blobs.get(&cid.to_string()) {
+            Some((blob, false)) => Some(blob.clone()),
+            _ => None,
+        })
+    }
+
+    async fn records_referencing_blob(
+        &self,
+        did: &Did,
+        cid: &Cid,
+    ) -> RepoResult<Vec<BlobReference>> {
+        let actors = self.lock();
+        let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
+        let c = cid.to_string();
+        Ok(actor
+            .record_blobs
+            .iter()
+            .filter(|(_, refs)| refs.iter().any(|(x, _)| *x == c))
+            .filter_map(|(path, _)| {
+                actor.records.get(path).map(|(_, b)| BlobReference {
+                    collection: path.0.clone(),
+                    rkey: path.1.clone(),
+                    boundaries: b.clone(),
+                })
+            })
+            .collect())
+    }
+
+    async fn list_blobs(&self, did: &Did, query: &BlobListQuery) -> RepoResult<Vec<Cid>> {
+        let actors = self.lock();
+        let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
+        let mut cids = BTreeMap::new();
+        for (path, refs) in &actor.record_blobs {
+            let Some((_, boundaries)) = actor.records.get(path) else {
+                continue;
+            };
+            if !visible(&query.filter, boundaries) {
+                continue;
+            }
+            for (c, rev) in refs {
+                let after_cursor = query.cursor.as_ref().is_none_or(|cur| c > cur);
+                let after_since = query.since.as_ref().is_none_or(|s| rev > s);
+                if after_cursor && after_since {
+                    let cid = stratos_domain::cid::parse(c)
+                        .map_err(|e| RepoStoreError::Corrupt(e.to_string()))?;
+                    cids.insert(c.clone(), cid);
+                }
+            }
+        }
+        Ok(cids.into_values().take(query.limit).collect())
+    }
+
+    async fn release_blobs(
+        &self,
+        did: &Did,
+        uploads_before_ms: i64,
+    ) -> RepoResult<Vec<ReleasedBlob>> {
+        let mut actors = self.lock();
+        let actor = actors.get_mut(did.as_str()).ok_or_else(|| missing(did))?;
+        let mut out = Vec::new();
+        actor.blobs.retain(|_, (blob, released)| {
+            let expired = blob.temp_key.is_some() && blob.created_ms < uploads_before_ms;
+            if *released || expired {
+                out.push(ReleasedBlob {
+                    cid: blob.cid,
+                    temp_key: blob.temp_key.clone(),
+                });
+                false
+            } else {
+                true
+            }
+        });
         Ok(out)
     }
 }

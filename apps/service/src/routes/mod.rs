@@ -2,10 +2,15 @@
 //! fallbacks (unknown method → 501, wrong HTTP method → 400).
 
 mod admin;
+mod blob;
 mod ops;
 mod repo;
 mod stratos;
+mod subscribe;
 mod sync;
+
+pub use subscribe::close_streams_on_signal;
+pub use subscribe::hub::{HubSettings, StatsSnapshot, StreamHub};
 
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, Route, web};
@@ -111,6 +116,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
     xrpc(
         cfg,
+        &format!("{repo}.uploadBlob"),
+        M::POST,
+        web::to(blob::upload_blob),
+    );
+    xrpc(
+        cfg,
+        "com.atproto.sync.getBlob",
+        M::GET,
+        web::to(blob::get_blob),
+    );
+    xrpc(
+        cfg,
+        "com.atproto.sync.listBlobs",
+        M::GET,
+        web::to(blob::list_blobs),
+    );
+    xrpc(
+        cfg,
         "com.atproto.sync.getLatestCommit",
         M::GET,
         web::to(sync::get_latest_commit),
@@ -120,6 +143,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "zone.stratos.sync.getRepo",
         M::GET,
         web::to(sync::get_repo),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.sync.subscribeRecords",
+        M::GET,
+        web::to(subscribe::subscribe_records),
     );
     xrpc(
         cfg,
@@ -198,7 +227,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/xrpc/_health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::health))
         .route("/robots.txt", web::get().to(ops::robots))
-        .route("/.well-known/did.json", web::get().to(ops::did_document));
+        .route("/.well-known/did.json", web::get().to(ops::did_document))
+        .route("/client-metadata.json", web::get().to(ops::client_metadata))
+        .route(
+            "/.well-known/oauth-client-metadata.json",
+            web::get().to(ops::client_metadata),
+        );
 }
 
 /// Anything else: unknown XRPC methods are 501 `MethodNotImplemented`, other paths 404.

@@ -69,3 +69,8 @@ pub(super) async fn did_document(state: State) -> HttpResponse {
         }],
     }))
 }
+
+/// The OAuth client metadata document (built at start-up, see `crate::oauth_client`).
+pub(super) async fn client_metadata(state: State) -> HttpResponse {
+    HttpResponse::Ok().json(&state.client_metadata)
+}

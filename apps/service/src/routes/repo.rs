@@ -304,7 +304,7 @@ pub(super) async fn get_record(req: HttpRequest, state: State) -> Result<HttpRes
                 .map_err(|_| ApiError::invalid("`cid` is not a CID"))
         })
         .transpose()?;
-    let viewer = optional_caller(&req, &state).await;
+    let viewer = optional_caller(&req, &state).await?;
     let found = state
         .records
         .get_record(viewer.as_ref(), &repo, &p.collection, &p.rkey, cid.as_ref())
@@ -339,7 +339,7 @@ pub(super) async fn list_records(req: HttpRequest, state: State) -> Result<HttpR
         None => false,
         Some(s) => parse_bool(s, "reverse")?,
     };
-    let viewer = optional_caller(&req, &state).await;
+    let viewer = optional_caller(&req, &state).await?;
     let page = state
         .records
         .list_records(

@@ -27,7 +27,7 @@ pub(super) async fn enrollment_status(
 ) -> Result<HttpResponse, ApiError> {
     let p: DidParam = query(&req)?;
     let did = parse_did(&p.did, "did")?;
-    let caller = optional_caller(&req, &state).await;
+    let caller = optional_caller(&req, &state).await?;
     if caller.as_ref() == Some(&did) {
         let Some(status) = state.enrollments.status(&did).await? else {
             return Ok(HttpResponse::Ok().json(json!({ "did": did.as_str(), "enrolled": false })));
@@ -109,7 +109,7 @@ pub(super) async fn hydrate_record(
     state: State,
 ) -> Result<HttpResponse, ApiError> {
     let p: UriParam = query(&req)?;
-    let viewer = optional_caller(&req, &state).await;
+    let viewer = optional_caller(&req, &state).await?;
     let out = state
         .records
         .hydrate(viewer.as_ref(), std::slice::from_ref(&p.uri))
@@ -130,7 +130,7 @@ pub(super) async fn hydrate_records(
     body: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = optional_caller(&req, &state).await;
+    let viewer = optional_caller(&req, &state).await?;
     let input: UrisInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     if input.uris.len() > MAX_HYDRATE {
         return Err(ApiError::invalid(format!(

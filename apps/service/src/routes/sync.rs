@@ -58,7 +58,7 @@ struct RecordParams {
 pub(super) async fn get_record(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let p: RecordParams = query(&req)?;
     let did = parse_did(&p.did, "did")?;
-    let viewer = optional_caller(&req, &state).await;
+    let viewer = optional_caller(&req, &state).await?;
     match state
         .records
         .record_proof(viewer.as_ref(), &did, &p.collection, &p.rkey)
