@@ -102,6 +102,49 @@ fn stamps(frame: &[u8]) -> Vec<u64> {
     out
 }
 
+/// The event's `time` (RFC 3339, UTC, set by the service when it starts the write) as unix
+/// milliseconds: the value of the CBOR text key `time` in the frame body.
+fn event_time_ms(frame: &[u8]) -> Option<i64> {
+    let key = b"\x64time";
+    let at = frame.windows(key.len()).position(|w| w == key)? + key.len();
+    let (len, start) = match *frame.get(at)? {
+        h @ 0x60..=0x77 => (usize::from(h - 0x60), at + 1),
+        0x78 => (usize::from(*frame.get(at + 1)?), at + 2),
+        _ => return None,
+    };
+    let text = std::str::from_utf8(frame.get(start..start + len)?).ok()?;
+    rfc3339_ms(text)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff]Z` → unix milliseconds.
+fn rfc3339_ms(t: &str) -> Option<i64> {
+    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    let ms = match t.get(19..20) {
+        Some(".") => {
+            let frac: String = t[20..].chars().take_while(char::is_ascii_digit).collect();
+            format!("{frac:0<3}").get(0..3)?.parse::<i64>().ok()?
+        }
+        _ => 0,
+    };
+    // Days from the civil date (proleptic Gregorian), as in Howard Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -123,6 +166,7 @@ async fn fan_out() {
     let live = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let server_latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
     let mut subs = Vec::new();
     for i in 0..ACTORS {
         let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(
@@ -132,6 +176,7 @@ async fn fan_out() {
         .await
         .unwrap();
         let (delivered, latencies, live) = (delivered.clone(), latencies.clone(), live.clone());
+        let server_latencies = server_latencies.clone();
         subs.push(tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
                 if let Message::Binary(frame) = msg {
@@ -141,6 +186,10 @@ async fn fan_out() {
                         let mut l = latencies.lock().unwrap();
                         for ts in stamps(&frame) {
                             l.push(now.saturating_sub(ts));
+                        }
+                        if let Some(t) = event_time_ms(&frame) {
+                            let waited = u64::try_from(unix_ms() - t).unwrap_or(0);
+                            server_latencies.lock().unwrap().push(waited * 1000);
                         }
                     }
                 }
@@ -212,6 +261,8 @@ async fn fan_out() {
     let delivered = delivered.load(Ordering::Relaxed);
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort_unstable();
+    let mut server_lat = server_latencies.lock().unwrap().clone();
+    server_lat.sort_unstable();
     let live_queries = after.live_queries - before.live_queries;
     let all_queries = after.store_queries - before.store_queries;
     println!(
@@ -240,6 +291,13 @@ async fn fan_out() {
         percentile(&lat, 0.99) as f64 / 1000.0,
         lat.last().copied().unwrap_or(0) as f64 / 1000.0,
         lat.len()
+    );
+    println!(
+        "  write start->deliver       p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} samples; from the event's `time`, ms precision)",
+        percentile(&server_lat, 0.50) as f64 / 1000.0,
+        percentile(&server_lat, 0.99) as f64 / 1000.0,
+        server_lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+        server_lat.len()
     );
     println!(
         "  catch-ups {}, slow disconnects {}",

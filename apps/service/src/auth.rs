@@ -52,6 +52,16 @@ pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, 
 /// A service-auth JWT (`iss` = the account, signed with its `#atproto` key, `aud` = this
 /// service, `lxm` = the called method): the account is the issuer.
 async fn service_jwt(req: &HttpRequest, state: &AppState, token: &str) -> Result<Did, ApiError> {
+    verify_service_token(state, token, req.path().strip_prefix("/xrpc/")).await
+}
+
+/// Verifies a service-auth JWT for method `lxm` against its issuer's `#atproto` key (resolved
+/// through the identity port); the issuer on success.
+pub async fn verify_service_token(
+    state: &AppState,
+    token: &str,
+    lxm: Option<&str>,
+) -> Result<Did, ApiError> {
     let iss = unverified_issuer(token)?;
     let doc = state
         .identity
@@ -63,7 +73,6 @@ async fn service_jwt(req: &HttpRequest, state: &AppState, token: &str) -> Result
         .ok_or_else(|| ApiError::invalid_token("the token's issuer has no #atproto key"))?;
     let key = PublicKey::from_multikey(&key)
         .map_err(|_| ApiError::invalid_token("the issuer's #atproto key is unusable"))?;
-    let lxm = req.path().strip_prefix("/xrpc/");
     let now = SystemClock.now_ms() / 1000;
     let expect = ServiceJwtExpectation::new(state.config.service_did.as_str(), lxm, now);
     Ok(verify_service_jwt(token, &expect, &[key])?.iss)
@@ -131,7 +140,7 @@ pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
 }
 
 /// Equality whose time depends only on the lengths, not on where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
     for (i, x) in a.iter().enumerate() {
         diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);

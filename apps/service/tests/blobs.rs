@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stratos_service::RunningServer;
-use stratos_service::config::Config;
 
-const ADMIN: &str = "correct horse battery staple";
+mod common;
+
+use common::ADMIN;
 const POST: &str = "zone.stratos.feed.post";
 const REI: &str = "did:plc:rei";
 const SAKURA: &str = "did:plc:sakura";
@@ -42,23 +43,7 @@ impl Raw {
 
 async fn start_with(extra: &[(&str, &str)]) -> Svc {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_string_lossy().into_owned();
-    let mut vars: Vec<(String, String)> = vec![
-        ("STRATOS_DATA_DIR".into(), data),
-        ("STRATOS_SERVICE_DID".into(), "did:web:nerv.tokyo.jp".into()),
-        ("STRATOS_PUBLIC_URL".into(), "https://nerv.tokyo.jp".into()),
-        ("STRATOS_ALLOWED_DOMAINS".into(), "general,other".into()),
-        ("STRATOS_ENROLLMENT_MODE".into(), "open".into()),
-        ("STRATOS_ADMIN_PASSWORD".into(), ADMIN.into()),
-        ("STRATOS_DEV_MODE".into(), "true".into()),
-        ("STRATOS_SQLITE_DURABILITY".into(), "relaxed".into()),
-    ];
-    for (k, v) in extra {
-        vars.retain(|(key, _)| key != k);
-        vars.push(((*k).into(), (*v).into()));
-    }
-    let mut config = Config::from_pairs(vars).unwrap();
-    config.port = 0;
+    let config = common::config(dir.path(), extra);
     let server = stratos_service::start(config, 1).await.unwrap();
     Svc {
         base: server.url(),

@@ -10,11 +10,12 @@ use serde_json::{Value, json};
 use stratos_domain::auth::jwk_from_public_key;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_service::RunningServer;
-use stratos_service::config::Config;
 use stratos_testkit::http_stub::StubServer;
 use stratos_testkit::tokens::{dpop_proof, now_secs, sign_jwt};
 
-const ADMIN: &str = "correct horse battery staple";
+mod common;
+
+use common::ADMIN;
 const USER: &str = "did:plc:kaworunagisa2345672345ab";
 const PUBLIC: &str = "https://nerv.tokyo.jp";
 const CREATE: &str = "com.atproto.repo.createRecord";
@@ -58,23 +59,8 @@ async fn world() -> World {
     net.json("/oauth/jwks", &json!({ "keys": [jwk] }));
 
     let dir = tempfile::tempdir().unwrap();
-    let vars: Vec<(String, String)> = vec![
-        (
-            "STRATOS_DATA_DIR".into(),
-            dir.path().to_string_lossy().into_owned(),
-        ),
-        ("STRATOS_SERVICE_DID".into(), "did:web:nerv.tokyo.jp".into()),
-        ("STRATOS_PUBLIC_URL".into(), PUBLIC.into()),
-        ("STRATOS_ALLOWED_DOMAINS".into(), "general,other".into()),
-        ("STRATOS_ENROLLMENT_MODE".into(), "open".into()),
-        ("STRATOS_ADMIN_PASSWORD".into(), ADMIN.into()),
-        // Development mode only so that the stub servers may be plain http on loopback.
-        ("STRATOS_DEV_MODE".into(), "true".into()),
-        ("STRATOS_PLC_URL".into(), origin.clone()),
-        ("STRATOS_SQLITE_DURABILITY".into(), "relaxed".into()),
-    ];
-    let mut config = Config::from_pairs(vars).unwrap();
-    config.port = 0;
+    // Development mode (the common default) lets the stub servers be plain http on loopback.
+    let config = common::config(dir.path(), &[("STRATOS_PLC_URL", origin.as_str())]);
     let server = stratos_service::start(config, 1).await.unwrap();
     let w = World {
         base: server.url(),
@@ -369,5 +355,72 @@ async fn rotated_authorization_server_keys_are_picked_up() {
     let (status, _, body) = w.create(&token, &w.client_key, Some(&nonce)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(w.net.hits("/oauth/jwks"), 2);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_reads_its_own_stream_with_dpop() {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+    let w = world().await;
+    let nonce = w.nonce().await;
+    let token = w.token();
+    let (status, _, body) = w.create(&token, &w.client_key, Some(&nonce)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let nsid = "zone.stratos.sync.subscribeRecords";
+    let connect = |proof: String| {
+        let url = format!(
+            "{}/xrpc/{nsid}?did={USER}",
+            w.base.replacen("http", "ws", 1)
+        );
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("DPoP {token}").parse().unwrap());
+        req.headers_mut().insert("dpop", proof.parse().unwrap());
+        async move { tokio_tungstenite::connect_async(req).await.unwrap().0 }
+    };
+    // The proof names the stream's public URL with GET; the first frame is the backfilled
+    // commit (a binary event-stream frame, header op 1).
+    let htu = format!("{PUBLIC}/xrpc/{nsid}");
+    let mut ws = connect(dpop_proof(
+        &w.client_key,
+        "GET",
+        &htu,
+        &token,
+        Some(&nonce),
+        &jti(),
+    ))
+    .await;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Message::Binary(frame) = first else {
+        panic!("expected a binary frame, got {first:?}");
+    };
+    // The header `{t: "#commit", op: 1}` in canonical DAG-CBOR key order (shorter keys first).
+    assert!(frame.starts_with(b"\xa2at\x67#commit\x62op\x01"), "{frame:?}");
+    // A proof for another URL gets an error frame (op -1), never the account's records.
+    let mut ws = connect(dpop_proof(
+        &w.client_key,
+        "GET",
+        &format!("{PUBLIC}/xrpc/other"),
+        &token,
+        Some(&nonce),
+        &jti(),
+    ))
+    .await;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Message::Binary(frame) = first else {
+        panic!("expected an error frame, got {first:?}");
+    };
+    assert_eq!(&frame[..5], b"\xa1bop\x20");
     w.stop().await;
 }

@@ -17,12 +17,13 @@ use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
 use stratos_service::RunningServer;
-use stratos_service::config::Config;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-const ADMIN: &str = "correct horse battery staple";
+mod common;
+
+use common::ADMIN;
 const SYNC: &str = "sync-secret-for-tests";
 const POST: &str = "zone.stratos.feed.post";
 const SERVICE: &str = "did:web:nerv.tokyo.jp";
@@ -48,25 +49,12 @@ async fn start_with(extra: &[(&str, &str)]) -> Svc {
 
 /// A service over the data directory `path` (another instance may share it).
 async fn start_in(path: &std::path::Path, extra: &[(&str, &str)]) -> Svc {
-    let data = path.to_string_lossy().into_owned();
-    let mut vars: Vec<(String, String)> = vec![
-        ("STRATOS_DATA_DIR".into(), data),
-        ("STRATOS_SERVICE_DID".into(), SERVICE.into()),
-        ("STRATOS_PUBLIC_URL".into(), "https://nerv.tokyo.jp".into()),
-        ("STRATOS_ALLOWED_DOMAINS".into(), "general,other".into()),
-        ("STRATOS_ENROLLMENT_MODE".into(), "open".into()),
-        ("STRATOS_ADMIN_PASSWORD".into(), ADMIN.into()),
-        ("STRATOS_DEV_MODE".into(), "true".into()),
-        ("STRATOS_SQLITE_DURABILITY".into(), "relaxed".into()),
-        ("STRATOS_SYNC_TOKEN".into(), SYNC.into()),
-        ("STRATOS_WRITE_RATE_MAX_WRITES".into(), "1000000".into()),
+    let mut vars = vec![
+        ("STRATOS_SYNC_TOKEN", SYNC),
+        ("STRATOS_WRITE_RATE_MAX_WRITES", "1000000"),
     ];
-    for (k, v) in extra {
-        vars.retain(|(key, _)| key != k);
-        vars.push(((*k).into(), (*v).into()));
-    }
-    let mut config = Config::from_pairs(vars).unwrap();
-    config.port = 0;
+    vars.extend_from_slice(extra);
+    let config = common::config(path, &vars);
     let server = stratos_service::start(config, 2).await.unwrap();
     Svc {
         base: server.url(),

@@ -21,11 +21,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
-use stratos_domain::auth::{ServiceJwtExpectation, unverified_issuer, verify_service_jwt};
 use stratos_domain::boundary::Boundary;
-use stratos_domain::crypto::PublicKey;
 use stratos_domain::syntax::Did;
-use stratos_ports::env::Clock as _;
 use stratos_ports::usecases::stream::{self, CommitEvent};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
@@ -33,7 +30,7 @@ use tokio::sync::watch;
 use self::hub::{Phase, StreamHub};
 use crate::auth;
 use crate::error::ApiError;
-use crate::state::{AppState, SystemClock};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -125,35 +122,12 @@ enum Access {
     Account(Did),
 }
 
-/// Equality whose time depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, x) in a.iter().enumerate() {
-        diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);
-    }
-    diff == 0
-}
-
 /// A service-auth JWT passed as `syncToken` (WebSocket clients cannot always set headers):
 /// `aud` = this service, `lxm` = this method, signed with the issuer's `#atproto` key.
 async fn verify_sync_jwt(state: &AppState, token: &str) -> Result<Did, Failure> {
-    let bad = |m: &str| Failure::new("AuthRequired", m.to_owned());
-    let iss = unverified_issuer(token).map_err(|_| bad("the syncToken is not a valid JWT"))?;
-    let doc = state
-        .identity
-        .resolve_did(&iss)
+    auth::verify_service_token(state, token, Some(stream::NSID))
         .await
-        .map_err(|_| bad("the token's issuer could not be resolved"))?
-        .ok_or_else(|| bad("the token's issuer does not exist"))?;
-    let key = stratos_network::identity::signing_key(&doc)
-        .ok_or_else(|| bad("the token's issuer has no #atproto key"))?;
-    let key = PublicKey::from_multikey(&key).map_err(|_| bad("the issuer's key is unusable"))?;
-    let now = SystemClock.now_ms() / 1000;
-    let expect =
-        ServiceJwtExpectation::new(state.config.service_did.as_str(), Some(stream::NSID), now);
-    verify_service_jwt(token, &expect, &[key])
-        .map(|claims| claims.iss)
-        .map_err(|e| Failure::new("AuthRequired", format!("invalid syncToken: {e}")))
+        .map_err(|e| Failure::new("AuthRequired", format!("invalid syncToken: {}", e.message)))
 }
 
 /// Decides who is calling, in the order of the reference's intended design: `syncToken` (the
@@ -173,7 +147,7 @@ async fn authenticate(
     };
     if let Some(token) = &params.sync_token {
         if let Some(expected) = &state.config.auth.sync_token
-            && constant_time_eq(token.as_bytes(), expected.expose().as_bytes())
+            && auth::constant_time_eq(token.as_bytes(), expected.expose().as_bytes())
         {
             return Ok(Access::Service);
         }

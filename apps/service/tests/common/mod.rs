@@ -1,0 +1,33 @@
+//! What the service's HTTP test files share: the test configuration (SQLite and local blobs in
+//! a given directory, a loopback port chosen by the OS, dev mode, two offered boundaries).
+
+use std::path::Path;
+
+use stratos_service::config::Config;
+
+/// The operator password of test services.
+pub const ADMIN: &str = "correct horse battery staple";
+
+/// The test configuration over `data_dir`, with `extra` variables set or overriding.
+pub fn config(data_dir: &Path, extra: &[(&str, &str)]) -> Config {
+    let mut vars: Vec<(String, String)> = vec![
+        (
+            "STRATOS_DATA_DIR".into(),
+            data_dir.to_string_lossy().into_owned(),
+        ),
+        ("STRATOS_SERVICE_DID".into(), "did:web:nerv.tokyo.jp".into()),
+        ("STRATOS_PUBLIC_URL".into(), "https://nerv.tokyo.jp".into()),
+        ("STRATOS_ALLOWED_DOMAINS".into(), "general,other".into()),
+        ("STRATOS_ENROLLMENT_MODE".into(), "open".into()),
+        ("STRATOS_ADMIN_PASSWORD".into(), ADMIN.into()),
+        ("STRATOS_DEV_MODE".into(), "true".into()),
+        ("STRATOS_SQLITE_DURABILITY".into(), "relaxed".into()),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(key, _)| key != k);
+        vars.push(((*k).into(), (*v).into()));
+    }
+    let mut config = Config::from_pairs(vars).expect("test configuration");
+    config.port = 0;
+    config
+}
