@@ -402,7 +402,10 @@ async fn an_account_reads_its_own_stream_with_dpop() {
         panic!("expected a binary frame, got {first:?}");
     };
     // The header `{t: "#commit", op: 1}` in canonical DAG-CBOR key order (shorter keys first).
-    assert!(frame.starts_with(b"\xa2at\x67#commit\x62op\x01"), "{frame:?}");
+    assert!(
+        frame.starts_with(b"\xa2at\x67#commit\x62op\x01"),
+        "{frame:?}"
+    );
     // A proof for another URL gets an error frame (op -1), never the account's records.
     let mut ws = connect(dpop_proof(
         &w.client_key,

@@ -424,6 +424,38 @@ async fn boundary_filtered_reads_hide_denied_records_like_missing_ones() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     let (s, _) = svc.get(&format!("{list}&limit=0"), None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A bad cursor is a clear 400; a good one pages without repeats.
+    let (s, b) = svc
+        .get(&format!("{list}&cursor=not%20a%20key!"), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("cursor"), "{b}");
+    for i in 0..2 {
+        let (s, _) = svc
+            .create("did:plc:rei", &format!("more {i}"), &["general"])
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (_, first) = svc
+        .get(&format!("{list}&limit=2"), Some("Bearer did:plc:shinji"))
+        .await;
+    assert_eq!(first["records"].as_array().unwrap().len(), 2);
+    let cursor = first["cursor"].as_str().unwrap();
+    let (_, second) = svc
+        .get(
+            &format!("{list}&limit=2&cursor={cursor}"),
+            Some("Bearer did:plc:shinji"),
+        )
+        .await;
+    let second = second["records"].as_array().unwrap();
+    assert_eq!(second.len(), 1, "3 readable records in all");
+    assert!(
+        first["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["uri"] != second[0]["uri"])
+    );
 
     // Hydration as a viewer: denied records are `notFound`.
     let uri = created["uri"].as_str().unwrap();

@@ -625,6 +625,15 @@ impl Records {
         reverse: bool,
     ) -> Result<RecordPage, UseCaseError> {
         let limit = limit.clamp(1, 100);
+        // Cursors are the last record key of a page; anything else is a client error, checked
+        // before the repository is looked at so every DID answers alike.
+        if let Some(c) = &cursor
+            && RecordKey::parse(c).is_err()
+        {
+            return Err(UseCaseError::InvalidRequest(
+                "`cursor` is not a record key".to_owned(),
+            ));
+        }
         let empty = RecordPage {
             records: Vec::new(),
             cursor: None,
