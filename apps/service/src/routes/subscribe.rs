@@ -405,7 +405,13 @@ impl Conn {
                 .map_err(|e| e.to_string()),
         };
         match frame {
-            Ok(Some(frame)) if !frame.is_empty() => self.send(frame).await,
+            Ok(Some(frame)) if !frame.is_empty() => {
+                self.send(frame).await?;
+                if let Some(live) = live {
+                    self.hub.stats().record_delivery(live.published.elapsed());
+                }
+                Ok(())
+            }
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, did = %event.did, seq = event.seq, "encoding a commit frame failed");

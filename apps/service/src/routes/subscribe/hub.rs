@@ -29,6 +29,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 pub struct Live<T> {
     /// The event.
     pub event: T,
+    /// When the committed event reached the hub (after its transaction committed).
+    pub published: std::time::Instant,
     frame: OnceLock<Result<Bytes, String>>,
 }
 
@@ -36,6 +38,7 @@ impl<T> Live<T> {
     fn new(event: T) -> Arc<Self> {
         Arc::new(Self {
             event,
+            published: std::time::Instant::now(),
             frame: OnceLock::new(),
         })
     }
@@ -61,7 +64,7 @@ pub type LiveCommit = Arc<Live<CommitEvent>>;
 pub type LiveEnrollment = Arc<Live<EnrollmentEvent>>;
 
 /// Counters of the stream, for tests, the benchmark and operators.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Storage queries made by the stream (backfill, catch-up, gap fill, remote announcements).
     pub store_queries: AtomicU64,
@@ -78,6 +81,57 @@ pub struct Stats {
     pub slow_disconnects: AtomicU64,
     /// Subscribers currently connected.
     pub subscribers: AtomicUsize,
+    /// Live commit frames by the time from the hub receiving the committed event to the frame
+    /// being handed to the socket: bucket `i` counts `i` ms (rounded down), the last bucket
+    /// everything from [`LATENCY_BUCKETS`] − 1 ms on.
+    pub delivery_ms: [AtomicU64; LATENCY_BUCKETS],
+}
+
+/// Buckets of [`Stats::delivery_ms`] (1 ms each).
+pub const LATENCY_BUCKETS: usize = 256;
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            store_queries: AtomicU64::new(0),
+            live_queries: AtomicU64::new(0),
+            frames_sent: AtomicU64::new(0),
+            commits_published: AtomicU64::new(0),
+            catch_ups: AtomicU64::new(0),
+            slow_disconnects: AtomicU64::new(0),
+            subscribers: AtomicUsize::new(0),
+            delivery_ms: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Stats {
+    /// Counts one live delivery that took `elapsed` since the commit reached the hub.
+    pub fn record_delivery(&self, elapsed: Duration) {
+        let ms = usize::try_from(elapsed.as_millis()).unwrap_or(usize::MAX);
+        if let Some(bucket) = self.delivery_ms.get(ms.min(LATENCY_BUCKETS - 1)) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The `p`-quantile (0..=1) of [`Stats::delivery_ms`] in ms, `None` before any delivery.
+    pub fn delivery_quantile_ms(&self, p: f64) -> Option<usize> {
+        let counts: Vec<u64> = self
+            .delivery_ms
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * p.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        counts.iter().position(|c| {
+            seen += c;
+            seen >= rank
+        })
+    }
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -97,6 +151,10 @@ pub struct StatsSnapshot {
     pub slow_disconnects: u64,
     /// See [`Stats::subscribers`].
     pub subscribers: usize,
+    /// Median of [`Stats::delivery_ms`].
+    pub delivery_p50_ms: Option<usize>,
+    /// 99th percentile of [`Stats::delivery_ms`].
+    pub delivery_p99_ms: Option<usize>,
 }
 
 /// The only storage access of the stream; every call is counted.
@@ -295,6 +353,8 @@ impl StreamHub {
             catch_ups: s.catch_ups.load(Ordering::Relaxed),
             slow_disconnects: s.slow_disconnects.load(Ordering::Relaxed),
             subscribers: s.subscribers.load(Ordering::Relaxed),
+            delivery_p50_ms: s.delivery_quantile_ms(0.5),
+            delivery_p99_ms: s.delivery_quantile_ms(0.99),
         }
     }
 
