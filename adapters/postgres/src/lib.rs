@@ -1,11 +1,15 @@
 //! PostgreSQL adapter: one pool, shared service tables in one schema, and one schema per actor
 //! named `actor_` + the first 12 hex digits of sha256(did) (reference §11.4).
 //!
-//! Every statement names its tables schema-qualified (`"actor_0123456789ab".block`), with schema
-//! names built only from hex digits and a validated prefix, so one pool serves every actor —
-//! no pool or `search_path` per schema. A commit is one transaction on one connection:
-//! compare-and-swap on the root row (row lock), batched block/index inserts, the event, the
-//! outbox rows (in the service schema, same transaction) and the new root.
+//! Schema names are built only from a validated prefix and hex digits, and always quoted. A
+//! commit is one transaction on one connection, scoped to the actor's schema with `SET LOCAL
+//! search_path` (sent with `BEGIN` in one round trip; it reverts at commit): its statements name
+//! tables unqualified, so their text is the same for every actor and each connection's
+//! prepared-statement cache holds a handful of entries however many actors there are. In it: the
+//! compare-and-swap on the root row (row lock), the blocks and index rows as array parameters
+//! (`unnest`), the event, the outbox rows (in the service schema, same transaction) — for a unit
+//! of creates all in one statement. Single statements outside a transaction name the actor's
+//! schema and run unnamed (never cached). See docs/performance.md.
 
 mod repo;
 mod service;
@@ -51,9 +55,14 @@ pub enum PostgresError {
     Corrupt(String),
 }
 
+/// A driver error as sea-orm reports it (the adapter runs some statements on sqlx directly).
+pub(crate) fn sqlx_err(e: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(e)))
+}
+
 impl From<sqlx::Error> for PostgresError {
     fn from(e: sqlx::Error) -> Self {
-        PostgresError::Db(DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(e))))
+        PostgresError::Db(sqlx_err(e))
     }
 }
 
@@ -236,7 +245,7 @@ impl PostgresStorage {
                 pool,
                 schemas: schemas.clone(),
                 known: Default::default(),
-                outbox_sql: repo::outbox_insert(&schemas.service()),
+                commit_sql: repo::CommitSql::new(&schemas.service()),
             },
             enrollments: PostgresEnrollmentStore {
                 db: db.clone(),

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use sea_orm::sqlx::postgres::PgArguments;
 use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Row as _};
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbErr, ExecResult, QueryResult, Statement,
+    TransactionTrait, Value,
+};
 use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
 use stratos_domain::boundary::ReadFilter;
@@ -18,7 +21,7 @@ use stratos_ports::repo_store::{
 };
 use stratos_ports::storage_codec::{cid_from_bytes, decode_ops, encode_item, encode_ops};
 
-use crate::{PostgresError, Row, Schemas, params, repo_err, stmt};
+use crate::{PostgresError, Row, Schemas, params, repo_err, sqlx_err, stmt};
 
 /// Rows per multi-row INSERT (PostgreSQL allows 65,535 parameters per statement).
 const INSERT_BATCH: usize = 500;
@@ -98,6 +101,62 @@ pub(crate) async fn upgrade_actor_schemas(
     Ok(())
 }
 
+/// Statements naming an actor's schema outside a transaction (reads and single-statement
+/// writes): their text differs per actor, so they run as unnamed statements, which never enter
+/// the connection's statement cache and so never evict the commit's constant statements (with a
+/// few hundred actors the cache would otherwise turn over on every operation: a `Parse`, and a
+/// `Close` for the evicted entry, each one more round trip).
+struct OneOff<'a>(&'a sqlx::PgPool);
+
+impl OneOff<'_> {
+    fn query(statement: &Statement) -> Result<OneOffQuery, DbErr> {
+        let mut query = sqlx::query(AssertSqlSafe(statement.sql.clone())).persistent(false);
+        for value in statement.values.iter().flat_map(|v| v.0.iter()) {
+            query = match value {
+                Value::Bytes(b) => query.bind(b.clone()),
+                Value::String(s) => query.bind(s.clone()),
+                Value::BigInt(i) => query.bind(*i),
+                Value::Int(i) => query.bind(*i),
+                Value::Bool(b) => query.bind(*b),
+                other => {
+                    return Err(DbErr::Custom(format!(
+                        "unsupported parameter type {other:?}"
+                    )));
+                }
+            };
+        }
+        Ok(query)
+    }
+
+    async fn query_one_raw(&self, statement: Statement) -> Result<Option<QueryResult>, DbErr> {
+        Ok(Self::query(&statement)?
+            .fetch_optional(self.0)
+            .await
+            .map_err(sqlx_err)?
+            .map(QueryResult::from))
+    }
+
+    async fn query_all_raw(&self, statement: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        Ok(Self::query(&statement)?
+            .fetch_all(self.0)
+            .await
+            .map_err(sqlx_err)?
+            .into_iter()
+            .map(QueryResult::from)
+            .collect())
+    }
+
+    async fn execute_raw(&self, statement: Statement) -> Result<ExecResult, DbErr> {
+        Ok(Self::query(&statement)?
+            .execute(self.0)
+            .await
+            .map_err(sqlx_err)?
+            .into())
+    }
+}
+
+type OneOffQuery = sqlx::query::Query<'static, Postgres, PgArguments>;
+
 /// [`RepoStore`] over PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PostgresRepoStore {
@@ -109,18 +168,54 @@ pub struct PostgresRepoStore {
     /// Actors known to have a schema (positive answers only; cleared on destroy by this
     /// process). Spares one catalog query per operation.
     pub(crate) known: Arc<Mutex<HashSet<String>>>,
-    /// The commit's outbox insert (the service schema is fixed per deployment, so the text is
-    /// constant).
-    pub(crate) outbox_sql: Arc<str>,
+    /// The commit statements that name the service schema.
+    pub(crate) commit_sql: CommitSql,
 }
 
-/// The commit's outbox insert for a service schema: one row per item, in order.
-pub(crate) fn outbox_insert(service: &str) -> Arc<str> {
-    format!(
-        "INSERT INTO {service}.outbox (did, item, due_ms) \
-         SELECT $1, i.item, 0 FROM unnest($2::bytea[]) WITH ORDINALITY AS i(item, n) ORDER BY i.n"
-    )
-    .into()
+/// The commit statements that name the service schema (fixed per deployment, so their text is
+/// constant too).
+#[derive(Debug, Clone)]
+pub(crate) struct CommitSql {
+    /// The outbox insert: one row per item, in order.
+    outbox: Arc<str>,
+    /// A plain unit in one statement ([`apply_plain`]).
+    plain: Arc<str>,
+}
+
+impl CommitSql {
+    pub(crate) fn new(service: &str) -> Self {
+        let outbox = format!(
+            "INSERT INTO {service}.outbox (did, item, due_ms) \
+             SELECT $1, i.item, 0 FROM unnest($2::bytea[]) WITH ORDINALITY AS i(item, n) \
+             ORDER BY i.n"
+        );
+        let plain = format!(
+            "WITH root AS (UPDATE repo_root SET commit_cid = $1, rev = $2, data_cid = $3 \
+             WHERE id = 1 AND commit_cid = $4 RETURNING 1), \
+             blocks AS (INSERT INTO block (cid, content) SELECT n.cid, n.content \
+             FROM unnest($5::bytea[], $6::bytea[]) AS n(cid, content) \
+             WHERE EXISTS (SELECT 1 FROM root) ON CONFLICT (cid) DO NOTHING), \
+             removed AS (DELETE FROM block WHERE cid = ANY($7::bytea[]) \
+             AND EXISTS (SELECT 1 FROM root)), \
+             records AS (INSERT INTO record (collection, rkey, cid, boundaries) \
+             SELECT p.collection, p.rkey, p.cid, string_to_array(p.boundaries, E'\\n') \
+             FROM unnest($8::text[], $9::text[], $10::bytea[], $11::text[]) \
+             AS p(collection, rkey, cid, boundaries) WHERE EXISTS (SELECT 1 FROM root) \
+             ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, \
+             boundaries = excluded.boundaries), \
+             event AS (INSERT INTO event (rev, commit_cid, time, ops) \
+             SELECT $12::text, $13::bytea, $14::text, $15::bytea \
+             WHERE EXISTS (SELECT 1 FROM root) RETURNING seq), \
+             outbox AS (INSERT INTO {service}.outbox (did, item, due_ms) \
+             SELECT $16::text, i.item, 0 FROM unnest($17::bytea[]) WITH ORDINALITY AS i(item, n) \
+             WHERE EXISTS (SELECT 1 FROM root) ORDER BY i.n) \
+             SELECT (SELECT count(*) FROM root), COALESCE((SELECT seq FROM event), 0)"
+        );
+        Self {
+            outbox: outbox.into(),
+            plain: plain.into(),
+        }
+    }
 }
 
 fn blob(cid: &Cid) -> Value {
@@ -167,6 +262,10 @@ impl PostgresRepoStore {
             self.known().insert(did.to_string());
         }
         Ok(found)
+    }
+
+    fn one_off(&self) -> OneOff<'_> {
+        OneOff(&self.pool)
     }
 
     /// Opens a transaction scoped to the actor's schema: `BEGIN` and `SET LOCAL search_path` go
@@ -224,13 +323,19 @@ fn cid_bytes<'a>(cids: impl IntoIterator<Item = &'a Cid>) -> Vec<Vec<u8>> {
 
 async fn apply(
     tx: &mut Tx,
-    outbox_sql: &Arc<str>,
+    sql: &CommitSql,
     did: &Did,
     unit: &CommitUnit,
 ) -> Result<u64, PostgresError> {
+    let rev = unit.head.rev.to_string();
+    if let Some(prev) = &unit.prev
+        && let Some(event) = &unit.event
+        && is_plain(unit)
+    {
+        return apply_plain(tx, sql, did, unit, prev, event, &rev).await;
+    }
     // Compare-and-swap first: the row lock orders concurrent writers, and the loser re-checks
     // the condition after the winner commits.
-    let rev = unit.head.rev.to_string();
     let swapped = match &unit.prev {
         Some(prev) => q(
             "UPDATE repo_root SET commit_cid = $1, rev = $2, data_cid = $3 \
@@ -362,13 +467,107 @@ async fn apply(
     }
     if !unit.outbox.is_empty() {
         let items: Vec<Vec<u8>> = unit.outbox.iter().map(encode_item).collect();
-        sqlx::query(AssertSqlSafe(outbox_sql.clone()))
+        sqlx::query(AssertSqlSafe(sql.outbox.clone()))
             .bind(did.as_str())
             .bind(items)
             .execute(&mut **tx)
             .await?;
     }
     Ok(seq)
+}
+
+/// Whether a unit is the common kind that [`apply_plain`] writes in one statement: every index
+/// change creates a record without blobs whose block is new, and no block is both new and
+/// removed. Anything else (updates, deletes, blobs, the first commit) takes the general path.
+fn is_plain(unit: &CommitUnit) -> bool {
+    let Some(event) = &unit.event else {
+        return false;
+    };
+    let created: HashSet<&str> = event
+        .ops
+        .iter()
+        .filter(|op| op.action == "create")
+        .map(|op| op.path.as_str())
+        .collect();
+    unit.index.iter().all(|change| match change {
+        IndexChange::Put {
+            collection,
+            rkey,
+            cid,
+            blobs,
+            ..
+        } => {
+            blobs.is_empty()
+                && unit.new_blocks.contains(cid)
+                && created.contains(format!("{collection}/{rkey}").as_str())
+        }
+        IndexChange::Delete { .. } => false,
+    }) && !unit
+        .removed_blocks
+        .iter()
+        .any(|c| unit.new_blocks.contains(c))
+}
+
+/// A plain unit ([`is_plain`]) in one statement: the compare-and-swap on the root, the blocks,
+/// the record rows, the event and the outbox rows, each part gated on the swap (`EXISTS (SELECT
+/// 1 FROM root)`), so a lost swap writes nothing and reports zero swapped rows. The same work
+/// as the general path, in one round trip instead of one per part.
+async fn apply_plain(
+    tx: &mut Tx,
+    sql: &CommitSql,
+    did: &Did,
+    unit: &CommitUnit,
+    prev: &Cid,
+    event: &SeqEvent,
+    rev: &str,
+) -> Result<u64, PostgresError> {
+    let (cids, contents): (Vec<Vec<u8>>, Vec<&[u8]>) = unit
+        .new_blocks
+        .iter()
+        .map(|(c, b)| (c.to_bytes(), b))
+        .unzip();
+    let mut puts = Puts::default();
+    for change in &unit.index {
+        if let IndexChange::Put {
+            collection,
+            rkey,
+            cid,
+            boundaries,
+            ..
+        } = change
+        {
+            puts.collections.push(collection);
+            puts.rkeys.push(rkey);
+            puts.cids.push(cid.to_bytes());
+            puts.boundaries.push(boundaries.join("\n"));
+        }
+    }
+    let items: Vec<Vec<u8>> = unit.outbox.iter().map(encode_item).collect();
+    let row = sqlx::query(AssertSqlSafe(sql.plain.clone()))
+        .bind(unit.head.commit.to_bytes())
+        .bind(rev)
+        .bind(unit.head.data.to_bytes())
+        .bind(prev.to_bytes())
+        .bind(cids)
+        .bind(contents)
+        .bind(cid_bytes(&unit.removed_blocks))
+        .bind(puts.collections)
+        .bind(puts.rkeys)
+        .bind(puts.cids)
+        .bind(puts.boundaries)
+        .bind(&event.rev)
+        .bind(event.commit.to_bytes())
+        .bind(&event.time)
+        .bind(encode_ops(&event.ops))
+        .bind(did.as_str())
+        .bind(items)
+        .fetch_one(&mut **tx)
+        .await?;
+    if row.try_get::<i64, _>(0)? != 1 {
+        return Err(PostgresError::Conflict);
+    }
+    let seq: i64 = row.try_get(1)?;
+    Ok(u64::try_from(seq).unwrap_or(0))
 }
 
 /// The record rows a unit puts, column by column (one array parameter each).
@@ -532,7 +731,7 @@ impl RepoStore for PostgresRepoStore {
     async fn head(&self, did: &Did) -> RepoResult<Option<RepoHead>> {
         let s = self.require(did).await.map_err(repo_err)?;
         let row = self
-            .db
+            .one_off()
             .query_one_raw(stmt(
                 &format!("SELECT commit_cid, rev, data_cid FROM {s}.repo_root WHERE id = 1"),
                 vec![],
@@ -556,7 +755,7 @@ impl RepoStore for PostgresRepoStore {
         let mut out = BlockMap::new();
         for chunk in cids.chunks(INSERT_BATCH) {
             let rows = self
-                .db
+                .one_off()
                 .query_all_raw(stmt(
                     &format!(
                         "SELECT cid, content FROM {s}.block WHERE cid IN ({})",
@@ -578,7 +777,7 @@ impl RepoStore for PostgresRepoStore {
     async fn apply_commit(&self, did: &Did, unit: CommitUnit) -> RepoResult<u64> {
         let s = self.require(did).await.map_err(repo_err)?;
         let mut tx = self.begin(&s).await.map_err(repo_err)?;
-        match apply(&mut tx, &self.outbox_sql, did, &unit).await {
+        match apply(&mut tx, &self.commit_sql, did, &unit).await {
             Ok(seq) => {
                 tx.commit()
                     .await
@@ -605,7 +804,7 @@ impl RepoStore for PostgresRepoStore {
     ) -> RepoResult<Option<StoredRecord>> {
         let s = self.require(did).await.map_err(repo_err)?;
         let row = self
-            .db
+            .one_off()
             .query_one_raw(stmt(
                 &format!(
                     "SELECT r.rkey, r.cid, array_to_string(r.boundaries, E'\\n'), b.content \
@@ -657,7 +856,7 @@ impl RepoStore for PostgresRepoStore {
             values.len()
         ));
         let rows = self
-            .db
+            .one_off()
             .query_all_raw(stmt(&sql, values))
             .await
             .map_err(db_err)?;
@@ -675,7 +874,7 @@ impl RepoStore for PostgresRepoStore {
     ) -> RepoResult<Vec<SeqEvent>> {
         let s = self.require(did).await.map_err(repo_err)?;
         let rows = self
-            .db
+            .one_off()
             .query_all_raw(stmt(
                 &format!(
                     "SELECT seq, rev, commit_cid, time, ops FROM {s}.event WHERE seq > $1 \
@@ -706,7 +905,7 @@ impl RepoStore for PostgresRepoStore {
     async fn latest_seq(&self, did: &Did) -> RepoResult<u64> {
         let s = self.require(did).await.map_err(repo_err)?;
         let row = self
-            .db
+            .one_off()
             .query_one_raw(stmt(
                 &format!("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM {s}.event"),
                 vec![],
@@ -723,7 +922,7 @@ impl RepoStore for PostgresRepoStore {
     async fn all_blocks(&self, did: &Did) -> RepoResult<BlockMap> {
         let s = self.require(did).await.map_err(repo_err)?;
         let rows = self
-            .db
+            .one_off()
             .query_all_raw(stmt(
                 &format!("SELECT cid, content FROM {s}.block ORDER BY id"),
                 vec![],
@@ -743,7 +942,7 @@ impl RepoStore for PostgresRepoStore {
         let s = self.require(did).await.map_err(repo_err)?;
         // One statement: insert, or revive a released row; a live row stays as it is.
         let inserted = self
-            .db
+            .one_off()
             .execute_raw(stmt(
                 &format!(
                     "INSERT INTO {s}.blob AS b ({BLOB_COLUMNS}, released) \
@@ -772,7 +971,7 @@ impl RepoStore for PostgresRepoStore {
     async fn blob(&self, did: &Did, cid: &Cid) -> RepoResult<Option<StoredBlob>> {
         let s = self.require(did).await.map_err(repo_err)?;
         let row = self
-            .db
+            .one_off()
             .query_one_raw(stmt(
                 &format!("SELECT {BLOB_COLUMNS} FROM {s}.blob WHERE cid = $1 AND NOT released"),
                 vec![cid.to_string().into()],
@@ -789,7 +988,7 @@ impl RepoStore for PostgresRepoStore {
     ) -> RepoResult<Vec<BlobReference>> {
         let s = self.require(did).await.map_err(repo_err)?;
         let rows = self
-            .db
+            .one_off()
             .query_all_raw(stmt(
                 &format!(
                     "SELECT rb.collection, rb.rkey, array_to_string(r.boundaries, E'\\n') \
@@ -844,7 +1043,7 @@ impl RepoStore for PostgresRepoStore {
         values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
         sql.push_str(&format!(" ORDER BY rb.cid ASC LIMIT ${}", values.len()));
         let rows = self
-            .db
+            .one_off()
             .query_all_raw(stmt(&sql, values))
             .await
             .map_err(db_err)?;
@@ -865,7 +1064,7 @@ impl RepoStore for PostgresRepoStore {
         let s = self.require(did).await.map_err(repo_err)?;
         // One statement, so a blob is handed out once even with concurrent callers.
         let rows = self
-            .db
+            .one_off()
             .query_all_raw(stmt(
                 &format!(
                     "DELETE FROM {s}.blob WHERE released \
