@@ -126,6 +126,43 @@ pub struct CommitUnit {
     pub outbox: Vec<OutboxItem>,
 }
 
+impl CommitUnit {
+    /// Whether the unit only creates records (without blobs) whose blocks are new in it, on top
+    /// of an existing head, and removes no block it also adds: the common shape, which adapters
+    /// may write with fewer statements than the general case.
+    pub fn only_creates_new_records(&self) -> bool {
+        let Some(event) = &self.event else {
+            return false;
+        };
+        if self.prev.is_none() {
+            return false;
+        }
+        let created: std::collections::HashSet<&str> = event
+            .ops
+            .iter()
+            .filter(|op| op.action == "create")
+            .map(|op| op.path.as_str())
+            .collect();
+        self.index.iter().all(|change| match change {
+            IndexChange::Put {
+                collection,
+                rkey,
+                cid,
+                blobs,
+                ..
+            } => {
+                blobs.is_empty()
+                    && self.new_blocks.contains(cid)
+                    && created.contains(format!("{collection}/{rkey}").as_str())
+            }
+            IndexChange::Delete { .. } => false,
+        }) && !self
+            .removed_blocks
+            .iter()
+            .any(|c| self.new_blocks.contains(c))
+    }
+}
+
 /// A record as read from the index, with its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {

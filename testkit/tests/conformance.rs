@@ -15,6 +15,17 @@ async fn memory_repo_store() {
 }
 
 #[tokio::test]
+async fn memory_creates_on_a_stale_head_write_nothing() {
+    conformance::repo_store::creates_on_a_stale_head_write_nothing(
+        Arc::new(MemoryRepoStore::new()),
+        Arc::new(MemoryEnrollmentStore::new()),
+        Arc::new(stratos_testkit::memory::MemoryKeyStore::new()),
+        "did:plc:memorystale",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn memory_enrollment_store() {
     conformance::enrollment_store::run(Arc::new(MemoryEnrollmentStore::new())).await;
 }

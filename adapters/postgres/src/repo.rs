@@ -330,7 +330,7 @@ async fn apply(
     let rev = unit.head.rev.to_string();
     if let Some(prev) = &unit.prev
         && let Some(event) = &unit.event
-        && is_plain(unit)
+        && unit.only_creates_new_records()
     {
         return apply_plain(tx, sql, did, unit, prev, event, &rev).await;
     }
@@ -476,39 +476,7 @@ async fn apply(
     Ok(seq)
 }
 
-/// Whether a unit is the common kind that [`apply_plain`] writes in one statement: every index
-/// change creates a record without blobs whose block is new, and no block is both new and
-/// removed. Anything else (updates, deletes, blobs, the first commit) takes the general path.
-fn is_plain(unit: &CommitUnit) -> bool {
-    let Some(event) = &unit.event else {
-        return false;
-    };
-    let created: HashSet<&str> = event
-        .ops
-        .iter()
-        .filter(|op| op.action == "create")
-        .map(|op| op.path.as_str())
-        .collect();
-    unit.index.iter().all(|change| match change {
-        IndexChange::Put {
-            collection,
-            rkey,
-            cid,
-            blobs,
-            ..
-        } => {
-            blobs.is_empty()
-                && unit.new_blocks.contains(cid)
-                && created.contains(format!("{collection}/{rkey}").as_str())
-        }
-        IndexChange::Delete { .. } => false,
-    }) && !unit
-        .removed_blocks
-        .iter()
-        .any(|c| unit.new_blocks.contains(c))
-}
-
-/// A plain unit ([`is_plain`]) in one statement: the compare-and-swap on the root, the blocks,
+/// A plain unit ([`CommitUnit::only_creates_new_records`]) in one statement: the compare-and-swap on the root, the blocks,
 /// the record rows, the event and the outbox rows, each part gated on the swap (`EXISTS (SELECT
 /// 1 FROM root)`), so a lost swap writes nothing and reports zero swapped rows. The same work
 /// as the general path, in one round trip instead of one per part.

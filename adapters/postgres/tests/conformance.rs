@@ -194,85 +194,16 @@ async fn actor_schemas_from_before_blob_tracking_are_upgraded() {
     again.drop_everything().await.unwrap();
 }
 
-/// A unit of creates (the one-statement commit) on a stale head: a retryable conflict, and
-/// nothing of it is written, the removal of a stored block included.
+/// The one-statement commit of creates on a stale head writes nothing (shared case).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_statement_commit_on_a_stale_head_writes_nothing() {
-    use stratos_domain::blocks::BlockMap;
-    use stratos_domain::cid::dag_cbor;
-    use stratos_domain::repo::RepoHead;
-    use stratos_ports::repo_store::{CommitUnit, EventOp, IndexChange, RepoStore as _, SeqEvent};
-    const POSTS: &str = "zone.stratos.feed.post";
     let Some(s) = storage().await else { return };
-    let records = build_records(
+    conformance::repo_store::creates_on_a_stale_head_write_nothing(
         Arc::new(s.repos.clone()),
         Arc::new(s.enrollments.clone()),
         Arc::new(s.keys.clone()),
-        Arc::new(ManualClock::at(1_795_000_000_000)),
-        &["swordsmith"],
-    );
-    let rei = enroll_into(
-        &records,
-        &s.enrollments,
-        &s.keys,
         "did:plc:pgstale",
-        &["swordsmith"],
     )
     .await;
-    records
-        .create_record(&rei, &rei, POSTS, None, post("first", &["swordsmith"]))
-        .await
-        .unwrap();
-    let head = s.repos.head(&rei).await.unwrap().unwrap();
-    let blocks = s.repos.all_blocks(&rei).await.unwrap();
-    let seq = s.repos.latest_seq(&rei).await.unwrap();
-
-    let record = b"stale record".to_vec();
-    let commit = b"stale commit".to_vec();
-    let (record_cid, commit_cid) = (dag_cbor(&record), dag_cbor(&commit));
-    let mut new_blocks = BlockMap::new();
-    new_blocks.insert(record_cid, record);
-    new_blocks.insert(commit_cid, commit);
-    let rev = stratos_domain::tid::next_after(&head.rev);
-    let boundaries = vec!["swordsmith".to_owned()];
-    let unit = CommitUnit {
-        prev: Some(dag_cbor(b"not the head")),
-        head: RepoHead {
-            commit: commit_cid,
-            rev: rev.clone(),
-            data: record_cid,
-        },
-        new_blocks,
-        removed_blocks: vec![head.data],
-        index: vec![IndexChange::Put {
-            collection: POSTS.into(),
-            rkey: "3stale".into(),
-            cid: record_cid,
-            boundaries: boundaries.clone(),
-            blobs: Vec::new(),
-        }],
-        event: Some(SeqEvent {
-            seq: 0,
-            rev: rev.to_string(),
-            commit: commit_cid,
-            time: "2026-11-25T09:00:00.000Z".into(),
-            ops: vec![EventOp {
-                action: "create".into(),
-                path: format!("{POSTS}/3stale"),
-                cid: Some(record_cid),
-                boundaries,
-            }],
-        }),
-        outbox: Vec::new(),
-    };
-    let err = s.repos.apply_commit(&rei, unit).await.unwrap_err();
-    assert!(err.is_retryable(), "a stale head is retryable: {err:?}");
-    assert_eq!(s.repos.head(&rei).await.unwrap(), Some(head));
-    assert_eq!(s.repos.all_blocks(&rei).await.unwrap(), blocks);
-    assert_eq!(s.repos.latest_seq(&rei).await.unwrap(), seq);
-    assert_eq!(
-        s.repos.get_record(&rei, POSTS, "3stale").await.unwrap(),
-        None
-    );
     s.drop_everything().await.unwrap();
 }

@@ -24,6 +24,19 @@ async fn sqlite_repo_store() {
     conformance::repo_store::run(Arc::new(s.repos.clone())).await;
 }
 
+/// A commit of creates on a stale head writes nothing (the shared case PostgreSQL also runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_on_a_stale_head_write_nothing() {
+    let (_dir, s) = storage().await;
+    conformance::repo_store::creates_on_a_stale_head_write_nothing(
+        Arc::new(s.repos.clone()),
+        Arc::new(s.enrollments.clone()),
+        Arc::new(s.keys.clone()),
+        "did:plc:sqlitestale",
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_repo_store_relaxed() {
     let dir = tempfile::tempdir().unwrap();

@@ -1090,3 +1090,79 @@ async fn destroy_forgets_blobs(store: &dyn RepoStore) {
             .is_empty()
     );
 }
+
+/// A unit of creates (the shape adapters may write in one statement) on a stale head: a
+/// retryable conflict, and nothing of it is written, the removal of a stored block included.
+/// `did` must be unused in the stores.
+pub async fn creates_on_a_stale_head_write_nothing(
+    repos: Arc<dyn RepoStore>,
+    enrollments: Arc<dyn stratos_ports::enrollment_store::EnrollmentStore>,
+    keys: Arc<dyn stratos_ports::keys::SigningKeyStore>,
+    did: &str,
+) {
+    use stratos_domain::cid::dag_cbor;
+
+    use crate::builders::{build_records, enroll_into, post};
+    use crate::memory::ManualClock;
+    const POSTS: &str = "zone.stratos.feed.post";
+    let records = build_records(
+        repos.clone(),
+        enrollments.clone(),
+        keys.clone(),
+        Arc::new(ManualClock::at(1_795_000_000_000)),
+        &["swordsmith"],
+    );
+    let rei = enroll_into(&records, &*enrollments, &*keys, did, &["swordsmith"]).await;
+    records
+        .create_record(&rei, &rei, POSTS, None, post("first", &["swordsmith"]))
+        .await
+        .unwrap();
+    let head = repos.head(&rei).await.unwrap().unwrap();
+    let blocks = repos.all_blocks(&rei).await.unwrap();
+    let seq = repos.latest_seq(&rei).await.unwrap();
+
+    let record = b"stale record".to_vec();
+    let commit = b"stale commit".to_vec();
+    let (record_cid, commit_cid) = (dag_cbor(&record), dag_cbor(&commit));
+    let mut new_blocks = BlockMap::new();
+    new_blocks.insert(record_cid, record);
+    new_blocks.insert(commit_cid, commit);
+    let rev = stratos_domain::tid::next_after(&head.rev);
+    let boundaries = vec!["swordsmith".to_owned()];
+    let unit = CommitUnit {
+        prev: Some(dag_cbor(b"not the head")),
+        head: RepoHead {
+            commit: commit_cid,
+            rev: rev.clone(),
+            data: record_cid,
+        },
+        new_blocks,
+        removed_blocks: vec![head.data],
+        index: vec![IndexChange::Put {
+            collection: POSTS.into(),
+            rkey: "3stale".into(),
+            cid: record_cid,
+            boundaries: boundaries.clone(),
+            blobs: Vec::new(),
+        }],
+        event: Some(SeqEvent {
+            seq: 0,
+            rev: rev.to_string(),
+            commit: commit_cid,
+            time: "2026-11-25T09:00:00.000Z".into(),
+            ops: vec![EventOp {
+                action: "create".into(),
+                path: format!("{POSTS}/3stale"),
+                cid: Some(record_cid),
+                boundaries,
+            }],
+        }),
+        outbox: Vec::new(),
+    };
+    let err = repos.apply_commit(&rei, unit).await.unwrap_err();
+    assert!(err.is_retryable(), "a stale head is retryable: {err:?}");
+    assert_eq!(repos.head(&rei).await.unwrap(), Some(head));
+    assert_eq!(repos.all_blocks(&rei).await.unwrap(), blocks);
+    assert_eq!(repos.latest_seq(&rei).await.unwrap(), seq);
+    assert_eq!(repos.get_record(&rei, POSTS, "3stale").await.unwrap(), None);
+}
