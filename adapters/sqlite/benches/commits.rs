@@ -13,11 +13,16 @@ use stratos_sqlite::{Durability, SqliteStorage};
 use stratos_testkit::bench::{env, fsync_ceiling, list_half_denied, report, run_writers, setup};
 use stratos_testkit::memory::{MemoryEnrollmentStore, MemoryKeyStore, MemoryRepoStore};
 
+// The same allocator as the `stratos` binary: glibc's malloc under the driver's many threads
+// costs a measurable share of commit throughput (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // Criterion-style filters and flags are accepted and ignored.
     let actors = env("ACTORS", 50);
     let preload = env("PRELOAD", 10_000);
-    let commits = env("COMMITS", 200);
+    let commits = env("COMMITS", 400);
     let modes = std::env::var("MODES").unwrap_or_else(|_| "memory,durable,relaxed".into());
     let wants = |m: &str| modes.split(',').any(|x| x.trim() == m);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -72,6 +77,11 @@ fn main() {
             )
             .await;
             println!("(sqlite {durability:?} preload {:.1} s)", t.elapsed().as_secs_f64());
+            // The preload (and an earlier mode's deleted files) leave large WALs and dirty pages
+            // behind; flush them and let background checkpoints finish so they do not land in
+            // the measured run.
+            let _ = std::process::Command::new("sync").status();
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             report(&format!("sqlite {durability:?}"), &run_writers(&setup, commits).await);
             if durability == Durability::Durable {
                 list_half_denied(&setup).await;

@@ -6,8 +6,11 @@
 //! - `actors/{first two hex digits of sha256(did)}/{did}/stratos.sqlite`: one database per
 //!   actor with its blocks, head, record index, sequence log and outbox items.
 //!
-//! Every database runs in WAL mode; [`Durability`] chooses what a power loss may cost.
+//! Every database runs in WAL mode; [`Durability`] chooses what a power loss may cost. The
+//! service database goes through sea-orm (sqlx-sqlite); the actor databases, which take every
+//! commit, through `rusqlite` on the blocking pool (see [`actor_db`] for why).
 
+mod actor_db;
 mod db;
 mod outbox;
 mod repo;
@@ -19,21 +22,28 @@ use std::sync::Arc;
 use sea_orm::DbErr;
 use stratos_ports::repo_store::RepoStoreError;
 
+pub use actor_db::actor_dir;
 pub use db::Durability;
 pub use outbox::SqliteOutbox;
-pub use repo::{SqliteRepoStore, actor_dir};
+pub use repo::SqliteRepoStore;
 pub use service::{SqliteEnrollmentStore, SqliteKeyStore, SqliteOAuthStore};
 
+use crate::actor_db::ActorDbs;
 use crate::outbox::OutboxHints;
-use crate::repo::ActorDbs;
 
 /// Failures of this adapter (mapped into each port's error at the trait boundary).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SqliteError {
-    /// SQLite or the driver failed.
+    /// SQLite or the driver failed (service database).
     #[error("sqlite: {0}")]
     Db(#[from] DbErr),
+    /// SQLite failed (actor database).
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A blocking database task did not finish (the runtime is shutting down).
+    #[error("database task: {0}")]
+    Worker(String),
     /// The file system failed.
     #[error("file system: {0}")]
     Io(#[from] std::io::Error),
@@ -140,16 +150,10 @@ impl SqliteStorage {
                 let Some(did) = dir.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
-                let Some(conn) = self.repos.dbs.get(&did).await? else {
+                let Some(actor) = self.repos.dbs.get(&did).await? else {
                     continue;
                 };
-                let pending = sea_orm::ConnectionTrait::query_one_raw(
-                    &conn,
-                    db::stmt("SELECT 1 FROM outbox LIMIT 1", vec![]),
-                )
-                .await?
-                .is_some();
-                if pending {
+                if outbox::actor_pending(&actor).await? > 0 {
                     self.repos.hints.remember(&did).await?;
                 }
             }

@@ -12,8 +12,8 @@ use stratos_domain::syntax::Did;
 use stratos_ports::outbox::{ClaimedItem, Outbox, OutboxError, OutboxItem};
 
 use crate::SqliteError;
+use crate::actor_db::{ActorDb, ActorDbs};
 use crate::db::{Row, returning_one, stmt};
-use crate::repo::ActorDbs;
 use stratos_ports::storage_codec::{decode_item, encode_item};
 
 const LOCAL_BITS: u32 = 32;
@@ -97,66 +97,151 @@ pub struct SqliteOutbox {
     pub(crate) hints: Arc<OutboxHints>,
 }
 
-async fn claim_in<C: ConnectionTrait>(
-    conn: &C,
+/// Leases up to `limit` due items of one outbox table (the service's or an actor's), in id order.
+const CLAIM: &str = "UPDATE outbox SET leased_until = ?1 WHERE id IN (\
+       SELECT id FROM outbox WHERE due_ms <= ?2 \
+       AND (leased_until IS NULL OR leased_until <= ?2) ORDER BY id LIMIT ?3) \
+     RETURNING id, item, attempts";
+const COMPLETE: &str = "DELETE FROM outbox WHERE id = ?";
+const FAIL: &str =
+    "UPDATE outbox SET attempts = attempts + 1, due_ms = ?, leased_until = NULL WHERE id = ?";
+const COUNT: &str = "SELECT COUNT(*) FROM outbox";
+
+/// A claimed row: local id, item, attempts so far.
+type Claimed = (u64, OutboxItem, u32);
+
+fn claimed(id: i64, item: &[u8], attempts: i64) -> Result<Claimed, SqliteError> {
+    Ok((
+        u64::try_from(id).unwrap_or(0),
+        decode_item(item)?,
+        u32::try_from(attempts).unwrap_or(u32::MAX),
+    ))
+}
+
+fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+async fn claim_service(
+    conn: &DatabaseConnection,
     now_ms: i64,
     lease_ms: i64,
     limit: usize,
-) -> Result<Vec<(u64, OutboxItem, u32)>, SqliteError> {
+) -> Result<Vec<Claimed>, SqliteError> {
     let rows = conn
         .query_all_raw(stmt(
-            "UPDATE outbox SET leased_until = ? WHERE id IN (\
-               SELECT id FROM outbox WHERE due_ms <= ? \
-               AND (leased_until IS NULL OR leased_until <= ?) ORDER BY id LIMIT ?) \
-             RETURNING id, item, attempts",
+            CLAIM,
             vec![
                 now_ms.saturating_add(lease_ms).into(),
                 now_ms.into(),
-                now_ms.into(),
-                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                limit_of(limit).into(),
             ],
         ))
         .await?;
     let mut out = rows
         .iter()
-        .map(|r| {
-            Ok((
-                u64::try_from(r.int(0)?).unwrap_or(0),
-                decode_item(&r.bytes(1)?)?,
-                u32::try_from(r.int(2)?).unwrap_or(u32::MAX),
-            ))
-        })
+        .map(|r| claimed(r.int(0)?, &r.bytes(1)?, r.int(2)?))
         .collect::<Result<Vec<_>, SqliteError>>()?;
     out.sort_by_key(|(id, _, _)| *id);
     Ok(out)
 }
 
+async fn claim_actor(
+    db: &ActorDb,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> Result<Vec<Claimed>, SqliteError> {
+    db.call(move |conn| {
+        let mut statement = conn.prepare_cached(CLAIM)?;
+        let rows = statement.query_map(
+            rusqlite::params![now_ms.saturating_add(lease_ms), now_ms, limit_of(limit)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, item, attempts) = row?;
+            out.push(claimed(id, &item, attempts)?);
+        }
+        out.sort_by_key(|(id, _, _)| *id);
+        Ok(out)
+    })
+    .await
+}
+
+/// Items in an actor's outbox table.
+pub(crate) async fn actor_pending(db: &ActorDb) -> Result<usize, SqliteError> {
+    db.call(|conn| {
+        let n: i64 = conn.prepare_cached(COUNT)?.query_row([], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    })
+    .await
+}
+
+/// Where an item lives: the service database or an actor's, with its row id there.
+enum Located {
+    Service(i64),
+    Actor(ActorDb, i64),
+}
+
 impl SqliteOutbox {
     /// The database holding item `id` and the row id inside it.
-    async fn locate(&self, id: u64) -> Result<Option<(DatabaseConnection, i64)>, SqliteError> {
+    async fn locate(&self, id: u64) -> Result<Option<Located>, SqliteError> {
         let hint = id >> LOCAL_BITS;
         let local = i64::try_from(id & ((1 << LOCAL_BITS) - 1)).unwrap_or(-1);
         if hint == 0 {
-            return Ok(Some((self.service.clone(), local)));
+            return Ok(Some(Located::Service(local)));
         }
         let Some(did) = self.hints.did_of(hint).await? else {
             return Ok(None);
         };
-        Ok(self.dbs.get(&did).await?.map(|c| (c, local)))
+        Ok(self
+            .dbs
+            .get(&did)
+            .await?
+            .map(|db| Located::Actor(db, local)))
     }
 
-    async fn update(&self, id: u64, sql: &str, mut values: Vec<Value>) -> Result<(), OutboxError> {
-        let (conn, local) = self
+    /// Runs `sql` (its last parameter is the row id) on the item's row; the item must exist.
+    async fn update(
+        &self,
+        id: u64,
+        sql: &'static str,
+        retry_at: Option<i64>,
+    ) -> Result<(), OutboxError> {
+        let located = self
             .locate(id)
             .await
             .map_err(outbox_err)?
             .ok_or(OutboxError::NotClaimed(id))?;
-        values.push(local.into());
-        let done = conn
-            .execute_raw(stmt(sql, values))
-            .await
-            .map_err(|e| outbox_err(e.into()))?
-            .rows_affected();
+        let done = match located {
+            Located::Service(local) => {
+                let mut values: Vec<Value> = retry_at.map(Value::from).into_iter().collect();
+                values.push(local.into());
+                self.service
+                    .execute_raw(stmt(sql, values))
+                    .await
+                    .map_err(|e| outbox_err(e.into()))?
+                    .rows_affected()
+            }
+            Located::Actor(db, local) => db
+                .call(move |conn| {
+                    let mut statement = conn.prepare_cached(sql)?;
+                    let n = match retry_at {
+                        Some(at) => statement.execute(rusqlite::params![at, local])?,
+                        None => statement.execute(rusqlite::params![local])?,
+                    };
+                    Ok(u64::try_from(n).unwrap_or(0))
+                })
+                .await
+                .map_err(outbox_err)?,
+        };
         if done == 0 {
             return Err(OutboxError::NotClaimed(id));
         }
@@ -191,7 +276,7 @@ impl Outbox for SqliteOutbox {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<ClaimedItem>, OutboxError> {
-        let mut out: Vec<ClaimedItem> = claim_in(&self.service, now_ms, lease_ms, limit)
+        let mut out: Vec<ClaimedItem> = claim_service(&self.service, now_ms, lease_ms, limit)
             .await
             .map_err(outbox_err)?
             .into_iter()
@@ -201,10 +286,10 @@ impl Outbox for SqliteOutbox {
             if out.len() >= limit {
                 break;
             }
-            let Some(conn) = self.dbs.get(&did).await.map_err(outbox_err)? else {
+            let Some(db) = self.dbs.get(&did).await.map_err(outbox_err)? else {
                 continue;
             };
-            let claimed = claim_in(&conn, now_ms, lease_ms, limit - out.len())
+            let claimed = claim_actor(&db, now_ms, lease_ms, limit - out.len())
                 .await
                 .map_err(outbox_err)?;
             out.extend(
@@ -221,41 +306,27 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn complete(&self, id: u64) -> Result<(), OutboxError> {
-        self.update(id, "DELETE FROM outbox WHERE id = ?", vec![])
-            .await
+        self.update(id, COMPLETE, None).await
     }
 
     async fn fail(&self, id: u64, retry_at_ms: i64) -> Result<(), OutboxError> {
-        self.update(
-            id,
-            "UPDATE outbox SET attempts = attempts + 1, due_ms = ?, leased_until = NULL WHERE id = ?",
-            vec![retry_at_ms.into()],
-        )
-        .await
+        self.update(id, FAIL, Some(retry_at_ms)).await
     }
 
     async fn pending(&self) -> Result<usize, OutboxError> {
-        let count = |row: Option<sea_orm::QueryResult>| -> Result<usize, OutboxError> {
-            let n = match row {
-                Some(r) => r.int(0).map_err(|e| outbox_err(e.into()))?,
-                None => 0,
-            };
-            Ok(usize::try_from(n).unwrap_or(0))
+        let n = match self
+            .service
+            .query_one_raw(stmt(COUNT, vec![]))
+            .await
+            .map_err(|e| outbox_err(e.into()))?
+        {
+            Some(r) => r.int(0).map_err(|e| outbox_err(e.into()))?,
+            None => 0,
         };
-        let sql = "SELECT COUNT(*) FROM outbox";
-        let mut total = count(
-            self.service
-                .query_one_raw(stmt(sql, vec![]))
-                .await
-                .map_err(|e| outbox_err(e.into()))?,
-        )?;
+        let mut total = usize::try_from(n).unwrap_or(0);
         for (_, did) in self.hints.all().await.map_err(outbox_err)? {
-            if let Some(conn) = self.dbs.get(&did).await.map_err(outbox_err)? {
-                total += count(
-                    conn.query_one_raw(stmt(sql, vec![]))
-                        .await
-                        .map_err(|e| outbox_err(e.into()))?,
-                )?;
+            if let Some(db) = self.dbs.get(&did).await.map_err(outbox_err)? {
+                total += actor_pending(&db).await.map_err(outbox_err)?;
             }
         }
         Ok(total)
@@ -269,10 +340,10 @@ impl Outbox for SqliteOutbox {
             ))
             .await
             .map_err(|e| outbox_err(e.into()))?;
-        if let Some(conn) = self.dbs.get(did.as_str()).await.map_err(outbox_err)? {
-            conn.execute_raw(stmt("DELETE FROM outbox", vec![]))
+        if let Some(db) = self.dbs.get(did.as_str()).await.map_err(outbox_err)? {
+            db.call(|conn| Ok(conn.execute("DELETE FROM outbox", [])?))
                 .await
-                .map_err(|e| outbox_err(e.into()))?;
+                .map_err(outbox_err)?;
         }
         Ok(())
     }
