@@ -127,22 +127,26 @@ pub struct CommitUnit {
 }
 
 impl CommitUnit {
+    /// The paths (`collection/rkey`) the unit's event reports as created: they have no index,
+    /// boundary or blob rows yet. Empty without an event, so every touched path counts as
+    /// possibly existing.
+    pub fn created_paths(&self) -> std::collections::HashSet<&str> {
+        self.event
+            .iter()
+            .flat_map(|e| e.ops.iter())
+            .filter(|op| op.action == "create")
+            .map(|op| op.path.as_str())
+            .collect()
+    }
+
     /// Whether the unit only creates records (without blobs) whose blocks are new in it, on top
     /// of an existing head, and removes no block it also adds: the common shape, which adapters
     /// may write with fewer statements than the general case.
     pub fn only_creates_new_records(&self) -> bool {
-        let Some(event) = &self.event else {
-            return false;
-        };
-        if self.prev.is_none() {
+        if self.event.is_none() || self.prev.is_none() {
             return false;
         }
-        let created: std::collections::HashSet<&str> = event
-            .ops
-            .iter()
-            .filter(|op| op.action == "create")
-            .map(|op| op.path.as_str())
-            .collect();
+        let created = self.created_paths();
         self.index.iter().all(|change| match change {
             IndexChange::Put {
                 collection,

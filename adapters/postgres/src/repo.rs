@@ -553,13 +553,7 @@ struct Puts<'a> {
 /// statement here.
 async fn apply_blob_links(tx: &mut Tx, unit: &CommitUnit, rev: &str) -> Result<(), PostgresError> {
     // Created paths have no links yet (without an event every touched path is cleared).
-    let created: HashSet<&str> = unit
-        .event
-        .iter()
-        .flat_map(|e| e.ops.iter())
-        .filter(|op| op.action == "create")
-        .map(|op| op.path.as_str())
-        .collect();
+    let created = unit.created_paths();
     let mut stale: (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
     let mut wanted = BTreeSet::new();
     let mut links: (Vec<String>, Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new(), Vec::new());

@@ -5,7 +5,7 @@
 //! times more per insert; see docs/performance.md). Every operation runs as one closure on the
 //! actor's connection; statements are prepared once per connection and re-bound per row.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -140,13 +140,7 @@ fn apply(tx: &Connection, unit: &CommitUnit) -> Result<u64, SqliteError> {
     // Index: paths whose old rows go away (updates and deletes), new rows, boundary rows.
     // Boundary rows of replaced and deleted paths go; created paths have none (the event says
     // which puts are creates; without an event every touched path is cleared).
-    let created: HashSet<&str> = unit
-        .event
-        .iter()
-        .flat_map(|e| e.ops.iter())
-        .filter(|op| op.action == "create")
-        .map(|op| op.path.as_str())
-        .collect();
+    let created = unit.created_paths();
     let mut stale: Vec<(&str, &str)> = Vec::new();
     {
         let mut delete_record =
