@@ -41,7 +41,7 @@ pub enum SqliteError {
     /// SQLite failed (actor database).
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// A blocking database task did not finish (the runtime is shutting down).
+    /// A blocking database task did not finish (it panicked, or the runtime shut down).
     #[error("database task: {0}")]
     Worker(String),
     /// The file system failed.
