@@ -124,6 +124,16 @@ impl<'a> CarReader<'a> {
     }
 
     fn next_block(&mut self) -> Result<(Cid, &'a [u8])> {
+        let (cid, data) = self.next_unverified()?;
+        crate::cid::verify(&cid, data).map_err(|e| match e {
+            Error::Cid(m) => Error::CarSection(m),
+            other => other,
+        })?;
+        Ok((cid, data))
+    }
+
+    /// The next section's CID and bytes, framing checked but the hash not verified.
+    fn next_unverified(&mut self) -> Result<(Cid, &'a [u8])> {
         let bytes = self.bytes;
         let len = read_varint(bytes, &mut self.pos).map_err(|e| Error::CarSection(e.into()))?;
         let cid_start = self.pos;
@@ -145,10 +155,6 @@ impl<'a> CarReader<'a> {
         let cid = Cid::try_from(&bytes[cid_start..cid_end])
             .map_err(|e| Error::CarSection(format!("bad CID: {e}")))?;
         let data = &bytes[cid_end..section_end];
-        crate::cid::verify(&cid, data).map_err(|e| match e {
-            Error::Cid(m) => Error::CarSection(m),
-            other => other,
-        })?;
         self.pos = section_end;
         Ok((cid, data))
     }
@@ -164,6 +170,121 @@ impl<'a> Iterator for CarReader<'a> {
         let item = self.next_block();
         self.failed = item.is_err();
         Some(item)
+    }
+}
+
+/// The blocks of a CAR held in memory, indexed by CID without copying them.
+///
+/// Built for untrusted input (importRepo): the index costs 44 bytes per section whatever the
+/// block sizes (a CAR of a million tiny unreferenced blocks used to be copied into a million
+/// heap allocations), and a block is hashed only when it is read, so blocks nothing references
+/// cost neither a copy nor a hash. Reads through [`BlockRead`] verify the block against its CID
+/// every time; callers that may read one block many times keep their own record of what they
+/// verified.
+#[derive(Debug)]
+pub struct CarIndex<'a> {
+    bytes: &'a [u8],
+    roots: Vec<Cid>,
+    /// Sorted by `(digest, raw)`; sections with CIDs atproto does not use are left out (nothing
+    /// valid can link to them).
+    sections: Vec<Section>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Section {
+    digest: [u8; 32],
+    raw: bool,
+    start: u32,
+    end: u32,
+}
+
+impl<'a> CarIndex<'a> {
+    /// Checks the framing of every section (limits, varints, CIDs) and indexes them.
+    pub fn new(bytes: &'a [u8], limits: CarLimits) -> Result<Self> {
+        // Offsets are stored as u32 to keep the index small.
+        if u32::try_from(bytes.len()).is_err() {
+            return Err(Error::CarTooLarge {
+                limit: u64::from(u32::MAX),
+            });
+        }
+        // Two passes: counting first sizes the index exactly, so a large CAR never costs the
+        // doubling of a growing vector on top of the index itself.
+        let mut count = 0usize;
+        let mut counter = CarReader::new(bytes, limits)?;
+        while counter.pos < bytes.len() {
+            counter.next_unverified()?;
+            count += 1;
+        }
+        let mut reader = CarReader::new(bytes, limits)?;
+        let mut sections = Vec::with_capacity(count);
+        while reader.pos < bytes.len() {
+            let (cid, data) = reader.next_unverified()?;
+            if !crate::cid::is_supported(&cid) {
+                continue;
+            }
+            let Ok(digest) = <[u8; 32]>::try_from(cid.hash().digest()) else {
+                continue;
+            };
+            // The section's bytes end where the reader now stands.
+            let end = reader.pos;
+            let start = end - data.len();
+            sections.push(Section {
+                digest,
+                raw: cid.codec() == crate::cid::RAW,
+                // Both fit: the whole input was checked against u32::MAX above.
+                start: u32::try_from(start).unwrap_or(u32::MAX),
+                end: u32::try_from(end).unwrap_or(u32::MAX),
+            });
+        }
+        sections.sort_unstable_by(|a, b| (a.digest, a.raw).cmp(&(b.digest, b.raw)));
+        Ok(Self {
+            bytes,
+            roots: reader.roots,
+            sections,
+        })
+    }
+
+    /// The header's roots.
+    pub fn roots(&self) -> &[Cid] {
+        &self.roots
+    }
+
+    /// Number of indexed sections (duplicates included).
+    pub fn len(&self) -> usize {
+        self.sections.len()
+    }
+
+    /// True when the CAR holds no usable block.
+    pub fn is_empty(&self) -> bool {
+        self.sections.is_empty()
+    }
+
+    /// The bytes stored under `cid`, NOT checked against it.
+    pub fn get_unverified(&self, cid: &Cid) -> Option<&'a [u8]> {
+        if !crate::cid::is_supported(cid) {
+            return None;
+        }
+        let digest = cid.hash().digest();
+        let raw = cid.codec() == crate::cid::RAW;
+        let idx = self
+            .sections
+            .binary_search_by(|s| (s.digest.as_slice(), s.raw).cmp(&(digest, raw)))
+            .ok()?;
+        let s = self.sections[idx];
+        self.bytes.get(s.start as usize..s.end as usize)
+    }
+}
+
+impl BlockRead for CarIndex<'_> {
+    /// The block under `cid`, verified against it ([`Error::CarHashMismatch`] otherwise).
+    fn read(&self, cid: &Cid) -> Result<Option<&[u8]>> {
+        match self.get_unverified(cid) {
+            Some(bytes) => {
+                crate::cid::verify(cid, bytes)?;
+                Ok(Some(bytes))
+            }
+            None => Ok(None),
+        }
     }
 }
 

@@ -76,6 +76,18 @@ pub enum Error {
     /// A commit is malformed, unsigned, for another DID, or otherwise unusable.
     #[error("invalid commit: {0}")]
     Commit(String),
+    /// One batch of writes names the same record more than once.
+    #[error("more than one write to {0} in one request")]
+    DuplicateWrite(String),
+    /// A repository handed in from outside (an imported CAR) is incomplete or breaks a rule.
+    #[error("invalid repository: {0}")]
+    InvalidRepo(String),
+    /// A repository handed in from outside holds more records than allowed.
+    #[error("the repository holds more than {limit} records")]
+    TooManyRecords {
+        /// The configured limit.
+        limit: usize,
+    },
 
     // ---- CAR ----------------------------------------------------------------------------------
     /// The CAR header is missing or malformed.

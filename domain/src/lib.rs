@@ -14,6 +14,7 @@
 //! - [`commit`]: signed v3 repository commits.
 //! - [`repo`]: record writes → one signed commit and its storage delta.
 //! - [`car`]: CAR v1 reading (verified) and writing.
+//! - [`import`]: a whole repository read from an untrusted CAR, every rule checked.
 //! - [`tid`]: monotonic TID generation.
 //! - [`rate_limit`]: per-account sliding-window write limits.
 //! - [`auth`]: service-auth JWT, DPoP proof and access-token verification.
@@ -29,6 +30,7 @@ pub mod crypto;
 pub mod data;
 pub mod enrollment;
 mod error;
+pub mod import;
 pub mod lexicon;
 pub mod mst;
 pub mod rate_limit;

@@ -161,7 +161,7 @@ pub fn apply_writes<S: BlockRead>(
     for write in writes {
         let path = write.path();
         if !seen.insert(path.clone()) {
-            return Err(Error::Commit(format!("more than one write to {path}")));
+            return Err(Error::DuplicateWrite(path));
         }
         let op = match write {
             RecordWrite::Create { record, .. } => {

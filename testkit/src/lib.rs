@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod builders;
 pub mod conformance;
+pub mod hostile;
 pub mod http_stub;
 pub mod layering;
 pub mod memory;

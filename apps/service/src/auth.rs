@@ -6,9 +6,13 @@
 //! DPoP is in [`crate::dpop`].
 
 use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
 use actix_web::http::header::AUTHORIZATION;
 use base64::Engine as _;
-use stratos_domain::auth::{ServiceJwtExpectation, unverified_issuer, verify_service_jwt};
+use stratos_domain::Error as DomainError;
+use stratos_domain::auth::{
+    ServiceJwtExpectation, TokenError, unverified_issuer, verify_service_jwt,
+};
 use stratos_domain::crypto::PublicKey;
 use stratos_domain::syntax::Did;
 use stratos_ports::env::Clock as _;
@@ -62,7 +66,7 @@ pub async fn verify_service_token(
     token: &str,
     lxm: Option<&str>,
 ) -> Result<Did, ApiError> {
-    let iss = unverified_issuer(token)?;
+    let iss = unverified_issuer(token).map_err(service_jwt_error)?;
     let doc = state
         .identity
         .resolve_did(&iss)
@@ -74,8 +78,28 @@ pub async fn verify_service_token(
     let key = PublicKey::from_multikey(&key)
         .map_err(|_| ApiError::invalid_token("the issuer's #atproto key is unusable"))?;
     let now = SystemClock.now_ms() / 1000;
-    let expect = ServiceJwtExpectation::new(state.config.service_did.as_str(), lxm, now);
-    Ok(verify_service_jwt(token, &expect, &[key])?.iss)
+    let mut expect = ServiceJwtExpectation::new(state.config.service_did.as_str(), lxm, now);
+    expect.max_lifetime_secs = i64::from(state.config.auth.service_auth_max_lifetime_secs);
+    Ok(verify_service_jwt(token, &expect, &[key])
+        .map_err(service_jwt_error)?
+        .iss)
+}
+
+/// A failed service-auth JWT as atproto names it (`@atproto/xrpc-server`), so clients written
+/// against a PDS recognise the failure: 401 with `JwtExpired`, `BadJwtAudience`,
+/// `BadJwtLexiconMethod`, `BadJwtSignature`, or `BadJwt` for everything else.
+fn service_jwt_error(e: DomainError) -> ApiError {
+    let name = match &e {
+        DomainError::Token(t) => match t {
+            TokenError::Expired { .. } => "JwtExpired",
+            TokenError::InvalidAudience { .. } => "BadJwtAudience",
+            TokenError::InvalidLxm { .. } => "BadJwtLexiconMethod",
+            TokenError::InvalidSignature | TokenError::UnknownKey(_) => "BadJwtSignature",
+            _ => "BadJwt",
+        },
+        _ => "BadJwt",
+    };
+    ApiError::new(StatusCode::UNAUTHORIZED, name, e.to_string())
 }
 
 /// The caller, required.

@@ -1,16 +1,178 @@
-//! Request bodies read with a size limit and turned into XRPC errors, not actix text errors.
+//! Request bodies: read with a size limit and a deadline, admitted under per-address and global
+//! caps, and turned into XRPC errors, not actix text errors.
+//!
+//! A client that announces a body and then sends nothing used to hold its connection (and a
+//! file descriptor) forever, on endpoints anonymous callers may use; twenty thousand of them
+//! stopped the service answering at all. Now the whole body must arrive within
+//! `STRATOS_BODY_TIMEOUT_SECS`, and [`admit_bodies`] caps how many requests carrying a body may
+//! be in flight per client address and in total, refusing the excess before reading anything.
 
-use actix_web::HttpRequest;
-use actix_web::http::header::CONTENT_LENGTH;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
+use actix_web::middleware::Next;
 use actix_web::web::{self, BytesMut};
+use actix_web::{HttpRequest, ResponseError as _};
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Counts requests carrying a body that are in flight, per client address and in total.
+#[derive(Debug)]
+pub struct BodyGate {
+    per_ip: u32,
+    total: u32,
+    in_flight: Mutex<(u32, HashMap<IpAddr, u32>)>,
+}
+
+/// One admitted request; gives its place back when dropped.
+#[derive(Debug)]
+pub struct BodyPermit {
+    gate: Arc<BodyGate>,
+    ip: Option<IpAddr>,
+}
+
+impl BodyGate {
+    /// A gate allowing `per_ip` requests per address (0: unlimited) and `total` overall.
+    pub fn new(per_ip: u32, total: u32) -> Arc<Self> {
+        Arc::new(Self {
+            per_ip,
+            total,
+            in_flight: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// A permit, or the error to answer with: 429 when the address has too many in flight,
+    /// 503 when the process has.
+    pub fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<BodyPermit, ApiError> {
+        let mut guard = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_ip) = &mut *guard;
+        if *total >= self.total {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "too many requests with a body in flight; retry",
+            ));
+        }
+        if let Some(ip) = ip
+            && self.per_ip > 0
+        {
+            let n = per_ip.entry(ip).or_insert(0);
+            if *n >= self.per_ip {
+                let mut err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RateLimitExceeded",
+                    "too many requests with a body in flight from this address",
+                );
+                err.retry_after_s = Some(1);
+                return Err(err);
+            }
+            *n += 1;
+        }
+        *total += 1;
+        Ok(BodyPermit {
+            gate: Arc::clone(self),
+            ip: ip.filter(|_| self.per_ip > 0),
+        })
+    }
+
+    /// Requests with a body in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.lock().map_or(0, |g| g.0)
+    }
+}
+
+impl Drop for BodyPermit {
+    fn drop(&mut self) {
+        let mut guard = self
+            .gate
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (total, per_ip) = &mut *guard;
+        *total = total.saturating_sub(1);
+        if let Some(ip) = self.ip
+            && let Some(n) = per_ip.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+/// The middleware (`actix_web::middleware::from_fn`): requests that announce a body (a
+/// non-zero `Content-Length`, or chunked) take a place in the [`BodyGate`] for their whole
+/// lifetime; a refusal closes the connection without reading the body.
+pub async fn admit_bodies(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let headers = req.headers();
+    let announced = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let has_body = headers.contains_key(TRANSFER_ENCODING) || announced.is_some_and(|v| v != "0");
+    let gate = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| Arc::clone(&s.bodies));
+    let (Some(gate), true) = (gate, has_body) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let ip = req.peer_addr().map(|a| a.ip());
+    match gate.admit(ip) {
+        Ok(permit) => {
+            let res = next.call(req).await?.map_into_boxed_body();
+            drop(permit);
+            Ok(res)
+        }
+        Err(e) => {
+            let mut res = e.error_response();
+            res.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            let (http_req, _) = req.into_parts();
+            Ok(ServiceResponse::new(http_req, res))
+        }
+    }
+}
 
 /// Reads the whole body, refusing more than `limit` bytes with 413 (early, from
-/// `Content-Length`, when the client announces it).
+/// `Content-Length`, when the client announces it), and a body that does not arrive whole
+/// within the configured deadline with 408.
 pub async fn read_limited(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<BytesMut, ApiError> {
+    let secs = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(30, |s| s.config.limits.body_timeout_secs);
+    match tokio::time::timeout(
+        Duration::from_secs(u64::from(secs)),
+        read_all(req, payload, limit),
+    )
+    .await
+    {
+        Ok(read) => read,
+        Err(_elapsed) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            format!("the request body did not arrive within {secs} s"),
+        )),
+    }
+}
+
+async fn read_all(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

@@ -61,6 +61,10 @@ pub const VARIABLES: &[&str] = &[
     "STRATOS_IMPORT_MAX_BYTES",
     "STRATOS_MAX_BODY_BYTES",
     "STRATOS_BLOB_MAX_BYTES",
+    "STRATOS_BODY_TIMEOUT_SECS",
+    "STRATOS_MAX_BODIES_PER_IP",
+    "STRATOS_MAX_BODIES",
+    "STRATOS_IMPORT_CONCURRENCY",
     "STRATOS_WRITE_RATE_MAX_WRITES",
     "STRATOS_WRITE_RATE_WINDOW_MS",
     "STRATOS_WRITE_RATE_COOLDOWN_MS",
@@ -69,6 +73,7 @@ pub const VARIABLES: &[&str] = &[
     "STRATOS_DEV_MODE",
     "STRATOS_ADMIN_PASSWORD",
     "STRATOS_SYNC_TOKEN",
+    "STRATOS_SERVICE_AUTH_MAX_LIFETIME_SECS",
     "STRATOS_ALLOWED_APPVIEWS",
     "STRATOS_SYNC_HEARTBEAT_SECS",
     "STRATOS_SYNC_SEND_TIMEOUT_SECS",
@@ -556,6 +561,15 @@ pub struct Limits {
     pub blob_max_bytes: usize,
     /// `STRATOS_IMPORT_MAX_BYTES`: one imported repository CAR.
     pub import_max_bytes: usize,
+    /// `STRATOS_BODY_TIMEOUT_SECS`: a request body must arrive whole within this time.
+    pub body_timeout_secs: u32,
+    /// `STRATOS_MAX_BODIES_PER_IP`: requests with a body in flight from one client address
+    /// (0: no per-address cap, e.g. behind a proxy that enforces its own).
+    pub max_bodies_per_ip: u32,
+    /// `STRATOS_MAX_BODIES`: requests with a body in flight in the whole process.
+    pub max_bodies: u32,
+    /// `STRATOS_IMPORT_CONCURRENCY`: repository imports running at once.
+    pub import_concurrency: u32,
 }
 
 /// The per-account write rate limit.
@@ -594,6 +608,9 @@ pub struct AuthConfig {
     pub admin_password: Option<Secret>,
     /// `STRATOS_SYNC_TOKEN`: static token for service-level subscriptions.
     pub sync_token: Option<Secret>,
+    /// `STRATOS_SERVICE_AUTH_MAX_LIFETIME_SECS`: the longest a service-auth JWT may live
+    /// (`exp` past `iat`, or past now when it has no `iat`).
+    pub service_auth_max_lifetime_secs: u32,
 }
 
 /// The sync stream (`zone.stratos.sync.subscribeRecords`).
@@ -897,6 +914,10 @@ impl fmt::Display for Config {
         writeln!(f, "STRATOS_IMPORT_MAX_BYTES={}", l.import_max_bytes)?;
         writeln!(f, "STRATOS_MAX_BODY_BYTES={}", l.max_body_bytes)?;
         writeln!(f, "STRATOS_BLOB_MAX_BYTES={}", l.blob_max_bytes)?;
+        writeln!(f, "STRATOS_BODY_TIMEOUT_SECS={}", l.body_timeout_secs)?;
+        writeln!(f, "STRATOS_MAX_BODIES_PER_IP={}", l.max_bodies_per_ip)?;
+        writeln!(f, "STRATOS_MAX_BODIES={}", l.max_bodies)?;
+        writeln!(f, "STRATOS_IMPORT_CONCURRENCY={}", l.import_concurrency)?;
         let w = &self.write_rate;
         writeln!(f, "STRATOS_WRITE_RATE_MAX_WRITES={}", w.max_writes)?;
         writeln!(f, "STRATOS_WRITE_RATE_WINDOW_MS={}", w.window_ms)?;
@@ -919,6 +940,11 @@ impl fmt::Display for Config {
             }
         )?;
         writeln!(f, "STRATOS_SYNC_TOKEN={}", secret(a.sync_token.as_ref()))?;
+        writeln!(
+            f,
+            "STRATOS_SERVICE_AUTH_MAX_LIFETIME_SECS={}",
+            a.service_auth_max_lifetime_secs
+        )?;
         let st = &self.stream;
         writeln!(f, "STRATOS_ALLOWED_APPVIEWS={}", list(&st.allowed_appviews))?;
         writeln!(f, "STRATOS_SYNC_HEARTBEAT_SECS={}", st.heartbeat_secs)?;
@@ -1279,6 +1305,10 @@ fn read_config(r: &mut Reader<'_>) -> Option<Config> {
         import_max_bytes: r.uint("STRATOS_IMPORT_MAX_BYTES", 256 << 20, 1..=MAX_BYTES),
         max_body_bytes: r.uint("STRATOS_MAX_BODY_BYTES", 1 << 20, 1..=MAX_BYTES),
         blob_max_bytes: r.uint("STRATOS_BLOB_MAX_BYTES", 5 << 20, 1..=MAX_BYTES),
+        body_timeout_secs: r.uint("STRATOS_BODY_TIMEOUT_SECS", 30, 1..=3_600),
+        max_bodies_per_ip: r.uint("STRATOS_MAX_BODIES_PER_IP", 32, 0..=1_000_000),
+        max_bodies: r.uint("STRATOS_MAX_BODIES", 1_024, 1..=1_000_000),
+        import_concurrency: r.uint("STRATOS_IMPORT_CONCURRENCY", 1, 1..=64),
     };
     const DAY_MS: u64 = 86_400_000;
     let write_rate = WriteRateLimit {
@@ -1294,6 +1324,11 @@ fn read_config(r: &mut Reader<'_>) -> Option<Config> {
         dev_mode: r.flag("STRATOS_DEV_MODE", false),
         admin_password: r.secret("STRATOS_ADMIN_PASSWORD", false),
         sync_token: r.secret("STRATOS_SYNC_TOKEN", false),
+        service_auth_max_lifetime_secs: r.uint(
+            "STRATOS_SERVICE_AUTH_MAX_LIFETIME_SECS",
+            3_600,
+            60..=86_400,
+        ),
     };
     if auth.dev_mode {
         if bind.is_loopback() {
@@ -1854,6 +1889,10 @@ mod tests {
                 max_body_bytes: 1_048_576,
                 blob_max_bytes: 5_242_880,
                 import_max_bytes: 268_435_456,
+                body_timeout_secs: 30,
+                max_bodies_per_ip: 32,
+                max_bodies: 1_024,
+                import_concurrency: 1,
             }
         );
         assert_eq!(

@@ -159,6 +159,13 @@ impl From<DomainError> for ApiError {
             | E::CarBlockTooLarge { .. }
             | E::CarHashMismatch(_)
             | E::CarSection(_) => bad("InvalidCar", &e),
+            E::InvalidRepo(_) => bad("InvalidRepo", &e),
+            E::DuplicateWrite(_) => bad("InvalidRequest", &e),
+            E::TooManyRecords { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                e.to_string(),
+            ),
             E::CarTooLarge { .. } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PayloadTooLarge",

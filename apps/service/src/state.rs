@@ -45,6 +45,13 @@ pub struct AppState {
     pub dpop: crate::dpop::DpopVerifier,
     /// The OAuth client metadata document.
     pub client_metadata: serde_json::Value,
+    /// Admission of requests that carry a body (per-address and global caps).
+    pub bodies: Arc<crate::body::BodyGate>,
+    /// Places for repository imports running at once.
+    pub imports: Arc<tokio::sync::Semaphore>,
+    /// The runtime the state was built on (the multi-threaded one in `main`): CPU-heavy work
+    /// such as an import runs there, on a blocking thread, never on an HTTP worker.
+    pub background: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for AppState {
@@ -339,7 +346,13 @@ impl AppState {
             config.public_url.as_str(),
         );
         let client_metadata = crate::oauth_client::client_metadata(&config)?;
+        let limits = config.limits;
         Ok(Self {
+            bodies: crate::body::BodyGate::new(limits.max_bodies_per_ip, limits.max_bodies),
+            imports: Arc::new(tokio::sync::Semaphore::new(
+                limits.import_concurrency as usize,
+            )),
+            background: tokio::runtime::Handle::current(),
             streams,
             auth_servers,
             dpop,

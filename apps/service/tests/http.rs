@@ -1015,7 +1015,36 @@ async fn service_auth_jwts_are_verified_against_the_issuers_did_document() {
         &other,
         &claims("com.atproto.repo.createRecord", "did:web:nerv.tokyo.jp"),
     );
-    for token in [wrong_aud, wrong_lxm, wrong_key] {
+    let with = |exp: i64, iat: Option<i64>| {
+        let mut c = claims("com.atproto.repo.createRecord", "did:web:nerv.tokyo.jp");
+        c["exp"] = json!(exp);
+        match iat {
+            Some(iat) => c["iat"] = json!(iat),
+            None => {
+                c.as_object_mut().unwrap().remove("iat");
+            }
+        }
+        service_jwt(&key, &c)
+    };
+    let now = now as i64;
+    let expired = with(now - 120, Some(now - 180));
+    // 2^60 is past the 2^53 range of JWT numeric dates: it was accepted as a 36-million-year
+    // token. A token living two hours (iat now) or minted years ahead is past the lifetime cap.
+    let huge = with(1 << 60, Some(now));
+    let long = with(now + 7_200, Some(now));
+    let long_without_iat = with(now + 7_200, None);
+    let old_iat = with(now + 60, Some(now - 365 * 86_400));
+    // Failures carry the atproto names (`@atproto/xrpc-server`), not internal codes.
+    for (token, name) in [
+        (wrong_aud, "BadJwtAudience"),
+        (wrong_lxm, "BadJwtLexiconMethod"),
+        (wrong_key, "BadJwtSignature"),
+        (expired, "JwtExpired"),
+        (huge, "BadJwt"),
+        (long, "BadJwt"),
+        (long_without_iat, "BadJwt"),
+        (old_iat, "BadJwt"),
+    ] {
         let (s, b) = svc
             .post(
                 "com.atproto.repo.createRecord",
@@ -1023,7 +1052,18 @@ async fn service_auth_jwts_are_verified_against_the_issuers_did_document() {
                 create.clone(),
             )
             .await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{name}: {b}");
+        assert_eq!(b["error"], name, "{b}");
     }
+    // Within the cap (55 minutes) still works.
+    let fine = with(now + 3_300, Some(now));
+    let (s, b) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(&format!("Bearer {fine}")),
+            create.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     svc.stop().await;
 }

@@ -165,7 +165,12 @@ pub(crate) fn opt_time(claims: &Map<String, Value>, name: &'static str) -> Resul
         None => Ok(None),
         Some(Value::Number(n)) => {
             if let Some(i) = n.as_i64() {
-                return Ok(Some(i));
+                // An i64 is not enough: 2^60 passed as a 54-year token.
+                return if i.unsigned_abs() < LIMIT as u64 {
+                    Ok(Some(i))
+                } else {
+                    invalid("out of range")
+                };
             }
             match n.as_f64() {
                 // In range (checked), so the cast is exact after truncation.

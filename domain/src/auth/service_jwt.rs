@@ -17,7 +17,15 @@ pub struct ServiceJwtExpectation<'a> {
     pub now: i64,
     /// Tolerated clock skew on `exp` and `iat`, seconds.
     pub max_skew_secs: i64,
+    /// The longest lifetime accepted: `exp` may lie at most this far past `iat` (past `now`
+    /// when the token has no `iat`), plus the skew. A token minted for years is a bearer
+    /// credential that outlives any key rotation.
+    pub max_lifetime_secs: i64,
 }
+
+/// Default [`ServiceJwtExpectation::max_lifetime_secs`]: one hour, the longest a PDS's
+/// `com.atproto.server.getServiceAuth` mints for a method-bound token.
+pub const DEFAULT_MAX_LIFETIME_SECS: i64 = 3_600;
 
 impl<'a> ServiceJwtExpectation<'a> {
     /// An expectation with the default skew ([`DEFAULT_CLOCK_SKEW_SECS`]).
@@ -27,6 +35,7 @@ impl<'a> ServiceJwtExpectation<'a> {
             lxm,
             now,
             max_skew_secs: DEFAULT_CLOCK_SKEW_SECS,
+            max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
         }
     }
 }
@@ -83,7 +92,8 @@ fn issuer(claims: &serde_json::Map<String, serde_json::Value>) -> Result<(Did, O
 /// Order: JWS shape and `alg` (ES256/ES256K, 64-byte signature) → `typ` is not an OAuth/DPoP
 /// type → signature (strict low-S, by any of `issuer_keys` of the `alg`'s curve) → `iss` (a DID,
 /// optional `#service`) → `aud` equals the expected audience → `exp` (`now > exp + skew`
-/// rejects) → `iat` (not beyond `now + skew`) → `lxm` when expected.
+/// rejects) → `iat` (not beyond `now + skew`) → lifetime (`exp` at most `max_lifetime_secs`
+/// past `iat`, or past `now` without `iat`) → `lxm` when expected.
 pub fn verify_service_jwt(
     token: &str,
     expect: &ServiceJwtExpectation<'_>,
@@ -123,6 +133,16 @@ pub fn verify_service_jwt(
         return fail(TokenError::NotYetValid {
             at: iat,
             now: expect.now,
+        });
+    }
+    let issued = iat.unwrap_or(expect.now);
+    let longest = issued
+        .saturating_add(expect.max_lifetime_secs)
+        .saturating_add(expect.max_skew_secs);
+    if exp > longest {
+        return fail(TokenError::InvalidClaim {
+            claim: "exp",
+            reason: format!("the token lives longer than {} s", expect.max_lifetime_secs),
         });
     }
     let lxm = opt_str(claims, "lxm")?;

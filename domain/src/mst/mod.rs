@@ -11,6 +11,7 @@
 //! that gap (or null when the gap holds no key). The root sits at the highest layer present; a
 //! root without entries is trimmed away. So the shape depends only on the key set.
 
+mod check;
 mod diff;
 mod key;
 mod node;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use ipld_core::cid::Cid;
 
+pub use check::walk_untrusted;
 pub use diff::{Diff, RecordChange, diff};
 pub use key::{MAX_KEY_LEN, common_prefix_len, layer, validate_key};
 pub use proof::{prove, verify_proof};
@@ -495,4 +497,22 @@ pub fn node_links(cid: &Cid, bytes: &[u8]) -> Result<NodeLinks> {
             .map(|e| (e.value, e.right))
             .collect(),
     })
+}
+
+/// Encodes a node from raw parts, WITHOUT checking any rule: `entries` are `(key, value,
+/// right subtree)`. For tools and tests that must build malformed trees (the structural checks
+/// of [`walk_untrusted`] are tested with it); trees built this way are not valid in general.
+pub fn encode_node_unchecked(left: Option<Cid>, entries: &[(String, Cid, Option<Cid>)]) -> Vec<u8> {
+    Node {
+        left,
+        entries: entries
+            .iter()
+            .map(|(key, value, right)| Entry {
+                key: key.clone(),
+                value: *value,
+                right: *right,
+            })
+            .collect(),
+    }
+    .encode()
 }

@@ -7,16 +7,14 @@ use std::sync::{Arc, Mutex};
 use ipld_core::ipld::Ipld;
 use serde_json::Value;
 
-use stratos_domain::blocks::BlockRead as _;
 use stratos_domain::boundary::{ReadFilter, Viewer, can_read, read_filter};
-use stratos_domain::commit::SignedCommit;
 use stratos_domain::crypto::Keypair;
 use stratos_domain::lexicon::Catalog;
 use stratos_domain::rate_limit::{RateLimit, RateLimiter};
 use stratos_domain::repo::{self, Action, CommitOutput, RecordWrite, RepoHead};
 use stratos_domain::syntax::{AtUri, Datetime, Did, Nsid, RecordKey, Tid};
 use stratos_domain::write::{WriteContext, WritePolicy, reply_parent};
-use stratos_domain::{Cid, Error as DomainError, car, data, mst, stub, tid};
+use stratos_domain::{Cid, Error as DomainError, car, data, import, mst, stub, tid};
 
 use super::UseCaseError;
 use super::node_cache::{self, DEFAULT_NODE_CACHE_BYTES, NodeCache};
@@ -782,33 +780,37 @@ impl Records {
     /// Imports the records of a repository CAR into the caller's repository, which must hold no
     /// records yet. Every record goes through the same write rules as a normal write and lands
     /// in one commit signed with the caller's key. Returns the number of records imported.
+    ///
+    /// The CAR is untrusted: it is read with [`import::read_repo_car`] (every structural rule
+    /// checked, work and memory linear in its size). An import is charged to the caller's
+    /// write rate limit as a tenth of the window's allowance, whatever its outcome, so one
+    /// account cannot make the service parse large CARs back to back. The work is CPU-bound
+    /// and proportional to the CAR: callers serving requests run it off their request workers.
     pub async fn import_repo(&self, author: &Did, car_bytes: &[u8]) -> Result<usize, UseCaseError> {
         let enrollment = self.enrollment(author).await?;
+        let cost = (self.deps.rate_limit.max / 10).max(1);
+        self.check_rate(author, cost, self.deps.clock.now_ms())?;
         let head = self.require_head(author).await?;
         if head.data != mst::empty_root() {
             return Err(UseCaseError::RepoAlreadyExists(author.to_string()));
         }
-        let parsed = car::read(car_bytes, car::CarLimits::default())?;
-        let [root] = parsed.roots.as_slice() else {
-            return Err(DomainError::CarHeader("expected exactly one root".into()).into());
-        };
-        let commit = SignedCommit::decode(parsed.blocks.require(root)?)?;
-        if commit.did != *author {
+        let parsed = import::read_repo_car(car_bytes, import::ImportLimits::default())?;
+        if parsed.did != *author {
             return Err(UseCaseError::InvalidRequest(format!(
                 "the CAR holds the repository of {}, not {author}",
-                commit.did
+                parsed.did
             )));
         }
-        let entries = mst::Mst::load(&parsed.blocks, commit.data).entries()?;
+        let entries = parsed.records;
         if entries.is_empty() {
             return Ok(0);
         }
         let held: BTreeSet<String> = enrollment.boundaries.into_iter().collect();
         let now = Datetime::from_unix_millis(self.deps.clock.now_ms());
         let mut prepared = Vec::with_capacity(entries.len());
-        for (path, cid) in &entries {
-            let (collection, rkey) = split_path(path);
-            let value = data::ipld_to_json(&data::decode(parsed.blocks.require(cid)?)?)?;
+        for record in &entries {
+            let (collection, rkey) = split_path(&record.path);
+            let value = data::ipld_to_json(&data::decode(record.bytes)?)?;
             let op = WriteOp::Create {
                 collection,
                 rkey: Some(rkey),
@@ -818,7 +820,6 @@ impl Records {
         }
         let key = self.signer(author, &enrollment.signing_key).await?;
         let count = prepared.len();
-        // An import is one operation, not `count` writes, for the rate limiter's purposes.
         let lock = self.writer_lock(author);
         let _serial = lock.lock().await;
         // Blobs the imported records reference must have been uploaded first.
@@ -932,7 +933,7 @@ impl Records {
                 .catalog
                 .check_record_key(collection.as_str(), rkey.as_str())?;
         }
-        let parent = self.parent_boundaries(&record).await?;
+        let parent = self.parent_boundaries(&record, repo, held).await?;
         let boundaries = self.deps.policy.check_record(
             &self.deps.catalog,
             &collection,
@@ -969,7 +970,16 @@ impl Records {
     }
 
     /// Boundaries of the reply parent when it is stored here.
-    async fn parent_boundaries(&self, record: &Ipld) -> Result<Option<Vec<String>>, UseCaseError> {
+    /// The boundaries of the record's reply parent, when the parent is on this service AND the
+    /// author may read it. A parent the author may not read is treated exactly like one that does
+    /// not exist: answering `ReplyBoundaryEscalation` for it (and accepting the same reply to a
+    /// missing parent) would tell the author that a private record exists at that URI.
+    async fn parent_boundaries(
+        &self,
+        record: &Ipld,
+        author: &Did,
+        held: &BTreeSet<String>,
+    ) -> Result<Option<Vec<String>>, UseCaseError> {
         let Some(parent) = reply_parent(record) else {
             return Ok(None);
         };
@@ -983,11 +993,16 @@ impl Records {
         if !self.deps.repos.actor_exists(&did).await? {
             return Ok(None);
         }
+        let viewer = Viewer::Account {
+            did: author.as_str(),
+            boundaries: held,
+        };
         Ok(self
             .deps
             .repos
             .get_record(&did, collection.as_str(), rkey.as_str())
             .await?
+            .filter(|r| can_read(viewer, did.as_str(), &r.boundaries))
             .map(|r| r.boundaries))
     }
 

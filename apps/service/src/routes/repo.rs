@@ -9,9 +9,6 @@ use stratos_domain::repo::Action;
 use stratos_domain::syntax::Did;
 use stratos_ports::usecases::records::{CommitResult, RecordView, Swaps, WriteOp};
 
-use stratos_domain::boundary::ReadFilter;
-use stratos_ports::repo_store::ListQuery;
-
 use super::{RECORD_COLLECTIONS, parse_bool, parse_did, port, query};
 use crate::auth::{optional_caller, require_caller};
 use crate::body::read_json;
@@ -372,22 +369,17 @@ pub(super) async fn describe_repo(
     if !state.repos.actor_exists(&repo).await.map_err(port)? {
         return Err(ApiError::repo_not_found(repo.as_str()));
     }
+    // A collection is listed only when the caller may read at least one of its records (the
+    // same read decision as listRecords): listing every non-empty collection told anonymous
+    // callers that an account holds private posts.
+    let viewer = optional_caller(&req, &state).await?;
     let mut collections = Vec::new();
     for collection in RECORD_COLLECTIONS {
-        let probe = ListQuery {
-            collection: (*collection).to_owned(),
-            limit: 1,
-            cursor: None,
-            reverse: false,
-            filter: ReadFilter::All,
-        };
-        if !state
-            .repos
-            .list_records(&repo, &probe)
-            .await
-            .map_err(port)?
-            .is_empty()
-        {
+        let page = state
+            .records
+            .list_records(viewer.as_ref(), &repo, collection, 1, None, false)
+            .await?;
+        if !page.records.is_empty() {
             collections.push(*collection);
         }
     }

@@ -1,5 +1,8 @@
 //! Sync reads: the latest commit (public) and the full repository CAR (owner only).
 
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -79,12 +82,40 @@ pub(super) async fn import_repo(
     state: State,
 ) -> Result<HttpResponse, ApiError> {
     let caller = require_caller(&req, &state).await?;
+    // Taken before the body is read: a CAR in memory is the expensive part, so the cap bounds
+    // what concurrent imports can hold, not only what they compute.
+    let Ok(place) = Arc::clone(&state.imports).try_acquire_owned() else {
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RateLimitExceeded",
+            "another repository import is running; retry later",
+        );
+        err.retry_after_s = Some(5);
+        return Err(err);
+    };
     let bytes = crate::body::read_limited(&req, body, state.config.limits.import_max_bytes).await?;
     if bytes.is_empty() {
         return Err(ApiError::invalid(
             "A request body is expected but none was provided",
         ));
     }
-    let imported = state.records.import_repo(&caller, &bytes).await?;
+    // Parsing, checking and re-building a repository is CPU work proportional to the CAR: it
+    // runs on a blocking thread driven by the background runtime, so the HTTP workers keep
+    // answering (a hostile CAR once stalled `/health` for 16 s).
+    let records = Arc::clone(&state.records);
+    let background = state.background.clone();
+    let imported = actix_web::rt::task::spawn_blocking(move || {
+        let _place = place;
+        background.block_on(records.import_repo(&caller, &bytes))
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "import task failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "Internal server error",
+        )
+    })??;
     Ok(HttpResponse::Ok().json(json!({ "imported": imported })))
 }
