@@ -17,10 +17,19 @@
 //! (`localhost`, `*.localhost`, `127.0.0.1`, `::1`) when
 //! [`IdentityConfig::allow_http_for_localhost`] is set, for tests and local development.
 //!
+//! The PLC directory is the operator's choice and may be at any address. `did:web` hosts and
+//! handles are chosen by whoever presents a DID or handle, so unless
+//! [`IdentityConfig::allow_private_targets`] is set they may only lead to public addresses:
+//! IP literals are refused before a request, host names after DNS resolution, and both again on
+//! every redirect hop.
+//!
 //! Found and not-found answers are cached (by default five minutes and thirty seconds) so that
 //! hot paths, such as checking an AppView's service-auth JWT on every request, do not go to the
-//! network each time. Failures (network errors, 5xx, oversized or malformed bodies) are not
-//! cached, so a transient outage heals on the next call. After a signature fails to verify
+//! network each time. Failures (network errors, 5xx, oversized or malformed bodies, refused
+//! addresses) of `did:web` and handle lookups are cached for
+//! [`IdentityConfig::failure_ttl`] (ten seconds by default), so a caller repeating a hostile
+//! identifier does not repeat the fetch; failures of the PLC directory are not cached, so an
+//! outage of the operator's directory heals on the next call. After a signature fails to verify
 //! against a cached key, [`HttpIdentityResolver::invalidate`] lets the caller retry against a
 //! fresh document, in case the key was rotated.
 
@@ -34,7 +43,7 @@ use stratos_domain::syntax::{Did, Handle};
 use stratos_ports::env::{EnvError, IdentityResolver};
 
 use crate::NetworkError;
-use crate::http::{Fetcher, TtlCache, is_loopback, scheme_allowed};
+use crate::http::{Fetcher, Targets, TtlCache, is_loopback, scheme_allowed};
 
 /// The public PLC directory.
 pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
@@ -51,6 +60,11 @@ pub const DEFAULT_POSITIVE_TTL: Duration = Duration::from_secs(300);
 /// How long a "does not exist" answer is reused unless configured otherwise; shorter, so a
 /// newly created account becomes visible quickly.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(30);
+
+/// How long a failed lookup of a caller-chosen host (`did:web`, handle, authorization server)
+/// is remembered unless configured otherwise: long enough that repeating a hostile identifier
+/// costs no fetch, short enough that a real host's outage soon heals.
+pub const DEFAULT_FAILURE_TTL: Duration = Duration::from_secs(10);
 
 /// Entries kept per cache (documents, handles) unless configured otherwise.
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
@@ -73,14 +87,22 @@ pub struct IdentityConfig {
     pub positive_ttl: Duration,
     /// How long "does not exist" answers are cached (at most [`MAX_TTL`]; zero disables).
     pub negative_ttl: Duration,
+    /// How long failed `did:web` and handle lookups are cached (at most [`MAX_TTL`]; zero
+    /// disables). PLC directory failures are never cached.
+    pub failure_ttl: Duration,
     /// Entries kept in each of the two caches (documents, handles); zero disables caching.
     pub cache_capacity: usize,
     /// Use `http://` for loopback hosts (`localhost`, `*.localhost`, `127.0.0.1`, `::1`).
     /// For tests and local development only; other hosts are always `https://`.
     pub allow_http_for_localhost: bool,
+    /// Let `did:web` hosts and handles lead to private, loopback, link-local and other
+    /// non-public addresses. For tests and local development only: those hosts are chosen by
+    /// whoever presents the DID or handle. The PLC directory is never restricted.
+    pub allow_private_targets: bool,
     /// Host names pinned to socket addresses instead of being looked up in DNS, like curl's
     /// `--resolve`. A non-zero port is used when the URL names none (handles and `did:web`
     /// without a port), so tests can serve `https?://alice.localhost/…` from any local port.
+    /// Pinned addresses are held to the address rule like DNS answers.
     pub host_overrides: Vec<(String, SocketAddr)>,
 }
 
@@ -92,8 +114,10 @@ impl Default for IdentityConfig {
             max_bytes: DEFAULT_MAX_BYTES,
             positive_ttl: DEFAULT_POSITIVE_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
+            failure_ttl: DEFAULT_FAILURE_TTL,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             allow_http_for_localhost: false,
+            allow_private_targets: false,
             host_overrides: Vec::new(),
         }
     }
@@ -101,14 +125,21 @@ impl Default for IdentityConfig {
 
 /// Resolves DIDs and handles over HTTPS; see the module documentation.
 pub struct HttpIdentityResolver {
-    fetcher: Fetcher,
+    /// For the PLC directory, which the operator chose.
+    directory: Fetcher,
+    /// For `did:web` hosts and handles, which callers choose.
+    web: Fetcher,
     /// Validated, without a trailing `/`.
     plc_url: String,
     allow_http_for_localhost: bool,
     positive_ttl: Duration,
     negative_ttl: Duration,
+    failure_ttl: Duration,
     docs: TtlCache<Option<Value>>,
     handles: TtlCache<Option<Did>>,
+    /// DID or handle (distinct: a handle has no `:`) → why its last lookup of a caller-chosen
+    /// host failed.
+    failures: TtlCache<NetworkError>,
 }
 
 impl std::fmt::Debug for HttpIdentityResolver {
@@ -141,26 +172,39 @@ impl HttpIdentityResolver {
                 "the PLC directory URL must not have a query or fragment".into(),
             ));
         }
-        if config.positive_ttl > MAX_TTL || config.negative_ttl > MAX_TTL {
+        if [config.positive_ttl, config.negative_ttl, config.failure_ttl]
+            .iter()
+            .any(|ttl| *ttl > MAX_TTL)
+        {
             return Err(NetworkError::InvalidConfig(format!(
                 "cache TTLs must be at most {} s",
                 MAX_TTL.as_secs()
             )));
         }
-        let fetcher = Fetcher::new(
-            config.timeout,
-            config.max_bytes,
-            allow_http,
-            &config.host_overrides,
-        )?;
+        let fetcher = |targets| {
+            Fetcher::new(
+                config.timeout,
+                config.max_bytes,
+                allow_http,
+                &config.host_overrides,
+                targets,
+            )
+        };
         Ok(Self {
-            fetcher,
+            directory: fetcher(Targets::Any)?,
+            web: fetcher(if config.allow_private_targets {
+                Targets::Any
+            } else {
+                Targets::PublicOnly
+            })?,
             plc_url: plc.as_str().trim_end_matches('/').to_owned(),
             allow_http_for_localhost: allow_http,
             positive_ttl: config.positive_ttl,
             negative_ttl: config.negative_ttl,
+            failure_ttl: config.failure_ttl,
             docs: TtlCache::new(config.cache_capacity),
             handles: TtlCache::new(config.cache_capacity),
+            failures: TtlCache::new(config.cache_capacity),
         })
     }
 
@@ -168,16 +212,20 @@ impl HttpIdentityResolver {
     /// a signature failed against a cached key, say).
     pub fn invalidate(&self, did: &Did) {
         self.docs.remove(did.as_str());
+        self.failures.remove(did.as_str());
     }
 
     /// Forgets the cached answer for `handle` (compared case-insensitively).
     pub fn invalidate_handle(&self, handle: &str) {
-        self.handles.remove(&handle.to_ascii_lowercase());
+        let handle = handle.to_ascii_lowercase();
+        self.handles.remove(&handle);
+        self.failures.remove(&handle);
     }
 
     /// Where the document of `did` is fetched from; `None` for DIDs that cannot resolve
     /// (unsupported methods, malformed `did:plc`, path-based `did:web`, a port off localhost).
-    fn document_url(&self, did: &Did) -> Option<Url> {
+    /// The flag says whether the URL is on the operator's PLC directory.
+    fn document_url(&self, did: &Did) -> Option<(Url, bool)> {
         let (method, id) = did.as_str().strip_prefix("did:")?.split_once(':')?;
         match method {
             "plc" => {
@@ -188,10 +236,12 @@ impl HttpIdentityResolver {
                 valid
                     .then(|| Url::parse(&format!("{}/{did}", self.plc_url)).ok())
                     .flatten()
+                    .map(|url| (url, true))
             }
             "web" => {
                 let (host, port) = did_web_host(id)?;
                 self.host_url(&host, port, "/.well-known/did.json")
+                    .map(|url| (url, false))
             }
             _ => None,
         }
@@ -210,10 +260,15 @@ impl HttpIdentityResolver {
         Url::parse(&url).ok()
     }
 
-    async fn fetch_document(&self, did: &Did, url: Url) -> Result<Option<Value>, NetworkError> {
+    async fn fetch_document(
+        &self,
+        did: &Did,
+        url: Url,
+        fetcher: &Fetcher,
+    ) -> Result<Option<Value>, NetworkError> {
         let absent = |status: u16| matches!(status, 404 | 410);
         let accept = "application/did+ld+json, application/json";
-        let Some(body) = self.fetcher.fetch(url, accept, absent).await? else {
+        let Some(body) = fetcher.fetch(url, accept, absent).await? else {
             return Ok(None);
         };
         let doc: Value = serde_json::from_slice(&body)
@@ -229,7 +284,7 @@ impl HttpIdentityResolver {
         // A host without the well-known file answers some 4xx; timeouts and rate limits are
         // failures to retry, not answers.
         let absent = |status: u16| (400..500).contains(&status) && !matches!(status, 408 | 429);
-        let Some(body) = self.fetcher.fetch(url, "text/plain", absent).await? else {
+        let Some(body) = self.web.fetch(url, "text/plain", absent).await? else {
             return Ok(None);
         };
         // Anything but a single valid DID means the handle points nowhere.
@@ -251,22 +306,38 @@ impl HttpIdentityResolver {
 impl IdentityResolver for HttpIdentityResolver {
     /// The document of a `did:plc` or hostname-level `did:web` DID whose `id` matches; `None`
     /// when it does not exist, does not match, or cannot resolve (other methods, path-based
-    /// `did:web`). Network failures, unexpected statuses and oversized or non-JSON bodies are
-    /// errors and are not cached.
+    /// `did:web`). Network failures, unexpected statuses, oversized or non-JSON bodies and
+    /// refused addresses are errors, cached for the failure TTL except on the PLC directory.
     async fn resolve_did(&self, did: &Did) -> Result<Option<Value>, EnvError> {
+        let failed = |e: NetworkError| EnvError::Backend(format!("resolving {did}: {e}"));
         if let Some(cached) = self.docs.get(did.as_str()) {
             return Ok(cached);
         }
-        let Some(url) = self.document_url(did) else {
+        if let Some(e) = self.failures.get(did.as_str()) {
+            return Err(failed(e));
+        }
+        let Some((url, on_directory)) = self.document_url(did) else {
             return Ok(None);
         };
-        let doc = self
-            .fetch_document(did, url)
-            .await
-            .map_err(|e| EnvError::Backend(format!("resolving {did}: {e}")))?;
-        self.docs
-            .insert(did.to_string(), doc.clone(), self.ttl(&doc));
-        Ok(doc)
+        let fetcher = if on_directory {
+            &self.directory
+        } else {
+            &self.web
+        };
+        match self.fetch_document(did, url, fetcher).await {
+            Ok(doc) => {
+                self.docs
+                    .insert(did.to_string(), doc.clone(), self.ttl(&doc));
+                Ok(doc)
+            }
+            Err(e) => {
+                if !on_directory {
+                    self.failures
+                        .insert(did.to_string(), e.clone(), self.failure_ttl);
+                }
+                Err(failed(e))
+            }
+        }
     }
 
     /// The DID served at `https://{handle}/.well-known/atproto-did` (trimmed); `None` for an
@@ -277,16 +348,25 @@ impl IdentityResolver for HttpIdentityResolver {
             return Ok(None);
         };
         let handle = handle.normalized();
+        let failed = |e: NetworkError| EnvError::Backend(format!("resolving handle {handle}: {e}"));
         if let Some(cached) = self.handles.get(handle.as_str()) {
             return Ok(cached);
         }
-        let did = self
-            .fetch_handle(&handle)
-            .await
-            .map_err(|e| EnvError::Backend(format!("resolving handle {handle}: {e}")))?;
-        self.handles
-            .insert(handle.to_string(), did.clone(), self.ttl(&did));
-        Ok(did)
+        if let Some(e) = self.failures.get(handle.as_str()) {
+            return Err(failed(e));
+        }
+        match self.fetch_handle(&handle).await {
+            Ok(did) => {
+                self.handles
+                    .insert(handle.to_string(), did.clone(), self.ttl(&did));
+                Ok(did)
+            }
+            Err(e) => {
+                self.failures
+                    .insert(handle.to_string(), e.clone(), self.failure_ttl);
+                Err(failed(e))
+            }
+        }
     }
 }
 
@@ -381,7 +461,7 @@ mod tests {
 
     fn url_of(r: &HttpIdentityResolver, did: &str) -> Option<String> {
         r.document_url(&Did::parse(did).unwrap())
-            .map(|u| u.to_string())
+            .map(|(u, _)| u.to_string())
     }
 
     #[test]

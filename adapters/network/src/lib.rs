@@ -45,4 +45,8 @@ pub enum NetworkError {
     /// The body is not what the request asks for (a DID document that is not JSON, …).
     #[error("invalid response body: {0}")]
     InvalidBody(String),
+    /// The URL, its host's addresses or a redirect lead to a private, loopback, link-local or
+    /// otherwise non-public address, and the fetch is held to public ones.
+    #[error("{0}")]
+    Refused(String),
 }

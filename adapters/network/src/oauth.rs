@@ -16,6 +16,14 @@
 //! [`AuthServerConfig::min_refresh_interval`] is answered from the cache, so a stream of
 //! made-up `kid`s cannot turn into a stream of fetches. Like identity lookups, everything is `https://`, except
 //! loopback hosts when [`AuthServerConfig::allow_http_for_localhost`] is set.
+//!
+//! Every one of these URLs comes from data an unauthenticated caller controls (the DID document
+//! names the PDS, the PDS names the issuer, the issuer names `jwks_uri`), so unless
+//! [`AuthServerConfig::allow_private_targets`] is set they may only lead to public addresses:
+//! IP literals are checked before a request, host names after DNS resolution, and both again on
+//! every redirect hop. Failures (a refused address, an unreachable or misbehaving server, an
+//! issuer that is no authorization server) are remembered for
+//! [`AuthServerConfig::failure_ttl`], so repeating a hostile token does not repeat the fetches.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,7 +37,7 @@ use stratos_domain::auth::{Jwk, JwkSet};
 use stratos_ports::env::{AuthorizationServers, EnvError};
 
 use crate::NetworkError;
-use crate::http::{Fetcher, TtlCache, lock};
+use crate::http::{Fetcher, Targets, TtlCache, lock};
 
 /// How long metadata and keys are reused unless configured otherwise.
 pub const DEFAULT_KEYS_TTL: Duration = Duration::from_secs(600);
@@ -52,9 +60,18 @@ pub struct AuthServerConfig {
     pub min_refresh_interval: Duration,
     /// Entries kept per cache.
     pub cache_capacity: usize,
+    /// How long a failed discovery (refused address, network error, bad status or body, an
+    /// issuer that is not an authorization server) is remembered (at most
+    /// [`crate::identity::MAX_TTL`]; zero disables).
+    pub failure_ttl: Duration,
     /// Use `http://` for loopback hosts. Tests and local development only.
     pub allow_http_for_localhost: bool,
-    /// Host names pinned to socket addresses (tests).
+    /// Let the PDS, issuer and `jwks_uri` URLs lead to private, loopback, link-local and other
+    /// non-public addresses. Tests and local development only: these URLs are chosen by
+    /// whoever presents a token.
+    pub allow_private_targets: bool,
+    /// Host names pinned to socket addresses (tests). Held to the address rule like DNS
+    /// answers.
     pub host_overrides: Vec<(String, SocketAddr)>,
 }
 
@@ -65,7 +82,9 @@ impl Default for AuthServerConfig {
             ttl: DEFAULT_KEYS_TTL,
             min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
             cache_capacity: crate::identity::DEFAULT_CACHE_CAPACITY,
+            failure_ttl: crate::identity::DEFAULT_FAILURE_TTL,
             allow_http_for_localhost: false,
+            allow_private_targets: false,
             host_overrides: Vec::new(),
         }
     }
@@ -76,10 +95,13 @@ pub struct HttpAuthorizationServers {
     fetcher: Fetcher,
     ttl: Duration,
     min_refresh_interval: Duration,
-    /// PDS origin → the authorization servers it names.
-    resources: TtlCache<Vec<String>>,
+    failure_ttl: Duration,
+    /// PDS origin → the authorization servers it names, or why they could not be learnt.
+    resources: TtlCache<Result<Vec<String>, NetworkError>>,
     /// Issuer → its keys.
     keys: TtlCache<Vec<Jwk>>,
+    /// Issuer → why its keys could not be fetched (`None`: it is no authorization server).
+    key_failures: TtlCache<Option<NetworkError>>,
     /// Issuer → when a forced refresh last fetched its keys.
     forced_at: Mutex<HashMap<String, Instant>>,
 }
@@ -97,7 +119,7 @@ impl std::fmt::Debug for HttpAuthorizationServers {
 impl HttpAuthorizationServers {
     /// Builds the HTTP client; nothing is fetched yet.
     pub fn new(config: AuthServerConfig) -> Result<Self, NetworkError> {
-        if config.ttl > crate::identity::MAX_TTL {
+        if config.ttl > crate::identity::MAX_TTL || config.failure_ttl > crate::identity::MAX_TTL {
             return Err(NetworkError::InvalidConfig(format!(
                 "the cache TTL must be at most {} s",
                 crate::identity::MAX_TTL.as_secs()
@@ -109,11 +131,18 @@ impl HttpAuthorizationServers {
                 MAX_BYTES,
                 config.allow_http_for_localhost,
                 &config.host_overrides,
+                if config.allow_private_targets {
+                    Targets::Any
+                } else {
+                    Targets::PublicOnly
+                },
             )?,
             ttl: config.ttl,
             min_refresh_interval: config.min_refresh_interval,
+            failure_ttl: config.failure_ttl,
             resources: TtlCache::new(config.cache_capacity),
             keys: TtlCache::new(config.cache_capacity),
+            key_failures: TtlCache::new(config.cache_capacity),
             forced_at: Mutex::new(HashMap::new()),
         })
     }
@@ -151,12 +180,24 @@ impl HttpAuthorizationServers {
             .map_err(|e| NetworkError::InvalidBody(format!("not JSON: {e}")))
     }
 
-    /// The authorization servers the PDS at `origin` names.
+    /// The authorization servers the PDS at `pds` names; answers and failures are cached.
     async fn resource_servers(&self, pds: &Url) -> Result<Vec<String>, NetworkError> {
         let origin = pds.origin().ascii_serialization();
         if let Some(cached) = self.resources.get(&origin) {
-            return Ok(cached);
+            return cached;
         }
+        let found = self.fetch_resource_servers(&origin).await;
+        let ttl = if found.is_ok() {
+            self.ttl
+        } else {
+            self.failure_ttl
+        };
+        self.resources.insert(origin, found.clone(), ttl);
+        found
+    }
+
+    /// Fetches the protected-resource metadata of `origin` (no cache).
+    async fn fetch_resource_servers(&self, origin: &str) -> Result<Vec<String>, NetworkError> {
         let url = self.server_url(&format!("{origin}/.well-known/oauth-protected-resource"))?;
         let servers = match self.json(url).await? {
             None => Vec::new(),
@@ -180,7 +221,6 @@ impl HttpAuthorizationServers {
                     .unwrap_or_default()
             }
         };
-        self.resources.insert(origin, servers.clone(), self.ttl);
         Ok(servers)
     }
 
@@ -238,16 +278,32 @@ impl AuthorizationServers for HttpAuthorizationServers {
         {
             return Ok(Some(cached));
         }
-        let keys = self.fetch_keys(issuer).await.map_err(backend)?;
+        // A recent failure stands for its (short) TTL, forced refresh or not.
+        if let Some(failure) = self.key_failures.get(issuer) {
+            return failure.map_or(Ok(None), |e| Err(backend(e)));
+        }
+        let fetched = self.fetch_keys(issuer).await;
         if refresh {
             let mut forced = lock(&self.forced_at);
             let cooldown = self.min_refresh_interval;
             forced.retain(|_, at| at.elapsed() < cooldown);
             forced.insert(issuer.to_owned(), Instant::now());
         }
-        if let Some(keys) = &keys {
-            self.keys.insert(issuer.to_owned(), keys.clone(), self.ttl);
+        match fetched {
+            Ok(Some(keys)) => {
+                self.keys.insert(issuer.to_owned(), keys.clone(), self.ttl);
+                Ok(Some(keys))
+            }
+            Ok(None) => {
+                self.key_failures
+                    .insert(issuer.to_owned(), None, self.failure_ttl);
+                Ok(None)
+            }
+            Err(e) => {
+                self.key_failures
+                    .insert(issuer.to_owned(), Some(e.clone()), self.failure_ttl);
+                Err(backend(e))
+            }
         }
-        Ok(keys)
     }
 }

@@ -160,11 +160,13 @@ fn doc(id: &str) -> Value {
     })
 }
 
-/// Resolves against `server` as its PLC directory, over plain HTTP on loopback.
+/// Resolves against `server` as its PLC directory, over plain HTTP on loopback, and lets
+/// `did:web` and handles reach it there too.
 fn config(server: &Server) -> IdentityConfig {
     IdentityConfig {
         plc_url: server.plc_url(),
         allow_http_for_localhost: true,
+        allow_private_targets: true,
         ..IdentityConfig::default()
     }
 }
@@ -248,6 +250,8 @@ async fn without_the_flag_localhost_is_only_reached_over_https() {
     server.route("localhost/.well-known/did.json", json_reply(&doc(&web)));
     let r = resolver(IdentityConfig {
         timeout: Duration::from_millis(500),
+        // Only the scheme rule is under test here.
+        allow_private_targets: true,
         ..IdentityConfig::default()
     });
     // The plain-HTTP server cannot complete a TLS handshake, so this fails; what matters is
@@ -523,4 +527,79 @@ fn signing_key_reads_either_id_form() {
         .remove("verificationMethod");
     assert_eq!(signing_key(&no_methods), None);
     assert_eq!(signing_key(&json!("not a document")), None);
+}
+
+#[tokio::test]
+async fn did_web_and_handles_on_private_addresses_are_refused_unless_allowed() {
+    let server = Server::start().await;
+    let web = format!("did:web:localhost%3A{}", server.addr.port());
+    server.route("localhost/.well-known/did.json", json_reply(&doc(&web)));
+    server.route("alice.localhost/.well-known/atproto-did", reply(200, ALICE));
+    server.plc(ALICE, json_reply(&doc(ALICE)));
+    let pinned = vec![("alice.localhost".to_owned(), server.addr)];
+    let guarded = resolver(IdentityConfig {
+        allow_private_targets: false,
+        host_overrides: pinned.clone(),
+        ..config(&server)
+    });
+    // `localhost` is resolved by the system and `alice.localhost` pinned, both to loopback:
+    // refused after resolution, before any request.
+    let err = resolve(&guarded, &web).await.unwrap_err();
+    assert!(
+        matches!(&err, EnvError::Backend(m) if m.contains("not a public address")),
+        "{err}"
+    );
+    let err = guarded.resolve_handle("alice.localhost").await.unwrap_err();
+    assert!(err.to_string().contains("not a public address"), "{err}");
+    assert_eq!(server.requests(), 0);
+    // The operator's PLC directory is trusted wherever it is.
+    assert_eq!(resolve(&guarded, ALICE).await.unwrap(), Some(doc(ALICE)));
+    assert_eq!(server.requests(), 1);
+
+    let allowed = resolver(IdentityConfig {
+        host_overrides: pinned,
+        ..config(&server)
+    });
+    assert_eq!(resolve(&allowed, &web).await.unwrap(), Some(doc(&web)));
+    assert_eq!(
+        allowed.resolve_handle("alice.localhost").await.unwrap(),
+        Some(did(ALICE))
+    );
+    assert_eq!(server.requests(), 3);
+}
+
+#[tokio::test]
+async fn failed_did_web_and_handle_lookups_are_cached_briefly() {
+    let server = Server::start().await;
+    let port = server.addr.port();
+    let web = format!("did:web:localhost%3A{port}");
+    let mut big = doc(&web);
+    big["padding"] = json!("x".repeat(4096));
+    server.route("localhost/.well-known/did.json", json_reply(&big));
+    server.route(
+        "carol.localhost/.well-known/atproto-did",
+        reply(500, "oops"),
+    );
+    let r = resolver(IdentityConfig {
+        max_bytes: 1024,
+        failure_ttl: Duration::from_millis(300),
+        host_overrides: vec![("carol.localhost".to_owned(), server.addr)],
+        ..config(&server)
+    });
+    for _ in 0..3 {
+        let err = resolve(&r, &web).await.unwrap_err();
+        assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
+        assert!(r.resolve_handle("carol.localhost").await.is_err());
+    }
+    assert_eq!(server.requests_for("localhost/.well-known/did.json"), 1);
+    assert_eq!(
+        server.requests_for("carol.localhost/.well-known/atproto-did"),
+        1
+    );
+
+    // The host is fixed; the failure is remembered only for its TTL.
+    server.route("localhost/.well-known/did.json", json_reply(&doc(&web)));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(resolve(&r, &web).await.unwrap(), Some(doc(&web)));
+    assert_eq!(server.requests_for("localhost/.well-known/did.json"), 2);
 }

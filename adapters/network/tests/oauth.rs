@@ -47,6 +47,7 @@ async fn pds(key: &Keypair) -> StubServer {
 fn client(min_refresh: Duration) -> HttpAuthorizationServers {
     HttpAuthorizationServers::new(AuthServerConfig {
         allow_http_for_localhost: true,
+        allow_private_targets: true,
         min_refresh_interval: min_refresh,
         ..AuthServerConfig::default()
     })
@@ -170,8 +171,139 @@ async fn metadata_about_another_resource_is_an_error() {
 async fn plain_http_is_refused_unless_allowed_for_loopback() {
     let key = Keypair::generate(KeyAlgorithm::P256);
     let server = pds(&key).await;
-    let servers = HttpAuthorizationServers::new(AuthServerConfig::default()).unwrap();
+    let servers = HttpAuthorizationServers::new(AuthServerConfig {
+        // Only the scheme rule is under test here.
+        allow_private_targets: true,
+        ..AuthServerConfig::default()
+    })
+    .unwrap();
     let origin = server.url();
     assert!(servers.issuer_keys(&origin, &origin, false).await.is_err());
     assert_eq!(server.hits(RESOURCE), 0);
+}
+
+/// The guard on (the default), plain HTTP allowed so that only the address rule decides.
+fn guarded(host_overrides: Vec<(String, std::net::SocketAddr)>) -> HttpAuthorizationServers {
+    HttpAuthorizationServers::new(AuthServerConfig {
+        allow_http_for_localhost: true,
+        host_overrides,
+        ..AuthServerConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn private_targets_are_refused_before_any_request_unless_allowed() {
+    let key = Keypair::generate(KeyAlgorithm::P256);
+    let server = pds(&key).await;
+    let origin = server.url();
+    let port = server.addr().port();
+    let servers = guarded(vec![("pds.localhost".into(), server.addr())]);
+    // An IP literal (never seen by a resolver), a name the system resolves to loopback, and a
+    // name pinned to loopback: all refused, and the server never hears of it.
+    for pds in [
+        origin.clone(),
+        format!("http://localhost:{port}"),
+        format!("http://pds.localhost:{port}"),
+        format!("https://[::ffff:127.0.0.1]:{port}"),
+    ] {
+        let err = servers.issuer_keys(&pds, &origin, false).await.unwrap_err();
+        assert!(
+            err.to_string().contains("not a public address"),
+            "{pds}: {err}"
+        );
+    }
+    assert_eq!(server.hits(RESOURCE), 0);
+
+    // With the switch set, the same server is used.
+    let allowed = HttpAuthorizationServers::new(AuthServerConfig {
+        allow_http_for_localhost: true,
+        allow_private_targets: true,
+        ..AuthServerConfig::default()
+    })
+    .unwrap();
+    let keys = allowed.issuer_keys(&origin, &origin, false).await.unwrap();
+    assert_eq!(keys.unwrap()[0].kid.as_deref(), Some("k1"));
+    assert_eq!(server.hits(RESOURCE), 1);
+}
+
+#[tokio::test]
+async fn failed_discoveries_are_cached_so_a_repeated_token_fetches_nothing() {
+    use stratos_testkit::http_stub::StubReply;
+    // Four PDSes whose discovery fails at each step in turn.
+    let key = Keypair::generate(KeyAlgorithm::P256);
+    let broken = pds(&key).await;
+    broken.route(RESOURCE, StubReply::status(500, "oops"));
+    let not_an_as = pds(&key).await;
+    not_an_as.route(METADATA, StubReply::status(404, "no"));
+    let huge_keys = pds(&key).await;
+    huge_keys.route(JWKS, StubReply::status(200, &"x".repeat(300 * 1024)));
+    let gone_keys = pds(&key).await;
+    gone_keys.route(JWKS, StubReply::status(404, "no"));
+    let servers = client(Duration::from_secs(60));
+
+    for round in 0..3 {
+        let refresh = round == 2; // a forced refresh does not bypass a cached failure either
+        let origin = broken.url();
+        assert!(
+            servers
+                .issuer_keys(&origin, &origin, refresh)
+                .await
+                .is_err()
+        );
+        let origin = not_an_as.url();
+        let found = servers
+            .issuer_keys(&origin, &origin, refresh)
+            .await
+            .unwrap();
+        assert!(found.is_none());
+        let origin = huge_keys.url();
+        let err = servers
+            .issuer_keys(&origin, &origin, refresh)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        let origin = gone_keys.url();
+        assert!(
+            servers
+                .issuer_keys(&origin, &origin, refresh)
+                .await
+                .is_err()
+        );
+    }
+    assert_eq!(broken.hits(RESOURCE), 1);
+    assert_eq!(not_an_as.hits(METADATA), 1);
+    assert_eq!(huge_keys.hits(JWKS), 1);
+    assert_eq!(gone_keys.hits(JWKS), 1);
+}
+
+#[tokio::test]
+async fn a_cached_failure_expires_after_its_ttl() {
+    use stratos_testkit::http_stub::StubReply;
+    let key = Keypair::generate(KeyAlgorithm::P256);
+    let server = pds(&key).await;
+    server.route(RESOURCE, StubReply::status(503, "later"));
+    let servers = HttpAuthorizationServers::new(AuthServerConfig {
+        allow_http_for_localhost: true,
+        allow_private_targets: true,
+        failure_ttl: Duration::from_millis(300),
+        ..AuthServerConfig::default()
+    })
+    .unwrap();
+    let origin = server.url();
+    assert!(servers.issuer_keys(&origin, &origin, false).await.is_err());
+    // The PDS recovers; the failure is remembered only for its TTL.
+    let origin_doc = json!({ "resource": origin, "authorization_servers": [origin] });
+    server.json(RESOURCE, &origin_doc);
+    assert!(servers.issuer_keys(&origin, &origin, false).await.is_err());
+    assert_eq!(server.hits(RESOURCE), 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        servers
+            .issuer_keys(&origin, &origin, false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(server.hits(RESOURCE), 2);
 }

@@ -85,6 +85,7 @@ pub const VARIABLES: &[&str] = &[
     "STRATOS_OAUTH_TOS_URI",
     "STRATOS_OAUTH_POLICY_URI",
     "STRATOS_PLC_URL",
+    "STRATOS_OUTBOUND_ALLOW_PRIVATE",
     "STRATOS_REPO_URL",
     "STRATOS_OPERATOR_CONTACT",
     "LOG_LEVEL",
@@ -735,6 +736,10 @@ pub struct Config {
     pub stream: StreamConfig,
     /// `STRATOS_PLC_URL`.
     pub plc_url: HttpUrl,
+    /// `STRATOS_OUTBOUND_ALLOW_PRIVATE` (default: `STRATOS_DEV_MODE`): let fetches of URLs that
+    /// callers choose (`did:web` hosts, handles, a token's PDS, authorization server and key
+    /// set) reach private, loopback, link-local and other non-public addresses.
+    pub outbound_allow_private: bool,
     /// `STRATOS_REPO_URL`: the code repository named in the User-Agent.
     pub repo_url: HttpUrl,
     /// `STRATOS_OPERATOR_CONTACT`: named in the User-Agent.
@@ -962,6 +967,11 @@ impl fmt::Display for Config {
         writeln!(f, "STRATOS_OAUTH_TOS_URI={}", opt(o.tos_uri.as_ref()))?;
         writeln!(f, "STRATOS_OAUTH_POLICY_URI={}", opt(o.policy_uri.as_ref()))?;
         writeln!(f, "STRATOS_PLC_URL={}", self.plc_url)?;
+        writeln!(
+            f,
+            "STRATOS_OUTBOUND_ALLOW_PRIVATE={}",
+            self.outbound_allow_private
+        )?;
         writeln!(f, "STRATOS_REPO_URL={}", self.repo_url)?;
         writeln!(
             f,
@@ -1372,6 +1382,16 @@ fn read_config(r: &mut Reader<'_>) -> Option<Config> {
 
     // ---- identity resolution, User-Agent, logging
     let plc_url = r.base_url_or("STRATOS_PLC_URL", "https://plc.directory");
+    // Development runs its PDS and friends on loopback; anywhere else, a URL a caller chose must
+    // not reach the service's own network unless the operator says so.
+    let outbound_allow_private = r.flag("STRATOS_OUTBOUND_ALLOW_PRIVATE", auth.dev_mode);
+    if outbound_allow_private && !auth.dev_mode {
+        r.warnings.push(
+            "STRATOS_OUTBOUND_ALLOW_PRIVATE is on: DID documents, handles and access tokens can \
+             make the service fetch private, loopback and link-local addresses"
+                .to_owned(),
+        );
+    }
     let repo_url = r.base_url_or("STRATOS_REPO_URL", "http://localhost:3100");
     let operator_contact = r.text("STRATOS_OPERATOR_CONTACT");
     if operator_contact.as_deref().is_some_and(|c| !c.is_ascii()) {
@@ -1414,6 +1434,7 @@ fn read_config(r: &mut Reader<'_>) -> Option<Config> {
         oauth,
         stream,
         plc_url: plc_url?,
+        outbound_allow_private,
         repo_url: repo_url?,
         operator_contact,
         log_level,
@@ -1976,6 +1997,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn outbound_private_targets_follow_dev_mode_unless_set() {
+        let dev = [("STRATOS_DEV_MODE", "true"), ("STRATOS_BIND", "127.0.0.1")];
+        assert!(!ok(&[]).outbound_allow_private);
+        assert!(ok(&dev).outbound_allow_private);
+        let guarded = ok(&[dev[0], dev[1], ("STRATOS_OUTBOUND_ALLOW_PRIVATE", "false")]);
+        assert!(!guarded.outbound_allow_private);
+        let open = ok(&[("STRATOS_OUTBOUND_ALLOW_PRIVATE", "1")]);
+        assert!(open.outbound_allow_private);
+        assert!(
+            open.warnings
+                .iter()
+                .any(|w| w.contains("STRATOS_OUTBOUND_ALLOW_PRIVATE is on"))
+        );
+        assert!(has_problem(
+            &problems(&[("STRATOS_OUTBOUND_ALLOW_PRIVATE", "yes")]),
+            "STRATOS_OUTBOUND_ALLOW_PRIVATE",
+            "expected true, false, 1 or 0"
+        ));
     }
 
     #[test]

@@ -309,6 +309,7 @@ impl AppState {
                     // Plain-http identity lookups only for loopback hosts, and only in the
                     // development mode that already requires a loopback bind.
                     allow_http_for_localhost: config.auth.dev_mode,
+                    allow_private_targets: config.outbound_allow_private,
                     ..Default::default()
                 },
             )
@@ -336,6 +337,7 @@ impl AppState {
             stratos_network::HttpAuthorizationServers::new(stratos_network::AuthServerConfig {
                 // As for identity lookups: plain http only to loopback, only in development.
                 allow_http_for_localhost: config.auth.dev_mode,
+                allow_private_targets: config.outbound_allow_private,
                 ..Default::default()
             })
             .map_err(|e| anyhow::anyhow!("authorization servers: {e}"))?,

@@ -32,6 +32,11 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(&[]).await
+}
+
+/// [`world`] with more configuration variables.
+async fn world_with(extra: &[(&str, &str)]) -> World {
     let net = StubServer::start().await.unwrap();
     let origin = net.url();
     let as_key = Keypair::generate(KeyAlgorithm::P256);
@@ -60,7 +65,9 @@ async fn world() -> World {
 
     let dir = tempfile::tempdir().unwrap();
     // Development mode (the common default) lets the stub servers be plain http on loopback.
-    let config = common::config(dir.path(), &[("STRATOS_PLC_URL", origin.as_str())]);
+    let mut vars = vec![("STRATOS_PLC_URL", origin.as_str())];
+    vars.extend_from_slice(extra);
+    let config = common::config(dir.path(), &vars);
     let server = stratos_service::start(config, 1).await.unwrap();
     let w = World {
         base: server.url(),
@@ -425,5 +432,33 @@ async fn an_account_reads_its_own_stream_with_dpop() {
         panic!("expected an error frame, got {first:?}");
     };
     assert_eq!(&frame[..5], b"\xa1bop\x20");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_address_guard_on_a_pds_on_loopback_is_never_contacted() {
+    // Dev mode alone would let fetches reach loopback; the switch turns the guard back on. The
+    // PLC directory is the operator's and stays reachable there; the PDS, authorization server
+    // and key set the DID document leads to are a caller's choice and are not.
+    let w = world_with(&[("STRATOS_OUTBOUND_ALLOW_PRIVATE", "false")]).await;
+    let nonce = w.nonce().await;
+    for _ in 0..3 {
+        let (status, headers, body) = w.create(&w.token(), &w.client_key, Some(&nonce)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"], "InvalidToken", "{body}");
+        assert!(header(&headers, "www-authenticate").contains("invalid_token"));
+    }
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-authorization-server",
+        "/oauth/jwks",
+    ] {
+        assert_eq!(w.net.hits(path), 0, "{path}");
+    }
+    assert_eq!(
+        w.net.hits(&format!("/{USER}")),
+        1,
+        "the DID document is cached"
+    );
     w.stop().await;
 }
