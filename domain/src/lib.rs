@@ -30,6 +30,7 @@ pub mod data;
 pub mod enrollment;
 mod error;
 pub mod lexicon;
+pub mod mime;
 pub mod mst;
 pub mod rate_limit;
 pub mod repo;
