@@ -130,6 +130,14 @@ pub enum Error {
         message: String,
     },
 
+    /// A blob in a record is of a type its lexicon field does not accept, or the record declares
+    /// a type other than the one the blob was stored as (the type its bytes show).
+    #[error("{0}")]
+    BlobTypeNotAccepted(String),
+    /// A blob in a record is larger than its lexicon field's `maxSize`.
+    #[error("{0}")]
+    BlobTooLarge(String),
+
     // ---- boundaries and writes ----------------------------------------------------------------
     /// A boundary string is not of the form `{serviceDid}/{name}`.
     #[error("invalid boundary {boundary:?}: {reason}")]

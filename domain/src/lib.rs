@@ -32,6 +32,7 @@ pub mod enrollment;
 mod error;
 pub mod import;
 pub mod lexicon;
+pub mod mime;
 pub mod mst;
 pub mod rate_limit;
 pub mod repo;

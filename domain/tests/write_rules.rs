@@ -400,3 +400,166 @@ fn pds_stubs_are_valid_feed_posts() {
     .unwrap();
     catalog.validate_record(POST, &stub).unwrap();
 }
+
+/// A blob reference as `uploadBlob` returns it.
+fn blob_ref(mime: &str, size: u64) -> Value {
+    json!({
+        "$type": "blob",
+        "ref": { "$link": stratos_domain::cid::raw(mime.as_bytes()).to_string() },
+        "mimeType": mime,
+        "size": size,
+    })
+}
+
+fn images(blobs: &[Value]) -> Value {
+    json!({
+        "$type": "app.bsky.embed.images",
+        "images": blobs.iter().map(|b| json!({ "image": b, "alt": "" })).collect::<Vec<_>>(),
+    })
+}
+
+fn external(thumb: Value) -> Value {
+    json!({
+        "$type": "app.bsky.embed.external",
+        "external": { "uri": "https://example.com/", "title": "t", "description": "d", "thumb": thumb },
+    })
+}
+
+fn video(file: Value, captions: &[Value]) -> Value {
+    json!({
+        "$type": "app.bsky.embed.video",
+        "video": file,
+        "captions": captions.iter().map(|c| json!({ "lang": "en", "file": c })).collect::<Vec<_>>(),
+    })
+}
+
+fn with_media(media: Value) -> Value {
+    let own = json!({"uri": PARENT, "cid": "bafyreiclp443lavogvhj3d2ob2cxbfuscni2k5jk7bebjzg7khl3esabwq"});
+    json!({ "$type": "app.bsky.embed.recordWithMedia", "record": { "record": own }, "media": media })
+}
+
+fn type_refused(embed: Value, path: &str) -> bool {
+    matches!(check(&with_embed(embed)), Err(Error::BlobTypeNotAccepted(m)) if m.starts_with(path))
+}
+
+fn size_refused(embed: Value, path: &str) -> bool {
+    matches!(check(&with_embed(embed)), Err(Error::BlobTooLarge(m)) if m.starts_with(path))
+}
+
+#[test]
+fn the_bundled_atproto_embed_lexicons_are_enforced() {
+    let catalog = Catalog::stratos().unwrap();
+    for nsid in [
+        "app.bsky.embed.images",
+        "app.bsky.embed.external",
+        "app.bsky.embed.video",
+        "app.bsky.embed.record",
+        "app.bsky.embed.recordWithMedia",
+        "app.bsky.embed.defs",
+    ] {
+        assert!(catalog.doc(nsid).is_some(), "{nsid} missing");
+    }
+    // More than four images, or an image without `alt`, fails the schema itself.
+    let five: Vec<Value> = (0..5).map(|i| blob_ref("image/png", 100 + i)).collect();
+    assert!(matches!(
+        check(&with_embed(images(&five))),
+        Err(Error::Validation { .. })
+    ));
+    let no_alt = json!({ "$type": "app.bsky.embed.images", "images": [{ "image": blob_ref("image/png", 1) }] });
+    assert!(matches!(
+        check(&with_embed(no_alt)),
+        Err(Error::Validation { path, .. }) if path == "embed.images[0].alt"
+    ));
+    // Facets and the strong refs of `app.bsky.embed.record` stay open objects (not bundled).
+    let mut p = with_embed(images(&[blob_ref("image/png", 1)]));
+    p["facets"] = json!([{ "anything": true }]);
+    check(&p).unwrap();
+}
+
+#[test]
+fn embedded_images_accept_images_only() {
+    for mime in [
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+        "image/gif",
+        "image/avif",
+    ] {
+        check(&with_embed(images(&[blob_ref(mime, 1000)])))
+            .unwrap_or_else(|e| panic!("{mime}: {e}"));
+        check(&with_embed(external(blob_ref(mime, 1000)))).unwrap();
+        check(&with_embed(with_media(images(&[blob_ref(mime, 1000)])))).unwrap();
+    }
+    // HTML, scripts and SVG (markup that runs scripts, although its type is `image/…`) never
+    // pass where the lexicon says `image/*`.
+    for mime in [
+        "text/html",
+        "image/svg+xml",
+        "application/xhtml+xml",
+        "text/javascript",
+        "application/octet-stream",
+        "text/plain",
+    ] {
+        let second = [blob_ref("image/png", 10), blob_ref(mime, 10)];
+        assert!(
+            type_refused(images(&second), "embed.images[1].image"),
+            "{mime}"
+        );
+        assert!(
+            type_refused(external(blob_ref(mime, 10)), "embed.external.thumb"),
+            "{mime}"
+        );
+        assert!(
+            type_refused(
+                with_media(images(&[blob_ref(mime, 10)])),
+                "embed.media.images[0].image"
+            ),
+            "{mime}"
+        );
+        assert!(
+            type_refused(video(blob_ref(mime, 10), &[]), "embed.video"),
+            "{mime}"
+        );
+    }
+    // A video is `video/mp4` only; captions are WebVTT only.
+    check(&with_embed(video(
+        blob_ref("video/mp4", 1000),
+        &[blob_ref("text/vtt", 100)],
+    )))
+    .unwrap();
+    assert!(type_refused(
+        video(blob_ref("video/webm", 1000), &[]),
+        "embed.video"
+    ));
+    assert!(type_refused(
+        video(blob_ref("video/mp4", 1000), &[blob_ref("text/html", 100)]),
+        "embed.captions[0].file"
+    ));
+    assert!(type_refused(
+        with_media(video(blob_ref("image/png", 1000), &[])),
+        "embed.media.video"
+    ));
+}
+
+#[test]
+fn embedded_blobs_respect_max_size() {
+    check(&with_embed(images(&[blob_ref("image/png", 2_000_000)]))).unwrap();
+    assert!(size_refused(
+        images(&[blob_ref("image/png", 2_000_001)]),
+        "embed.images[0].image"
+    ));
+    check(&with_embed(external(blob_ref("image/png", 1_000_000)))).unwrap();
+    assert!(size_refused(
+        external(blob_ref("image/png", 1_000_001)),
+        "embed.external.thumb"
+    ));
+    check(&with_embed(video(blob_ref("video/mp4", 300_000_000), &[]))).unwrap();
+    assert!(size_refused(
+        video(blob_ref("video/mp4", 300_000_001), &[]),
+        "embed.video"
+    ));
+    assert!(size_refused(
+        video(blob_ref("video/mp4", 1), &[blob_ref("text/vtt", 20_001)]),
+        "embed.captions[0].file"
+    ));
+}

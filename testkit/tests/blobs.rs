@@ -13,7 +13,9 @@ use stratos_ports::blob_store::BlobStore;
 use stratos_ports::usecases::UseCaseError;
 use stratos_ports::usecases::blobs::UPLOAD_TTL_MS;
 use stratos_ports::usecases::records::{Records, WriteOp};
-use stratos_testkit::builders::{TestService, build_records_over, did, enroll_into, post};
+use stratos_testkit::builders::{
+    TINY_PNG, TestService, build_records_over, did, enroll_into, jpeg, png, post,
+};
 
 const POSTS: &str = "zone.stratos.feed.post";
 
@@ -65,7 +67,7 @@ async fn download(
 async fn boundary_decides_who_reads_a_blob() {
     let (svc, rei, sakura, kaoruko) = service().await;
     let r = &svc.records;
-    let bytes = b"a photo of the forge".to_vec();
+    let bytes = jpeg(b"a photo of the forge");
     let blob = r
         .upload_blob(&rei, Some("image/jpeg"), bytes.clone())
         .await
@@ -165,7 +167,7 @@ async fn writes_check_every_blob_reference() {
         "{err:?}"
     );
     let sakuras = r
-        .upload_blob(&sakura, Some("image/png"), b"hers".to_vec())
+        .upload_blob(&sakura, Some("image/png"), png(b"hers"))
         .await
         .unwrap();
     let err = r
@@ -180,7 +182,7 @@ async fn writes_check_every_blob_reference() {
         .unwrap_err();
     assert!(matches!(err, UseCaseError::BlobNotFound(_)), "{err:?}");
     let mine = r
-        .upload_blob(&rei, Some("image/png"), b"mine".to_vec())
+        .upload_blob(&rei, Some("image/png"), png(b"mine"))
         .await
         .unwrap();
     let lying = Blob {
@@ -249,7 +251,7 @@ async fn writes_check_every_blob_reference() {
         .await
         .unwrap();
     let other = r
-        .upload_blob(&rei, Some("image/png"), b"other".to_vec())
+        .upload_blob(&rei, Some("image/png"), png(b"other"))
         .await
         .unwrap();
     r.put_record(
@@ -268,11 +270,11 @@ async fn writes_check_every_blob_reference() {
     );
     assert_eq!(
         download(r, Some(&sakura), &rei, &other.cid).await,
-        Some(b"other".to_vec())
+        Some(png(b"other"))
     );
     assert_eq!(
         download(r, Some(&rei), &rei, &mine.cid).await,
-        Some(b"mine".to_vec())
+        Some(png(b"mine"))
     );
     r.delete_record(&rei, &rei, POSTS, &rkey_of(&b.results[0].uri))
         .await
@@ -290,15 +292,26 @@ async fn uploads_deduplicate_and_expire() {
     let (svc, rei, _, _) = service().await;
     let r = &svc.records;
     let first = r
-        .upload_blob(&rei, Some("image/png"), b"same".to_vec())
+        .upload_blob(&rei, Some("image/png"), png(b"same"))
         .await
         .unwrap();
     let again = r
-        .upload_blob(&rei, Some("text/plain"), b"same".to_vec())
+        .upload_blob(&rei, Some("image/gif"), png(b"same"))
         .await
         .unwrap();
-    assert_eq!(again, first, "the first upload's type stays");
+    assert_eq!(again, first, "typed by the bytes, stored once");
     assert_eq!(svc.blobs.temp_len(), 1, "the duplicate bytes were dropped");
+    // Bytes without a signature keep the type of their first upload.
+    let note = r
+        .upload_blob(&rei, Some("text/plain"), b"note".to_vec())
+        .await
+        .unwrap();
+    let again = r
+        .upload_blob(&rei, Some("text/markdown"), b"note".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(again, note, "the first upload's type stays");
+    assert_eq!(note.mime_type, "text/plain");
     assert!(matches!(
         r.upload_blob(&rei, Some("image/png"), Vec::new()).await,
         Err(UseCaseError::InvalidRequest(_))
@@ -310,8 +323,8 @@ async fn uploads_deduplicate_and_expire() {
     ));
     // A day later, the next upload clears the stale one.
     svc.clock.advance(UPLOAD_TTL_MS + 1);
-    let fresh = r.upload_blob(&rei, None, b"fresh".to_vec()).await.unwrap();
-    assert_eq!(fresh.mime_type, "application/octet-stream");
+    let fresh = r.upload_blob(&rei, None, png(b"fresh")).await.unwrap();
+    assert_eq!(fresh.mime_type, "image/png", "typed by its bytes");
     assert_eq!(svc.blobs.temp_len(), 1, "only the fresh upload is left");
     let err = r
         .create_record(
@@ -335,10 +348,11 @@ async fn uploads_deduplicate_and_expire() {
     .unwrap();
     // A permanent blob survives any amount of time.
     svc.clock.advance(10 * UPLOAD_TTL_MS);
-    r.upload_blob(&rei, None, b"later".to_vec()).await.unwrap();
+    let later = r.upload_blob(&rei, None, b"later".to_vec()).await.unwrap();
+    assert_eq!(later.mime_type, "application/octet-stream");
     assert_eq!(
         download(r, Some(&rei), &rei, &fresh.cid).await,
-        Some(b"fresh".to_vec())
+        Some(png(b"fresh"))
     );
 }
 
@@ -346,9 +360,9 @@ async fn uploads_deduplicate_and_expire() {
 async fn large_blobs_download_in_chunks() {
     let (svc, rei, sakura, _) = service().await;
     let r = &svc.records;
-    let bytes: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    let bytes = png(&(0..700_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
     let blob = r
-        .upload_blob(&rei, Some("video/mp4"), bytes.clone())
+        .upload_blob(&rei, Some("image/png"), bytes.clone())
         .await
         .unwrap();
     r.create_record(
@@ -382,7 +396,7 @@ async fn listing_pages_and_checks_parameters() {
     let mut blobs = Vec::new();
     for i in 0..5u8 {
         blobs.push(
-            r.upload_blob(&rei, Some("image/png"), vec![i; 4])
+            r.upload_blob(&rei, Some("image/png"), png(&[i; 4]))
                 .await
                 .unwrap(),
         );
@@ -482,4 +496,149 @@ async fn uploads_count_against_the_write_rate_limit() {
         Err(UseCaseError::Rule(DomainError::RateLimited { .. }))
     ));
     assert_eq!(svc.blobs.temp_len(), 2, "a refused upload stores nothing");
+}
+
+/// A page that runs a script when a browser renders it as HTML.
+const HTML: &[u8] =
+    b"<!DOCTYPE html><html><body><script>alert(document.domain)</script></body></html>";
+
+fn type_not_accepted(err: &UseCaseError) -> bool {
+    matches!(err, UseCaseError::Rule(DomainError::BlobTypeNotAccepted(_)))
+}
+
+#[tokio::test]
+async fn html_never_passes_as_an_image() {
+    let (svc, rei, sakura, _) = service().await;
+    let r = &svc.records;
+    let me = &rei;
+    let create = |b: Blob| async move {
+        r.create_record(
+            me,
+            me,
+            POSTS,
+            None,
+            post_with("look", &["swordsmith"], &[&b]),
+        )
+        .await
+    };
+    // Uploads are typed by their bytes: HTML declared as a PNG is stored as HTML.
+    let disguised = r
+        .upload_blob(&rei, Some("image/png"), HTML.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(disguised.mime_type, "text/html");
+    let declared_html = r
+        .upload_blob(&rei, Some("text/html"), [HTML, b" "].concat())
+        .await
+        .unwrap();
+    assert_eq!(declared_html.mime_type, "text/html");
+    // An image type the bytes do not bear out is not kept: script text, SVG.
+    let script = r
+        .upload_blob(&rei, Some("image/png"), b"alert(document.cookie)".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(script.mime_type, "application/octet-stream");
+    let svg = r
+        .upload_blob(
+            &rei,
+            Some("image/svg+xml"),
+            b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(svg.mime_type, "application/octet-stream");
+
+    for blob in [&disguised, &declared_html, &script, &svg] {
+        // The reference as the upload answered it: the image field refuses the type.
+        let err = create(blob.clone()).await.unwrap_err();
+        assert!(type_not_accepted(&err), "{blob:?}: {err:?}");
+        // A reference that claims an image type for those bytes: refused too.
+        for claim in ["image/png", "image/svg+xml"] {
+            let lying = Blob {
+                mime_type: claim.into(),
+                ..blob.clone()
+            };
+            let err = create(lying).await.unwrap_err();
+            assert!(type_not_accepted(&err), "{blob:?} as {claim}: {err:?}");
+        }
+    }
+    assert!(
+        r.list_records(Some(&rei), &rei, POSTS, 10, None, false)
+            .await
+            .unwrap()
+            .records
+            .is_empty(),
+        "nothing was written"
+    );
+    assert_eq!(
+        svc.blobs.permanent_len(),
+        0,
+        "no refused upload became permanent"
+    );
+
+    // A real PNG is stored, embedded and served as one, whatever the upload declared.
+    let real = r
+        .upload_blob(&rei, Some("image/jpeg"), TINY_PNG.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(real.mime_type, "image/png");
+    let out = create(real.clone()).await.unwrap();
+    let d = r
+        .get_blob(Some(&sakura), &rei, &real.cid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.mime_type, "image/png");
+    assert_eq!(
+        download(r, Some(&sakura), &rei, &real.cid).await,
+        Some(TINY_PNG.to_vec())
+    );
+
+    // Updates and batches run the same checks.
+    let err = r
+        .put_record(
+            &rei,
+            &rei,
+            POSTS,
+            &rkey_of(&out.results[0].uri),
+            post_with("swapped", &["swordsmith"], &[&disguised]),
+        )
+        .await
+        .unwrap_err();
+    assert!(type_not_accepted(&err), "{err:?}");
+    let err = r
+        .apply_writes(
+            &rei,
+            &rei,
+            vec![
+                WriteOp::Create {
+                    collection: POSTS.into(),
+                    rkey: None,
+                    value: post_with("fine", &["swordsmith"], &[&real]),
+                },
+                WriteOp::Create {
+                    collection: POSTS.into(),
+                    rkey: None,
+                    value: post_with(
+                        "sneaky",
+                        &["swordsmith"],
+                        &[&Blob {
+                            mime_type: "image/png".into(),
+                            ..disguised.clone()
+                        }],
+                    ),
+                },
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(type_not_accepted(&err), "{err:?}");
+    assert_eq!(
+        r.list_records(Some(&rei), &rei, POSTS, 10, None, false)
+            .await
+            .unwrap()
+            .records
+            .len(),
+        1
+    );
 }

@@ -152,6 +152,8 @@ impl From<DomainError> for ApiError {
                 bad("InvalidRequest", &e)
             }
             E::Lexicon(_) | E::Validation { .. } => bad("InvalidRecord", &e),
+            E::BlobTypeNotAccepted(_) => bad("BlobTypeNotAccepted", &e),
+            E::BlobTooLarge(_) => bad("BlobTooLarge", &e),
             E::RecordExists(_) => bad("RecordExists", &e),
             E::RecordNotFound(_) => ApiError::record_not_found(),
             E::CarHeader(_)

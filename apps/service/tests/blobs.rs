@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stratos_service::RunningServer;
+use stratos_testkit::builders::{TINY_PNG, jpeg, png};
 
 mod common;
 
@@ -265,17 +266,17 @@ async fn a_blob_is_readable_exactly_when_a_record_referencing_it_is() {
     svc.enroll(SAKURA, &["general"]).await;
     svc.enroll(KAORUKO, &["other"]).await;
 
-    let png = b"\x89PNG\r\n\x1a\n not really a png".to_vec();
-    let blob = svc.upload_ok(REI, "image/png", &png).await;
+    let picture = b"\x89PNG\r\n\x1a\n only the signature of a PNG".to_vec();
+    let blob = svc.upload_ok(REI, "image/png", &picture).await;
     let cid = cid_of(&blob);
-    assert_eq!(cid, stratos_domain::cid::raw(&png).to_string());
+    assert_eq!(cid, stratos_domain::cid::raw(&picture).to_string());
     assert!(
         cid.starts_with("bafkrei"),
         "CIDv1, raw codec, sha2-256: {cid}"
     );
     assert_eq!(
         blob,
-        json!({ "$type": "blob", "ref": { "$link": cid }, "mimeType": "image/png", "size": png.len() })
+        json!({ "$type": "blob", "ref": { "$link": cid }, "mimeType": "image/png", "size": picture.len() })
     );
 
     // An upload no record references is served to nobody, not even its owner.
@@ -295,7 +296,7 @@ async fn a_blob_is_readable_exactly_when_a_record_referencing_it_is() {
     for viewer in [Some(REI), Some(SAKURA)] {
         let got = svc.get_blob(REI, &cid, viewer).await;
         assert_eq!(got.status, StatusCode::OK, "{viewer:?}");
-        assert_eq!(got.body, png, "{viewer:?}");
+        assert_eq!(got.body, picture, "{viewer:?}");
         assert_eq!(got.header("content-type"), Some("image/png"));
         assert_eq!(got.header("x-content-type-options"), Some("nosniff"));
         assert_eq!(
@@ -304,7 +305,7 @@ async fn a_blob_is_readable_exactly_when_a_record_referencing_it_is() {
         );
         assert_eq!(
             got.header("content-length"),
-            Some(png.len().to_string().as_str())
+            Some(picture.len().to_string().as_str())
         );
     }
 
@@ -366,12 +367,12 @@ async fn a_blob_is_readable_exactly_when_a_record_referencing_it_is() {
         svc.get_blob(REI, &cid, Some(SAKURA)).await.body,
         reference.body
     );
-    assert_eq!(svc.get_blob(REI, &cid, Some(KAORUKO)).await.body, png);
+    assert_eq!(svc.get_blob(REI, &cid, Some(KAORUKO)).await.body, picture);
     let stored = svc.blob_dir().join(REI).join(&cid);
     assert!(stored.is_file(), "still referenced by the second record");
 
     // Replacing the image of the second record releases the blob: unreadable, bytes deleted.
-    let other = svc.upload_ok(REI, "image/jpeg", b"a jpeg").await;
+    let other = svc.upload_ok(REI, "image/jpeg", &jpeg(b"a jpeg")).await;
     let (s, body) = svc
         .post(
             "com.atproto.repo.putRecord",
@@ -419,7 +420,7 @@ async fn list_blobs_pages_filters_by_viewer_and_checks_its_parameters() {
     svc.enroll(KAORUKO, &["other"]).await;
     let mut blobs = Vec::new();
     for i in 0..7u8 {
-        blobs.push(svc.upload_ok(REI, "image/png", &[i; 16]).await);
+        blobs.push(svc.upload_ok(REI, "image/png", &png(&[i; 16])).await);
     }
     // Blobs 0..4 in general posts (two per post), 4..7 in other posts.
     for pair in [&blobs[0..2], &blobs[2..4]] {
@@ -560,21 +561,26 @@ async fn uploads_and_blob_references_are_refused_when_they_must_be() {
     assert_eq!(body["error"], "BlobNotFound");
     assert!(body["message"].as_str().unwrap().contains("uploadBlob"));
     // Another account's upload is not the author's.
-    let sakuras = svc.upload_ok(SAKURA, "image/png", b"sakura's").await;
+    let sakuras = svc.upload_ok(SAKURA, "image/png", &png(b"sakura's")).await;
     let (s, body) = svc
         .create(REI, post_with("borrowed", &["general"], &[&sakuras]))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "BlobNotFound");
     // A reference that misstates the upload's size or type.
-    let mine = svc.upload_ok(REI, "image/png", b"rei's").await;
-    for (field, value) in [("size", json!(999)), ("mimeType", json!("text/html"))] {
+    let mine = svc.upload_ok(REI, "image/png", &png(b"rei's")).await;
+    for (field, value, error) in [
+        ("size", json!(999), "InvalidRequest"),
+        ("mimeType", json!("text/html"), "BlobTypeNotAccepted"),
+        ("mimeType", json!("image/jpeg"), "BlobTypeNotAccepted"),
+    ] {
         let mut wrong = mine.clone();
         wrong[field] = value;
         let (s, body) = svc
             .create(REI, post_with("lies", &["general"], &[&wrong]))
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{field}: {body}");
+        assert_eq!(body["error"], error, "{field}: {body}");
     }
     // All or nothing: a batch with one bad reference writes nothing.
     let (s, body) = svc
@@ -607,9 +613,9 @@ async fn unenrollment_leaves_no_blob_behind() {
     let svc = start().await;
     svc.enroll(REI, &["general"]).await;
     svc.enroll(SAKURA, &["general"]).await;
-    let used = svc.upload_ok(REI, "image/png", b"used").await;
-    let _unused = svc.upload_ok(REI, "image/png", b"unused").await;
-    let sakuras = svc.upload_ok(SAKURA, "image/png", b"sakura's").await;
+    let used = svc.upload_ok(REI, "image/png", &png(b"used")).await;
+    let _unused = svc.upload_ok(REI, "image/png", &png(b"unused")).await;
+    let sakuras = svc.upload_ok(SAKURA, "image/png", &png(b"sakura's")).await;
     let (s, body) = svc
         .create(REI, post_with("bye", &["general"], &[&used]))
         .await;
@@ -652,5 +658,94 @@ async fn unenrollment_leaves_no_blob_behind() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "BlobNotFound");
+    svc.stop().await;
+}
+
+/// A page that runs a script when a browser renders it as HTML.
+const HTML: &str =
+    "<!DOCTYPE html><html><body><script>alert(document.domain)</script></body></html>";
+
+#[tokio::test]
+async fn html_is_never_accepted_as_an_image() {
+    let svc = start().await;
+    svc.enroll(REI, &["general"]).await;
+    svc.enroll(SAKURA, &["general"]).await;
+    for declared in ["image/png", "text/html"] {
+        let bytes = format!("{HTML}<!-- {declared} -->").into_bytes();
+        let blob = svc.upload_ok(REI, declared, &bytes).await;
+        assert_eq!(
+            blob["mimeType"], "text/html",
+            "stored as what the bytes are"
+        );
+        // As the upload answered, and with the declared type copied into the reference.
+        for claim in ["text/html", "image/png"] {
+            let mut reference = blob.clone();
+            reference["mimeType"] = json!(claim);
+            let (s, body) = svc
+                .create(REI, post_with("look", &["general"], &[&reference]))
+                .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{declared} as {claim}: {body}");
+            assert_eq!(body["error"], "BlobTypeNotAccepted", "{body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("image/*")
+                    || body["message"].as_str().unwrap().contains("text/html"),
+                "{body}"
+            );
+        }
+        // Never made permanent, so never served.
+        let got = svc.get_blob(REI, &cid_of(&blob), Some(REI)).await;
+        assert_eq!(got.json()["error"], "BlobNotFound");
+    }
+
+    // A real PNG is accepted and served as one, sandboxed like every blob.
+    let blob = svc.upload_ok(REI, "image/png", TINY_PNG).await;
+    assert_eq!(blob["mimeType"], "image/png");
+    let (s, body) = svc
+        .create(REI, post_with("a real one", &["general"], &[&blob]))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let got = svc.get_blob(REI, &cid_of(&blob), Some(SAKURA)).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, TINY_PNG);
+    assert_eq!(got.header("content-type"), Some("image/png"));
+    assert_eq!(got.header("content-disposition"), None);
+    assert_eq!(got.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        got.header("content-security-policy"),
+        Some("default-src 'none'; sandbox")
+    );
+    let records = svc
+        .get(
+            &format!("/xrpc/com.atproto.repo.listRecords?repo={REI}&collection={POST}"),
+            Some(&bearer(REI)),
+        )
+        .await
+        .json();
+    assert_eq!(records["records"].as_array().unwrap().len(), 1, "{records}");
+
+    // A collection without a lexicon puts no `accept` list on its blobs; HTML stored there is
+    // served as a download, never rendered.
+    let page = svc.upload_ok(REI, "text/html", HTML.as_bytes()).await;
+    let (s, body) = svc
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(&bearer(REI)),
+            json!({ "repo": REI, "collection": "zone.stratos.test.attachment", "record": {
+                "$type": "zone.stratos.test.attachment",
+                "file": page,
+                "createdAt": "2026-11-25T09:00:00.000Z",
+            }}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let got = svc.get_blob(REI, &cid_of(&page), Some(REI)).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("content-type"), Some("text/html"));
+    assert_eq!(got.header("content-disposition"), Some("attachment"));
+    assert_eq!(got.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        got.header("content-security-policy"),
+        Some("default-src 'none'; sandbox")
+    );
     svc.stop().await;
 }

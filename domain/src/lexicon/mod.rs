@@ -2,14 +2,15 @@
 //!
 //! A [`Catalog`] holds parsed [`LexiconDoc`]s and validates data (as IPLD, i.e. after atproto
 //! JSON conversion) against a record type or any named definition. The Stratos lexicons live in
-//! `lexicons/zone/stratos/**` at the workspace root and are embedded by [`Catalog::stratos`].
+//! `lexicons/zone/stratos/**` at the workspace root and are embedded by [`Catalog::stratos`],
+//! together with the atproto embed lexicons a post may carry (`lexicons/app/bsky/embed/**`).
 
 mod schema;
 mod stratos;
 mod validate;
 
 pub use schema::{Body, Def, Field, LexiconDoc, ObjectDef, StringDef, StringFormat};
-pub use stratos::STRATOS_LEXICONS;
+pub use stratos::{ATPROTO_LEXICONS, STRATOS_LEXICONS};
 
 use std::collections::{HashMap, HashSet};
 
@@ -44,12 +45,16 @@ impl Catalog {
         Self::default()
     }
 
-    /// The Stratos lexicons (`zone.stratos.*`, embedded at build time), with references into other
-    /// namespaces accepted as open objects.
+    /// The Stratos lexicons (`zone.stratos.*`, embedded at build time) and the bundled atproto
+    /// embed lexicons ([`ATPROTO_LEXICONS`]), with references to anything else outside
+    /// `zone.stratos` (facets, strong refs, labels) accepted as open objects.
     pub fn stratos() -> Result<Self> {
         let mut catalog = Self::new().with_external_refs(ExternalRefs::AcceptObjects);
         for (_, text) in STRATOS_LEXICONS {
             catalog.add(LexiconDoc::parse(text)?)?;
+        }
+        for (_, text) in ATPROTO_LEXICONS {
+            catalog.add_bundled(LexiconDoc::parse(text)?)?;
         }
         catalog.check_refs()?;
         Ok(catalog)
@@ -61,14 +66,23 @@ impl Catalog {
         self
     }
 
-    /// Adds a document; a second document with the same id is an error.
+    /// Adds a document; a second document with the same id is an error. Its namespace becomes
+    /// loaded: every reference into it must resolve.
     pub fn add(&mut self, doc: LexiconDoc) -> Result<()> {
+        if let Some(root) = namespace_root(doc.id.as_str()) {
+            self.roots.insert(root.to_owned());
+        }
+        self.add_bundled(doc)
+    }
+
+    /// Adds a document taken from another namespace without loading that namespace: references
+    /// to this document resolve and are validated, while references to the namespace's other
+    /// documents stay governed by [`ExternalRefs`] (a few `app.bsky.*` lexicons are bundled,
+    /// not all of them).
+    pub fn add_bundled(&mut self, doc: LexiconDoc) -> Result<()> {
         let id = doc.id.as_str().to_owned();
         if self.docs.contains_key(&id) {
             return Err(Error::Lexicon(format!("{id}: defined twice")));
-        }
-        if let Some(root) = namespace_root(&id) {
-            self.roots.insert(root.to_owned());
         }
         self.docs.insert(id, doc);
         Ok(())

@@ -6,6 +6,7 @@ use unicode_segmentation::UnicodeSegmentation;
 use super::schema::{Def, Field, ObjectDef, StringDef, StringFormat};
 use super::{Catalog, invalid};
 use crate::data::Blob;
+use crate::mime;
 use crate::syntax::{self, AtIdentifier, AtUri, Datetime, Did, Handle, Language, Nsid, RecordKey};
 use crate::{Error, Result};
 
@@ -121,21 +122,28 @@ impl Validator<'_> {
             },
             Field::Blob { accept, max_size } => {
                 let blob = Blob::from_ipld(value).map_err(|e| invalid(path, e.to_string()))?;
+                let at = if path.is_empty() { "$" } else { path };
+                if let Some(patterns) = accept
+                    && !mime::accepts(patterns, &blob.mime_type)
+                {
+                    let why = if mime::is_active_content(&blob.mime_type) {
+                        "; markup and script types are never admitted by a wildcard"
+                    } else {
+                        ""
+                    };
+                    return Err(Error::BlobTypeNotAccepted(format!(
+                        "{at}: a blob of type {:?} is not accepted here (accepts {}{why})",
+                        blob.mime_type,
+                        patterns.join(", ")
+                    )));
+                }
                 if let Some(max) = max_size
                     && blob.size > *max
                 {
-                    return Err(invalid(
-                        path,
-                        format!("blob of {} bytes exceeds {max}", blob.size),
-                    ));
-                }
-                if let Some(patterns) = accept
-                    && !patterns.iter().any(|p| mime_matches(p, &blob.mime_type))
-                {
-                    return Err(invalid(
-                        path,
-                        format!("blob type {:?} is not accepted", blob.mime_type),
-                    ));
+                    return Err(Error::BlobTooLarge(format!(
+                        "{at}: a blob of {} bytes exceeds the maximum of {max} bytes",
+                        blob.size
+                    )));
                 }
                 Ok(())
             }
@@ -319,17 +327,5 @@ fn format_name(format: StringFormat) -> &'static str {
         StringFormat::RecordKey => "record-key",
         StringFormat::Uri => "uri",
         StringFormat::Language => "language",
-    }
-}
-
-fn mime_matches(pattern: &str, mime: &str) -> bool {
-    if pattern == "*/*" || pattern == mime {
-        return true;
-    }
-    match pattern.strip_suffix("/*") {
-        Some(prefix) => mime
-            .split_once('/')
-            .is_some_and(|(top, _)| top.eq_ignore_ascii_case(prefix)),
-        None => pattern.eq_ignore_ascii_case(mime),
     }
 }

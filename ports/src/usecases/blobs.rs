@@ -23,7 +23,7 @@ use ipld_core::ipld::Ipld;
 use stratos_domain::boundary::{ReadFilter, can_read, read_filter};
 use stratos_domain::data::Blob;
 use stratos_domain::syntax::{Did, Tid};
-use stratos_domain::{Cid, cid};
+use stratos_domain::{Cid, Error as DomainError, cid, mime};
 
 use super::UseCaseError;
 use super::records::{Records, as_viewer};
@@ -44,7 +44,7 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// A blob a viewer may read: its type and size, and its bytes in chunks.
 #[derive(Debug)]
 pub struct BlobDownload {
-    /// The MIME type given at upload.
+    /// The MIME type the blob was stored as (see [`Records::upload_blob`]).
     pub mime_type: String,
     /// Size in bytes.
     pub size: u64,
@@ -107,8 +107,10 @@ pub struct BlobPage {
 
 impl Records {
     /// Stores an upload of `author` (who must be enrolled) and returns the blob reference a
-    /// record can embed. Uploads count against the write rate limit. Uploading bytes the
-    /// author already has returns the existing blob (with the MIME type it was first given).
+    /// record can embed. The stored MIME type is [`mime::stored_type`] of the declared type and
+    /// the bytes: what the bytes are where they can tell, never a media type they do not bear
+    /// out. Uploads count against the write rate limit. Uploading bytes the author already has
+    /// returns the existing blob (with the MIME type it was first stored as).
     pub async fn upload_blob(
         &self,
         author: &Did,
@@ -120,7 +122,7 @@ impl Records {
                 "Blob content is empty".to_owned(),
             ));
         }
-        let mime_type = normalize_mime_type(mime_type)?;
+        let mime_type = mime::stored_type(&normalize_mime_type(mime_type)?, &bytes);
         self.enrollment(author).await?;
         let now = self.deps.clock.now_ms();
         self.check_rate(author, 1, now)?;
@@ -273,8 +275,10 @@ impl Records {
     }
 
     /// Moves the blobs `refs` name to the permanent area, after checking that `did` uploaded
-    /// each of them with the MIME type and size the record declares. Runs under the writer
-    /// lock, before the commit that makes them permanent in the index.
+    /// each of them with the MIME type and size the record declares: the record's lexicon
+    /// fields were checked against the declared type, so it must be the stored one
+    /// (`BlobTypeNotAccepted` otherwise). Runs under the writer lock, before the commit that
+    /// makes them permanent in the index.
     pub(super) async fn make_blobs_permanent(
         &self,
         did: &Did,
@@ -289,10 +293,18 @@ impl Records {
                     r.cid
                 )));
             };
-            if stored.mime_type != r.mime_type || stored.size != r.size {
+            if stored.mime_type != r.mime_type {
+                // The lexicon check saw the declared type; the bytes are of the stored one.
+                return Err(DomainError::BlobTypeNotAccepted(format!(
+                    "blob {} is stored as {} (the type of its bytes), but the record declares {}",
+                    r.cid, stored.mime_type, r.mime_type
+                ))
+                .into());
+            }
+            if stored.size != r.size {
                 return Err(UseCaseError::InvalidRequest(format!(
-                    "blob {} was uploaded as {} of {} bytes, but the record declares {} of {} bytes",
-                    r.cid, stored.mime_type, stored.size, r.mime_type, r.size
+                    "blob {} was uploaded with {} bytes, but the record declares {}",
+                    r.cid, stored.size, r.size
                 )));
             }
             let Some(key) = stored.temp_key else {

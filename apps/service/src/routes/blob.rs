@@ -2,12 +2,12 @@
 //! `com.atproto.sync.listBlobs` (boundary-filtered, authentication optional).
 
 use actix_web::body::SizedStream;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
-use stratos_domain::Cid;
+use stratos_domain::{Cid, mime};
 use stratos_ports::usecases::blobs::{BlobChunks, DEFAULT_LIST_BLOBS, DEFAULT_MIME_TYPE};
 
 use super::{parse_did, query};
@@ -19,8 +19,8 @@ use crate::state::AppState;
 type State = web::Data<AppState>;
 
 /// A download is never rendered as a page of this origin: with `nosniff` the browser keeps the
-/// declared type, and the sandboxing policy denies scripts, plugins and same-origin access
-/// even to HTML or SVG someone uploaded.
+/// stored type (which uploads take from the bytes), and the sandboxing policy denies scripts,
+/// plugins and same-origin access even to HTML or SVG someone uploaded.
 const BLOB_CSP: &str = "default-src 'none'; sandbox";
 
 /// Stores the raw body as an upload of the caller (an enrolled account) and returns the blob
@@ -76,13 +76,18 @@ pub(super) async fn get_blob(req: HttpRequest, state: State) -> Result<HttpRespo
     // Validated at upload; the fallback only guards data written some other way.
     let content_type = HeaderValue::from_str(&download.mime_type)
         .unwrap_or_else(|_| HeaderValue::from_static(DEFAULT_MIME_TYPE));
-    Ok(HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, content_type))
+    let mut res = HttpResponse::Ok();
+    res.insert_header((CONTENT_TYPE, content_type))
         .insert_header(("x-content-type-options", "nosniff"))
         .insert_header(("content-security-policy", BLOB_CSP))
         // Readable only by some viewers: shared caches must not keep it.
-        .insert_header((CACHE_CONTROL, "private"))
-        .body(SizedStream::new(download.size, chunks(download.chunks))))
+        .insert_header((CACHE_CONTROL, "private"));
+    if mime::is_active_content(&download.mime_type) {
+        // Markup or script (only a record field without an `accept` list can hold it): a
+        // browser saves it instead of rendering it, even sandboxed.
+        res.insert_header((CONTENT_DISPOSITION, "attachment"));
+    }
+    Ok(res.body(SizedStream::new(download.size, chunks(download.chunks))))
 }
 
 /// The blob's chunks as a body stream; a read failure ends the stream with that error (the
