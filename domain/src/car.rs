@@ -236,7 +236,7 @@ impl<'a> CarIndex<'a> {
                 end: u32::try_from(end).unwrap_or(u32::MAX),
             });
         }
-        sections.sort_unstable_by(|a, b| (a.digest, a.raw).cmp(&(b.digest, b.raw)));
+        sections.sort_unstable_by_key(|s| (s.digest, s.raw));
         Ok(Self {
             bytes,
             roots: reader.roots,
