@@ -162,7 +162,7 @@ fn create_update_delete_semantics_and_ops() {
     ));
     assert!(matches!(
         f.try_commit(&[create("c", "x"), delete("c")]),
-        Err(Error::Commit(_))
+        Err(Error::DuplicateWrite(p)) if p == "zone.stratos.feed.post/c"
     ));
     assert!(matches!(f.try_commit(&[]), Err(Error::Commit(_))));
 

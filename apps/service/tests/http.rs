@@ -672,9 +672,10 @@ async fn apply_writes_is_all_or_nothing_and_put_delete_work() {
     let parsed =
         stratos_domain::car::read(&car, stratos_domain::car::CarLimits::default()).unwrap();
     assert_eq!(parsed.roots[0].to_string(), head["cid"].as_str().unwrap());
-    // describeRepo lists the collection.
+    // describeRepo lists the collection to its owner (others see only collections they may
+    // read: tests/hostile.rs).
     let (s, d) = svc
-        .get("/xrpc/com.atproto.repo.describeRepo?repo=did:plc:rei", None)
+        .get("/xrpc/com.atproto.repo.describeRepo?repo=did:plc:rei", auth)
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(d["collections"], json!([POST]));

@@ -12,7 +12,7 @@
 
 use std::sync::OnceLock;
 
-use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
+use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use stratos_domain::Cid;
 use stratos_domain::car::{self, CarLimits};
