@@ -47,6 +47,21 @@ impl Boundary {
         })
     }
 
+    /// Parses a boundary value of a record written to `service`. A bare name (`general`) is
+    /// refused with the qualified value to use, since records carry boundaries in full.
+    pub fn parse_for(service: &Did, value: &str) -> Result<Self> {
+        if !value.starts_with("did:")
+            && let Ok(qualified) = Self::qualify(service, value.trim())
+        {
+            return Err(Error::BoundaryUnqualified {
+                boundary: truncate(value),
+                service: service.to_string(),
+                qualified: qualified.to_string(),
+            });
+        }
+        Self::parse(value)
+    }
+
     /// Qualifies a bare name for `service` (`engineering` → `did:web:x/engineering`).
     pub fn qualify(service: &Did, name: &str) -> Result<Self> {
         Self::parse(&format!("{service}/{name}"))

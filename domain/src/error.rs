@@ -147,6 +147,19 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// A boundary given by its bare name where the qualified value is required.
+    #[error(
+        "invalid boundary {boundary:?}: records name boundaries in full, \
+         {{serviceDid}}/{{name}}; on this service {service} use {qualified:?}"
+    )]
+    BoundaryUnqualified {
+        /// The rejected value.
+        boundary: String,
+        /// This service's DID.
+        service: String,
+        /// The value to use instead.
+        qualified: String,
+    },
     /// A boundary belongs to another Stratos service.
     #[error("boundary {boundary:?} belongs to another service, not {expected}")]
     BoundaryServiceMismatch {

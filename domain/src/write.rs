@@ -112,7 +112,7 @@ impl WritePolicy {
         }
         let mut out = Vec::with_capacity(values.len());
         for value in values {
-            let boundary = Boundary::parse(value)?;
+            let boundary = Boundary::parse_for(&self.service_did, value)?;
             if !boundary.belongs_to(&self.service_did) {
                 return Err(Error::BoundaryServiceMismatch {
                     boundary: value.to_owned(),

@@ -111,9 +111,24 @@ fn boundary_of_another_service_names_the_boundary() {
 }
 
 #[test]
-fn bare_boundary_names_are_rejected() {
+fn bare_boundary_names_are_rejected_with_the_qualified_form() {
+    let err = check(&post(&["ops"])).unwrap_err();
+    assert_eq!(
+        err,
+        Error::BoundaryUnqualified {
+            boundary: "ops".into(),
+            service: SVC.into(),
+            qualified: OPS.into(),
+        }
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(SVC) && message.contains(&format!("\"{OPS}\"")),
+        "{message}"
+    );
+    // Something that cannot be a name at all stays a format error.
     assert!(matches!(
-        check(&post(&["ops"])),
+        check(&post(&["o ps"])),
         Err(Error::BoundaryFormat { .. })
     ));
 }

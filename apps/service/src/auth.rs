@@ -43,6 +43,12 @@ pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, 
         if value.split('.').count() == 3 {
             return service_jwt(req, state, value).await.map(Some);
         }
+        if state.config.auth.dev_mode {
+            return Err(ApiError::invalid_token(
+                "the bearer token is neither a DID nor a JWT: dev mode expects \
+                 `Authorization: Bearer <did>` (e.g. did:plc:…), otherwise a service-auth JWT",
+            ));
+        }
         return Err(ApiError::invalid_token("the bearer token is not a JWT"));
     }
     if scheme.eq_ignore_ascii_case("dpop") {
@@ -132,7 +138,8 @@ pub async fn optional_caller(req: &HttpRequest, state: &AppState) -> Result<Opti
 /// name) or `Authorization: Bearer <password>`, compared in constant time.
 pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let Some(expected) = &state.config.auth.admin_password else {
-        return Err(ApiError::forbidden(
+        // 401, as for a wrong password: no credential can succeed until one is configured.
+        return Err(ApiError::auth_required(
             "admin endpoints are disabled (STRATOS_ADMIN_PASSWORD is not set)",
         ));
     };

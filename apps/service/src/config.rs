@@ -623,8 +623,8 @@ pub struct StreamConfig {
     /// `STRATOS_SYNC_HEARTBEAT_SECS`: ping interval; a connection that did not answer the
     /// previous ping is closed.
     pub heartbeat_secs: u64,
-    /// `STRATOS_SYNC_SEND_TIMEOUT_SECS`: a subscriber that accepts no frame for this long is
-    /// disconnected (`ConsumerTooSlow`).
+    /// `STRATOS_SYNC_SEND_TIMEOUT_SECS`: a subscriber whose outgoing buffer stays full for this
+    /// long is cut off (`ConsumerTooSlow`).
     pub send_timeout_secs: u64,
     /// `STRATOS_SYNC_LIVE_WINDOW`: events per account kept in memory for live subscribers; one
     /// that falls further behind catches up from the sequence log.
@@ -1271,17 +1271,6 @@ fn read_config(r: &mut Reader<'_>) -> Option<Config> {
     // ---- boundaries and enrollment
     let (allowed_boundaries, auto_enroll_boundaries) = boundaries(r, service_did.as_ref());
     let enrollment = enrollment(r);
-    if enrollment.mode == EnrollmentMode::Allowlist
-        && enrollment.allowed_dids.is_empty()
-        && enrollment.allowed_pds_endpoints.is_empty()
-        && enrollment.allow_list_uri.is_none()
-    {
-        r.warnings.push(
-            "STRATOS_ENROLLMENT_MODE=allowlist with no STRATOS_ALLOWED_DIDS, \
-             STRATOS_ALLOWED_PDS_ENDPOINTS or STRATOS_ALLOW_LIST_URI: nobody can enroll"
-                .to_owned(),
-        );
-    }
     let valkey_url = r.connection_url(
         "STRATOS_VALKEY_URL",
         &[
@@ -1340,11 +1329,30 @@ fn read_config(r: &mut Reader<'_>) -> Option<Config> {
             60..=86_400,
         ),
     };
+    if enrollment.mode == EnrollmentMode::Allowlist
+        && enrollment.allowed_dids.is_empty()
+        && enrollment.allowed_pds_endpoints.is_empty()
+        && enrollment.allow_list_uri.is_none()
+    {
+        // The policy governs accounts enrolling themselves; the operator's enrollActor does
+        // not go through it, so "nobody" is only true without an admin password.
+        let what = if auth.admin_password.is_some() {
+            "accounts cannot enroll themselves (the enrollment policy admits nobody); the \
+             operator can still enroll them with zone.stratos.admin.enrollActor"
+        } else {
+            "nobody can enroll: the enrollment policy admits nobody and the admin endpoints \
+             (zone.stratos.admin.enrollActor) are off without STRATOS_ADMIN_PASSWORD"
+        };
+        r.warnings.push(format!(
+            "STRATOS_ENROLLMENT_MODE=allowlist with no STRATOS_ALLOWED_DIDS, \
+             STRATOS_ALLOWED_PDS_ENDPOINTS or STRATOS_ALLOW_LIST_URI: {what}"
+        ));
+    }
     if auth.dev_mode {
         if bind.is_loopback() {
             r.warnings.push(
                 "STRATOS_DEV_MODE is on: `Authorization: Bearer <did>` is accepted without \
-                 verification"
+                 verification (loopback only)"
                     .to_owned(),
             );
         } else {
@@ -1952,6 +1960,46 @@ mod tests {
                 .warnings
                 .iter()
                 .any(|w| w.contains("STRATOS_ALLOWED_DOMAINS is empty"))
+        );
+    }
+
+    #[test]
+    fn an_empty_allowlist_with_an_admin_password_still_lets_the_operator_enroll() {
+        // The README's own example: the old warning said "nobody can enroll" although
+        // zone.stratos.admin.enrollActor works.
+        let config = ok(&[
+            ("STRATOS_DEV_MODE", "true"),
+            ("STRATOS_ADMIN_PASSWORD", "secret"),
+            ("STRATOS_ALLOWED_DOMAINS", "general"),
+        ]);
+        assert!(
+            !config
+                .warnings
+                .iter()
+                .any(|w| w.contains("nobody can enroll")),
+            "{:?}",
+            config.warnings
+        );
+        let enrollment: Vec<_> = config
+            .warnings
+            .iter()
+            .filter(|w| w.contains("STRATOS_ENROLLMENT_MODE=allowlist"))
+            .collect();
+        assert_eq!(enrollment.len(), 1, "{:?}", config.warnings);
+        assert!(enrollment[0].contains("cannot enroll themselves"));
+        assert!(enrollment[0].contains("zone.stratos.admin.enrollActor"));
+        // Once an allow-list admits someone, there is nothing to warn about.
+        let config = ok(&[
+            ("STRATOS_ADMIN_PASSWORD", "secret"),
+            ("STRATOS_ALLOWED_DIDS", "did:plc:rei"),
+        ]);
+        assert!(
+            !config
+                .warnings
+                .iter()
+                .any(|w| w.contains("STRATOS_ENROLLMENT_MODE=allowlist")),
+            "{:?}",
+            config.warnings
         );
     }
 

@@ -173,7 +173,7 @@ impl From<DomainError> for ApiError {
                 "PayloadTooLarge",
                 e.to_string(),
             ),
-            E::BoundaryFormat { .. } => bad("InvalidBoundary", &e),
+            E::BoundaryFormat { .. } | E::BoundaryUnqualified { .. } => bad("InvalidBoundary", &e),
             E::BoundaryServiceMismatch { .. } => bad("BoundaryServiceMismatch", &e),
             E::BoundaryNotAllowed { .. } => bad("BoundaryNotAllowed", &e),
             E::BoundaryNotHeld { .. } => bad("BoundaryNotHeld", &e),

@@ -8,6 +8,7 @@ mod body;
 pub mod config;
 mod dpop;
 pub mod error;
+pub mod identity;
 mod middleware;
 pub mod oauth_client;
 mod routes;

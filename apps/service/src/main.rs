@@ -1,19 +1,100 @@
-//! `stratos`: runs the service with the configuration from the environment.
+//! `stratos`: the service's command line. `stratos` or `stratos serve` runs the service with the
+//! configuration from the environment; `stratos migrate-service-did --from <old>` moves a data
+//! directory to the configured service DID; `--help` and `--version` only print.
 
+use clap::{Arg, Command};
+use stratos_domain::syntax::Did;
 use stratos_service::config::Config;
+use stratos_service::identity::{self, Migration};
 
 // Measured with stratos-loadgen (docs/performance.md): glibc malloc's arena locking across the
 // storage driver's many threads cost 10-25 % of throughput; mimalloc's per-thread heaps do not.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("configuration error:\n{e}");
-            std::process::exit(2);
+fn cli() -> Command {
+    Command::new("stratos")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Stratos: private, boundary-aware records for AT Protocol (the XRPC service)")
+        .after_help(
+            "Every setting is a STRATOS_* environment variable: see docs/configuration.md and \
+             apps/service/.env.example.",
+        )
+        .subcommand(Command::new("serve").about("Run the service (what `stratos` alone does)"))
+        .subcommand(
+            Command::new("migrate-service-did")
+                .about(
+                    "Make the data directory belong to the configured service DID instead of \
+                     the one recorded at its first start (docs/operators.md)",
+                )
+                .arg(
+                    Arg::new("from")
+                        .long("from")
+                        .value_name("OLD_DID")
+                        .required(true)
+                        .help("The DID the data directory belongs to now (start-up names it)"),
+                ),
+        )
+}
+
+fn main() {
+    let matches = cli().get_matches();
+    let code = match matches.subcommand() {
+        None | Some(("serve", _)) => serve(),
+        Some(("migrate-service-did", args)) => {
+            migrate(args.get_one::<String>("from").map_or("", String::as_str))
         }
+        // clap accepts only the subcommands declared above.
+        Some(_) => 2,
+    };
+    std::process::exit(code);
+}
+
+fn config() -> Result<Config, i32> {
+    Config::from_env().map_err(|e| {
+        eprintln!("configuration error:\n{e}");
+        2
+    })
+}
+
+fn migrate(from: &str) -> i32 {
+    let config = match config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Ok(from) = Did::parse(from) else {
+        eprintln!("error: --from must be a DID, got {from:?}");
+        return 2;
+    };
+    let to = &config.service_did;
+    match identity::migrate(&config.data_dir, &from, to) {
+        Ok(Migration::Changed) => {
+            println!(
+                "the data directory {} now belongs to the service {to} (it belonged to {from}).\n\
+                 Existing records and enrollments keep boundaries of {from}: give accounts \
+                 their boundaries again with zone.stratos.admin.setBoundaries (docs/operators.md).",
+                config.data_dir.display()
+            );
+            0
+        }
+        Ok(Migration::AlreadyDone) => {
+            println!(
+                "the data directory {} already belongs to the service {to}: nothing to do",
+                config.data_dir.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn serve() -> i32 {
+    let config = match config() {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let level = match config.log_level.filter_directive() {
         "error" => Some(tracing::Level::ERROR),
@@ -30,22 +111,27 @@ fn main() -> anyhow::Result<()> {
         "effective configuration (secrets redacted):\n{}",
         config.redacted()
     );
+    // The configuration's warnings include dev mode's: it is said once, here.
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    if config.auth.dev_mode {
-        tracing::warn!(
-            "STRATOS_DEV_MODE is on: `Authorization: Bearer <did>` is accepted without any \
-             verification (loopback only)"
-        );
-    }
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let server = stratos_service::start(config, workers).await?;
-        tracing::info!("listening on {}", server.url());
-        server.wait().await
-    })
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(async move {
+                let server = stratos_service::start(config, workers).await?;
+                tracing::info!("listening on {}", server.url());
+                server.wait().await
+            })
+        });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
 }

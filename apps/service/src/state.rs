@@ -274,6 +274,8 @@ async fn open_allow_list(config: &Config) -> anyhow::Result<Option<Arc<dyn Allow
 impl AppState {
     /// Opens every adapter the configuration names and builds the use cases.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Before anything is opened or created under another identity.
+        crate::identity::check(&config.data_dir, &config.service_did)?;
         let storage = open_storage(&config).await?;
         let streams = open_streams(&config, &storage).await?;
         let blobs = open_blobs(&config)?;

@@ -822,6 +822,96 @@ async fn slow_consumers_are_disconnected_and_laggards_catch_up() {
     svc.stop().await;
 }
 
+/// A consumer that stops reading while writes go on is told why it is cut off: once it reads
+/// again it gets every frame buffered for it, in order, then `#error ConsumerTooSlow` and the
+/// close (the error frame has room kept for it, so a full buffer cannot keep it out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_consumer_reads_consumer_too_slow_when_it_reads_again() {
+    let svc = start_with(&[
+        ("STRATOS_SYNC_SEND_TIMEOUT_SECS", "5"),
+        ("STRATOS_MAX_BODY_BYTES", "4000000"),
+    ])
+    .await;
+    let rei = "did:plc:rei";
+    svc.enroll(rei, &["general"]).await;
+    let mut stalled = {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket
+            .connect(svc.server.as_ref().unwrap().addr)
+            .await
+            .unwrap();
+        tokio_tungstenite::client_async(
+            svc.ws_url(&format!("did={rei}&syncToken={SYNC}")),
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        )
+        .await
+        .unwrap()
+        .0
+    };
+    // Writes go on in the background (big commits fill the socket buffers quickly) until the
+    // test has seen the error.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (http, base, stop) = (svc.http.clone(), svc.base.clone(), stop.clone());
+        let big = "👩\u{200d}👩\u{200d}👧\u{200d}👦".repeat(110);
+        tokio::spawn(async move {
+            let mut commits = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && commits < 400 {
+                let writes: Vec<Json> = (0..150)
+                    .map(|_| json!({ "$type": "com.atproto.repo.applyWrites#create", "collection": POST, "value": post(&big, &["general"]) }))
+                    .collect();
+                let res = http
+                    .post(format!("{base}/xrpc/com.atproto.repo.applyWrites"))
+                    .header("authorization", format!("Bearer {rei}"))
+                    .json(&json!({ "repo": rei, "writes": writes }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+                commits += 1;
+            }
+            commits
+        })
+    };
+    while svc.stats().slow_disconnects == 0 {
+        assert!(
+            !writer.is_finished(),
+            "the stalled consumer was never cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The consumer reads again a while after it was cut off: later than the 1 s + 1 s the
+    // service used to wait for room for the error frame and the close, within the send timeout
+    // a cut-off consumer now has to take what is buffered for it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut seqs = Vec::new();
+    let (error, message) = loop {
+        match next_frame(&mut stalled).await {
+            Ok(Frame::Error { error, message }) => break (error, message),
+            Ok(frame) => seqs.push(as_commit(&frame).seq),
+            Err(close) => panic!("closed without an error frame after {seqs:?}: {close:?}"),
+        }
+    };
+    assert_eq!(error, "ConsumerTooSlow", "{message}");
+    assert!(message.contains("cursor"), "{message}");
+    let close = next_frame(&mut stalled)
+        .await
+        .expect_err("closed after the error");
+    assert_eq!(
+        close,
+        Some((CloseCode::Policy, "ConsumerTooSlow".to_owned()))
+    );
+    // Nothing it was sent before the error is missing: it can resume from the last seq.
+    assert!(!seqs.is_empty());
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let commits = writer.await.unwrap();
+    assert!(commits > seqs.len() as u64, "it was cut off before the end");
+    assert_eq!(svc.stats().slow_disconnects, 1);
+    svc.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_service_closes_streams_and_plain_gets_are_refused() {
     let svc = start_with(&[]).await;

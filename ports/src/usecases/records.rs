@@ -771,7 +771,11 @@ impl Records {
     /// The whole repository as a CAR v1 (commit first). Only the owner may export: the CAR holds
     /// every private record in clear.
     pub async fn export_repo(&self, requester: &Did, did: &Did) -> Result<Vec<u8>, UseCaseError> {
-        check_owner(requester, did)?;
+        if requester != did {
+            return Err(UseCaseError::Forbidden(format!(
+                "only the repository's owner may export it: {requester} is not {did}"
+            )));
+        }
         let head = self.require_head(did).await?;
         let blocks = self.deps.repos.all_blocks(did).await?;
         Ok(car::write_repo(&blocks, &head.commit, Vec::new())?)

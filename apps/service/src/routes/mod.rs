@@ -144,6 +144,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         M::GET,
         web::to(sync::get_repo),
     );
+    // The atproto name of the same export, for standard tools; same owner-only rule.
+    xrpc(
+        cfg,
+        "com.atproto.sync.getRepo",
+        M::GET,
+        web::to(sync::get_repo),
+    );
     xrpc(
         cfg,
         "zone.stratos.sync.subscribeRecords",

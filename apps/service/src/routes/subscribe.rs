@@ -9,12 +9,17 @@
 //! Frames follow the atproto event-stream framing: a DAG-CBOR header `{op: 1, t}` followed by a
 //! DAG-CBOR body; errors are `{op: -1}` + `{error, message}`, after which the server closes
 //! with code 1008 and the error name as reason.
+//!
+//! Frames go to the socket through a per-subscriber buffer ([`Outbox`]: at most
+//! [`BUFFER_FRAMES`] frames and [`BUFFER_BYTES`] bytes) drained by a writer task. The buffer
+//! always keeps room for one last item, the error frame and close, so a consumer cut off for
+//! being too slow still receives `#error ConsumerTooSlow` when it reads again.
 
 pub mod hub;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -25,7 +30,8 @@ use stratos_domain::boundary::Boundary;
 use stratos_domain::syntax::Did;
 use stratos_ports::usecases::stream::{self, CommitEvent};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
 
 use self::hub::{Phase, StreamHub};
 use crate::auth;
@@ -223,10 +229,134 @@ enum End {
     Unresponsive,
 }
 
+/// Frames buffered per subscriber ahead of the socket (actix-ws queues up to 32 more).
+const BUFFER_FRAMES: usize = 64;
+/// Bytes buffered per subscriber ahead of the socket. A frame larger than this is let in when
+/// the buffer is empty, so one big commit does not cut a consumer off.
+const BUFFER_BYTES: usize = 4 << 20;
+
+/// How long a connection closed because the service stops or a pong was missed may take
+/// nothing before it is dropped (a failure gets the send timeout: its error frame is the point).
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// What the writer task hands to the socket, in order.
+enum Out {
+    Frame {
+        bytes: Bytes,
+        /// The frame's share of [`BUFFER_BYTES`], given back once the socket took it.
+        _room: OwnedSemaphorePermit,
+        /// For live commits: when the event reached the hub (delivery latency).
+        published: Option<Instant>,
+    },
+    Ping,
+    Pong(Bytes),
+    /// The last item, in the room kept for it: an error frame (if any), then the close.
+    Close {
+        frame: Option<Bytes>,
+        reason: CloseReason,
+    },
+}
+
+/// The subscriber's outgoing buffer and the task that drains it into the socket.
+struct Outbox {
+    tx: mpsc::Sender<Out>,
+    /// Room for [`Out::Close`], taken when the connection starts, so a full buffer cannot keep
+    /// the error frame out.
+    last: Option<mpsc::OwnedPermit<Out>>,
+    bytes: Arc<Semaphore>,
+    /// Items the socket took: the writer's progress.
+    taken: Arc<AtomicU64>,
+    writer: JoinHandle<()>,
+}
+
+impl Outbox {
+    fn new(session: Session, hub: Arc<StreamHub>) -> Self {
+        let (tx, rx) = mpsc::channel(BUFFER_FRAMES + 1);
+        // A fresh channel has room: this cannot fail.
+        let last = tx.clone().try_reserve_owned().ok();
+        let taken = Arc::new(AtomicU64::new(0));
+        let writer = actix_web::rt::spawn(write_out(session, rx, hub, taken.clone()));
+        Self {
+            tx,
+            last,
+            bytes: Arc::new(Semaphore::new(BUFFER_BYTES)),
+            taken,
+            writer,
+        }
+    }
+
+    /// Queues the last item and waits for the writer to hand it to the socket, as long as the
+    /// socket takes something at least every `linger`; then drops the connection.
+    async fn close(mut self, frame: Option<Bytes>, reason: CloseReason, linger: Duration) {
+        let Some(last) = self.last.take() else {
+            self.writer.abort();
+            return;
+        };
+        drop(last.send(Out::Close { frame, reason }));
+        drop(self.tx);
+        let mut seen = self.taken.load(Ordering::Relaxed);
+        loop {
+            if tokio::time::timeout(linger, &mut self.writer).await.is_ok() {
+                return;
+            }
+            let now = self.taken.load(Ordering::Relaxed);
+            if now == seen {
+                self.writer.abort();
+                return;
+            }
+            seen = now;
+        }
+    }
+}
+
+/// The writer task: hands the buffered items to the socket until the last one, or until the
+/// client is gone.
+async fn write_out(
+    mut session: Session,
+    mut rx: mpsc::Receiver<Out>,
+    hub: Arc<StreamHub>,
+    taken: Arc<AtomicU64>,
+) {
+    while let Some(out) = rx.recv().await {
+        let sent = match out {
+            Out::Frame {
+                bytes,
+                _room,
+                published,
+            } => {
+                let sent = session.binary(bytes).await;
+                if sent.is_ok() {
+                    hub.stats().frames_sent.fetch_add(1, Ordering::Relaxed);
+                    if let Some(published) = published {
+                        hub.stats().record_delivery(published.elapsed());
+                    }
+                }
+                sent
+            }
+            Out::Ping => session.ping(b"").await,
+            Out::Pong(payload) => session.pong(&payload).await,
+            Out::Close { frame, reason } => {
+                if let Some(frame) = frame {
+                    if session.binary(frame).await.is_err() {
+                        return;
+                    }
+                    taken.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = session.close(Some(reason)).await;
+                return;
+            }
+        };
+        if sent.is_err() {
+            return; // the client is gone
+        }
+        taken.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// One subscriber connection.
 struct Conn {
     hub: Arc<StreamHub>,
-    session: Session,
+    out: Outbox,
     messages: MessageStream,
     shutdown: watch::Receiver<bool>,
     send_timeout: Duration,
@@ -265,8 +395,8 @@ impl Conn {
         let shutdown = hub.shutdown_signal();
         let send_timeout = hub.settings().send_timeout;
         Self {
+            out: Outbox::new(session, hub.clone()),
             hub,
-            session,
             messages,
             shutdown,
             send_timeout,
@@ -276,54 +406,96 @@ impl Conn {
 
     async fn finish(self, end: End) {
         let Conn {
-            hub, mut session, ..
+            out, send_timeout, ..
         } = self;
-        let reason = match end {
-            End::Gone => return,
-            End::Fail(f) => {
-                let frame = stream::error_frame(f.error, &f.message);
-                // A consumer too slow to take frames will not take this one either: bounded.
-                let _ = tokio::time::timeout(Duration::from_secs(1), session.binary(frame)).await;
+        let (frame, reason, linger) = match end {
+            End::Gone => {
+                out.writer.abort();
+                return;
+            }
+            End::Fail(f) => (
+                Some(Bytes::from(stream::error_frame(f.error, &f.message))),
                 CloseReason {
                     code: CloseCode::Policy,
                     description: Some(f.error.to_owned()),
-                }
-            }
-            End::Shutdown => CloseReason {
-                code: CloseCode::Away,
-                description: Some("service stopping".into()),
-            },
-            End::Unresponsive => CloseReason {
-                code: CloseCode::Policy,
-                description: Some("no pong".into()),
-            },
+                },
+                send_timeout,
+            ),
+            End::Shutdown => (
+                None,
+                CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("service stopping".into()),
+                },
+                CLOSE_LINGER,
+            ),
+            End::Unresponsive => (
+                None,
+                CloseReason {
+                    code: CloseCode::Policy,
+                    description: Some("no pong".into()),
+                },
+                CLOSE_LINGER,
+            ),
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), session.close(Some(reason))).await;
-        drop(hub);
+        out.close(frame, reason, linger).await;
     }
 
-    /// Sends one frame, bounded by the send timeout.
-    async fn send(&mut self, frame: Bytes) -> Result<(), End> {
-        match tokio::time::timeout(self.send_timeout, self.session.binary(frame)).await {
-            Ok(Ok(())) => {
-                self.hub.stats().frames_sent.fetch_add(1, Ordering::Relaxed);
+    /// Queues one item once the buffer has room for it (`bytes` of [`BUFFER_BYTES`] and a
+    /// slot); a buffer that stays full for the send timeout cuts the consumer off.
+    async fn push(
+        &mut self,
+        bytes: usize,
+        item: impl FnOnce(OwnedSemaphorePermit) -> Out,
+    ) -> Result<(), End> {
+        let deadline = tokio::time::Instant::now() + self.send_timeout;
+        let need = u32::try_from(bytes.min(BUFFER_BYTES)).unwrap_or(u32::MAX);
+        let room = match tokio::time::timeout_at(
+            deadline,
+            self.out.bytes.clone().acquire_many_owned(need),
+        )
+        .await
+        {
+            Ok(Ok(room)) => room,
+            // The semaphore is never closed; if it were, nothing more could be sent.
+            Ok(Err(_closed)) => return Err(End::Gone),
+            Err(_elapsed) => return Err(self.too_slow()),
+        };
+        match tokio::time::timeout_at(deadline, self.out.tx.reserve()).await {
+            Ok(Ok(slot)) => {
+                slot.send(item(room));
                 Ok(())
             }
+            // The writer stopped: the client is gone.
             Ok(Err(_closed)) => Err(End::Gone),
-            Err(_elapsed) => {
-                self.hub
-                    .stats()
-                    .slow_disconnects
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(End::Fail(Failure::new(
-                    "ConsumerTooSlow",
-                    format!(
-                        "no frame was accepted for {} s; reconnect with the last seq as cursor",
-                        self.send_timeout.as_secs()
-                    ),
-                )))
-            }
+            Err(_elapsed) => Err(self.too_slow()),
         }
+    }
+
+    fn too_slow(&self) -> End {
+        self.hub
+            .stats()
+            .slow_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+        End::Fail(Failure::new(
+            "ConsumerTooSlow",
+            format!(
+                "the subscriber took no frame for {} s with its buffer full ({BUFFER_FRAMES} \
+                 frames / {} MiB); reconnect with the last seq as cursor",
+                self.send_timeout.as_secs(),
+                BUFFER_BYTES >> 20
+            ),
+        ))
+    }
+
+    /// Sends one frame (`published`: when its live event reached the hub).
+    async fn send(&mut self, frame: Bytes, published: Option<Instant>) -> Result<(), End> {
+        self.push(frame.len(), |room| Out::Frame {
+            bytes: frame,
+            _room: room,
+            published,
+        })
+        .await
     }
 
     fn stopping(&self) -> bool {
@@ -350,7 +522,7 @@ impl Conn {
     ) -> Result<(), End> {
         match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Err(End::Gone),
-            Some(Ok(Message::Ping(p))) => self.session.pong(&p).await.map_err(|_| End::Gone),
+            Some(Ok(Message::Ping(p))) => self.push(0, |_| Out::Pong(p)).await,
             Some(Ok(Message::Pong(_))) => {
                 self.alive = true;
                 Ok(())
@@ -365,7 +537,7 @@ impl Conn {
             return Err(End::Unresponsive);
         }
         self.alive = false;
-        self.session.ping(b"").await.map_err(|_| End::Gone)
+        self.push(0, |_| Out::Ping).await
     }
 
     async fn wake<T: Clone>(
@@ -406,11 +578,7 @@ impl Conn {
         };
         match frame {
             Ok(Some(frame)) if !frame.is_empty() => {
-                self.send(frame).await?;
-                if let Some(live) = live {
-                    self.hub.stats().record_delivery(live.published.elapsed());
-                }
-                Ok(())
+                self.send(frame, live.map(|l| l.published)).await
             }
             Ok(_) => Ok(()),
             Err(e) => {
@@ -525,7 +693,7 @@ impl Conn {
             &format!("Cursor {cursor} is too old, some events may be missed"),
         )
         .map_err(|e| End::Fail(Failure::new("InternalServerError", e.to_string())))?;
-        self.send(Bytes::from(frame)).await
+        self.send(Bytes::from(frame), None).await
     }
 
     async fn send_enrollment(
@@ -540,7 +708,7 @@ impl Conn {
                 .map_err(|e| e.to_string()),
         };
         match frame {
-            Ok(frame) => self.send(frame).await,
+            Ok(frame) => self.send(frame, None).await,
             Err(e) => Err(End::Fail(Failure::new("InternalServerError", e))),
         }
     }

@@ -38,7 +38,10 @@ pub(super) async fn get_latest_commit(
         .json(json!({ "cid": head.commit.to_string(), "rev": head.rev.to_string() })))
 }
 
-/// The whole repository as a CAR, for its owner only (the reference served it to anyone).
+/// The whole repository as a CAR, for its owner only (the reference served it to anyone);
+/// `zone.stratos.sync.getRepo` and `com.atproto.sync.getRepo`. The atproto method's `since`
+/// is not honoured: the whole repository is always sent, which a client asking for a diff can
+/// still use.
 pub(super) async fn get_repo(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let caller = require_caller(&req, &state).await?;
     let p: DidParam = query(&req)?;

@@ -77,7 +77,7 @@ pub struct Stats {
     pub commits_published: AtomicU64,
     /// Subscribers that fell behind the in-memory window and caught up from the log.
     pub catch_ups: AtomicU64,
-    /// Subscribers disconnected for accepting no frame within the send timeout.
+    /// Subscribers cut off because their outgoing buffer stayed full for the send timeout.
     pub slow_disconnects: AtomicU64,
     /// Subscribers currently connected.
     pub subscribers: AtomicUsize,
@@ -259,7 +259,8 @@ pub struct HubSettings {
     pub live_window: usize,
     /// Ping interval.
     pub heartbeat: Duration,
-    /// Longest a subscriber may take to accept a frame.
+    /// Longest a subscriber's outgoing buffer may stay full (then `ConsumerTooSlow`), and
+    /// longest a cut-off subscriber may take nothing before its connection is dropped.
     pub send_timeout: Duration,
 }
 
