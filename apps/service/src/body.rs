@@ -83,11 +83,6 @@ impl BodyGate {
             ip: ip.filter(|_| self.per_ip > 0),
         })
     }
-
-    /// Requests with a body in flight now.
-    pub fn in_flight(&self) -> u32 {
-        self.in_flight.lock().map_or(0, |g| g.0)
-    }
 }
 
 impl Drop for BodyPermit {
@@ -146,23 +141,31 @@ pub async fn admit_bodies(
     }
 }
 
+/// Bytes per second a large body is granted on top of the base deadline: a 256 MiB import is
+/// not expected in 30 s, but it must not take forever either.
+const SLOW_BODY_BYTES_PER_SEC: u64 = 1 << 20;
+
 /// Reads the whole body, refusing more than `limit` bytes with 413 (early, from
 /// `Content-Length`, when the client announces it), and a body that does not arrive whole
-/// within the configured deadline with 408.
+/// within its deadline with 408. The deadline is `STRATOS_BODY_TIMEOUT_SECS` plus one second
+/// per MiB of the announced length (of `limit` when none is announced).
 pub async fn read_limited(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
 ) -> Result<BytesMut, ApiError> {
-    let secs = req
+    let base = req
         .app_data::<web::Data<AppState>>()
         .map_or(30, |s| s.config.limits.body_timeout_secs);
-    match tokio::time::timeout(
-        Duration::from_secs(u64::from(secs)),
-        read_all(req, payload, limit),
-    )
-    .await
-    {
+    let limit_bytes = u64::try_from(limit).unwrap_or(u64::MAX);
+    let size = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(limit_bytes, |n| n.min(limit_bytes));
+    let secs = u64::from(base).saturating_add(size / SLOW_BODY_BYTES_PER_SEC);
+    match tokio::time::timeout(Duration::from_secs(secs), read_all(req, payload, limit)).await {
         Ok(read) => read,
         Err(_elapsed) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
