@@ -6,7 +6,11 @@ use libfuzzer_sys::fuzz_target;
 use stratos_domain::car::{self, CarLimits};
 
 fuzz_target!(|data: &[u8]| {
-    let limits = CarLimits { max_total: 1 << 20, max_block: 64 << 10, max_header: 4096 };
+    let limits = CarLimits {
+        max_total: 1 << 20,
+        max_block: 64 << 10,
+        max_header: 4096,
+    };
     if let Ok(parsed) = car::read(data, limits) {
         let mut out = car::encode_header(&parsed.roots).expect("roots re-encode");
         for cid in &parsed.order {

@@ -1,5 +1,6 @@
-//! TIDs: 13 chars of base32-sortable (`234567a-z`), a 64-bit value whose top bit is 0:
-//! 53 bits of microseconds since the Unix epoch, then a 10-bit clock id.
+//! TIDs: 13 chars of base32-sortable (`234567a-z`) for a 64-bit value: 53 bits of microseconds
+//! since the Unix epoch, then a 10-bit clock id, under a top bit that TIDs made by
+//! [`Tid::from_parts`] leave 0 but the atproto syntax does not require to be.
 
 use super::string_newtype;
 use crate::{Error, Result};
@@ -33,8 +34,9 @@ impl Tid {
                 "characters outside base32-sortable [2-7a-z]",
             ));
         }
-        // The first char carries the top 4 bits (13×5 = 65 bits; the top one is always 0), and
-        // the value's own top bit must be 0 too: first char ≤ 'j'.
+        // 13×5 = 65 bits for a 64-bit value: the first char carries the top 4 bits, so it is at
+        // most 'j' (the atproto syntax). That admits values with bit 63 set (first char 'c' to
+        // 'j'), which no 53-bit timestamp produces: generated TIDs start with '2'..'7', 'a', 'b'.
         if digit(b[0]).unwrap_or(u64::MAX) > 15 {
             return Err(Error::syntax("TID", s, "high bit set"));
         }
@@ -57,7 +59,8 @@ impl Tid {
             .fold(0, |acc, c| (acc << 5) | digit(c).unwrap_or(0))
     }
 
-    /// Microseconds since the Unix epoch.
+    /// Microseconds since the Unix epoch (2^53 or more for a TID whose first char is past
+    /// 'b', which only a foreign writer makes).
     pub fn timestamp_micros(&self) -> u64 {
         self.value() >> 10
     }
