@@ -4,21 +4,21 @@
 //! A client that announces a body and then sends nothing used to hold its connection (and a
 //! file descriptor) forever, on endpoints anonymous callers may use; twenty thousand of them
 //! stopped the service answering at all. Now the whole body must arrive within
-//! `STRATOS_BODY_TIMEOUT_SECS`, and [`admit_bodies`] caps how many requests carrying a body may
-//! be in flight per client address and in total, refusing the excess before reading anything.
+//! `STRATOS_BODY_TIMEOUT_SECS` (plus a second per MiB), and a [`BodyGate`] caps how many bodies
+//! may be *being read* at once per client address and in total, refusing the excess before
+//! reading anything. Bodies are counted only while they arrive, not while their request is
+//! handled, so clients that send whole bodies at once (a proxy, a load generator with fifty
+//! connections) never meet the cap; clients that trickle do.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
-use actix_web::middleware::Next;
+use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::web::{self, BytesMut};
-use actix_web::{HttpRequest, ResponseError as _};
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
@@ -105,42 +105,6 @@ impl Drop for BodyPermit {
     }
 }
 
-/// The middleware (`actix_web::middleware::from_fn`): requests that announce a body (a
-/// non-zero `Content-Length`, or chunked) take a place in the [`BodyGate`] for their whole
-/// lifetime; a refusal closes the connection without reading the body.
-pub async fn admit_bodies(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let headers = req.headers();
-    let announced = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    let has_body = headers.contains_key(TRANSFER_ENCODING) || announced.is_some_and(|v| v != "0");
-    let gate = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| Arc::clone(&s.bodies));
-    let (Some(gate), true) = (gate, has_body) else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
-    let ip = req.peer_addr().map(|a| a.ip());
-    match gate.admit(ip) {
-        Ok(permit) => {
-            let res = next.call(req).await?.map_into_boxed_body();
-            drop(permit);
-            Ok(res)
-        }
-        Err(e) => {
-            let mut res = e.error_response();
-            res.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-            let (http_req, _) = req.into_parts();
-            Ok(ServiceResponse::new(http_req, res))
-        }
-    }
-}
-
 /// Bytes per second a large body is granted on top of the base deadline: a 256 MiB import is
 /// not expected in 30 s, but it must not take forever either.
 const SLOW_BODY_BYTES_PER_SEC: u64 = 1 << 20;
@@ -154,9 +118,18 @@ pub async fn read_limited(
     payload: web::Payload,
     limit: usize,
 ) -> Result<BytesMut, ApiError> {
-    let base = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(30, |s| s.config.limits.body_timeout_secs);
+    let state = req.app_data::<web::Data<AppState>>();
+    let base = state.map_or(30, |s| s.config.limits.body_timeout_secs);
+    // Held while the body is being read, not while the request is handled: a fast client's
+    // body is read in microseconds, so only bodies that trickle (the attack) pile up here.
+    let _reading = match state {
+        Some(s) => Some(
+            s.bodies
+                .admit(req.peer_addr().map(|a| a.ip()))
+                .map_err(ApiError::closing)?,
+        ),
+        None => None,
+    };
     let limit_bytes = u64::try_from(limit).unwrap_or(u64::MAX);
     let size = req
         .headers()
@@ -171,7 +144,8 @@ pub async fn read_limited(
             StatusCode::REQUEST_TIMEOUT,
             "RequestTimeout",
             format!("the request body did not arrive within {secs} s"),
-        )),
+        )
+        .closing()),
     }
 }
 

@@ -564,10 +564,10 @@ pub struct Limits {
     pub import_max_bytes: usize,
     /// `STRATOS_BODY_TIMEOUT_SECS`: a request body must arrive whole within this time.
     pub body_timeout_secs: u32,
-    /// `STRATOS_MAX_BODIES_PER_IP`: requests with a body in flight from one client address
+    /// `STRATOS_MAX_BODIES_PER_IP`: request bodies arriving at once from one client address
     /// (0: no per-address cap, e.g. behind a proxy that enforces its own).
     pub max_bodies_per_ip: u32,
-    /// `STRATOS_MAX_BODIES`: requests with a body in flight in the whole process.
+    /// `STRATOS_MAX_BODIES`: request bodies arriving at once in the whole process.
     pub max_bodies: u32,
     /// `STRATOS_IMPORT_CONCURRENCY`: repository imports running at once.
     pub import_concurrency: u32,

@@ -4,7 +4,7 @@
 //! become HTTP answers; handlers never pick statuses for them.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use actix_web::http::header::{CONNECTION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 use stratos_domain::Error as DomainError;
@@ -24,6 +24,9 @@ pub struct ApiError {
     pub retry_after_s: Option<u64>,
     /// `WWW-Authenticate` challenge (DPoP failures, RFC 9449 §7.1).
     pub www_authenticate: Option<String>,
+    /// Answer with `Connection: close`: the request body was not (wholly) read, so the
+    /// connection cannot carry another request.
+    pub close: bool,
 }
 
 impl ApiError {
@@ -35,7 +38,14 @@ impl ApiError {
             message: message.into(),
             retry_after_s: None,
             www_authenticate: None,
+            close: false,
         }
+    }
+
+    /// The same error answered with `Connection: close`.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     /// The same error with a `WWW-Authenticate` challenge.
@@ -125,6 +135,9 @@ impl ResponseError for ApiError {
             && let Ok(v) = HeaderValue::from_str(challenge)
         {
             res.insert_header((WWW_AUTHENTICATE, v));
+        }
+        if self.close {
+            res.insert_header((CONNECTION, HeaderValue::from_static("close")));
         }
         res.json(json!({ "error": self.name, "message": self.message }))
     }

@@ -71,7 +71,6 @@ pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServ
     tokio::spawn(routes::close_streams_on_signal(streams.clone()));
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(actix_web::middleware::from_fn(body::admit_bodies))
             .wrap(actix_web::middleware::from_fn(middleware::response_headers))
             .app_data(state.clone())
             .configure(routes::configure)
