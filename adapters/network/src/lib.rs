@@ -14,7 +14,9 @@ pub mod identity;
 pub mod oauth;
 
 pub use allow_list::{AllowListConfig, AllowListStatus, FetchReport, HttpAllowList, Mirror};
-pub use identity::{HttpIdentityResolver, IdentityConfig, pds_endpoint, signing_key};
+pub use identity::{
+    HttpIdentityResolver, IdentityConfig, pds_endpoint, signing_key, signing_public_key,
+};
 pub use oauth::{AuthServerConfig, HttpAuthorizationServers};
 
 /// Failures of this crate's adapters.

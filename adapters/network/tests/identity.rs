@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use stratos_domain::crypto::PublicKey;
 use stratos_domain::syntax::Did;
 use stratos_network::identity::DEFAULT_MAX_BYTES;
-use stratos_network::{HttpIdentityResolver, IdentityConfig, NetworkError, signing_key};
+use stratos_network::{
+    HttpIdentityResolver, IdentityConfig, NetworkError, signing_key, signing_public_key,
+};
 use stratos_ports::env::{EnvError, IdentityResolver};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -527,6 +530,76 @@ fn signing_key_reads_either_id_form() {
         .remove("verificationMethod");
     assert_eq!(signing_key(&no_methods), None);
     assert_eq!(signing_key(&json!("not a document")), None);
+}
+
+/// Service-auth JWTs are checked against this key. Before, only the `Multikey` form was read,
+/// so every account of a PLC directory rendering the legacy suites — such as `@did-plc/server`
+/// 0.0.1 from npm, the PLC of the e2e harness — had an "unusable" key and every token it minted
+/// was refused (`apps/service/tests/e2e_pds.rs`).
+#[test]
+fn signing_public_key_reads_multikey_and_the_legacy_suites() {
+    let with = |kind: Option<&str>, multibase: Option<&str>| {
+        let mut d = doc(ALICE);
+        let method = &mut d["verificationMethod"][0];
+        match kind {
+            Some(k) => method["type"] = json!(k),
+            None => {
+                method.as_object_mut().unwrap().remove("type");
+            }
+        }
+        match multibase {
+            Some(m) => method["publicKeyMultibase"] = json!(m),
+            None => {
+                method.as_object_mut().unwrap().remove("publicKeyMultibase");
+            }
+        }
+        d
+    };
+    let key = |did_key: &str| PublicKey::from_did_key(did_key).unwrap();
+    // The interop signature fixtures' keys (compressed points under the legacy suites) and a key
+    // as @did-plc/server 0.0.1 publishes it (uncompressed point).
+    let k256 = "did:key:zQ3shqwJEJyMBsBXCWyCBpUBMqxcon9oHB7mCvx4sSpMdLJwc";
+    let p256 = "did:key:zDnaembgSGUhZULN2Caob4HLJPaxBh92N7rtH21TErzqf8HQo";
+    let plc = "did:key:zQ3shTLXmJKDMhnvusdvdHSuxDXPbpwFp2xMXhBpMpKxgMEwe";
+    let cases = [
+        (Some("Multikey"), &k256[8..], k256),
+        (None, &p256[8..], p256),
+        (
+            Some("EcdsaSecp256k1VerificationKey2019"),
+            "z25z9DTpsiYYJKGsWmSPJK2NFN8PcJtZig12K59UgW7q5t",
+            k256,
+        ),
+        (
+            Some("EcdsaSecp256r1VerificationKey2019"),
+            "zxdM8dSstjrpZaRUwBmDvjGXweKuEMVN95A9oJBFjkWMh",
+            p256,
+        ),
+        (
+            Some("EcdsaSecp256k1VerificationKey2019"),
+            "zPEYqPy9dhe2uoHcYNBeqK7ExQQSnTi626kFRAUwRVK88uK2rhwDLZgvP7p8PHHurkwti6PhSGvBTYW9AQwjLbtUM",
+            plc,
+        ),
+    ];
+    for (kind, multibase, expected) in cases {
+        let got = signing_public_key(&with(kind, Some(multibase)));
+        assert_eq!(got.unwrap().unwrap(), key(expected), "{kind:?} {multibase}");
+    }
+    // A method that is there but unusable is an error, not a missing key.
+    for bad in [
+        with(Some("JsonWebKey2020"), Some(&k256[8..])),
+        with(Some("EcdsaSecp256k1VerificationKey2019"), Some(&k256[8..])),
+        with(
+            Some("Multikey"),
+            Some("z25z9DTpsiYYJKGsWmSPJK2NFN8PcJtZig12K59UgW7q5t"),
+        ),
+        with(Some("Multikey"), None),
+    ] {
+        assert!(matches!(signing_public_key(&bad), Some(Err(_))), "{bad}");
+    }
+    let mut foreign = doc(ALICE);
+    foreign["verificationMethod"][0]["id"] = json!(format!("{BOB}#atproto"));
+    assert!(signing_public_key(&foreign).is_none());
+    assert!(signing_public_key(&json!("not a document")).is_none());
 }
 
 #[tokio::test]

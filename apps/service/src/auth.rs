@@ -13,7 +13,6 @@ use stratos_domain::Error as DomainError;
 use stratos_domain::auth::{
     ServiceJwtExpectation, TokenError, unverified_issuer, verify_service_jwt,
 };
-use stratos_domain::crypto::PublicKey;
 use stratos_domain::syntax::Did;
 use stratos_ports::env::Clock as _;
 
@@ -79,9 +78,8 @@ pub async fn verify_service_token(
         .await
         .map_err(|_| ApiError::invalid_token("the token's issuer could not be resolved"))?
         .ok_or_else(|| ApiError::invalid_token("the token's issuer does not exist"))?;
-    let key = stratos_network::identity::signing_key(&doc)
-        .ok_or_else(|| ApiError::invalid_token("the token's issuer has no #atproto key"))?;
-    let key = PublicKey::from_multikey(&key)
+    let key = stratos_network::identity::signing_public_key(&doc)
+        .ok_or_else(|| ApiError::invalid_token("the token's issuer has no #atproto key"))?
         .map_err(|_| ApiError::invalid_token("the issuer's #atproto key is unusable"))?;
     let now = SystemClock.now_ms() / 1000;
     let mut expect = ServiceJwtExpectation::new(state.config.service_did.as_str(), lxm, now);
