@@ -59,7 +59,7 @@ impl BodyGate {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
-                "too many requests with a body in flight; retry",
+                "too many request bodies arriving at once; retry",
             ));
         }
         if let Some(ip) = ip
@@ -67,13 +67,10 @@ impl BodyGate {
         {
             let n = per_ip.entry(ip).or_insert(0);
             if *n >= self.per_ip {
-                let mut err = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "RateLimitExceeded",
-                    "too many requests with a body in flight from this address",
-                );
-                err.retry_after_s = Some(1);
-                return Err(err);
+                return Err(ApiError::rate_limited(
+                    "too many request bodies arriving at once from this address",
+                    1,
+                ));
             }
             *n += 1;
         }

@@ -69,6 +69,13 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "InvalidToken", message)
     }
 
+    /// 429 `RateLimitExceeded` with `Retry-After: retry_after_s`.
+    pub fn rate_limited(message: impl Into<String>, retry_after_s: u64) -> Self {
+        let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "RateLimitExceeded", message);
+        err.retry_after_s = Some(retry_after_s);
+        err
+    }
+
     /// 403 `Forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "Forbidden", message)

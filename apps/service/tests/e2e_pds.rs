@@ -364,15 +364,7 @@ async fn admin_enroll(http: &reqwest::Client, base: &str, did: &str) {
 }
 
 fn post(text: &str) -> Value {
-    json!({
-        "$type": POST,
-        "text": text,
-        "boundary": {
-            "$type": "zone.stratos.boundary.defs#Domains",
-            "values": [{ "value": format!("{SERVICE_DID}/general") }],
-        },
-        "createdAt": "2026-12-08T09:00:00.000Z",
-    })
+    common::post_record(SERVICE_DID, text, &["general"])
 }
 
 fn rkey_of(uri: &Value) -> String {

@@ -119,15 +119,7 @@ fn did(s: &str) -> Did {
 }
 
 fn post_in(text: &str, boundaries: &[&str], reply_to: Option<&str>) -> Value {
-    let mut v = json!({
-        "$type": POST,
-        "text": text,
-        "boundary": {
-            "$type": "zone.stratos.boundary.defs#Domains",
-            "values": boundaries.iter().map(|b| json!({ "value": format!("did:web:nerv.tokyo.jp/{b}") })).collect::<Vec<_>>(),
-        },
-        "createdAt": "2026-11-25T09:00:00.000Z",
-    });
+    let mut v = common::post_record("did:web:nerv.tokyo.jp", text, boundaries);
     if let Some(uri) = reply_to {
         let strong = json!({ "uri": uri, "cid": "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm" });
         v["reply"] = json!({ "root": strong, "parent": strong });

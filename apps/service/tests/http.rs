@@ -91,15 +91,7 @@ impl Svc {
 }
 
 fn post(text: &str, boundaries: &[&str]) -> Value {
-    json!({
-        "$type": POST,
-        "text": text,
-        "boundary": {
-            "$type": "zone.stratos.boundary.defs#Domains",
-            "values": boundaries.iter().map(|b| json!({ "value": format!("did:web:nerv.tokyo.jp/{b}") })).collect::<Vec<_>>(),
-        },
-        "createdAt": "2026-11-25T09:00:00.000Z",
-    })
+    common::post_record("did:web:nerv.tokyo.jp", text, boundaries)
 }
 
 fn rkey_of(body: &Value) -> String {

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+mod common;
 use stratos_domain::blocks::BlockMap;
 use stratos_domain::car::{self, CarLimits};
 use stratos_domain::commit::SignedCommit;
@@ -151,15 +153,7 @@ struct Ledger {
 }
 
 fn post(text: &str) -> Value {
-    json!({
-        "$type": POST,
-        "text": text,
-        "boundary": {
-            "$type": "zone.stratos.boundary.defs#Domains",
-            "values": [{ "value": format!("{SERVICE_DID}/general") }],
-        },
-        "createdAt": "2026-11-25T09:00:00.000Z",
-    })
+    common::post_record(SERVICE_DID, text, &["general"])
 }
 
 /// Creates records on `base` until `stop`, the write bound, or the server dies under it. Any

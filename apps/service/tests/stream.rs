@@ -66,15 +66,7 @@ async fn start_in(path: &std::path::Path, extra: &[(&str, &str)]) -> Svc {
 }
 
 fn post(text: &str, boundaries: &[&str]) -> Json {
-    json!({
-        "$type": POST,
-        "text": text,
-        "boundary": {
-            "$type": "zone.stratos.boundary.defs#Domains",
-            "values": boundaries.iter().map(|b| json!({ "value": format!("{SERVICE}/{b}") })).collect::<Vec<_>>(),
-        },
-        "createdAt": "2026-11-25T09:00:00.000Z",
-    })
+    common::post_record(SERVICE, text, boundaries)
 }
 
 impl Svc {

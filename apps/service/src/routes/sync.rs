@@ -88,13 +88,10 @@ pub(super) async fn import_repo(
     // Taken before the body is read: a CAR in memory is the expensive part, so the cap bounds
     // what concurrent imports can hold, not only what they compute.
     let Ok(place) = Arc::clone(&state.imports).try_acquire_owned() else {
-        let mut err = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RateLimitExceeded",
+        return Err(ApiError::rate_limited(
             "another repository import is running; retry later",
-        );
-        err.retry_after_s = Some(5);
-        return Err(err);
+            5,
+        ));
     };
     let bytes = crate::body::read_limited(&req, body, state.config.limits.import_max_bytes).await?;
     if bytes.is_empty() {

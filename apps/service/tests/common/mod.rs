@@ -1,5 +1,8 @@
 //! What the service's HTTP test files share: the test configuration (SQLite and local blobs in
-//! a given directory, a loopback port chosen by the OS, dev mode, two offered boundaries).
+//! a given directory, a loopback port chosen by the OS, dev mode, two offered boundaries) and
+//! the shape of a post record.
+// Each test file uses a different part of this module.
+#![allow(dead_code)]
 
 use std::path::Path;
 
@@ -30,4 +33,20 @@ pub fn config(data_dir: &Path, extra: &[(&str, &str)]) -> Config {
     let mut config = Config::from_pairs(vars).expect("test configuration");
     config.port = 0;
     config
+}
+
+/// A `zone.stratos.feed.post` record of `service_did` in `boundaries` (bare names).
+pub fn post_record(service_did: &str, text: &str, boundaries: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "$type": "zone.stratos.feed.post",
+        "text": text,
+        "boundary": {
+            "$type": "zone.stratos.boundary.defs#Domains",
+            "values": boundaries
+                .iter()
+                .map(|b| serde_json::json!({ "value": format!("{service_did}/{b}") }))
+                .collect::<Vec<_>>(),
+        },
+        "createdAt": "2026-11-25T09:00:00.000Z",
+    })
 }
