@@ -973,7 +973,6 @@ impl Records {
         })
     }
 
-    /// Boundaries of the reply parent when it is stored here.
     /// The boundaries of the record's reply parent, when the parent is on this service AND the
     /// author may read it. A parent the author may not read is treated exactly like one that does
     /// not exist: answering `ReplyBoundaryEscalation` for it (and accepting the same reply to a
