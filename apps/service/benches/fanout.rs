@@ -339,6 +339,8 @@ async fn idle_rss() {
         .port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stratos"))
         .env_clear()
+        // Away from any `.env` of the checkout, which the service would read.
+        .current_dir(dir.path())
         .envs(vars(dir.path(), port))
         .spawn()
         .unwrap();

@@ -168,13 +168,11 @@ pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
     }
 }
 
-/// Equality whose time depends only on the lengths, not on where the inputs differ.
+/// Equality whose time depends only on the lengths, not on where the inputs differ (`subtle`,
+/// whose comparison the optimiser cannot turn into an early exit).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, x) in a.iter().enumerate() {
-        diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);
-    }
-    diff == 0
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! `stratos`: the service's command line. `stratos` or `stratos serve` runs the service with the
-//! configuration from the environment; `stratos migrate-service-did --from <old>` moves a data
-//! directory to the configured service DID; `--help` and `--version` only print.
+//! configuration from the environment (and `./.env`); `stratos migrate-service-did --from <old>`
+//! moves a data directory to the configured service DID; `--help` and `--version` only print.
+//! The hidden `stratos config-doc` prints (or, with `--write <file>`, updates) the variable tables
+//! of docs/configuration.md from the settings table.
 
-use clap::{Arg, Command};
+use clap::{Arg, ArgAction, Command};
 use stratos_domain::syntax::Did;
-use stratos_service::config::Config;
+use stratos_service::config::{self, Config};
 use stratos_service::identity::{self, Migration};
 
 // Measured with stratos-loadgen (docs/performance.md): glibc malloc's arena locking across the
@@ -17,8 +19,8 @@ fn cli() -> Command {
         .version(env!("CARGO_PKG_VERSION"))
         .about("Stratos: private, boundary-aware records for AT Protocol (the XRPC service)")
         .after_help(
-            "Every setting is a STRATOS_* environment variable: see docs/configuration.md and \
-             apps/service/.env.example.",
+            "Every setting is a STRATOS_* environment variable, also read from ./.env when \
+             present (the environment wins): see docs/configuration.md and .env.example.",
         )
         .subcommand(Command::new("serve").about("Run the service (what `stratos` alone does)"))
         .subcommand(
@@ -35,6 +37,19 @@ fn cli() -> Command {
                         .help("The DID the data directory belongs to now (start-up names it)"),
                 ),
         )
+        .subcommand(
+            // For maintainers, not operators: hidden from --help.
+            Command::new("config-doc")
+                .hide(true)
+                .about("Print the variable tables of docs/configuration.md")
+                .arg(
+                    Arg::new("write")
+                        .long("write")
+                        .value_name("FILE")
+                        .action(ArgAction::Set)
+                        .help("Replace the generated part of FILE instead of printing"),
+                ),
+        )
 }
 
 fn main() {
@@ -44,13 +59,41 @@ fn main() {
         Some(("migrate-service-did", args)) => {
             migrate(args.get_one::<String>("from").map_or("", String::as_str))
         }
+        Some(("config-doc", args)) => config_doc(args.get_one::<String>("write")),
         // clap accepts only the subcommands declared above.
         Some(_) => 2,
     };
     std::process::exit(code);
 }
 
-fn config() -> Result<Config, i32> {
+/// Prints the generated tables, or splices them into `write`.
+fn config_doc(write: Option<&String>) -> i32 {
+    let Some(path) = write else {
+        print!("{}", config::reference_markdown());
+        return 0;
+    };
+    let result = std::fs::read_to_string(path).and_then(|doc| {
+        let updated = config::update_reference(&doc).ok_or_else(|| {
+            std::io::Error::other("no `stratos config-doc` marker comments in the file")
+        })?;
+        if updated != doc {
+            std::fs::write(path, updated)?;
+            println!("updated {path}");
+        } else {
+            println!("{path} is up to date");
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {path}: {e}");
+            1
+        }
+    }
+}
+
+fn load_config() -> Result<Config, i32> {
     Config::from_env().map_err(|e| {
         eprintln!("configuration error:\n{e}");
         2
@@ -58,7 +101,7 @@ fn config() -> Result<Config, i32> {
 }
 
 fn migrate(from: &str) -> i32 {
-    let config = match config() {
+    let config = match load_config() {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -92,7 +135,7 @@ fn migrate(from: &str) -> i32 {
 }
 
 fn serve() -> i32 {
-    let config = match config() {
+    let config = match load_config() {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -106,6 +149,12 @@ fn serve() -> i32 {
     };
     if let Some(level) = level {
         tracing_subscriber::fmt().with_max_level(level).init();
+    }
+    if std::path::Path::new(config::DOTENV_FILE).is_file() {
+        tracing::info!(
+            "read {} from the working directory (the environment wins over it)",
+            config::DOTENV_FILE
+        );
     }
     tracing::info!(
         "effective configuration (secrets redacted):\n{}",

@@ -189,7 +189,7 @@ pub fn load_service_key(data_dir: &Path) -> anyhow::Result<Keypair> {
     let path = data_dir.join("service_key");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let bytes = decode_hex(text.trim()).context("service_key is not hex")?;
+            let bytes = hex::decode(text.trim()).context("service_key is not hex")?;
             Keypair::from_private_bytes(KeyAlgorithm::K256, &bytes)
                 .map_err(|e| anyhow::anyhow!("service_key is not a secp256k1 key: {e}"))
         }
@@ -197,12 +197,7 @@ pub fn load_service_key(data_dir: &Path) -> anyhow::Result<Keypair> {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
             let key = Keypair::generate(KeyAlgorithm::K256);
-            let hex: String = key
-                .private_bytes()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            write_private(&path, &hex)?;
+            write_private(&path, &hex::encode(key.private_bytes()))?;
             tracing::info!(path = %path.display(), "generated a new service key");
             Ok(key)
         }
@@ -228,16 +223,6 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("creating {}", path.display()))
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The external allow-list (`STRATOS_ALLOW_LIST_URI`), refreshed in the background and, with

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-//! The `stratos` binary's command line (`--help`, `--version`, `serve`, `migrate-service-did`),
-//! its start-up warnings for the README's own example, and the service DID kept with the data
-//! directory (a restart under another DID is refused until migrated).
+//! The `stratos` binary's command line (`--help`, `--version`, `serve`, `migrate-service-did`,
+//! the hidden `config-doc`), its start-up warnings for the README's own example, `./.env` (the
+//! README's `cp .env.example .env`), and the service DID kept with the data directory (a restart
+//! under another DID is refused until migrated).
 //!
 //! The binary runs with a cleared environment, a temporary data directory and a free port, so
 //! nothing here reads the caller's environment or touches a default port.
@@ -100,6 +101,9 @@ fn help_and_version_print_and_exit_without_serving() {
                     stdout.contains("docs/configuration.md"),
                     "{args:?}: {stdout}"
                 );
+                assert!(stdout.contains(".env"), "{args:?}: {stdout}");
+                // A maintainer's command, hidden from operators.
+                assert!(!stdout.contains("config-doc"), "{args:?}: {stdout}");
             }
         }
         // It did not start: no data directory, nothing listening.
@@ -191,6 +195,109 @@ fn the_readme_example_starts_with_truthful_warnings_each_once() {
     // Without an admin password nobody can enroll indeed, and the warning says so.
     assert!(log.contains("nobody can enroll"), "{log}");
     assert!(!log.contains("STRATOS_DEV_MODE is on"), "{log}");
+}
+
+/// The README's `cp .env.example .env`: the binary reads `./.env` from its working directory
+/// before parsing, a variable of the environment wins over the file, and the file's secrets are
+/// redacted in the start-up summary like any other.
+#[test]
+fn a_dotenv_file_in_the_working_directory_configures_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let example = include_str!("../../../.env.example");
+    // The copy, with three lines uncommented the way an operator would.
+    let dotenv = example
+        .replace(
+            "# STRATOS_ALLOWED_DOMAINS=\n",
+            "STRATOS_ALLOWED_DOMAINS=general\n",
+        )
+        .replace(
+            "# STRATOS_ADMIN_PASSWORD=\n",
+            "STRATOS_ADMIN_PASSWORD='dotenv-admin-secret'\n",
+        )
+        // `command` sets STRATOS_PORT in the environment, which must win.
+        .replace("# STRATOS_PORT=3100\n", "STRATOS_PORT=1\n");
+    assert_eq!(
+        dotenv.lines().filter(|l| !l.starts_with('#')).count(),
+        example.lines().filter(|l| !l.starts_with('#')).count() + 3
+    );
+    std::fs::write(dir.path().join(".env"), dotenv).unwrap();
+    let port = free_port();
+    let log = run_until_listening(&data, port, &[], &[]);
+    assert!(
+        log.contains("read .env from the working directory"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("STRATOS_PORT={port}\n")), "{log}");
+    assert!(
+        log.contains(&format!(
+            "STRATOS_ALLOWED_DOMAINS=did:web:localhost%3A{port}/general\n"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("STRATOS_ADMIN_PASSWORD=<redacted>\n"), "{log}");
+    assert!(!log.contains("dotenv-admin-secret"), "{log}");
+    // With the admin password from the file, the operator can enroll accounts.
+    assert!(!log.contains("nobody can enroll"), "{log}");
+
+    // The example copied as it is starts on the defaults.
+    std::fs::write(dir.path().join(".env"), example).unwrap();
+    let log = run_until_listening(&dir.path().join("data2"), free_port(), &[], &[]);
+    assert!(
+        log.contains("STRATOS_ADMIN_PASSWORD=(unset: admin endpoints disabled)"),
+        "{log}"
+    );
+
+    // A broken file stops the start with the file named and its value kept out.
+    std::fs::write(
+        dir.path().join(".env"),
+        "STRATOS_ADMIN_PASSWORD=\"dotenv-unclosed-secret\n",
+    )
+    .unwrap();
+    let child = command(&data, free_port(), &[], &[]).spawn().unwrap();
+    let out = finish(child, Duration::from_secs(10), "(serve, broken .env)");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(".env: cannot parse the line of STRATOS_ADMIN_PASSWORD"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("dotenv-unclosed-secret"), "{stderr}");
+}
+
+/// `stratos config-doc` prints the variable tables of docs/configuration.md and, with
+/// `--write`, replaces them between the marker comments of a file.
+#[test]
+fn config_doc_prints_and_updates_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let child = command(&data, free_port(), &[], &["config-doc"])
+        .spawn()
+        .unwrap();
+    let out = finish(child, Duration::from_secs(10), "config-doc");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        stratos_service::config::reference_markdown()
+    );
+    let file = dir.path().join("doc.md");
+    std::fs::write(
+        &file,
+        "# Doc\n\n<!-- BEGIN generated by `stratos config-doc` from the settings table \
+         (apps/service/src/config/table.rs); do not edit by hand -->\nstale\n\
+         <!-- END generated by `stratos config-doc` -->\n\nprose\n",
+    )
+    .unwrap();
+    let args = ["config-doc", "--write", file.to_str().unwrap()];
+    let child = command(&data, free_port(), &[], &args).spawn().unwrap();
+    let out = finish(child, Duration::from_secs(10), "config-doc --write");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.starts_with("# Doc\n"));
+    assert!(written.ends_with("\n\nprose\n"));
+    assert!(written.contains("| `STRATOS_PORT` | int 1..65535 | `3100` |"));
+    assert!(!written.contains("stale"));
+    assert!(!data.exists(), "config-doc started the service");
 }
 
 /// A configuration over `data_dir` whose service DID is the default for `port`.

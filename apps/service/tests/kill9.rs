@@ -53,8 +53,10 @@ impl Server {
         let port = free_port();
         let out = File::create(&log).unwrap();
         let child = Command::new(bin)
-            // Only what this test sets: a STRATOS_* variable of the caller must not change it.
+            // Only what this test sets: a STRATOS_* variable of the caller must not change it,
+            // nor a `.env` in the working directory (the service reads `./.env`).
             .env_clear()
+            .current_dir(data.parent().unwrap_or(data))
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("STRATOS_BIND", "127.0.0.1")
             .env("STRATOS_PORT", port.to_string())
