@@ -10,5 +10,10 @@ pub mod keys;
 pub mod oauth_store;
 pub mod outbox;
 pub mod repo_store;
+pub mod storage;
 pub mod storage_codec;
+pub mod stratos;
 pub mod usecases;
+
+pub use storage::{Storage, StorageParts};
+pub use stratos::{BuildError, Stratos, StratosBuilder};

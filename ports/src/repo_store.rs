@@ -308,3 +308,75 @@ pub trait RepoStore: Send + Sync {
         uploads_before_ms: i64,
     ) -> RepoResult<Vec<ReleasedBlob>>;
 }
+
+/// A shared store is a store: lets wrappers such as
+/// [`CachedBlocks`](crate::block_cache::CachedBlocks) take an `Arc<dyn RepoStore>`.
+#[async_trait]
+impl<T: RepoStore + ?Sized> RepoStore for std::sync::Arc<T> {
+    async fn create_actor(&self, did: &Did) -> RepoResult<()> {
+        (**self).create_actor(did).await
+    }
+    async fn destroy_actor(&self, did: &Did) -> RepoResult<()> {
+        (**self).destroy_actor(did).await
+    }
+    async fn actor_exists(&self, did: &Did) -> RepoResult<bool> {
+        (**self).actor_exists(did).await
+    }
+    async fn head(&self, did: &Did) -> RepoResult<Option<RepoHead>> {
+        (**self).head(did).await
+    }
+    async fn get_blocks(&self, did: &Did, cids: &[Cid]) -> RepoResult<BlockMap> {
+        (**self).get_blocks(did, cids).await
+    }
+    async fn apply_commit(&self, did: &Did, unit: CommitUnit) -> RepoResult<u64> {
+        (**self).apply_commit(did, unit).await
+    }
+    async fn get_record(
+        &self,
+        did: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> RepoResult<Option<StoredRecord>> {
+        (**self).get_record(did, collection, rkey).await
+    }
+    async fn list_records(&self, did: &Did, query: &ListQuery) -> RepoResult<Vec<StoredRecord>> {
+        (**self).list_records(did, query).await
+    }
+    async fn events_after(
+        &self,
+        did: &Did,
+        cursor: u64,
+        limit: usize,
+    ) -> RepoResult<Vec<SeqEvent>> {
+        (**self).events_after(did, cursor, limit).await
+    }
+    async fn latest_seq(&self, did: &Did) -> RepoResult<u64> {
+        (**self).latest_seq(did).await
+    }
+    async fn all_blocks(&self, did: &Did) -> RepoResult<BlockMap> {
+        (**self).all_blocks(did).await
+    }
+    async fn track_blob(&self, did: &Did, upload: StoredBlob) -> RepoResult<Option<StoredBlob>> {
+        (**self).track_blob(did, upload).await
+    }
+    async fn blob(&self, did: &Did, cid: &Cid) -> RepoResult<Option<StoredBlob>> {
+        (**self).blob(did, cid).await
+    }
+    async fn records_referencing_blob(
+        &self,
+        did: &Did,
+        cid: &Cid,
+    ) -> RepoResult<Vec<BlobReference>> {
+        (**self).records_referencing_blob(did, cid).await
+    }
+    async fn list_blobs(&self, did: &Did, query: &BlobListQuery) -> RepoResult<Vec<Cid>> {
+        (**self).list_blobs(did, query).await
+    }
+    async fn release_blobs(
+        &self,
+        did: &Did,
+        uploads_before_ms: i64,
+    ) -> RepoResult<Vec<ReleasedBlob>> {
+        (**self).release_blobs(did, uploads_before_ms).await
+    }
+}

@@ -2,7 +2,10 @@
 //!
 //! Rules (see docs/architecture.md):
 //! 1. the domain crate depends on no other workspace crate and, transitively, on no I/O crate;
-//! 2. the ports crate depends on no workspace crate but the domain, and on no I/O crate;
+//! 2. the ports crate depends on no workspace crate but the domain, and on no I/O crate, with one
+//!    exception: tokio itself, declared directly without default features and with only the
+//!    features in [`PORTS_TOKIO_FEATURES`] (scheduling and synchronisation, never I/O: the live
+//!    stream's broadcast and its tasks);
 //! 3. an adapter never depends on another adapter;
 //! 4. only apps depend on adapters (apps are the composition roots); nothing depends on an app.
 //!
@@ -34,6 +37,10 @@ pub const IO_CRATES: &[&str] = &[
     "fred",
     "tokio-tungstenite",
 ];
+
+/// The tokio features the ports crate may enable: channels and locks, spawning, timers. None of
+/// them opens a socket or a file.
+pub const PORTS_TOKIO_FEATURES: &[&str] = &["sync", "rt", "time"];
 
 /// Where a workspace crate sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +77,28 @@ fn layer_of(manifest_path: &str, workspace_root: &str) -> Layer {
 struct Package {
     name: String,
     layer: Layer,
+    /// A normal dependency on tokio declared with no default features and only
+    /// [`PORTS_TOKIO_FEATURES`].
+    tokio_sync_only: bool,
+}
+
+fn declares_tokio_sync_only(pkg: &Value) -> bool {
+    let mut tokio = pkg["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["name"] == "tokio" && d["kind"].is_null())
+        .peekable();
+    tokio.peek().is_some()
+        && tokio.all(|d| {
+            d["uses_default_features"] == false
+                && d["features"].as_array().is_some_and(|f| {
+                    f.iter().all(|f| {
+                        f.as_str()
+                            .is_some_and(|f| PORTS_TOKIO_FEATURES.contains(&f))
+                    })
+                })
+        })
 }
 
 /// Checks `cargo metadata --format-version 1` output; returns one message per violation.
@@ -100,6 +129,7 @@ pub fn check(metadata: &Value) -> Vec<String> {
                 Package {
                     name: name.to_owned(),
                     layer,
+                    tokio_sync_only: declares_tokio_sync_only(pkg),
                 },
             );
         }
@@ -145,7 +175,19 @@ pub fn check(metadata: &Value) -> Vec<String> {
             }
         }
         if matches!(pkg.layer, Layer::Domain | Layer::Ports) {
-            for reached in transitive(&edges, id) {
+            // The ports' own, feature-restricted tokio is allowed; tokio reached through any
+            // other dependency is not (its features would be someone else's choice).
+            let tokio_allowed = pkg.layer == Layer::Ports && pkg.tokio_sync_only;
+            let mut reached = BTreeSet::new();
+            for dep in &direct {
+                let name = names.get(dep).copied().unwrap_or(dep);
+                if tokio_allowed && name == "tokio" {
+                    continue;
+                }
+                reached.insert(*dep);
+                reached.extend(transitive(&edges, dep));
+            }
+            for reached in reached {
                 let name = names.get(reached).copied().unwrap_or(reached);
                 if IO_CRATES.contains(&name) {
                     violations.push(format!(

@@ -140,3 +140,44 @@ fn dev_dependencies_do_not_count() {
     }
     assert_eq!(check(&m), Vec::<String>::new());
 }
+
+/// Ports (only) may use tokio for scheduling and synchronisation: declared directly, without
+/// default features, with features from `PORTS_TOKIO_FEATURES`; anything else reaching tokio
+/// is still a violation.
+#[test]
+fn ports_may_use_tokio_for_sync_only() {
+    let graph = |layer: &str, via: &str, default: bool, features: &[&str]| {
+        let mut m = synthetic(
+            &[("d", "domain", &[]), ("p", layer, &["d", via])],
+            &["tokio", "mid"],
+        );
+        for node in m["resolve"]["nodes"].as_array_mut().unwrap() {
+            if node["id"] == "mid-id" {
+                node["deps"] = json!([{"pkg": "tokio-id", "dep_kinds": [{"kind": null}]}]);
+            }
+        }
+        for pkg in m["packages"].as_array_mut().unwrap() {
+            if pkg["id"] == "p-id" {
+                pkg["dependencies"] = json!([{"name": via, "kind": null,
+                    "uses_default_features": default, "features": features}]);
+            }
+        }
+        check(&m)
+    };
+    assert_eq!(
+        graph("ports", "tokio", false, &["sync", "rt", "time"]),
+        Vec::<String>::new()
+    );
+    for (layer, via, default, features) in [
+        ("ports", "tokio", false, &["sync", "net"][..]),
+        ("ports", "tokio", true, &["sync"][..]),
+        ("ports", "mid", false, &[][..]),
+        ("domain", "tokio", false, &["sync"][..]),
+    ] {
+        let v = graph(layer, via, default, features);
+        assert!(
+            v.iter().any(|v| v.contains("reaches I/O crate tokio")),
+            "{layer} via {via} (default {default}, {features:?}): {v:?}"
+        );
+    }
+}

@@ -14,6 +14,7 @@
 mod repo;
 mod service;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -24,6 +25,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 use stratos_ports::repo_store::RepoStoreError;
+use stratos_ports::{Storage, StorageParts};
 
 pub use repo::PostgresRepoStore;
 pub use service::{PostgresEnrollmentStore, PostgresKeyStore, PostgresOAuthStore, PostgresOutbox};
@@ -224,8 +226,27 @@ pub struct PostgresStorage {
     schemas: Schemas,
 }
 
+/// Connects to PostgreSQL (creating the service schema and tables if needed) and returns the
+/// bundle `stratos_ports::Stratos::builder` takes: one schema for the service, one per account.
+pub async fn connect_storage(config: &PostgresConfig) -> Result<Storage, PostgresError> {
+    Ok(PostgresStorage::connect(config).await?.into_storage())
+}
+
 impl PostgresStorage {
-    /// Connects and creates the service schema and tables if needed.
+    /// The stores as one [`Storage`] bundle (the repository store fills this outbox in each
+    /// commit's transaction).
+    pub fn into_storage(self) -> Storage {
+        Storage::from_parts(StorageParts {
+            repos: Arc::new(self.repos),
+            enrollments: Arc::new(self.enrollments),
+            keys: Arc::new(self.keys),
+            outbox: Arc::new(self.outbox),
+            oauth: Arc::new(self.oauth),
+        })
+    }
+
+    /// Connects and creates the service schema and tables if needed, with each store's concrete
+    /// type (tests and tools); apps use [`connect_storage`].
     pub async fn connect(config: &PostgresConfig) -> Result<Self, PostgresError> {
         if !valid_prefix(&config.schema_prefix) {
             return Err(PostgresError::BadPrefix(config.schema_prefix.clone()));

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use sea_orm::DbErr;
 use stratos_ports::repo_store::RepoStoreError;
+use stratos_ports::{Storage, StorageParts};
 
 pub use actor_db::actor_dir;
 pub use db::Durability;
@@ -97,8 +98,29 @@ pub struct SqliteStorage {
     root: PathBuf,
 }
 
+/// Opens (creating and migrating as needed) the SQLite storage under `data_dir` as the bundle
+/// `stratos_ports::Stratos::builder` takes: one service database and one database per account.
+pub async fn open_storage(data_dir: &Path, durability: Durability) -> Result<Storage, SqliteError> {
+    Ok(SqliteStorage::open(data_dir, durability)
+        .await?
+        .into_storage())
+}
+
 impl SqliteStorage {
-    /// Opens (creating and migrating as needed) the storage under `data_dir`.
+    /// The stores as one [`Storage`] bundle (the repository store fills this outbox in each
+    /// commit's transaction).
+    pub fn into_storage(self) -> Storage {
+        Storage::from_parts(StorageParts {
+            repos: Arc::new(self.repos),
+            enrollments: Arc::new(self.enrollments),
+            keys: Arc::new(self.keys),
+            outbox: Arc::new(self.outbox),
+            oauth: Arc::new(self.oauth),
+        })
+    }
+
+    /// Opens (creating and migrating as needed) the storage under `data_dir`, with each store's
+    /// concrete type (tests and tools); apps use [`open_storage`].
     pub async fn open(data_dir: &Path, durability: Durability) -> Result<Self, SqliteError> {
         tokio::fs::create_dir_all(data_dir.join("actors")).await?;
         let service = db::open(&data_dir.join("service.sqlite"), durability).await?;

@@ -14,10 +14,9 @@ use stratos_domain::auth::{
     ServiceJwtExpectation, TokenError, unverified_issuer, verify_service_jwt,
 };
 use stratos_domain::syntax::Did;
-use stratos_ports::env::Clock as _;
 
 use crate::error::ApiError;
-use crate::state::{AppState, SystemClock};
+use crate::state::AppState;
 
 /// The authenticated account, if any. Errors are authentication failures (401).
 pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, ApiError> {
@@ -73,7 +72,8 @@ pub async fn verify_service_token(
 ) -> Result<Did, ApiError> {
     let iss = unverified_issuer(token).map_err(service_jwt_error)?;
     let doc = state
-        .identity
+        .stratos
+        .identity()
         .resolve_did(&iss)
         .await
         .map_err(|_| ApiError::invalid_token("the token's issuer could not be resolved"))?
@@ -81,7 +81,7 @@ pub async fn verify_service_token(
     let key = stratos_network::identity::signing_public_key(&doc)
         .ok_or_else(|| ApiError::invalid_token("the token's issuer has no #atproto key"))?
         .map_err(|_| ApiError::invalid_token("the issuer's #atproto key is unusable"))?;
-    let now = SystemClock.now_ms() / 1000;
+    let now = state.stratos.clock().now_ms() / 1000;
     let mut expect = ServiceJwtExpectation::new(state.config.service_did.as_str(), lxm, now);
     expect.max_lifetime_secs = i64::from(state.config.auth.service_auth_max_lifetime_secs);
     Ok(verify_service_jwt(token, &expect, &[key])

@@ -15,7 +15,7 @@
 //! key, so every worker and every instance that shares the key hands out and accepts the same
 //! nonces without talking to each other. The replay cache is per process (all workers).
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::HttpRequest;
 use stratos_domain::Error as DomainError;
@@ -25,10 +25,10 @@ use stratos_domain::auth::{
 };
 use stratos_domain::crypto::Keypair;
 use stratos_domain::syntax::Did;
-use stratos_ports::env::Clock as _;
+use stratos_ports::env::Clock;
 
 use crate::error::ApiError;
-use crate::state::{AppState, SystemClock};
+use crate::state::AppState;
 
 /// The DPoP proof header.
 pub const DPOP_HEADER: &str = "dpop";
@@ -42,6 +42,8 @@ pub struct DpopVerifier {
     /// The public URL without a trailing `/`: proofs name the URL the client called.
     public_url: String,
     replay: Mutex<MemoryReplayCache>,
+    /// The library's clock, so token-time tests can use a manual one.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for DpopVerifier {
@@ -55,7 +57,12 @@ impl std::fmt::Debug for DpopVerifier {
 
 impl DpopVerifier {
     /// A verifier whose nonces derive from `service_key`.
-    pub fn new(service_key: &Keypair, require_nonce: bool, public_url: &str) -> Self {
+    pub fn new(
+        service_key: &Keypair,
+        require_nonce: bool,
+        public_url: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let mut material = b"stratos/dpop-nonce/v1:".to_vec();
         material.extend_from_slice(&service_key.private_bytes());
         Self {
@@ -63,6 +70,7 @@ impl DpopVerifier {
             require_nonce,
             public_url: public_url.trim_end_matches('/').to_owned(),
             replay: Mutex::new(MemoryReplayCache::new()),
+            clock,
         }
     }
 
@@ -70,7 +78,7 @@ impl DpopVerifier {
     pub fn current_nonce(&self) -> String {
         let [_, _, next] = dpop_nonce_window(
             &self.nonce_secret,
-            SystemClock.now_ms(),
+            self.clock.now_ms(),
             DPOP_NONCE_ROTATION_MS,
         );
         next
@@ -94,7 +102,7 @@ impl DpopVerifier {
             (None, _) => return Err(invalid_proof("a DPoP proof header is required")),
             (Some(_), Some(_)) => return Err(invalid_proof("more than one DPoP header")),
         };
-        let now_ms = SystemClock.now_ms();
+        let now_ms = self.clock.now_ms();
         let url = format!("{}{}", self.public_url, req.uri().path());
         let window = dpop_nonce_window(&self.nonce_secret, now_ms, DPOP_NONCE_ROTATION_MS);
         let nonces: Vec<&str> = if self.require_nonce {
@@ -113,7 +121,8 @@ impl DpopVerifier {
 
         let (sub, issuer) = unverified_subject_and_issuer(token).map_err(|e| token_error(&e))?;
         let doc = state
-            .identity
+            .stratos
+            .identity()
             .resolve_did(&sub)
             .await
             .map_err(|_| invalid_token("the token's account could not be resolved"))?

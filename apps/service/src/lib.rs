@@ -67,7 +67,7 @@ impl RunningServer {
 pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServer> {
     let addr = config.socket_addr();
     let state = web::Data::new(AppState::build(config).await?);
-    let streams = state.streams.clone();
+    let streams = state.stratos.streams().clone();
     tokio::spawn(routes::close_streams_on_signal(streams.clone()));
     let server = HttpServer::new(move || {
         App::new()

@@ -5,17 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
-use stratos_domain::lexicon::Catalog;
-use stratos_domain::write::WritePolicy;
+use stratos_ports::Storage;
+use stratos_ports::Stratos;
 use stratos_ports::blob_store::BlobStore;
-use stratos_ports::block_cache::CachedBlocks;
-use stratos_ports::enrollment_store::EnrollmentStore;
-use stratos_ports::env::{AllowList, AuthorizationServers, Clock, IdentityResolver};
-use stratos_ports::keys::SigningKeyStore;
-use stratos_ports::outbox::Outbox;
-use stratos_ports::repo_store::RepoStore;
-use stratos_ports::usecases::enrollment::{EnrollmentDeps, Enrollments};
-use stratos_ports::usecases::records::{RecordDeps, Records};
+use stratos_ports::env::{AllowList, AuthorizationServers, IdentityResolver};
+use stratos_ports::usecases::stream::hub::HubSettings;
 
 use crate::config::{BlobStorage, Config, SqliteDurability, StorageBackend};
 
@@ -23,22 +17,9 @@ use crate::config::{BlobStorage, Config, SqliteDurability, StorageBackend};
 pub struct AppState {
     /// The effective configuration.
     pub config: Config,
-    /// Record use cases.
-    pub records: Arc<Records>,
-    /// Enrollment use cases.
-    pub enrollments: Arc<Enrollments>,
-    /// Enrollment reads (status, resolveEnrollments, health).
-    pub enrollment_store: Arc<dyn EnrollmentStore>,
-    /// Repository reads that need no use case (heads, CAR export for sync).
-    pub repos: Arc<dyn RepoStore>,
-    /// Blobs.
-    pub blobs: Arc<dyn BlobStore>,
-    /// The service's secp256k1 key (attestations, `did.json`).
-    pub service_key: Arc<Keypair>,
-    /// DID documents of token issuers.
-    pub identity: Arc<dyn IdentityResolver>,
-    /// The sync stream's live fan-out (fed by the use cases after each commit).
-    pub streams: Arc<crate::routes::StreamHub>,
+    /// The library's services (records, enrollments, blobs, the sync stream) over the
+    /// configured adapters.
+    pub stratos: Stratos,
     /// Keys of accounts' OAuth authorization servers (DPoP-bound access tokens).
     pub auth_servers: Arc<dyn AuthorizationServers>,
     /// DPoP nonces and replay cache, shared by all workers.
@@ -62,26 +43,6 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// Wall-clock time.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-    }
-}
-
-struct Storage {
-    repos: Arc<dyn RepoStore>,
-    enrollments: Arc<dyn EnrollmentStore>,
-    keys: Arc<dyn SigningKeyStore>,
-    outbox: Arc<dyn Outbox>,
-}
-
 async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
     Ok(match &config.storage {
         StorageBackend::Sqlite {
@@ -92,33 +53,19 @@ async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
                 SqliteDurability::Durable => stratos_sqlite::Durability::Durable,
                 SqliteDurability::Relaxed => stratos_sqlite::Durability::Relaxed,
             };
-            let s = stratos_sqlite::SqliteStorage::open(data_dir, durability)
+            stratos_sqlite::open_storage(data_dir, durability)
                 .await
-                .with_context(|| format!("opening SQLite storage in {}", data_dir.display()))?;
-            Storage {
-                repos: Arc::new(CachedBlocks::new(s.repos.clone(), config.block_cache_size)),
-                enrollments: Arc::new(s.enrollments.clone()),
-                keys: Arc::new(s.keys.clone()),
-                outbox: Arc::new(s.outbox.clone()),
-            }
+                .with_context(|| format!("opening SQLite storage in {}", data_dir.display()))?
         }
         StorageBackend::Postgres {
             url, actor_pool, ..
-        } => {
-            let s = stratos_postgres::PostgresStorage::connect(&stratos_postgres::PostgresConfig {
-                url: url.expose().to_owned(),
-                pool_size: *actor_pool,
-                schema_prefix: String::new(),
-            })
-            .await
-            .context("connecting to PostgreSQL")?;
-            Storage {
-                repos: Arc::new(CachedBlocks::new(s.repos.clone(), config.block_cache_size)),
-                enrollments: Arc::new(s.enrollments.clone()),
-                keys: Arc::new(s.keys.clone()),
-                outbox: Arc::new(s.outbox.clone()),
-            }
-        }
+        } => stratos_postgres::connect_storage(&stratos_postgres::PostgresConfig {
+            url: url.expose().to_owned(),
+            pool_size: *actor_pool,
+            schema_prefix: String::new(),
+        })
+        .await
+        .context("connecting to PostgreSQL")?,
     })
 }
 
@@ -150,37 +97,6 @@ fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
             .context("configuring S3 blob storage")?,
         ),
     })
-}
-
-/// The sync stream's hub over the storage, connected to the other instances through Valkey
-/// when `STRATOS_VALKEY_URL` is set.
-async fn open_streams(
-    config: &Config,
-    storage: &Storage,
-) -> anyhow::Result<Arc<crate::routes::StreamHub>> {
-    let cursor = storage
-        .enrollments
-        .latest_event_seq()
-        .await
-        .context("reading the enrollment log")?;
-    let s = &config.stream;
-    let hub = Arc::new(crate::routes::StreamHub::new(
-        storage.repos.clone(),
-        storage.enrollments.clone(),
-        crate::routes::HubSettings {
-            live_window: s.live_window,
-            heartbeat: std::time::Duration::from_secs(s.heartbeat_secs),
-            send_timeout: std::time::Duration::from_secs(s.send_timeout_secs),
-        },
-        cursor,
-    ));
-    if let Some(url) = &config.valkey_url {
-        let notifier = stratos_valkey::ValkeyNotifier::connect(url.expose(), "stratos:")
-            .await
-            .context("connecting to Valkey for stream notifications")?;
-        hub.attach_notifier(Arc::new(notifier));
-    }
-    Ok(hub)
 }
 
 /// Loads the service's secp256k1 key from `{data_dir}/service_key` (hex), creating it on first
@@ -257,38 +173,16 @@ async fn open_allow_list(config: &Config) -> anyhow::Result<Option<Arc<dyn Allow
 }
 
 impl AppState {
-    /// Opens every adapter the configuration names and builds the use cases.
+    /// Opens every adapter the configuration names and builds the library's services.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Before anything is opened or created under another identity.
         crate::identity::check(&config.data_dir, &config.service_did)?;
         let storage = open_storage(&config).await?;
-        let streams = open_streams(&config, &storage).await?;
         let blobs = open_blobs(&config)?;
-        let service_key = Arc::new(load_service_key(&config.data_dir)?);
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let catalog =
-            Arc::new(Catalog::stratos().map_err(|e| anyhow::anyhow!("loading the lexicons: {e}"))?);
-        let records = Arc::new(
-            Records::new(RecordDeps {
-                repos: storage.repos.clone(),
-                enrollments: storage.enrollments.clone(),
-                keys: storage.keys.clone(),
-                clock: clock.clone(),
-                catalog,
-                policy: WritePolicy {
-                    service_did: config.service_did.clone(),
-                    allowed: config.allowed_boundaries.clone(),
-                },
-                service_ref: format!("{}#{}", config.service_did, config.service_fragment),
-                rate_limit: config.write_rate.rate_limit(),
-                blobs: blobs.clone(),
-            })
-            .with_event_sink(streams.clone()),
-        );
+        let service_key = load_service_key(&config.data_dir)?;
         let policy = config
             .enrollment_policy()
             .map_err(|e| anyhow::anyhow!("enrollment policy: {e}"))?;
-        let allow_list = open_allow_list(&config).await?;
         let identity: Arc<dyn IdentityResolver> = Arc::new(
             stratos_network::identity::HttpIdentityResolver::new(
                 stratos_network::identity::IdentityConfig {
@@ -302,24 +196,31 @@ impl AppState {
             )
             .map_err(|e| anyhow::anyhow!("identity resolver: {e}"))?,
         );
-        let enrollments = Arc::new(
-            Enrollments::new(EnrollmentDeps {
-                repos: storage.repos.clone(),
-                enrollments: storage.enrollments.clone(),
-                keys: storage.keys.clone(),
-                outbox: storage.outbox.clone(),
-                blobs: blobs.clone(),
-                identity: identity.clone(),
-                allow_list,
-                clock,
-                policy,
-                service_did: config.service_did.clone(),
-                service_endpoint: config.public_url.as_str().to_owned(),
-                service_key: service_key.clone(),
-                records: records.clone(),
-            })
-            .with_event_sink(streams.clone()),
-        );
+        let s = &config.stream;
+        let mut builder = Stratos::builder(config.service_did.clone(), service_key)
+            .public_url(config.public_url.as_str())
+            .service_fragment(config.service_fragment.clone())
+            .storage(storage)
+            .blob_store(blobs)
+            .identity(identity)
+            .enrollment_policy(policy)
+            .rate_limit(config.write_rate.rate_limit())
+            .block_cache(config.block_cache_size)
+            .stream_settings(HubSettings {
+                live_window: s.live_window,
+                heartbeat: std::time::Duration::from_secs(s.heartbeat_secs),
+                send_timeout: std::time::Duration::from_secs(s.send_timeout_secs),
+            });
+        if let Some(list) = open_allow_list(&config).await? {
+            builder = builder.allow_list(list);
+        }
+        if let Some(url) = &config.valkey_url {
+            let notifier = stratos_valkey::ValkeyNotifier::connect(url.expose(), "stratos:")
+                .await
+                .context("connecting to Valkey for stream notifications")?;
+            builder = builder.notifier(Arc::new(notifier));
+        }
+        let stratos = builder.build().await.context("composing Stratos")?;
         let auth_servers: Arc<dyn AuthorizationServers> = Arc::new(
             stratos_network::HttpAuthorizationServers::new(stratos_network::AuthServerConfig {
                 // As for identity lookups: plain http only to loopback, only in development.
@@ -330,9 +231,10 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("authorization servers: {e}"))?,
         );
         let dpop = crate::dpop::DpopVerifier::new(
-            &service_key,
+            stratos.service_key(),
             config.auth.dpop_require_nonce,
             config.public_url.as_str(),
+            stratos.clock().clone(),
         );
         let client_metadata = crate::oauth_client::client_metadata(&config)?;
         let limits = config.limits;
@@ -342,17 +244,10 @@ impl AppState {
                 limits.import_concurrency as usize,
             )),
             background: tokio::runtime::Handle::current(),
-            streams,
             auth_servers,
             dpop,
             client_metadata,
-            records,
-            enrollments,
-            enrollment_store: storage.enrollments,
-            repos: storage.repos,
-            blobs,
-            service_key,
-            identity,
+            stratos,
             config,
         })
     }

@@ -41,7 +41,11 @@ pub(super) async fn enroll_actor(
     let input: EnrollInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     let did = parse_did(&input.did, "did")?;
     let boundaries = offered(&state, &input.boundaries)?;
-    let out = state.enrollments.enroll_direct(&did, &boundaries).await?;
+    let out = state
+        .stratos
+        .enrollments()
+        .enroll_direct(&did, &boundaries)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
         "did": out.enrollment.did,
         "enrolled": true,
@@ -75,7 +79,11 @@ async fn change_one(
     } else {
         BoundaryChange::Remove(&boundary)
     };
-    let now = state.enrollments.change_boundaries(&did, change).await?;
+    let now = state
+        .stratos
+        .enrollments()
+        .change_boundaries(&did, change)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "did": did.as_str(), "boundaries": now })))
 }
 
@@ -111,7 +119,8 @@ pub(super) async fn set_boundaries(
     let did = parse_did(&input.did, "did")?;
     let all = offered(&state, &input.boundaries)?;
     let now = state
-        .enrollments
+        .stratos
+        .enrollments()
         .change_boundaries(&did, BoundaryChange::Set(&all))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "did": did.as_str(), "boundaries": now })))

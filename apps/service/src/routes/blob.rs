@@ -40,7 +40,8 @@ pub(super) async fn upload_blob(
     };
     let bytes = read_limited(&req, body, state.config.limits.blob_max_bytes).await?;
     let blob = state
-        .records
+        .stratos
+        .records()
         .upload_blob(&caller, mime_type, bytes.to_vec())
         .await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -70,7 +71,12 @@ pub(super) async fn get_blob(req: HttpRequest, state: State) -> Result<HttpRespo
     let did = parse_did(&p.did, "did")?;
     let cid = parse_cid(&p.cid, "cid")?;
     let viewer = optional_caller(&req, &state).await?;
-    let Some(download) = state.records.get_blob(viewer.as_ref(), &did, &cid).await? else {
+    let Some(download) = state
+        .stratos
+        .records()
+        .get_blob(viewer.as_ref(), &did, &cid)
+        .await?
+    else {
         return Err(ApiError::blob_not_found());
     };
     // Validated at upload; the fallback only guards data written some other way.
@@ -128,7 +134,8 @@ pub(super) async fn list_blobs(req: HttpRequest, state: State) -> Result<HttpRes
     };
     let viewer = optional_caller(&req, &state).await?;
     let Some(page) = state
-        .records
+        .stratos
+        .records()
         .list_blobs(
             viewer.as_ref(),
             &did,

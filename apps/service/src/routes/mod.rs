@@ -9,8 +9,8 @@ mod stratos;
 mod subscribe;
 mod sync;
 
+pub use stratos_ports::usecases::stream::hub::{StatsSnapshot, StreamHub};
 pub use subscribe::close_streams_on_signal;
-pub use subscribe::hub::{HubSettings, StatsSnapshot, StreamHub};
 
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, Route, web};

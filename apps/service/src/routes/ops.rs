@@ -20,12 +20,18 @@ pub(super) async fn banner() -> HttpResponse {
 
 /// Checks storage for real: one enrollment read and one blob-store probe.
 pub(super) async fn health(state: State) -> HttpResponse {
-    let db = state.enrollment_store.list(None, 1).await.is_ok();
+    let db = state
+        .stratos
+        .storage()
+        .enrollments()
+        .list(None, 1)
+        .await
+        .is_ok();
     let probe = stratos_domain::syntax::Did::parse("did:plc:healthprobe")
         .ok()
         .map(|d| (d, stratos_domain::cid::raw(b"health")));
     let blobs = match probe {
-        Some((did, cid)) => state.blobs.has(&did, &cid).await.is_ok(),
+        Some((did, cid)) => state.stratos.blob_store().has(&did, &cid).await.is_ok(),
         None => false,
     };
     let ok = db && blobs;
@@ -50,7 +56,7 @@ pub(super) async fn robots() -> HttpResponse {
 
 pub(super) async fn did_document(state: State) -> HttpResponse {
     let did = state.config.service_did.as_str();
-    let key = state.service_key.did_key();
+    let key = state.stratos.service_key().did_key();
     let multibase = key.strip_prefix("did:key:").unwrap_or(&key);
     let fragment = &state.config.service_fragment;
     HttpResponse::Ok().json(json!({

@@ -62,7 +62,8 @@ pub(super) async fn create_record(
         value: input.record,
     };
     let out = state
-        .records
+        .stratos
+        .records()
         .apply_writes_with(&caller, &repo, vec![op], &swaps)
         .await?;
     let first = out
@@ -129,7 +130,8 @@ pub(super) async fn put_record(
         input.swap_record.as_ref().map(Option::as_deref),
     )?;
     let out = state
-        .records
+        .stratos
+        .records()
         .put_record_with(
             &caller,
             &repo,
@@ -178,7 +180,8 @@ pub(super) async fn delete_record(
     )?;
     let out = if swaps == Swaps::default() {
         state
-            .records
+            .stratos
+            .records()
             .delete_record(&caller, &repo, &input.collection, &input.rkey)
             .await?
     } else {
@@ -188,7 +191,8 @@ pub(super) async fn delete_record(
         };
         Some(
             state
-                .records
+                .stratos
+                .records()
                 .apply_writes_with(&caller, &repo, vec![op], &swaps)
                 .await?,
         )
@@ -261,7 +265,8 @@ pub(super) async fn apply_writes(
         records: Vec::new(),
     };
     let out = state
-        .records
+        .stratos
+        .records()
         .apply_writes_with(&caller, &repo, ops, &swaps)
         .await?;
     let results: Vec<Value> = out
@@ -303,7 +308,8 @@ pub(super) async fn get_record(req: HttpRequest, state: State) -> Result<HttpRes
         .transpose()?;
     let viewer = optional_caller(&req, &state).await?;
     let found = state
-        .records
+        .stratos
+        .records()
         .get_record(viewer.as_ref(), &repo, &p.collection, &p.rkey, cid.as_ref())
         .await?;
     match found {
@@ -338,7 +344,8 @@ pub(super) async fn list_records(req: HttpRequest, state: State) -> Result<HttpR
     };
     let viewer = optional_caller(&req, &state).await?;
     let page = state
-        .records
+        .stratos
+        .records()
         .list_records(
             viewer.as_ref(),
             &repo,
@@ -366,7 +373,14 @@ pub(super) async fn describe_repo(
 ) -> Result<HttpResponse, ApiError> {
     let p: DescribeParams = query(&req)?;
     let repo: Did = parse_did(&p.repo, "repo")?;
-    if !state.repos.actor_exists(&repo).await.map_err(port)? {
+    if !state
+        .stratos
+        .storage()
+        .repos()
+        .actor_exists(&repo)
+        .await
+        .map_err(port)?
+    {
         return Err(ApiError::repo_not_found(repo.as_str()));
     }
     // A collection is listed only when the caller may read at least one of its records (the
@@ -376,7 +390,8 @@ pub(super) async fn describe_repo(
     let mut collections = Vec::new();
     for collection in RECORD_COLLECTIONS {
         let page = state
-            .records
+            .stratos
+            .records()
             .list_records(viewer.as_ref(), &repo, collection, 1, None, false)
             .await?;
         if !page.records.is_empty() {

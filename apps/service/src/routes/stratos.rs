@@ -29,7 +29,7 @@ pub(super) async fn enrollment_status(
     let did = parse_did(&p.did, "did")?;
     let caller = optional_caller(&req, &state).await?;
     if caller.as_ref() == Some(&did) {
-        let Some(status) = state.enrollments.status(&did).await? else {
+        let Some(status) = state.stratos.enrollments().status(&did).await? else {
             return Ok(HttpResponse::Ok().json(json!({ "did": did.as_str(), "enrolled": false })));
         };
         let e = &status.enrollment;
@@ -47,7 +47,14 @@ pub(super) async fn enrollment_status(
             },
         })));
     }
-    match state.enrollment_store.get(&did).await.map_err(port)? {
+    match state
+        .stratos
+        .storage()
+        .enrollments()
+        .get(&did)
+        .await
+        .map_err(port)?
+    {
         None => Ok(HttpResponse::Ok().json(json!({ "did": did.as_str(), "enrolled": false }))),
         Some(e) => Ok(HttpResponse::Ok().json(json!({
             "did": e.did,
@@ -68,7 +75,7 @@ pub(super) async fn unenroll(
     let caller = require_caller(&req, &state).await?;
     // The body is optional (`{}` or nothing) but still size-limited.
     crate::body::read_limited(&req, body, state.config.limits.max_body_bytes).await?;
-    state.enrollments.unenroll(&caller).await?;
+    state.stratos.enrollments().unenroll(&caller).await?;
     Ok(HttpResponse::Ok().json(json!({ "success": true })))
 }
 
@@ -78,7 +85,14 @@ pub(super) async fn resolve_enrollments(
 ) -> Result<HttpResponse, ApiError> {
     let p: DidParam = query(&req)?;
     let did = parse_did(&p.did, "did")?;
-    let out = match state.enrollment_store.get(&did).await.map_err(port)? {
+    let out = match state
+        .stratos
+        .storage()
+        .enrollments()
+        .get(&did)
+        .await
+        .map_err(port)?
+    {
         Some(e) => json!({ "did": did.as_str(), "enrolled": true, "boundaries": e.boundaries }),
         None => json!({ "did": did.as_str(), "enrolled": false, "boundaries": [] }),
     };
@@ -111,7 +125,8 @@ pub(super) async fn hydrate_record(
     let p: UriParam = query(&req)?;
     let viewer = optional_caller(&req, &state).await?;
     let out = state
-        .records
+        .stratos
+        .records()
         .hydrate(viewer.as_ref(), std::slice::from_ref(&p.uri))
         .await?;
     match out.records.first() {
@@ -137,7 +152,11 @@ pub(super) async fn hydrate_records(
             "at most {MAX_HYDRATE} URIs per request"
         )));
     }
-    let out = state.records.hydrate(viewer.as_ref(), &input.uris).await?;
+    let out = state
+        .stratos
+        .records()
+        .hydrate(viewer.as_ref(), &input.uris)
+        .await?;
     // Denied and missing records are both `notFound`, so existence never leaks; `blocked` is
     // kept for the lexicon's shape.
     Ok(HttpResponse::Ok().json(json!({

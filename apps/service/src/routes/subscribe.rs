@@ -15,8 +15,6 @@
 //! always keeps room for one last item, the error frame and close, so a consumer cut off for
 //! being too slow still receives `#error ConsumerTooSlow` when it reads again.
 
-pub mod hub;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,10 +31,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use self::hub::{Phase, StreamHub};
 use crate::auth;
 use crate::error::ApiError;
 use crate::state::AppState;
+use stratos_ports::usecases::stream::hub::{self, Phase, StreamHub};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -204,7 +202,7 @@ pub async fn subscribe_records(
         },
         Err(f) => Err(f),
     };
-    let hub = state.streams.clone();
+    let hub = state.stratos.streams().clone();
     actix_web::rt::spawn(async move {
         let mut conn = Conn::new(hub, session, messages);
         let end = match checked {

@@ -25,11 +25,20 @@ pub(super) async fn get_latest_commit(
 ) -> Result<HttpResponse, ApiError> {
     let p: DidParam = query(&req)?;
     let did = parse_did(&p.did, "did")?;
-    if !state.repos.actor_exists(&did).await.map_err(port)? {
+    if !state
+        .stratos
+        .storage()
+        .repos()
+        .actor_exists(&did)
+        .await
+        .map_err(port)?
+    {
         return Err(ApiError::repo_not_found(did.as_str()));
     }
     let head = state
-        .repos
+        .stratos
+        .storage()
+        .repos()
         .head(&did)
         .await
         .map_err(port)?
@@ -46,7 +55,7 @@ pub(super) async fn get_repo(req: HttpRequest, state: State) -> Result<HttpRespo
     let caller = require_caller(&req, &state).await?;
     let p: DidParam = query(&req)?;
     let did = parse_did(&p.did, "did")?;
-    let car = state.records.export_repo(&caller, &did).await?;
+    let car = state.stratos.records().export_repo(&caller, &did).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/vnd.ipld.car")
         .body(car))
@@ -66,7 +75,8 @@ pub(super) async fn get_record(req: HttpRequest, state: State) -> Result<HttpRes
     let did = parse_did(&p.did, "did")?;
     let viewer = optional_caller(&req, &state).await?;
     match state
-        .records
+        .stratos
+        .records()
         .record_proof(viewer.as_ref(), &did, &p.collection, &p.rkey)
         .await?
     {
@@ -102,7 +112,7 @@ pub(super) async fn import_repo(
     // Parsing, checking and re-building a repository is CPU work proportional to the CAR: it
     // runs on a blocking thread driven by the background runtime, so the HTTP workers keep
     // answering (a hostile CAR once stalled `/health` for 16 s).
-    let records = Arc::clone(&state.records);
+    let records = Arc::clone(&state.stratos.records());
     let background = state.background.clone();
     let imported = actix_web::rt::task::spawn_blocking(move || {
         let _place = place;

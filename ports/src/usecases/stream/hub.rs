@@ -14,14 +14,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use actix_web::web::Bytes;
+use crate::enrollment_store::{EnrollmentEvent, EnrollmentStore};
+use crate::env::Notifier;
+use crate::repo_store::RepoStore;
+use crate::usecases::UseCaseError;
+use crate::usecases::stream::{self, CommitEvent, EventSink};
+use bytes::Bytes;
 use stratos_domain::blocks::BlockMap;
 use stratos_domain::syntax::Did;
-use stratos_ports::enrollment_store::{EnrollmentEvent, EnrollmentStore};
-use stratos_ports::env::Notifier;
-use stratos_ports::repo_store::RepoStore;
-use stratos_ports::usecases::UseCaseError;
-use stratos_ports::usecases::stream::{self, CommitEvent, EventSink};
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// A live event with its frame, encoded at most once however many subscribers send it.

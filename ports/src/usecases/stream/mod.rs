@@ -2,8 +2,10 @@
 //! subscribers need them, the hook the use cases call after a commit ([`EventSink`]), reading
 //! the sequence logs (backfill, catch-up), the cursor rules and the atproto event-stream frames.
 //!
-//! The live fan-out itself (broadcast, WebSocket sessions) lives in the service: it needs a
-//! runtime, which ports must not depend on.
+//! The live fan-out ([`hub::StreamHub`]) is here too, so any app can serve or consume the stream;
+//! only the transport (a WebSocket session) belongs to the app.
+
+pub mod hub;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
