@@ -7,10 +7,13 @@
 //!    features in [`PORTS_TOKIO_FEATURES`] (scheduling and synchronisation, never I/O: the live
 //!    stream's broadcast and its tasks);
 //! 3. an adapter never depends on another adapter;
-//! 4. only apps depend on adapters (apps are the composition roots); nothing depends on an app.
+//! 4. only apps depend on adapters (apps are the composition roots); nothing depends on an app;
+//! 5. the testkit is only ever a dev-dependency: no crate depends on it in `[dependencies]` or
+//!    `[build-dependencies]`, so test support never ships.
 //!
-//! Only normal dependencies count: dev-dependencies (e.g. an adapter running the testkit's
-//! conformance suites) do not shape the shipped graph.
+//! Rules 1–4 count normal dependencies only, and rule 5 normal and build dependencies:
+//! dev-dependencies (e.g. an adapter running the testkit's conformance suites) do not shape the
+//! shipped graph.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -134,8 +137,9 @@ pub fn check(metadata: &Value) -> Vec<String> {
             );
         }
     }
-    // Normal-dependency edges of every resolved package.
+    // Normal-dependency edges of every resolved package, and its build-dependencies.
     let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut build_edges: HashMap<&str, Vec<&str>> = HashMap::new();
     for node in metadata["resolve"]["nodes"]
         .as_array()
         .into_iter()
@@ -144,12 +148,21 @@ pub fn check(metadata: &Value) -> Vec<String> {
         let Some(id) = node["id"].as_str() else {
             continue;
         };
-        let deps = node["deps"].as_array().into_iter().flatten().filter(|d| {
-            d["dep_kinds"]
+        let of_kind = |kind: Option<&str>| {
+            node["deps"]
                 .as_array()
-                .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].is_null()))
-        });
-        edges.insert(id, deps.filter_map(|d| d["pkg"].as_str()).collect());
+                .into_iter()
+                .flatten()
+                .filter(move |d| {
+                    d["dep_kinds"]
+                        .as_array()
+                        .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].as_str() == kind))
+                })
+                .filter_map(|d| d["pkg"].as_str())
+                .collect::<Vec<_>>()
+        };
+        edges.insert(id, of_kind(None));
+        build_edges.insert(id, of_kind(Some("build")));
     }
     for (id, pkg) in &packages {
         let direct = edges.get(id).cloned().unwrap_or_default();
@@ -167,11 +180,20 @@ pub fn check(metadata: &Value) -> Vec<String> {
                 (_, Layer::Adapter) => false,
                 _ => true,
             };
-            if !allowed {
+            if target.layer == Layer::Testkit {
+                violations.push(testkit_outside_dev(pkg, target, "[dependencies]"));
+            } else if !allowed {
                 violations.push(format!(
                     "{} ({:?}) must not depend on {} ({:?})",
                     pkg.name, pkg.layer, target.name, target.layer
                 ));
+            }
+        }
+        for dep in build_edges.get(id).into_iter().flatten() {
+            if let Some(target) = packages.get(dep)
+                && target.layer == Layer::Testkit
+            {
+                violations.push(testkit_outside_dev(pkg, target, "[build-dependencies]"));
             }
         }
         if matches!(pkg.layer, Layer::Domain | Layer::Ports) {
@@ -200,6 +222,14 @@ pub fn check(metadata: &Value) -> Vec<String> {
     }
     violations.sort();
     violations
+}
+
+/// Rule 5's message: the testkit is test support, a dev-dependency only.
+fn testkit_outside_dev(pkg: &Package, testkit: &Package, section: &str) -> String {
+    format!(
+        "{} ({:?}) must not depend on {} (Testkit) in {section}: only as a dev-dependency",
+        pkg.name, pkg.layer, testkit.name
+    )
 }
 
 fn transitive<'a>(edges: &HashMap<&'a str, Vec<&'a str>>, start: &'a str) -> BTreeSet<&'a str> {

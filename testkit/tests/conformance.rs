@@ -1,73 +1,34 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-//! Every in-memory fake passes its port's conformance suite.
+//! Every in-memory fake passes its port's conformance suite, one named test per case
+//! (`cargo test -p stratos-testkit --test conformance repo_store::lifecycle` runs one).
 
 use std::sync::Arc;
 
-use stratos_testkit::conformance;
+use stratos_testkit::conformance::cache::TimedCache;
 use stratos_testkit::memory::{
-    MemoryBlobStore, MemoryEnrollmentStore, MemoryKeyStore, MemoryOAuthStore, MemoryOutbox,
-    MemoryRepoStore,
+    ManualClock, MemoryBlobStore, MemoryCache, MemoryEnrollmentStore, MemoryKeyStore,
+    MemoryNotifier, MemoryOAuthStore, MemoryOutbox, MemoryRepoStore,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_repo_store() {
-    conformance::repo_store::run(Arc::new(MemoryRepoStore::new())).await;
-}
-
-#[tokio::test]
-async fn memory_creates_on_a_stale_head_write_nothing() {
-    conformance::repo_store::creates_on_a_stale_head_write_nothing(
-        Arc::new(MemoryRepoStore::new()),
-        Arc::new(MemoryEnrollmentStore::new()),
-        Arc::new(stratos_testkit::memory::MemoryKeyStore::new()),
-        "did:plc:memorystale",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn memory_enrollment_store() {
-    conformance::enrollment_store::run(Arc::new(MemoryEnrollmentStore::new())).await;
-}
-
-#[tokio::test]
-async fn memory_outbox() {
-    conformance::outbox::run(Arc::new(MemoryOutbox::new())).await;
-}
-
-#[tokio::test]
-async fn memory_blob_store() {
-    conformance::blob_store::run(Arc::new(MemoryBlobStore::new())).await;
-}
-
-#[tokio::test]
-async fn memory_key_store() {
-    conformance::keys::run(Arc::new(MemoryKeyStore::new())).await;
-}
-
-#[tokio::test]
-async fn memory_oauth_store() {
-    conformance::oauth_store::run(Arc::new(MemoryOAuthStore::new())).await;
-}
-
-#[tokio::test]
-async fn memory_cache() {
-    use stratos_testkit::memory::{ManualClock, MemoryCache};
+stratos_testkit::repo_store_conformance!(async { Arc::new(MemoryRepoStore::new()) });
+stratos_testkit::enrollment_store_conformance!(async { Arc::new(MemoryEnrollmentStore::new()) });
+stratos_testkit::outbox_conformance!(async { Arc::new(MemoryOutbox::new()) });
+stratos_testkit::blob_store_conformance!(async { Arc::new(MemoryBlobStore::new()) });
+stratos_testkit::key_store_conformance!(async { Arc::new(MemoryKeyStore::new()) });
+stratos_testkit::oauth_store_conformance!(async { Arc::new(MemoryOAuthStore::new()) });
+stratos_testkit::notifier_conformance!(async { Arc::new(MemoryNotifier::new()) });
+stratos_testkit::cache_conformance!(async {
+    // The cache's time is a manual clock: waiting advances it.
     let clock = Arc::new(ManualClock::at(0));
     let tick = clock.clone();
-    let cache = MemoryCache::new(ClockRef(clock));
-    conformance::cache::run(
-        Arc::new(cache),
-        Box::new(move |ms| {
-            tick.advance(ms as i64);
-            Box::pin(async {})
-        }),
-    )
-    .await;
-}
+    TimedCache::new(Arc::new(MemoryCache::new(ClockRef(clock))), move |ms| {
+        tick.advance(ms as i64);
+        async {}
+    })
+});
 
 /// A shared handle to the manual clock (the cache owns its clock).
-struct ClockRef(Arc<stratos_testkit::memory::ManualClock>);
+struct ClockRef(Arc<ManualClock>);
 
 impl stratos_ports::env::Clock for ClockRef {
     fn now_ms(&self) -> i64 {
@@ -75,16 +36,51 @@ impl stratos_ports::env::Clock for ClockRef {
     }
 }
 
-#[tokio::test]
-async fn memory_notifier() {
-    use stratos_testkit::memory::MemoryNotifier;
-    conformance::notifier::run(Arc::new(MemoryNotifier::new())).await;
+/// Every `pub async fn` of a suite module is a case of its macro, so a case written but not
+/// listed cannot go unrun (a listed case without a function does not compile).
+#[test]
+fn every_case_is_listed_in_its_suite_macro() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/conformance");
+    let mut suites = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "mod.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let functions: Vec<&str> = text
+            .split("\npub async fn ")
+            .skip(1)
+            .map(|rest| rest.split('(').next().unwrap())
+            .collect();
+        let listed = text
+            .split_once("macro_rules!")
+            .and_then(|(_, m)| m.split_once("cases: ["))
+            .and_then(|(_, m)| m.split_once(']'))
+            .map(|(list, _)| list)
+            .unwrap_or_else(|| panic!("{} has no suite macro with a case list", path.display()));
+        let listed: Vec<&str> = listed
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert!(!functions.is_empty(), "{}", path.display());
+        for f in &functions {
+            assert!(
+                listed.contains(f),
+                "{}: case {f} is missing from its macro's case list",
+                path.display()
+            );
+        }
+        assert_eq!(listed.len(), functions.len(), "{}", path.display());
+        suites += 1;
+    }
+    assert_eq!(suites, 8, "one suite per port");
 }
 
 #[tokio::test]
 async fn memory_notifier_subscriptions_close_with_the_notifier() {
     use stratos_ports::env::Notifier;
-    use stratos_testkit::memory::MemoryNotifier;
     let notifier = MemoryNotifier::new();
     let mut sub = notifier.subscribe("seq").await.unwrap();
     notifier.publish("seq", b"last").await.unwrap();
@@ -109,26 +105,28 @@ mod block_cache {
         BlobListQuery, BlobReference, CommitUnit, ListQuery, ReleasedBlob, RepoResult, RepoStore,
         SeqEvent, StoredBlob, StoredRecord,
     };
-    use stratos_testkit::conformance;
     use stratos_testkit::memory::MemoryRepoStore;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn cached_memory_repo_store_conforms() {
-        let store = CachedBlocks::new(MemoryRepoStore::new(), DEFAULT_CAPACITY);
-        conformance::repo_store::run(Arc::new(store)).await;
+    mod cached {
+        use super::*;
+        stratos_testkit::repo_store_conformance!(async {
+            Arc::new(CachedBlocks::new(MemoryRepoStore::new(), DEFAULT_CAPACITY))
+        });
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn tiny_cached_memory_repo_store_conforms() {
-        // Constant eviction must not change any answer.
-        let store = CachedBlocks::new(MemoryRepoStore::new(), 3);
-        conformance::repo_store::run(Arc::new(store)).await;
+    mod tiny_cache {
+        //! Constant eviction must not change any answer.
+        use super::*;
+        stratos_testkit::repo_store_conformance!(async {
+            Arc::new(CachedBlocks::new(MemoryRepoStore::new(), 3))
+        });
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn disabled_cache_conforms() {
-        let store = CachedBlocks::new(MemoryRepoStore::new(), 0);
-        conformance::repo_store::run(Arc::new(store)).await;
+    mod disabled_cache {
+        use super::*;
+        stratos_testkit::repo_store_conformance!(async {
+            Arc::new(CachedBlocks::new(MemoryRepoStore::new(), 0))
+        });
     }
 
     /// Counts what reaches the wrapped store's `get_blocks`.

@@ -1,72 +1,28 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 //! Enrollment and hydration use cases over the in-memory fakes.
 
-use std::sync::Arc;
-
 use serde_json::json;
-use stratos_domain::boundary::Boundary;
-use stratos_domain::crypto::{KeyAlgorithm, Keypair};
-use stratos_domain::enrollment::{
-    DenialReason, EnrollmentMode, EnrollmentPolicy, EnrollmentRecord,
-};
+use stratos_domain::enrollment::{DenialReason, EnrollmentMode, EnrollmentRecord};
 use stratos_domain::{Error as DomainError, attestation, data};
 use stratos_ports::enrollment_store::EnrollmentStore;
 use stratos_ports::keys::SigningKeyStore;
 use stratos_ports::outbox::{Outbox, OutboxAction};
 use stratos_ports::repo_store::RepoStore;
 use stratos_ports::usecases::UseCaseError;
-use stratos_ports::usecases::enrollment::{EnrollmentDeps, Enrollments};
 use stratos_testkit::builders::{SERVICE_DID, TestService, did, post};
-use stratos_testkit::memory::{MemoryAllowList, MemoryBlobStore, MemoryIdentity};
 
 const POSTS: &str = "zone.stratos.feed.post";
 
-struct World {
-    svc: TestService,
-    identity: Arc<MemoryIdentity>,
-    enrollments: Enrollments,
-    service_key: Arc<Keypair>,
-}
-
-fn world(policy: EnrollmentPolicy, allow_list: Option<Vec<&str>>) -> World {
-    let svc = TestService::new(&["swordsmith", "aekea"]);
-    let identity = Arc::new(MemoryIdentity::new());
-    let service_key = Arc::new(Keypair::generate(KeyAlgorithm::K256));
-    let enrollments = Enrollments::new(EnrollmentDeps {
-        repos: svc.repos.clone(),
-        enrollments: svc.enrollments.clone(),
-        keys: svc.keys.clone(),
-        outbox: svc.outbox.clone(),
-        blobs: Arc::new(MemoryBlobStore::new()),
-        identity: identity.clone(),
-        allow_list: allow_list.map(|l| Arc::new(MemoryAllowList::of(l)) as _),
-        clock: svc.clock.clone(),
-        policy,
-        service_did: did(SERVICE_DID),
-        service_endpoint: "https://stratos.nerv.tokyo.jp".into(),
-        service_key: service_key.clone(),
-        records: svc.records.clone(),
-    });
-    World {
-        svc,
-        identity,
-        enrollments,
-        service_key,
-    }
-}
-
-fn offered() -> Vec<Boundary> {
-    ["swordsmith", "aekea"]
-        .iter()
-        .map(|b| Boundary::qualify(&did(SERVICE_DID), b).unwrap())
-        .collect()
+/// The test service of these tests: two boundaries, open enrollment.
+fn world() -> TestService {
+    TestService::new(&["swordsmith", "aekea"])
 }
 
 #[tokio::test]
 async fn open_enrollment_creates_key_repo_boundaries_and_an_attested_pds_record() {
-    let w = world(EnrollmentPolicy::new(EnrollmentMode::Open, offered()), None);
+    let w = world();
     let rei = did("did:plc:rei");
-    let out = w.enrollments.enroll(&rei).await.unwrap();
+    let out = w.enrollment.enroll(&rei).await.unwrap();
     assert!(out.new);
     assert_eq!(
         out.enrollment.boundaries,
@@ -75,16 +31,15 @@ async fn open_enrollment_creates_key_repo_boundaries_and_an_attested_pds_record(
             "did:web:nerv.tokyo.jp/swordsmith"
         ]
     );
-    let key = w.svc.keys.get(&rei).await.unwrap().expect("key stored");
+    let key = w.keys.get(&rei).await.unwrap().expect("key stored");
     assert_eq!(key.did_key(), out.enrollment.signing_key);
     let head = w
-        .svc
         .repos
         .head(&rei)
         .await
         .unwrap()
         .expect("repository initialised");
-    let commit_bytes = w.svc.repos.get_blocks(&rei, &[head.commit]).await.unwrap();
+    let commit_bytes = w.repos.get_blocks(&rei, &[head.commit]).await.unwrap();
     let commit =
         stratos_domain::commit::SignedCommit::decode(commit_bytes.get(&head.commit).unwrap())
             .unwrap();
@@ -92,7 +47,7 @@ async fn open_enrollment_creates_key_repo_boundaries_and_an_attested_pds_record(
         .verify(key.public_key())
         .expect("first commit signed with the account key");
 
-    let items = w.svc.outbox.items();
+    let items = w.outbox.items();
     assert_eq!(items.len(), 1);
     let OutboxAction::PutRecord {
         collection,
@@ -117,21 +72,20 @@ async fn open_enrollment_creates_key_repo_boundaries_and_an_attested_pds_record(
     .expect("attestation verifies against the service key");
 
     // The new account can write at once.
-    w.svc
-        .records
+    w.records
         .create_record(&rei, &rei, POSTS, None, post("first", &["swordsmith"]))
         .await
         .unwrap();
 
     // Enrolling again keeps everything and re-publishes the record.
-    let again = w.enrollments.enroll(&rei).await.unwrap();
+    let again = w.enrollment.enroll(&rei).await.unwrap();
     assert!(!again.new);
     assert_eq!(
-        w.svc.keys.get(&rei).await.unwrap().unwrap().did_key(),
+        w.keys.get(&rei).await.unwrap().unwrap().did_key(),
         key.did_key()
     );
     assert_eq!(
-        w.svc.outbox.items().len(),
+        w.outbox.items().len(),
         3,
         "record put, stub put, record put again"
     );
@@ -139,16 +93,19 @@ async fn open_enrollment_creates_key_repo_boundaries_and_an_attested_pds_record(
 
 #[tokio::test]
 async fn allowlist_denials_are_typed() {
-    let policy = EnrollmentPolicy::new(EnrollmentMode::Allowlist, offered())
-        .with_allowed_pds(["https://pds.nerv.tokyo.jp/"]);
-    let w = world(policy, Some(vec!["did:plc:listed"]));
+    let w = TestService::builder()
+        .boundaries(&["swordsmith", "aekea"])
+        .enrollment_mode(EnrollmentMode::Allowlist)
+        .allowed_pds(&["https://pds.nerv.tokyo.jp/"])
+        .allow_list(&["did:plc:listed"])
+        .build();
     let denied = |e: UseCaseError| match e {
         UseCaseError::Rule(DomainError::EnrollmentDenied(r)) => r,
         other => panic!("expected a denial, got {other:?}"),
     };
     // Unresolvable DID.
     let r = w
-        .enrollments
+        .enrollment
         .enroll(&did("did:plc:ghost"))
         .await
         .unwrap_err();
@@ -157,7 +114,7 @@ async fn allowlist_denials_are_typed() {
     w.identity
         .insert_doc(&did("did:plc:nopds"), json!({"service": []}));
     let r = w
-        .enrollments
+        .enrollment
         .enroll(&did("did:plc:nopds"))
         .await
         .unwrap_err();
@@ -168,7 +125,7 @@ async fn allowlist_denials_are_typed() {
         json!({"service": [{"id": "#atproto_pds", "serviceEndpoint": "https://pds.seele.org"}]}),
     );
     let r = w
-        .enrollments
+        .enrollment
         .enroll(&did("did:plc:elsewhere"))
         .await
         .unwrap_err();
@@ -178,24 +135,22 @@ async fn allowlist_denials_are_typed() {
         &did("did:plc:nerv"),
         json!({"service": [{"id": "#atproto_pds", "serviceEndpoint": "https://pds.nerv.tokyo.jp"}]}),
     );
-    let ok = w.enrollments.enroll(&did("did:plc:nerv")).await.unwrap();
+    let ok = w.enrollment.enroll(&did("did:plc:nerv")).await.unwrap();
     assert_eq!(
         ok.enrollment.pds_endpoint.as_deref(),
         Some("https://pds.nerv.tokyo.jp")
     );
-    w.enrollments.enroll(&did("did:plc:listed")).await.unwrap();
+    w.enrollment.enroll(&did("did:plc:listed")).await.unwrap();
     // Nothing was stored for the denied accounts.
     assert!(
-        w.svc
-            .enrollments
+        w.enrollments
             .get(&did("did:plc:elsewhere"))
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        !w.svc
-            .repos
+        !w.repos
             .actor_exists(&did("did:plc:elsewhere"))
             .await
             .unwrap()
@@ -204,19 +159,18 @@ async fn allowlist_denials_are_typed() {
 
 #[tokio::test]
 async fn unenroll_deletes_private_data_and_queues_the_record_deletion() {
-    let w = world(EnrollmentPolicy::new(EnrollmentMode::Open, offered()), None);
+    let w = world();
     let rei = did("did:plc:rei");
-    w.enrollments.enroll(&rei).await.unwrap();
-    w.svc
-        .records
+    w.enrollment.enroll(&rei).await.unwrap();
+    w.records
         .create_record(&rei, &rei, POSTS, None, post("bye", &["swordsmith"]))
         .await
         .unwrap();
-    w.enrollments.unenroll(&rei).await.unwrap();
-    assert!(w.svc.enrollments.get(&rei).await.unwrap().is_none());
-    assert!(!w.svc.repos.actor_exists(&rei).await.unwrap());
-    assert!(w.svc.keys.get(&rei).await.unwrap().is_none());
-    let items = w.svc.outbox.items();
+    w.enrollment.unenroll(&rei).await.unwrap();
+    assert!(w.enrollments.get(&rei).await.unwrap().is_none());
+    assert!(!w.repos.actor_exists(&rei).await.unwrap());
+    assert!(w.keys.get(&rei).await.unwrap().is_none());
+    let items = w.outbox.items();
     assert_eq!(
         items.len(),
         1,
@@ -227,33 +181,31 @@ async fn unenroll_deletes_private_data_and_queues_the_record_deletion() {
         OutboxAction::DeleteRecord { collection, rkey }
             if collection == "zone.stratos.actor.enrollment" && rkey == SERVICE_DID
     ));
-    assert_eq!(w.svc.outbox.pending().await.unwrap(), 1);
+    assert_eq!(w.outbox.pending().await.unwrap(), 1);
     // Writes are now rejected; unenrolling twice says so.
     assert!(matches!(
-        w.svc
-            .records
+        w.records
             .create_record(&rei, &rei, POSTS, None, post("x", &["swordsmith"]))
             .await,
         Err(UseCaseError::NotEnrolled(_))
     ));
     assert!(matches!(
-        w.enrollments.unenroll(&rei).await,
+        w.enrollment.unenroll(&rei).await,
         Err(UseCaseError::NotEnrolled(_))
     ));
 }
 
 #[tokio::test]
 async fn status_carries_a_fresh_verifiable_attestation() {
-    let w = world(EnrollmentPolicy::new(EnrollmentMode::Open, offered()), None);
+    let w = world();
     let rei = did("did:plc:rei");
-    assert!(w.enrollments.status(&rei).await.unwrap().is_none());
-    w.enrollments.enroll(&rei).await.unwrap();
-    w.svc
-        .enrollments
+    assert!(w.enrollment.status(&rei).await.unwrap().is_none());
+    w.enrollment.enroll(&rei).await.unwrap();
+    w.enrollments
         .set_boundaries(&rei, &["did:web:nerv.tokyo.jp/aekea".into()])
         .await
         .unwrap();
-    let status = w.enrollments.status(&rei).await.unwrap().unwrap();
+    let status = w.enrollment.status(&rei).await.unwrap().unwrap();
     attestation::verify(
         &status.attestation,
         &rei,
@@ -266,12 +218,11 @@ async fn status_carries_a_fresh_verifiable_attestation() {
 
 #[tokio::test]
 async fn hydration_reports_denials_exactly_like_missing_records() {
-    let w = world(EnrollmentPolicy::new(EnrollmentMode::Open, offered()), None);
-    let svc = &w.svc;
-    let rei = svc.enroll("did:plc:rei", &["swordsmith"]).await;
-    let sakura = svc.enroll("did:plc:sakura", &["swordsmith"]).await;
-    let kaoruko = svc.enroll("did:plc:kaoruko", &["aekea"]).await;
-    let out = svc
+    let w = world();
+    let rei = w.enroll("did:plc:rei", &["swordsmith"]).await;
+    let sakura = w.enroll("did:plc:sakura", &["swordsmith"]).await;
+    let kaoruko = w.enroll("did:plc:kaoruko", &["aekea"]).await;
+    let out = w
         .records
         .create_record(&rei, &rei, POSTS, None, post("secret", &["swordsmith"]))
         .await
@@ -279,25 +230,72 @@ async fn hydration_reports_denials_exactly_like_missing_records() {
     let uri = out.results[0].uri.clone();
     let missing = format!("at://{rei}/{POSTS}/3kznmn7xqxl22");
     let uris = vec![uri.clone(), missing.clone()];
-    let as_sakura = svc.records.hydrate(Some(&sakura), &uris).await.unwrap();
+    let as_sakura = w.records.hydrate(Some(&sakura), &uris).await.unwrap();
     assert_eq!(as_sakura.records.len(), 1);
     assert_eq!(as_sakura.records[0].uri, uri);
     assert_eq!(as_sakura.records[0].cid, out.results[0].cid.unwrap());
     assert_eq!(as_sakura.not_found, std::slice::from_ref(&missing));
-    let as_kaoruko = svc.records.hydrate(Some(&kaoruko), &uris).await.unwrap();
+    let as_kaoruko = w.records.hydrate(Some(&kaoruko), &uris).await.unwrap();
     assert!(as_kaoruko.records.is_empty());
     assert_eq!(as_kaoruko.not_found, [uri.clone(), missing.clone()]);
-    let anonymous = svc.records.hydrate(None, &uris).await.unwrap();
+    let anonymous = w.records.hydrate(None, &uris).await.unwrap();
     assert_eq!(anonymous.not_found.len(), 2);
     let too_many = vec![uri.clone(); 101];
     assert!(matches!(
-        svc.records.hydrate(Some(&sakura), &too_many).await,
+        w.records.hydrate(Some(&sakura), &too_many).await,
         Err(UseCaseError::InvalidRequest(_))
     ));
     assert!(
-        svc.records
+        w.records
             .hydrate(Some(&sakura), &["not a uri".to_owned()])
             .await
             .is_err()
+    );
+}
+
+/// The test service works for any service DID: enrollment records, boundaries, posts and
+/// direct enrollments all use it, and the default service's boundaries are foreign to it.
+#[tokio::test]
+async fn the_test_service_takes_any_service_did() {
+    let w = TestService::builder()
+        .service_did("did:web:stratos.example.com")
+        .service_endpoint("https://stratos.example.com")
+        .boundaries(&["general"])
+        .build();
+    assert_eq!(w.service_did().as_str(), "did:web:stratos.example.com");
+    assert_eq!(w.boundary("general"), "did:web:stratos.example.com/general");
+    let rei = did("did:plc:rei");
+    let out = w.enrollment.enroll(&rei).await.unwrap();
+    assert_eq!(
+        out.enrollment.boundaries,
+        ["did:web:stratos.example.com/general"]
+    );
+    let items = w.outbox.items();
+    let OutboxAction::PutRecord {
+        rkey, record_json, ..
+    } = &items[0].action
+    else {
+        panic!("enrollment record put expected")
+    };
+    assert_eq!(rkey, "did:web:stratos.example.com");
+    let value: serde_json::Value = serde_json::from_str(record_json).unwrap();
+    let record = EnrollmentRecord::from_ipld(&data::json_to_ipld(&value).unwrap()).unwrap();
+    assert_eq!(record.service, "https://stratos.example.com");
+
+    w.records
+        .create_record(&rei, &rei, POSTS, None, w.post("hello", &["general"]))
+        .await
+        .unwrap();
+    assert!(
+        w.records
+            .create_record(&rei, &rei, POSTS, None, post("elsewhere", &["general"]))
+            .await
+            .is_err(),
+        "a boundary of did:web:nerv.tokyo.jp is not this service's"
+    );
+    let asuka = w.enroll("did:plc:asuka", &["general"]).await;
+    assert_eq!(
+        w.enrollments.get(&asuka).await.unwrap().unwrap().boundaries,
+        ["did:web:stratos.example.com/general"]
     );
 }

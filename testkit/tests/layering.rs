@@ -111,6 +111,10 @@ fn checker_catches_each_violation() {
             &[("a2", "adapters/y", &["app"]), ("app", "apps/s", &[])],
             "must not depend on app (App)",
         ),
+        (
+            &[("app", "apps/s", &["t"]), ("t", "testkit", &[])],
+            "app (App) must not depend on t (Testkit) in [dependencies]",
+        ),
         (&[("p", "ports", &["reqwest"])], "reaches I/O crate reqwest"),
         (&[("x", "misc", &[])], "lives outside"),
     ];
@@ -139,6 +143,43 @@ fn dev_dependencies_do_not_count() {
         }
     }
     assert_eq!(check(&m), Vec::<String>::new());
+}
+
+/// Rule 5: whoever depends on the testkit in `[dependencies]` or `[build-dependencies]` is
+/// refused, an app included; a dev-dependency (alone) is fine.
+#[test]
+fn a_non_dev_dependency_on_the_testkit_is_refused() {
+    let with_kinds = |dir: &str, kinds: Value| {
+        let mut m = synthetic(&[("c", dir, &[]), ("t", "testkit", &[])], &[]);
+        for node in m["resolve"]["nodes"].as_array_mut().unwrap() {
+            if node["id"] == "c-id" {
+                node["deps"] = json!([{"pkg": "t-id", "dep_kinds": kinds.clone()}]);
+            }
+        }
+        check(&m)
+    };
+    for dir in ["adapters/x", "apps/s", "ports"] {
+        for (kinds, section) in [
+            (json!([{"kind": null}]), "[dependencies]"),
+            (json!([{"kind": "build"}]), "[build-dependencies]"),
+            (json!([{"kind": "dev"}, {"kind": null}]), "[dependencies]"),
+        ] {
+            let violations = with_kinds(dir, kinds.clone());
+            assert!(
+                violations
+                    .iter()
+                    .any(|v| v.contains("must not depend on t (Testkit)")
+                        && v.contains(section)
+                        && v.contains("only as a dev-dependency")),
+                "{dir} with {kinds}: expected the testkit rule, got {violations:?}"
+            );
+        }
+        let violations = with_kinds(dir, json!([{"kind": "dev"}]));
+        assert!(
+            violations.iter().all(|v| !v.contains("Testkit")),
+            "{dir}: a dev-dependency on the testkit is fine, got {violations:?}"
+        );
+    }
 }
 
 /// Ports (only) may use tokio for scheduling and synchronisation: declared directly, without

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-//! The opendal blob store passes the blob conformance suite on the local file system.
+//! The opendal blob store passes the blob conformance suite on the local file system, one test
+//! per case (`blob_store::…`), each in its own temporary directory.
 
 use std::sync::Arc;
 
@@ -7,13 +8,12 @@ use stratos_blobs::OpendalBlobStore;
 use stratos_domain::cid;
 use stratos_domain::syntax::Did;
 use stratos_ports::blob_store::{BlobStore, BlobStoreError};
-use stratos_testkit::conformance;
+use stratos_testkit::conformance::Fixture;
 
-#[tokio::test]
-async fn fs_blob_store() {
+stratos_testkit::blob_store_conformance!(async {
     let dir = tempfile::tempdir().unwrap();
-    conformance::blob_store::run(Arc::new(OpendalBlobStore::fs(dir.path()).unwrap())).await;
-}
+    Fixture::new(Arc::new(OpendalBlobStore::fs(dir.path()).unwrap())).keep(dir)
+});
 
 #[tokio::test]
 async fn fs_layout_and_quarantine() {

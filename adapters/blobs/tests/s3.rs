@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-//! The blob store over S3 passes the blob conformance suite against a real S3-protocol server.
+//! The blob store over S3 passes the blob conformance suite against a real S3-protocol server,
+//! one test per case (`blob_store::…`), each under its own key prefix.
 //!
 //! The server comes from `STRATOS_TEST_S3_ENDPOINT` and `STRATOS_TEST_S3_BUCKET` (`scripts/test`
 //! starts a moto server under `CI=true`). Without them the suite prints one `SKIPPED:` line;
@@ -10,7 +11,6 @@ use std::sync::Arc;
 
 use rand_core::{OsRng, RngCore};
 use stratos_blobs::{OpendalBlobStore, S3Config};
-use stratos_testkit::conformance;
 
 fn server() -> Option<(String, String)> {
     match (
@@ -25,21 +25,22 @@ fn server() -> Option<(String, String)> {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "STRATOS_TEST_S3_ENDPOINT/BUCKET are not set in CI: the S3 suite must run"
             );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: S3 blob conformance suite (set STRATOS_TEST_S3_ENDPOINT and STRATOS_TEST_S3_BUCKET)"
-            );
+            static NOTICE: std::sync::Once = std::sync::Once::new();
+            NOTICE.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED: S3 blob conformance suite (set STRATOS_TEST_S3_ENDPOINT and STRATOS_TEST_S3_BUCKET)"
+                );
+            });
             None
         }
     }
 }
 
-#[tokio::test]
-async fn s3_blob_store() {
-    let Some((endpoint, bucket)) = server() else {
-        return;
-    };
-    // A fresh prefix per run: parallel runs never collide.
+/// A store under a fresh key prefix, or `None` without a server.
+fn store() -> Option<Arc<OpendalBlobStore>> {
+    let (endpoint, bucket) = server()?;
+    // A fresh prefix per case: parallel cases and runs never collide.
     let root = format!("/stratos-test-{:016x}/", OsRng.next_u64());
     let store = OpendalBlobStore::s3(&S3Config {
         bucket,
@@ -50,5 +51,8 @@ async fn s3_blob_store() {
         secret_access_key: Some("test".into()),
     })
     .unwrap();
-    conformance::blob_store::run(Arc::new(store)).await;
+    Some(Arc::new(store))
 }
+
+// One test per case (`cargo test -p stratos-blobs --test s3 blob_store::listing_pages_in_cid_order`).
+stratos_testkit::blob_store_conformance!(async { store() });

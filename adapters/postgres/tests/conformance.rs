@@ -2,8 +2,9 @@
 //! The PostgreSQL adapter passes every conformance suite against a real server.
 //!
 //! The server comes from `STRATOS_TEST_POSTGRES_URL` (`scripts/test` sets it to the machine's
-//! PostgreSQL). Without it each test prints one `SKIPPED:` line; under `CI=true` a missing server
-//! fails. Every test works under its own schema prefix and drops its schemas at the end.
+//! PostgreSQL). Without it the run prints one `SKIPPED:` line and the tests pass empty; under
+//! `CI=true` a missing server fails. Every test works under its own schema prefix and drops its
+//! schemas at the end (a conformance case also when it fails).
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -11,24 +12,33 @@ use std::sync::Arc;
 use rand_core::{OsRng, RngCore};
 use stratos_postgres::{PostgresConfig, PostgresStorage};
 use stratos_testkit::builders::{build_records, enroll_into, post};
-use stratos_testkit::conformance;
+use stratos_testkit::conformance::Fixture;
 use stratos_testkit::memory::ManualClock;
 
-async fn storage() -> Option<PostgresStorage> {
-    let url = match std::env::var("STRATOS_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
+/// The server's URL, or `None` (with one `SKIPPED:` line per run) when none is configured.
+fn server() -> Option<String> {
+    match std::env::var("STRATOS_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
         _ => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "STRATOS_TEST_POSTGRES_URL is not set in CI: the PostgreSQL suites must run"
             );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: PostgreSQL conformance suite (set STRATOS_TEST_POSTGRES_URL to run it)"
-            );
-            return None;
+            static NOTICE: std::sync::Once = std::sync::Once::new();
+            NOTICE.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED: PostgreSQL conformance suites (set STRATOS_TEST_POSTGRES_URL to run them)"
+                );
+            });
+            None
         }
-    };
+    }
+}
+
+/// A connection under a fresh schema prefix, or `None` without a server.
+async fn storage() -> Option<PostgresStorage> {
+    let url = server()?;
     let prefix = format!("t{:012x}_", OsRng.next_u64() & 0xffff_ffff_ffff);
     Some(
         PostgresStorage::connect(&PostgresConfig {
@@ -41,40 +51,22 @@ async fn storage() -> Option<PostgresStorage> {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_repo_store() {
-    let Some(s) = storage().await else { return };
-    conformance::repo_store::run(Arc::new(s.repos.clone())).await;
-    s.drop_everything().await.unwrap();
+/// A fresh schema prefix per case, dropped after it; `port` picks the store under test.
+async fn fixture<P: ?Sized>(
+    port: impl FnOnce(&PostgresStorage) -> Arc<P>,
+) -> Option<Fixture<Arc<P>>> {
+    let s = storage().await?;
+    let subject = port(&s);
+    Some(Fixture::new(subject).cleanup(async move { s.drop_everything().await.unwrap() }))
 }
 
-#[tokio::test]
-async fn postgres_enrollment_store() {
-    let Some(s) = storage().await else { return };
-    conformance::enrollment_store::run(Arc::new(s.enrollments.clone())).await;
-    s.drop_everything().await.unwrap();
-}
-
-#[tokio::test]
-async fn postgres_outbox() {
-    let Some(s) = storage().await else { return };
-    conformance::outbox::run(Arc::new(s.outbox.clone())).await;
-    s.drop_everything().await.unwrap();
-}
-
-#[tokio::test]
-async fn postgres_key_store() {
-    let Some(s) = storage().await else { return };
-    conformance::keys::run(Arc::new(s.keys.clone())).await;
-    s.drop_everything().await.unwrap();
-}
-
-#[tokio::test]
-async fn postgres_oauth_store() {
-    let Some(s) = storage().await else { return };
-    conformance::oauth_store::run(Arc::new(s.oauth.clone())).await;
-    s.drop_everything().await.unwrap();
-}
+// One test per case and port (`cargo test -p stratos-postgres --test conformance
+// repo_store::lifecycle`), each under its own schemas.
+stratos_testkit::repo_store_conformance!(fixture(|s| Arc::new(s.repos.clone())));
+stratos_testkit::enrollment_store_conformance!(fixture(|s| Arc::new(s.enrollments.clone())));
+stratos_testkit::outbox_conformance!(fixture(|s| Arc::new(s.outbox.clone())));
+stratos_testkit::key_store_conformance!(fixture(|s| Arc::new(s.keys.clone())));
+stratos_testkit::oauth_store_conformance!(fixture(|s| Arc::new(s.oauth.clone())));
 
 /// The record use cases over PostgreSQL: boundary filtering and the commit's stub in the outbox.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,18 +184,4 @@ async fn actor_schemas_from_before_blob_tracking_are_upgraded() {
         Some(upload)
     );
     again.drop_everything().await.unwrap();
-}
-
-/// The one-statement commit of creates on a stale head writes nothing (shared case).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_statement_commit_on_a_stale_head_writes_nothing() {
-    let Some(s) = storage().await else { return };
-    conformance::repo_store::creates_on_a_stale_head_write_nothing(
-        Arc::new(s.repos.clone()),
-        Arc::new(s.enrollments.clone()),
-        Arc::new(s.keys.clone()),
-        "did:plc:pgstale",
-    )
-    .await;
-    s.drop_everything().await.unwrap();
 }

@@ -10,7 +10,7 @@ use stratos_ports::repo_store::RepoStore;
 use stratos_ports::usecases::records::Records;
 use stratos_sqlite::{Durability, SqliteStorage};
 use stratos_testkit::builders::{build_records_with, did, enroll_into, post};
-use stratos_testkit::conformance;
+use stratos_testkit::conformance::Fixture;
 use stratos_testkit::memory::ManualClock;
 
 /// The record use cases over `s`, for the given service boundaries.
@@ -30,64 +30,41 @@ async fn enroll(records: &Records, s: &SqliteStorage, account: &str, boundaries:
     enroll_into(records, &s.enrollments, &s.keys, account, boundaries).await
 }
 
-async fn storage() -> (tempfile::TempDir, SqliteStorage) {
+async fn storage(durability: Durability) -> (tempfile::TempDir, SqliteStorage) {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStorage::open(dir.path(), Durability::Durable)
-        .await
-        .unwrap();
+    let s = SqliteStorage::open(dir.path(), durability).await.unwrap();
     (dir, s)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_repo_store() {
-    let (_dir, s) = storage().await;
-    conformance::repo_store::run(Arc::new(s.repos.clone())).await;
+/// A fresh storage in a temporary directory per case; `port` picks the store under test.
+async fn fixture<P: ?Sized>(
+    durability: Durability,
+    port: impl FnOnce(&SqliteStorage) -> Arc<P>,
+) -> Fixture<Arc<P>> {
+    let (dir, s) = storage(durability).await;
+    Fixture::new(port(&s)).keep((s, dir))
 }
 
-/// A commit of creates on a stale head writes nothing (the shared case PostgreSQL also runs).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn creates_on_a_stale_head_write_nothing() {
-    let (_dir, s) = storage().await;
-    conformance::repo_store::creates_on_a_stale_head_write_nothing(
-        Arc::new(s.repos.clone()),
-        Arc::new(s.enrollments.clone()),
-        Arc::new(s.keys.clone()),
-        "did:plc:sqlitestale",
-    )
-    .await;
-}
+// One test per case and port (`cargo test -p stratos-sqlite --test conformance
+// repo_store::lifecycle`), each on its own files.
+stratos_testkit::repo_store_conformance!(fixture(Durability::Durable, |s| Arc::new(
+    s.repos.clone()
+)));
+stratos_testkit::enrollment_store_conformance!(fixture(Durability::Durable, |s| Arc::new(
+    s.enrollments.clone()
+)));
+stratos_testkit::outbox_conformance!(fixture(Durability::Durable, |s| Arc::new(s.outbox.clone())));
+stratos_testkit::oauth_store_conformance!(fixture(Durability::Durable, |s| Arc::new(
+    s.oauth.clone()
+)));
+stratos_testkit::key_store_conformance!(fixture(Durability::Durable, |s| Arc::new(s.keys.clone())));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_repo_store_relaxed() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStorage::open(dir.path(), Durability::Relaxed)
-        .await
-        .unwrap();
-    conformance::repo_store::run(Arc::new(s.repos.clone())).await;
-}
-
-#[tokio::test]
-async fn sqlite_enrollment_store() {
-    let (_dir, s) = storage().await;
-    conformance::enrollment_store::run(Arc::new(s.enrollments.clone())).await;
-}
-
-#[tokio::test]
-async fn sqlite_outbox() {
-    let (_dir, s) = storage().await;
-    conformance::outbox::run(Arc::new(s.outbox.clone())).await;
-}
-
-#[tokio::test]
-async fn sqlite_oauth_store() {
-    let (_dir, s) = storage().await;
-    conformance::oauth_store::run(Arc::new(s.oauth.clone())).await;
-}
-
-#[tokio::test]
-async fn sqlite_key_store() {
-    let (_dir, s) = storage().await;
-    conformance::keys::run(Arc::new(s.keys.clone())).await;
+/// The repository suite again with `Durability::Relaxed` (`relaxed::repo_store::…`).
+mod relaxed {
+    use super::*;
+    stratos_testkit::repo_store_conformance!(fixture(Durability::Relaxed, |s| Arc::new(
+        s.repos.clone()
+    )));
 }
 
 /// The record use cases over SQLite, then a reopen: commits, the index, the sequence log and

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-//! The Valkey cache and notifier pass their conformance suites against a real server.
+//! The Valkey cache and notifier pass their conformance suites against a real server, one test
+//! per case (`cache::…`, `notifier::…`).
 //!
 //! The server comes from `STRATOS_TEST_VALKEY_URL` (`.ci/run` sets it to the machine's Redis).
 //! Without it the suite is skipped with one line on stderr — except under `CI=true`, where a
@@ -9,7 +10,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use rand_core::{OsRng, RngCore};
-use stratos_testkit::conformance;
+use stratos_testkit::conformance::cache::TimedCache;
 use stratos_valkey::{ValkeyCache, ValkeyNotifier};
 
 fn server() -> Option<String> {
@@ -34,27 +35,27 @@ fn server() -> Option<String> {
     }
 }
 
-#[tokio::test]
-async fn valkey_cache() {
-    let Some(url) = server() else { return };
-    // A fresh prefix per run: parallel runs never collide and nothing is left behind.
-    let prefix = format!("stratos-test-{:016x}:", OsRng.next_u64());
-    let cache = ValkeyCache::connect(&url, &prefix).await.unwrap();
-    conformance::cache::run(
-        Arc::new(cache),
-        Box::new(|ms| Box::pin(tokio::time::sleep(std::time::Duration::from_millis(ms)))),
-    )
-    .await;
+/// A fresh key and channel prefix per case: parallel cases and runs never collide, and nothing
+/// is left behind.
+fn prefix() -> String {
+    format!("stratos-test-{:016x}:", OsRng.next_u64())
 }
 
-#[tokio::test]
-async fn valkey_notifier() {
-    let Some(url) = server() else { return };
-    // A fresh channel prefix per run: parallel runs never hear each other.
-    let prefix = format!("stratos-test-{:016x}:", OsRng.next_u64());
-    let notifier = ValkeyNotifier::connect(&url, &prefix).await.unwrap();
-    conformance::notifier::run(Arc::new(notifier)).await;
-}
+// One test per case (`cargo test -p stratos-valkey --test conformance cache::…`); time passes
+// for the cache by sleeping.
+stratos_testkit::cache_conformance!(async {
+    let url = server()?;
+    let cache = ValkeyCache::connect(&url, &prefix()).await.unwrap();
+    Some(TimedCache::new(Arc::new(cache), |ms| {
+        tokio::time::sleep(std::time::Duration::from_millis(ms))
+    }))
+});
+stratos_testkit::notifier_conformance!(async {
+    let url = server()?;
+    Some(Arc::new(
+        ValkeyNotifier::connect(&url, &prefix()).await.unwrap(),
+    ))
+});
 
 #[tokio::test]
 async fn valkey_notifier_prefixes_keep_deployments_apart() {

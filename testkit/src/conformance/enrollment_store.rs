@@ -22,9 +22,40 @@ fn enrollment(d: &str, boundaries: &[&str]) -> Enrollment {
     }
 }
 
-/// Runs every case against `store` (which must start empty).
-pub async fn run(store: Arc<dyn EnrollmentStore>) {
-    let s = store.as_ref();
+/// What the cases run against (each starts empty).
+pub type Subject = Arc<dyn EnrollmentStore>;
+
+/// One test per [`EnrollmentStore`] case, in a module `enrollment_store`. The argument gives a
+/// future of an empty store, afresh for every case (see [`crate::conformance`]).
+#[macro_export]
+macro_rules! enrollment_store_conformance {
+    ($fixture:expr $(,)?) => {
+        $crate::__conformance_suite! {
+            module: enrollment_store,
+            port: enrollment_store,
+            fixture: $fixture,
+            cases: [
+                boundary_changes_touch_one_account_only,
+                listing_pages_are_disjoint_ordered_and_terminate,
+                unenroll_removes_one_account,
+                the_event_log_has_one_event_per_change,
+                the_event_log_pages_and_prunes_without_reusing_numbers,
+                concurrent_changes_are_logged_in_commit_order,
+            ],
+        }
+    };
+}
+
+/// Enrolling, re-enrolling (which replaces the row and the boundary set), adding, removing and
+/// setting boundaries, the enrollment rkey; removing a boundary from one account leaves every
+/// other account alone (TS defect D8).
+pub async fn boundary_changes_touch_one_account_only(store: Subject) {
+    boundary_changes(store.as_ref()).await;
+}
+
+/// The changes of [`boundary_changes_touch_one_account_only`], on an empty store: eight logged
+/// changes (two enrolls, six updates) and three that log nothing.
+async fn boundary_changes(s: &dyn EnrollmentStore) {
     let rei = did("did:plc:rei");
     let asuka = did("did:plc:asuka");
     assert_eq!(s.get(&rei).await.expect("get"), None);
@@ -85,6 +116,10 @@ pub async fn run(store: Arc<dyn EnrollmentStore>) {
             .expect("set empty")
             .is_empty()
     );
+    assert_eq!(
+        s.boundaries(&asuka).await.expect("boundaries"),
+        ["did:web:s/x"]
+    );
     s.set_enrollment_rkey(&rei, "did:web:s")
         .await
         .expect("rkey");
@@ -97,17 +132,23 @@ pub async fn run(store: Arc<dyn EnrollmentStore>) {
             .as_deref(),
         Some("did:web:s")
     );
+}
 
-    // A working cursor: pages are disjoint, ordered by DID, and terminate (TS defect D9).
-    for i in 0..25 {
-        s.enroll(&enrollment(&format!("did:plc:page{i:02}"), &[]))
-            .await
-            .expect("enroll");
-    }
+/// A working cursor: pages are disjoint, ordered by DID, and terminate (TS defect D9).
+pub async fn listing_pages_are_disjoint_ordered_and_terminate(store: Subject) {
+    let s = store.as_ref();
+    s.enroll(&enrollment("did:plc:rei", &["did:web:s/x"]))
+        .await
+        .expect("enroll");
+    s.enroll(&enrollment("did:plc:asuka", &[]))
+        .await
+        .expect("enroll");
+    enroll_pages(s).await;
     let mut all = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..20 {
         let page = s.list(cursor.as_deref(), 10).await.expect("list");
+        assert!(page.len() <= 10, "at most the limit");
         if page.is_empty() {
             break;
         }
@@ -117,19 +158,59 @@ pub async fn run(store: Arc<dyn EnrollmentStore>) {
     assert_eq!(all.len(), 27, "every enrollment listed once");
     let mut sorted = all.clone();
     sorted.sort();
-    assert_eq!(all, sorted);
+    sorted.dedup();
+    assert_eq!(all, sorted, "ordered by DID, no duplicate");
+    let first = s.list(None, 1).await.expect("list");
+    assert_eq!(
+        first.iter().map(|e| e.did.as_str()).collect::<Vec<_>>(),
+        ["did:plc:asuka"],
+        "the first page starts at the smallest DID"
+    );
+}
 
+/// Twenty-five enrollments without boundaries, `did:plc:page00` to `did:plc:page24`.
+async fn enroll_pages(s: &dyn EnrollmentStore) {
+    for i in 0..25 {
+        s.enroll(&enrollment(&format!("did:plc:page{i:02}"), &[]))
+            .await
+            .expect("enroll");
+    }
+}
+
+/// Unenrolling removes the account and its boundaries, once; other accounts stay.
+pub async fn unenroll_removes_one_account(store: Subject) {
+    let s = store.as_ref();
+    let rei = did("did:plc:rei");
+    let asuka = did("did:plc:asuka");
+    s.enroll(&enrollment("did:plc:rei", &["did:web:s/x", "did:web:s/y"]))
+        .await
+        .expect("enroll");
+    s.enroll(&enrollment("did:plc:asuka", &["did:web:s/x"]))
+        .await
+        .expect("enroll");
     assert!(s.unenroll(&rei).await.expect("unenroll"));
     assert!(!s.unenroll(&rei).await.expect("unenroll twice"));
     assert_eq!(s.get(&rei).await.expect("get"), None);
     assert!(s.boundaries(&rei).await.expect("boundaries").is_empty());
+    assert!(matches!(
+        s.add_boundary(&rei, "did:web:s/x").await,
+        Err(EnrollmentStoreError::NotEnrolled(_))
+    ));
     assert_eq!(
         s.boundaries(&asuka).await.expect("boundaries"),
         ["did:web:s/x"]
     );
+    assert!(s.get(&asuka).await.expect("get").is_some());
+}
 
-    event_log(s).await;
-    concurrent_changes_are_logged_in_commit_order(store).await;
+/// The history the event-log cases read: the boundary changes, 25 enrollments, an unenroll
+/// and a second unenroll that changes nothing; 34 logged changes.
+async fn history(s: &dyn EnrollmentStore) {
+    boundary_changes(s).await;
+    enroll_pages(s).await;
+    let rei = did("did:plc:rei");
+    assert!(s.unenroll(&rei).await.expect("unenroll"));
+    assert!(!s.unenroll(&rei).await.expect("unenroll twice"));
 }
 
 fn summary(events: &[EnrollmentEvent]) -> Vec<(u64, String, EnrollmentAction, Vec<String>)> {
@@ -139,10 +220,14 @@ fn summary(events: &[EnrollmentEvent]) -> Vec<(u64, String, EnrollmentAction, Ve
         .collect()
 }
 
-/// The log the changes above must have written: one event per change, in order, consecutive
-/// sequence numbers, nothing for failed changes, rkey updates or a second unenroll.
-async fn event_log(s: &dyn EnrollmentStore) {
+/// The log of a history: one event per change, in order, consecutive sequence numbers from 1,
+/// nothing for failed changes, rkey updates or a second unenroll.
+pub async fn the_event_log_has_one_event_per_change(store: Subject) {
     use EnrollmentAction::{Enroll, Unenroll, Update};
+    let s = store.as_ref();
+    assert_eq!(s.latest_event_seq().await.expect("latest"), 0, "empty log");
+    assert!(s.events_after(0, 10).await.expect("events").is_empty());
+    history(s).await;
     let all = s.events_after(0, 1000).await.expect("events");
     assert_eq!(all.len(), 34, "{:?}", summary(&all));
     assert_eq!(s.latest_event_seq().await.expect("latest"), 34);
@@ -188,7 +273,15 @@ async fn event_log(s: &dyn EnrollmentStore) {
         summary(&all[33..]),
         vec![(34, "did:plc:rei".into(), Unenroll, b(&[]))]
     );
+}
 
+/// Paging the log is strictly after the cursor and at most `limit`; retention drops old events,
+/// always keeps the newest, and never reuses a number.
+pub async fn the_event_log_pages_and_prunes_without_reusing_numbers(store: Subject) {
+    use EnrollmentAction::Enroll;
+    let s = store.as_ref();
+    history(s).await;
+    let b = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
     // Paging: strictly after the cursor, at most `limit`.
     let page = s.events_after(10, 5).await.expect("page");
     assert_eq!(
@@ -221,7 +314,7 @@ async fn event_log(s: &dyn EnrollmentStore) {
 
 /// Changes racing on different accounts still get consecutive numbers, and a reader that pages
 /// by cursor while they run sees every event exactly once, in order.
-async fn concurrent_changes_are_logged_in_commit_order(store: Arc<dyn EnrollmentStore>) {
+pub async fn concurrent_changes_are_logged_in_commit_order(store: Subject) {
     let start = store.latest_event_seq().await.expect("latest");
     let mut tasks = Vec::new();
     for i in 0..16 {

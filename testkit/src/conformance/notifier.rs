@@ -7,68 +7,131 @@ use std::time::Duration;
 
 use stratos_ports::env::{Notifier, Subscription};
 
-/// How long the whole suite may take: a lost message would otherwise hang the test forever.
-const SUITE_LIMIT: Duration = Duration::from_secs(30);
+/// How long one case may take: a lost message would otherwise hang the test forever.
+const CASE_LIMIT: Duration = Duration::from_secs(30);
 
-/// Runs every case against `notifier` (channel names under a fresh prefix per run are the
-/// caller's job). The suite fails rather than hangs when a message never arrives.
-pub async fn run(notifier: Arc<dyn Notifier>) {
-    within(SUITE_LIMIT, cases(notifier.as_ref())).await;
+/// What the cases run against (channel names under a fresh prefix per case are the fixture's
+/// job).
+pub type Subject = Arc<dyn Notifier>;
+
+/// One test per [`Notifier`] case, in a module `notifier`. The argument gives a future of the
+/// notifier, afresh for every case (see [`crate::conformance`]). A case fails rather than hangs
+/// when a message never arrives.
+#[macro_export]
+macro_rules! notifier_conformance {
+    ($fixture:expr $(,)?) => {
+        $crate::__conformance_suite! {
+            module: notifier,
+            port: notifier,
+            fixture: $fixture,
+            cases: [
+                publishing_without_subscribers_succeeds,
+                every_subscriber_gets_every_message_in_order,
+                late_subscribers_get_only_later_messages,
+                a_subscriber_leaving_disturbs_no_other,
+                empty_and_large_payloads_arrive_intact,
+            ],
+        }
+    };
 }
 
-async fn cases(n: &dyn Notifier) {
-    n.publish("nobody", b"lost")
-        .await
-        .expect("publishing without subscribers succeeds");
+/// A message nobody listens to is simply lost.
+pub async fn publishing_without_subscribers_succeeds(notifier: Subject) {
+    within(CASE_LIMIT, async {
+        notifier
+            .publish("nobody", b"lost")
+            .await
+            .expect("publishing without subscribers succeeds");
+        let mut sub = notifier.subscribe("nobody").await.expect("subscribe");
+        notifier.publish("nobody", b"heard").await.expect("publish");
+        assert_eq!(
+            next(sub.as_mut()).await,
+            b"heard",
+            "the lost one never arrives"
+        );
+    })
+    .await;
+}
 
-    let mut a = n.subscribe("seq").await.expect("subscribe a");
-    let mut b = n.subscribe("seq").await.expect("subscribe b");
-    let mut other = n.subscribe("other").await.expect("subscribe other");
+/// Every subscriber of a channel gets every message in order; a channel sees only its own.
+pub async fn every_subscriber_gets_every_message_in_order(notifier: Subject) {
+    within(CASE_LIMIT, async {
+        let n = notifier.as_ref();
+        let mut a = n.subscribe("seq").await.expect("subscribe a");
+        let mut b = n.subscribe("seq").await.expect("subscribe b");
+        let mut other = n.subscribe("other").await.expect("subscribe other");
 
-    let messages: [&[u8]; 4] = [b"first", b"second", &[0, 255, 10, 13], b"fourth"];
-    for m in messages {
-        n.publish("seq", m).await.expect("publish");
-    }
-    n.publish("other", b"elsewhere").await.expect("publish");
-
-    for (name, sub) in [("a", &mut a), ("b", &mut b)] {
+        let messages: [&[u8]; 4] = [b"first", b"second", &[0, 255, 10, 13], b"fourth"];
         for m in messages {
-            assert_eq!(
-                next(sub.as_mut()).await,
-                m,
-                "subscriber {name} gets every message in order"
-            );
+            n.publish("seq", m).await.expect("publish");
         }
-    }
-    // Published after the `seq` messages: had any leaked into `other`, it would come first.
-    assert_eq!(
-        next(other.as_mut()).await,
-        b"elsewhere",
-        "a channel sees only its own messages"
-    );
+        n.publish("other", b"elsewhere").await.expect("publish");
 
-    // A late subscriber sees only what is published after it subscribed.
-    n.publish("seq", b"before late").await.expect("publish");
-    let mut late = n.subscribe("seq").await.expect("subscribe late");
-    n.publish("seq", b"after late").await.expect("publish");
-    assert_eq!(next(late.as_mut()).await, b"after late", "no old messages");
-    assert_eq!(next(a.as_mut()).await, b"before late");
-    assert_eq!(next(a.as_mut()).await, b"after late");
+        for (name, sub) in [("a", &mut a), ("b", &mut b)] {
+            for m in messages {
+                assert_eq!(
+                    next(sub.as_mut()).await,
+                    m,
+                    "subscriber {name} gets every message in order"
+                );
+            }
+        }
+        // Published after the `seq` messages: had any leaked into `other`, it would come first.
+        assert_eq!(
+            next(other.as_mut()).await,
+            b"elsewhere",
+            "a channel sees only its own messages"
+        );
+    })
+    .await;
+}
 
-    // One subscriber leaving does not disturb the others.
-    drop(a);
-    n.publish("seq", b"after drop").await.expect("publish");
-    assert_eq!(next(b.as_mut()).await, b"before late");
-    assert_eq!(next(b.as_mut()).await, b"after late");
-    assert_eq!(next(b.as_mut()).await, b"after drop");
-    assert_eq!(next(late.as_mut()).await, b"after drop");
+/// A late subscriber gets only what is published after it subscribed.
+pub async fn late_subscribers_get_only_later_messages(notifier: Subject) {
+    within(CASE_LIMIT, async {
+        let n = notifier.as_ref();
+        let mut early = n.subscribe("seq").await.expect("subscribe early");
+        n.publish("seq", b"before late").await.expect("publish");
+        let mut late = n.subscribe("seq").await.expect("subscribe late");
+        n.publish("seq", b"after late").await.expect("publish");
+        assert_eq!(next(late.as_mut()).await, b"after late", "no old messages");
+        assert_eq!(next(early.as_mut()).await, b"before late");
+        assert_eq!(next(early.as_mut()).await, b"after late");
+    })
+    .await;
+}
 
-    // Payloads are bytes: empty and large ones arrive intact.
-    let large: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    n.publish("other", b"").await.expect("publish empty");
-    n.publish("other", &large).await.expect("publish large");
-    assert_eq!(next(other.as_mut()).await, b"");
-    assert_eq!(next(other.as_mut()).await, large);
+/// One subscriber leaving does not disturb the others.
+pub async fn a_subscriber_leaving_disturbs_no_other(notifier: Subject) {
+    within(CASE_LIMIT, async {
+        let n = notifier.as_ref();
+        let a = n.subscribe("seq").await.expect("subscribe a");
+        let mut b = n.subscribe("seq").await.expect("subscribe b");
+        n.publish("seq", b"before drop").await.expect("publish");
+        drop(a);
+        n.publish("seq", b"after drop").await.expect("publish");
+        assert_eq!(next(b.as_mut()).await, b"before drop");
+        assert_eq!(next(b.as_mut()).await, b"after drop");
+        let mut c = n.subscribe("seq").await.expect("subscribe c");
+        n.publish("seq", b"to b and c").await.expect("publish");
+        assert_eq!(next(b.as_mut()).await, b"to b and c");
+        assert_eq!(next(c.as_mut()).await, b"to b and c");
+    })
+    .await;
+}
+
+/// Payloads are bytes: empty and large ones arrive intact.
+pub async fn empty_and_large_payloads_arrive_intact(notifier: Subject) {
+    within(CASE_LIMIT, async {
+        let n = notifier.as_ref();
+        let mut sub = n.subscribe("other").await.expect("subscribe");
+        let large: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        n.publish("other", b"").await.expect("publish empty");
+        n.publish("other", &large).await.expect("publish large");
+        assert_eq!(next(sub.as_mut()).await, b"");
+        assert_eq!(next(sub.as_mut()).await, large);
+    })
+    .await;
 }
 
 async fn next(sub: &mut dyn Subscription) -> Vec<u8> {
@@ -87,7 +150,7 @@ async fn within<F: Future>(limit: Duration, fut: F) -> F::Output {
     });
     let out = tokio::select! {
         out = fut => out,
-        _ = expired_rx => panic!("the notifier suite did not finish within {limit:?}: a message was lost"),
+        _ = expired_rx => panic!("the case did not finish within {limit:?}: a message was lost"),
     };
     let _ = done_tx.send(());
     let _ = watchdog.join();

@@ -17,30 +17,52 @@ use stratos_ports::repo_store::{
 
 const POSTS: &str = "zone.stratos.feed.post";
 
-/// Runs every case against `store`. Each case uses its own DIDs, so one store instance serves
-/// the whole suite.
-pub async fn run(store: Arc<dyn RepoStore>) {
-    lifecycle(store.as_ref()).await;
-    first_commit_and_blocks(store.as_ref()).await;
-    stale_head_is_a_conflict_and_changes_nothing(store.as_ref()).await;
-    racing_writers_exactly_one_wins(store.clone()).await;
-    index_mismatch_leaves_nothing_behind(store.as_ref()).await;
-    listing_pages_cursor_reverse_and_filter(store.as_ref()).await;
-    events_are_sequenced_per_actor(store.as_ref()).await;
-    destroy_removes_everything(store.as_ref()).await;
-    hostile_values_are_data(store.as_ref()).await;
-    removed_blocks_are_gone(store.as_ref()).await;
-    uploads_are_tracked_per_actor(store.as_ref()).await;
-    blob_associations_follow_commits(store.as_ref()).await;
-    a_commit_with_an_unknown_blob_changes_nothing(store.as_ref()).await;
-    blob_listing_pages_filters_and_since(store.as_ref()).await;
-    expired_uploads_are_released(store.as_ref()).await;
-    destroy_forgets_blobs(store.as_ref()).await;
+/// What the cases run against.
+pub type Subject = Arc<dyn RepoStore>;
+
+/// One test per [`RepoStore`] case, in a module `repo_store`: `repo_store::lifecycle`, ….
+///
+/// The argument is an expression giving a future of the store (an `Arc`, a
+/// [`Fixture`](crate::conformance::Fixture), or an `Option` of either to skip); it is evaluated
+/// once per case, so every case gets a fresh store. See [`crate::conformance`].
+///
+/// ```ignore
+/// stratos_testkit::repo_store_conformance!(async { std::sync::Arc::new(MyRepoStore::new()) });
+/// ```
+#[macro_export]
+macro_rules! repo_store_conformance {
+    ($fixture:expr $(,)?) => {
+        $crate::__conformance_suite! {
+            module: repo_store,
+            port: repo_store,
+            fixture: $fixture,
+            cases: [
+                lifecycle,
+                first_commit_and_blocks,
+                stale_head_is_a_conflict_and_changes_nothing,
+                creates_on_a_stale_head_write_nothing,
+                racing_writers_exactly_one_wins,
+                index_mismatch_leaves_nothing_behind,
+                listing_pages_cursor_reverse_and_filter,
+                events_are_sequenced_per_actor,
+                destroy_removes_everything,
+                hostile_values_are_data,
+                removed_blocks_are_gone,
+                uploads_are_tracked_per_actor,
+                blob_associations_follow_commits,
+                a_commit_with_an_unknown_blob_changes_nothing,
+                blob_listing_pages_filters_and_since,
+                expired_uploads_are_released,
+                destroy_forgets_blobs,
+            ],
+        }
+    };
 }
 
 /// Blocks a commit names as removed are deleted (unless a later commit brings them back), so
 /// the store does not grow with garbage.
-async fn removed_blocks_are_gone(store: &dyn RepoStore) {
+pub async fn removed_blocks_are_gone(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformancegarbage");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(12);
@@ -77,7 +99,8 @@ async fn removed_blocks_are_gone(store: &dyn RepoStore) {
 }
 
 /// Values are stored as data whatever they contain (quotes, SQL, newlines-free unicode).
-async fn hostile_values_are_data(store: &dyn RepoStore) {
+pub async fn hostile_values_are_data(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformancehostile");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(2);
@@ -293,7 +316,9 @@ fn rkeys(n: usize) -> Vec<String> {
         .collect()
 }
 
-async fn lifecycle(store: &dyn RepoStore) {
+/// Actors are created and destroyed idempotently; a new actor has no head and no events.
+pub async fn lifecycle(store: Subject) {
+    let store = store.as_ref();
     let d = did("did:plc:conformancelife");
     assert!(!store.actor_exists(&d).await.expect("exists"));
     assert!(matches!(
@@ -313,7 +338,9 @@ async fn lifecycle(store: &dyn RepoStore) {
     assert!(!store.actor_exists(&d).await.expect("exists"));
 }
 
-async fn first_commit_and_blocks(store: &dyn RepoStore) {
+/// The first commit sets the head; its blocks and records read back, absent ones do not.
+pub async fn first_commit_and_blocks(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformancefirst");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(3);
@@ -360,7 +387,9 @@ async fn first_commit_and_blocks(store: &dyn RepoStore) {
     b.accept(out);
 }
 
-async fn stale_head_is_a_conflict_and_changes_nothing(store: &dyn RepoStore) {
+/// A unit built on a head that is no longer current is a retryable conflict and writes nothing.
+pub async fn stale_head_is_a_conflict_and_changes_nothing(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformancecas");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(2);
@@ -386,7 +415,8 @@ async fn stale_head_is_a_conflict_and_changes_nothing(store: &dyn RepoStore) {
     assert_eq!(store.latest_seq(&b.did).await.expect("seq"), 1);
 }
 
-async fn racing_writers_exactly_one_wins(store: Arc<dyn RepoStore>) {
+/// Two writers racing on one head: exactly one wins, the other gets a retryable conflict.
+pub async fn racing_writers_exactly_one_wins(store: Subject) {
     let mut b = Builder::new("did:plc:conformancerace");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(3);
@@ -406,7 +436,10 @@ async fn racing_writers_exactly_one_wins(store: Arc<dyn RepoStore>) {
     assert_eq!(store.latest_seq(&b.did).await.expect("seq"), 2);
 }
 
-async fn index_mismatch_leaves_nothing_behind(store: &dyn RepoStore) {
+/// A unit that fails half-way (an index change that cannot apply) leaves no head move, no
+/// block and no event.
+pub async fn index_mismatch_leaves_nothing_behind(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformanceatomic");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(3);
@@ -448,7 +481,10 @@ async fn index_mismatch_leaves_nothing_behind(store: &dyn RepoStore) {
     );
 }
 
-async fn listing_pages_cursor_reverse_and_filter(store: &dyn RepoStore) {
+/// Listing: newest first by default, cursor and `reverse` visit every record once, filtered
+/// pages come back full.
+pub async fn listing_pages_cursor_reverse_and_filter(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformancelist");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(40);
@@ -529,7 +565,9 @@ async fn listing_pages_cursor_reverse_and_filter(store: &dyn RepoStore) {
     );
 }
 
-async fn events_are_sequenced_per_actor(store: &dyn RepoStore) {
+/// Sequence numbers count per actor, from 1, and events page by cursor.
+pub async fn events_are_sequenced_per_actor(store: Subject) {
+    let store = store.as_ref();
     let mut a = Builder::new("did:plc:conformanceseqa");
     let mut c = Builder::new("did:plc:conformanceseqb");
     store.create_actor(&a.did).await.expect("create");
@@ -558,7 +596,9 @@ async fn events_are_sequenced_per_actor(store: &dyn RepoStore) {
     );
 }
 
-async fn destroy_removes_everything(store: &dyn RepoStore) {
+/// Destroying an actor removes its head, records and events; commits to it are refused.
+pub async fn destroy_removes_everything(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformancedestroy");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(2);
@@ -605,7 +645,8 @@ fn reference(rkey: &str, boundary: &str) -> BlobReference {
 
 /// Uploads are tracked once per actor and CID: a second upload of the same bytes changes
 /// nothing and hands back the first.
-async fn uploads_are_tracked_per_actor(store: &dyn RepoStore) {
+pub async fn uploads_are_tracked_per_actor(store: Subject) {
+    let store = store.as_ref();
     let rei = did("did:plc:conformanceupload");
     let asuka = did("did:plc:conformanceupload2");
     store.create_actor(&rei).await.expect("create");
@@ -665,7 +706,8 @@ async fn uploads_are_tracked_per_actor(store: &dyn RepoStore) {
 
 /// Associations are written by the commit that writes the record, replaced by updates,
 /// removed by deletes; a blob whose last reference went away is released.
-async fn blob_associations_follow_commits(store: &dyn RepoStore) {
+pub async fn blob_associations_follow_commits(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformanceblobs");
     store.create_actor(&b.did).await.expect("create");
     let (x, y) = (upload(b"blob x", 1), upload(b"blob y", 2));
@@ -813,7 +855,8 @@ async fn blob_associations_follow_commits(store: &dyn RepoStore) {
 
 /// A commit referencing a blob the actor never uploaded (or a released one) is refused whole;
 /// a failing commit leaves uploads untouched.
-async fn a_commit_with_an_unknown_blob_changes_nothing(store: &dyn RepoStore) {
+pub async fn a_commit_with_an_unknown_blob_changes_nothing(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformanceblobatomic");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(4);
@@ -885,7 +928,8 @@ async fn a_commit_with_an_unknown_blob_changes_nothing(store: &dyn RepoStore) {
 
 /// Listing: distinct CIDs in ascending string order, full pages through the filter, the cursor
 /// and `since`.
-async fn blob_listing_pages_filters_and_since(store: &dyn RepoStore) {
+pub async fn blob_listing_pages_filters_and_since(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformancebloblist");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(12);
@@ -985,7 +1029,8 @@ async fn blob_listing_pages_filters_and_since(store: &dyn RepoStore) {
 
 /// Uploads no commit referenced are released once older than the cut-off; permanent blobs
 /// are not.
-async fn expired_uploads_are_released(store: &dyn RepoStore) {
+pub async fn expired_uploads_are_released(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformanceblobexpiry");
     store.create_actor(&b.did).await.expect("create");
     let (old, young, used) = (
@@ -1044,7 +1089,9 @@ async fn expired_uploads_are_released(store: &dyn RepoStore) {
     );
 }
 
-async fn destroy_forgets_blobs(store: &dyn RepoStore) {
+/// Destroying an actor forgets its uploads, blobs and links.
+pub async fn destroy_forgets_blobs(store: Subject) {
+    let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformanceblobdestroy");
     store.create_actor(&b.did).await.expect("create");
     let blob = upload(b"gone with the actor", 1);
@@ -1093,26 +1140,26 @@ async fn destroy_forgets_blobs(store: &dyn RepoStore) {
 
 /// A unit of creates (the shape adapters may write in one statement) on a stale head: a
 /// retryable conflict, and nothing of it is written, the removal of a stored block included.
-/// `did` must be unused in the stores.
-pub async fn creates_on_a_stale_head_write_nothing(
-    repos: Arc<dyn RepoStore>,
-    enrollments: Arc<dyn stratos_ports::enrollment_store::EnrollmentStore>,
-    keys: Arc<dyn stratos_ports::keys::SigningKeyStore>,
-    did: &str,
-) {
+/// The record use cases write the first commit (enrollments and keys in memory).
+pub async fn creates_on_a_stale_head_write_nothing(repos: Subject) {
     use stratos_domain::cid::dag_cbor;
 
-    use crate::builders::{build_records, enroll_into, post};
-    use crate::memory::ManualClock;
-    const POSTS: &str = "zone.stratos.feed.post";
-    let records = build_records(
-        repos.clone(),
-        enrollments.clone(),
-        keys.clone(),
-        Arc::new(ManualClock::at(1_795_000_000_000)),
-        &["swordsmith"],
-    );
-    let rei = enroll_into(&records, &*enrollments, &*keys, did, &["swordsmith"]).await;
+    use crate::builders::{RecordsBuilder, ServiceFixtures, post};
+    use crate::memory::{MemoryEnrollmentStore, MemoryKeyStore};
+    let enrollments = Arc::new(MemoryEnrollmentStore::new());
+    let keys = Arc::new(MemoryKeyStore::new());
+    let records = RecordsBuilder::new(repos.clone(), enrollments.clone(), keys.clone())
+        .boundaries(&["swordsmith"])
+        .build();
+    let rei = ServiceFixtures::default()
+        .enroll_into(
+            &records,
+            enrollments.as_ref(),
+            keys.as_ref(),
+            "did:plc:conformancestale",
+            &["swordsmith"],
+        )
+        .await;
     records
         .create_record(&rei, &rei, POSTS, None, post("first", &["swordsmith"]))
         .await
