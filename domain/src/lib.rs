@@ -18,6 +18,7 @@
 //! - [`tid`]: monotonic TID generation.
 //! - [`rate_limit`]: per-account sliding-window write limits.
 //! - [`auth`]: service-auth JWT, DPoP proof and access-token verification.
+#![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 pub mod attestation;
 pub mod auth;

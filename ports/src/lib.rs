@@ -1,6 +1,7 @@
 //! Ports: the traits Stratos needs from the outside world, and the use cases written once
 //! against them. This crate depends only on `stratos-domain` (and on no I/O crate): adapters
 //! implement the traits, apps compose them.
+#![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 pub mod blob_store;
 pub mod block_cache;

@@ -29,7 +29,9 @@ pub fn env(name: &str, default: usize) -> usize {
 /// Actors with pre-loaded repositories and the use cases over the backend under test.
 #[derive(Debug)]
 pub struct Setup {
+    /// The record use cases over the backend under test.
     pub records: Arc<Records>,
+    /// The actors, each with its pre-loaded repository.
     pub actors: Vec<stratos_domain::syntax::Did>,
     /// An account holding only `even`: denied half of every actor's records.
     pub viewer: stratos_domain::syntax::Did,

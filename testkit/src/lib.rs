@@ -1,5 +1,6 @@
 //! Testkit: in-memory fakes of every port, conformance suites, builders and fixtures for
 //! Stratos, plus the workspace's architecture checks ([`layering`]).
+#![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 pub mod bench;
 pub mod builders;

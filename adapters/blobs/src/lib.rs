@@ -7,6 +7,7 @@
 //! - `quarantine/{did}/{cid}`: blobs taken out of service (kept for review).
 //!
 //! DIDs start with `did:`, so they never collide with the `tmp` and `quarantine` areas.
+#![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 use std::path::Path;
 

@@ -7,6 +7,7 @@
 //!   and [`identity::pds_endpoint`] its `#atproto_pds` service.
 //! - [`oauth::HttpAuthorizationServers`]: the keys of the OAuth authorization server of an
 //!   account's PDS, discovered through the PDS's metadata and cached.
+#![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 pub mod allow_list;
 mod http;

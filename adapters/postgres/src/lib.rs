@@ -10,6 +10,7 @@
 //! (`unnest`), the event, the outbox rows (in the service schema, same transaction) — for a unit
 //! of creates all in one statement. Single statements outside a transaction name the actor's
 //! schema and run unnamed (never cached). See docs/performance.md.
+#![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 mod repo;
 mod service;

@@ -8,7 +8,8 @@
 //!
 //! Every database runs in WAL mode; [`Durability`] chooses what a power loss may cost. The
 //! service database goes through sea-orm (sqlx-sqlite); the actor databases, which take every
-//! commit, through `rusqlite` on the blocking pool (see [`actor_db`] for why).
+//! commit, through `rusqlite` on the blocking pool (see `src/actor_db.rs` for why).
+#![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 mod actor_db;
 mod db;

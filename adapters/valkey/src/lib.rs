@@ -5,6 +5,7 @@
 //!
 //! Every key and channel is namespaced by a prefix, so several deployments (or parallel tests)
 //! can share one server without seeing each other's keys or messages.
+#![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 use async_trait::async_trait;
 use futures_util::StreamExt;

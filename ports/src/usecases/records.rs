@@ -59,7 +59,6 @@ pub enum WriteOp {
     },
 }
 
-/// The outcome of one write.
 /// Compare-and-swap preconditions of a write (atproto `swapCommit` / `swapRecord`), checked
 /// against the head the commit is built on, so they hold atomically with the commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,6 +70,7 @@ pub struct Swaps {
     pub records: Vec<(String, String, Option<Cid>)>,
 }
 
+/// The outcome of one write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteResult {
     /// `create`, `update` or `delete`.
