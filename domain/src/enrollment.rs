@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::attestation::Attestation;
 use crate::boundary::Boundary;
+use crate::did_doc::DidDocument;
 use crate::syntax::{Datetime, Did};
 use crate::{Error, Result};
 
@@ -209,31 +210,18 @@ impl EnrollmentPolicy {
     /// Step two: decide from the resolved DID document (`None` when resolution failed).
     pub fn decide_with_document(&self, did_document: Option<&Value>) -> Result<Admission> {
         let doc = did_document.ok_or(Error::EnrollmentDenied(DenialReason::DidNotResolved))?;
-        let pds =
-            pds_endpoint(doc).ok_or(Error::EnrollmentDenied(DenialReason::PdsEndpointNotFound))?;
+        // A document that cannot be read has no PDS endpoint either.
+        let doc = DidDocument::from_json(doc)
+            .map_err(|_| Error::EnrollmentDenied(DenialReason::PdsEndpointNotFound))?;
+        let pds = doc
+            .pds_endpoint()
+            .ok_or(Error::EnrollmentDenied(DenialReason::PdsEndpointNotFound))?;
         if self.allowed_pds.contains(normalize_endpoint(pds)) {
             Ok(self.admit(Some(pds.to_owned())))
         } else {
             Err(Error::EnrollmentDenied(DenialReason::NotInAllowlist))
         }
     }
-}
-
-/// The `serviceEndpoint` of the first `#atproto_pds` service of a DID document (the id may be
-/// relative, `#atproto_pds`, or absolute, `did:…#atproto_pds`).
-pub fn pds_endpoint(did_document: &Value) -> Option<&str> {
-    did_document
-        .get("service")?
-        .as_array()?
-        .iter()
-        .find(|s| {
-            s.get("id")
-                .and_then(Value::as_str)
-                .is_some_and(|id| id.ends_with("#atproto_pds"))
-                && s.get("serviceEndpoint").is_some_and(Value::is_string)
-        })?
-        .get("serviceEndpoint")?
-        .as_str()
 }
 
 /// The record key of a service's enrollment record: the service DID with `%3A` decoded to `:`

@@ -29,6 +29,7 @@ pub mod cid;
 pub mod commit;
 pub mod crypto;
 pub mod data;
+pub mod did_doc;
 pub mod enrollment;
 mod error;
 pub mod import;

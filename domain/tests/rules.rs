@@ -14,7 +14,7 @@ use stratos_domain::boundary::{
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::enrollment::{
     Admission, DenialReason, EnrollmentMode, EnrollmentPolicy, EnrollmentRecord, Precheck,
-    enrollment_rkey, pds_endpoint,
+    enrollment_rkey,
 };
 use stratos_domain::stub::{self, StubSource};
 use stratos_domain::syntax::{AtUri, Datetime, Did};
@@ -229,29 +229,44 @@ fn doc(pds: &str) -> serde_json::Value {
     })
 }
 
+/// The PDS endpoint as the enrollment decision reads it (through `DidDocument`).
+fn pds_endpoint(doc: &serde_json::Value) -> Option<String> {
+    stratos_domain::did_doc::DidDocument::from_json(doc)
+        .ok()?
+        .pds_endpoint()
+        .map(str::to_owned)
+}
+
 #[test]
 fn pds_endpoint_relative_and_absolute_ids() {
     assert_eq!(
-        pds_endpoint(&doc("https://pds.nerv.jp")),
+        pds_endpoint(&doc("https://pds.nerv.jp")).as_deref(),
         Some("https://pds.nerv.jp")
     );
-    let absolute =
-        json!({"service": [{"id": "did:plc:rei#atproto_pds", "serviceEndpoint": "https://x"}]});
-    assert_eq!(pds_endpoint(&absolute), Some("https://x"));
+    let absolute = json!({"id": "did:plc:rei",
+        "service": [{"id": "did:plc:rei#atproto_pds", "serviceEndpoint": "https://x"}]});
+    assert_eq!(pds_endpoint(&absolute).as_deref(), Some("https://x"));
+    // Another DID's service is not this account's PDS (the enrollment check used to take it).
+    let foreign = json!({"id": "did:plc:rei",
+        "service": [{"id": "did:plc:asuka#atproto_pds", "serviceEndpoint": "https://x"}]});
+    assert_eq!(pds_endpoint(&foreign), None);
 }
 
 #[test]
 fn pds_endpoint_none_cases() {
+    let with = |service: serde_json::Value| json!({"id": "did:plc:rei", "service": service});
     assert_eq!(pds_endpoint(&json!({})), None);
-    assert_eq!(pds_endpoint(&json!({"service": "nope"})), None);
+    assert_eq!(pds_endpoint(&with(json!("nope"))), None);
     assert_eq!(
-        pds_endpoint(&json!({"service": [{"id": "#other", "serviceEndpoint": "https://x"}]})),
+        pds_endpoint(&with(
+            json!([{"id": "#other", "serviceEndpoint": "https://x"}])
+        )),
         None
     );
     assert_eq!(
-        pds_endpoint(
-            &json!({"service": [{"id": "#atproto_pds", "serviceEndpoint": {"uri": "x"}}]})
-        ),
+        pds_endpoint(&with(
+            json!([{"id": "#atproto_pds", "serviceEndpoint": {"uri": "x"}}])
+        )),
         None
     );
 }

@@ -111,8 +111,10 @@ async fn allowlist_denials_are_typed() {
         .unwrap_err();
     assert_eq!(denied(r), DenialReason::DidNotResolved);
     // No PDS service in the document.
-    w.identity
-        .insert_doc(&did("did:plc:nopds"), json!({"service": []}));
+    w.identity.insert_doc(
+        &did("did:plc:nopds"),
+        json!({"id": "did:plc:nopds", "service": []}),
+    );
     let r = w
         .enrollment
         .enroll(&did("did:plc:nopds"))
@@ -122,7 +124,8 @@ async fn allowlist_denials_are_typed() {
     // A PDS that is not allowed.
     w.identity.insert_doc(
         &did("did:plc:elsewhere"),
-        json!({"service": [{"id": "#atproto_pds", "serviceEndpoint": "https://pds.seele.org"}]}),
+        json!({"id": "did:plc:elsewhere",
+            "service": [{"id": "#atproto_pds", "serviceEndpoint": "https://pds.seele.org"}]}),
     );
     let r = w
         .enrollment
@@ -133,7 +136,8 @@ async fn allowlist_denials_are_typed() {
     // An allowed PDS (trailing slash normalised) and the external list both admit.
     w.identity.insert_doc(
         &did("did:plc:nerv"),
-        json!({"service": [{"id": "#atproto_pds", "serviceEndpoint": "https://pds.nerv.tokyo.jp"}]}),
+        json!({"id": "did:plc:nerv",
+            "service": [{"id": "#atproto_pds", "serviceEndpoint": "https://pds.nerv.tokyo.jp"}]}),
     );
     let ok = w.enrollment.enroll(&did("did:plc:nerv")).await.unwrap();
     assert_eq!(
