@@ -5,6 +5,7 @@
 
 pub mod blob_store;
 pub mod block_cache;
+mod cause;
 pub mod enrollment_store;
 pub mod env;
 pub mod keys;
@@ -16,5 +17,6 @@ pub mod storage_codec;
 pub mod stratos;
 pub mod usecases;
 
+pub use cause::Cause;
 pub use storage::{Storage, StorageParts};
 pub use stratos::{BuildError, Stratos, StratosBuilder};

@@ -24,7 +24,13 @@ use stratos_ports::blob_store::{BlobResult, BlobStore, BlobStoreError};
 pub enum BlobSetupError {
     /// opendal rejected the configuration.
     #[error("blob store configuration: {0}")]
-    Config(#[from] opendal::Error),
+    Config(#[source] stratos_ports::Cause),
+}
+
+impl From<opendal::Error> for BlobSetupError {
+    fn from(e: opendal::Error) -> Self {
+        BlobSetupError::Config(stratos_ports::Cause::new(e))
+    }
 }
 
 /// Where an S3 store keeps its blobs.

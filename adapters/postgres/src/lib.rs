@@ -26,7 +26,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 use stratos_ports::repo_store::RepoStoreError;
-use stratos_ports::{Storage, StorageParts};
+use stratos_ports::{Cause, Storage, StorageParts};
 
 pub use repo::PostgresRepoStore;
 pub use service::{PostgresEnrollmentStore, PostgresKeyStore, PostgresOAuthStore, PostgresOutbox};
@@ -37,7 +37,7 @@ pub use service::{PostgresEnrollmentStore, PostgresKeyStore, PostgresOAuthStore,
 pub enum PostgresError {
     /// PostgreSQL or the driver failed.
     #[error("postgres: {0}")]
-    Db(#[from] DbErr),
+    Db(#[source] Cause),
     /// A schema prefix is not `[a-z_][a-z0-9_]*`.
     #[error("invalid schema prefix {0:?}")]
     BadPrefix(String),
@@ -65,7 +65,13 @@ pub(crate) fn sqlx_err(e: sqlx::Error) -> DbErr {
 
 impl From<sqlx::Error> for PostgresError {
     fn from(e: sqlx::Error) -> Self {
-        PostgresError::Db(sqlx_err(e))
+        PostgresError::Db(Cause::new(e))
+    }
+}
+
+impl From<DbErr> for PostgresError {
+    fn from(e: DbErr) -> Self {
+        PostgresError::Db(Cause::new(e))
     }
 }
 

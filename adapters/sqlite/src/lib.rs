@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use sea_orm::DbErr;
 use stratos_ports::repo_store::RepoStoreError;
-use stratos_ports::{Storage, StorageParts};
+use stratos_ports::{Cause, Storage, StorageParts};
 
 pub use actor_db::actor_dir;
 pub use db::Durability;
@@ -39,10 +39,10 @@ use crate::outbox::OutboxHints;
 pub enum SqliteError {
     /// SQLite or the driver failed (service database).
     #[error("sqlite: {0}")]
-    Db(#[from] DbErr),
+    Db(#[source] Cause),
     /// SQLite failed (actor database).
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(#[source] Cause),
     /// A blocking database task did not finish (it panicked, or the runtime shut down).
     #[error("database task: {0}")]
     Worker(String),
@@ -64,6 +64,18 @@ pub enum SqliteError {
     /// Stored data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+}
+
+impl From<DbErr> for SqliteError {
+    fn from(e: DbErr) -> Self {
+        SqliteError::Db(Cause::new(e))
+    }
+}
+
+impl From<rusqlite::Error> for SqliteError {
+    fn from(e: rusqlite::Error) -> Self {
+        SqliteError::Sqlite(Cause::new(e))
+    }
 }
 
 impl From<stratos_ports::storage_codec::CodecError> for SqliteError {

@@ -22,7 +22,13 @@ const SADD_CHUNK: usize = 1000;
 pub enum ValkeyError {
     /// The URL is malformed or the server is unreachable.
     #[error("valkey: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[source] stratos_ports::Cause),
+}
+
+impl From<redis::RedisError> for ValkeyError {
+    fn from(e: redis::RedisError) -> Self {
+        ValkeyError::Redis(stratos_ports::Cause::new(e))
+    }
 }
 
 /// [`Cache`] over a Valkey/Redis server, through a reconnecting connection manager.
