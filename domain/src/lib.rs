@@ -18,6 +18,7 @@
 //! - [`tid`]: monotonic TID generation.
 //! - [`rate_limit`]: per-account sliding-window write limits.
 //! - [`auth`]: service-auth JWT, DPoP proof and access-token verification.
+//! - [`did_doc`]: the `#atproto` key and `#atproto_pds` service of a DID document.
 
 pub mod attestation;
 pub mod auth;
@@ -28,6 +29,7 @@ pub mod cid;
 pub mod commit;
 pub mod crypto;
 pub mod data;
+pub mod did_doc;
 pub mod enrollment;
 mod error;
 pub mod import;

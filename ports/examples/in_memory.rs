@@ -15,15 +15,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let did = |name: &str| Did::parse(&format!("did:web:{name}.example"));
     let (alice, bob, carol) = (did("alice")?, did("bob")?, did("carol")?);
     for (who, boundary) in [(&alice, friends), (&bob, friends), (&carol, family)] {
-        enrollments.enroll_direct(who, &[boundary.clone()]).await?;
+        enrollments
+            .enroll_direct(who, std::slice::from_ref(boundary))
+            .await?;
     }
     let post = json!({"$type": "zone.stratos.feed.post", "text": "for friends only",
         "createdAt": "2026-12-07T09:00:00.000Z", "boundary": {
             "$type": "zone.stratos.boundary.defs#Domains", "values": [{"value": friends.as_str()}]}});
     let commit = records.create_record(&alice, &alice, "zone.stratos.feed.post", None, post);
     let uri = commit.await?.results[0].uri.clone();
-    let for_bob = records.hydrate(Some(&bob), &[uri.clone()]).await?;
-    let for_carol = records.hydrate(Some(&carol), &[uri.clone()]).await?;
+    let for_bob = records
+        .hydrate(Some(&bob), std::slice::from_ref(&uri))
+        .await?;
+    let for_carol = records
+        .hydrate(Some(&carol), std::slice::from_ref(&uri))
+        .await?;
     assert_eq!(
         for_bob.records.len(),
         1,
@@ -31,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert_eq!(
         for_carol.not_found,
-        [uri.clone()],
+        std::slice::from_ref(&uri),
         "carol does not: to her it does not exist"
     );
     println!("bob reads {uri}; to carol it does not exist");

@@ -2,6 +2,7 @@
 //! against them. This crate depends only on `stratos-domain` (and on no I/O crate): adapters
 //! implement the traits, apps compose them.
 
+pub mod auth;
 pub mod blob_store;
 pub mod block_cache;
 pub mod enrollment_store;
@@ -14,6 +15,7 @@ pub mod storage;
 pub mod storage_codec;
 pub mod stratos;
 pub mod usecases;
+pub mod xrpc;
 
 pub use storage::{Storage, StorageParts};
 pub use stratos::{BuildError, Stratos, StratosBuilder};
