@@ -162,6 +162,30 @@ impl DidDocument {
     }
 }
 
+/// The `publicKeyMultibase` of the document's `#atproto` method, as published: shorthand for
+/// [`DidDocument::atproto_key_multibase`] over JSON (`None` for a document that cannot be read).
+pub fn signing_key(doc: &Value) -> Option<String> {
+    DidDocument::from_json(doc)
+        .ok()?
+        .atproto_key_multibase()
+        .map(str::to_owned)
+}
+
+/// The account's signing key: shorthand for [`DidDocument::atproto_key`] over JSON (`None` for a
+/// document that cannot be read or has no `#atproto` method).
+pub fn signing_public_key(doc: &Value) -> Option<Result<PublicKey>> {
+    DidDocument::from_json(doc).ok()?.atproto_key()
+}
+
+/// The account's PDS: shorthand for [`DidDocument::pds_endpoint`] over JSON (`None` for a
+/// document that cannot be read).
+pub fn pds_endpoint(doc: &Value) -> Option<String> {
+    DidDocument::from_json(doc)
+        .ok()?
+        .pds_endpoint()
+        .map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // test code

@@ -18,6 +18,7 @@
 //! - [`tid`]: monotonic TID generation.
 //! - [`rate_limit`]: per-account sliding-window write limits.
 //! - [`auth`]: service-auth JWT, DPoP proof and access-token verification.
+//! - [`did_doc`]: the `#atproto` key and `#atproto_pds` service of a DID document.
 #![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 pub mod attestation;

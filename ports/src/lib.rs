@@ -3,6 +3,7 @@
 //! implement the traits, apps compose them.
 #![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
+pub mod auth;
 pub mod blob_store;
 pub mod block_cache;
 mod cause;
@@ -16,6 +17,7 @@ pub mod storage;
 pub mod storage_codec;
 pub mod stratos;
 pub mod usecases;
+pub mod xrpc;
 
 pub use cause::Cause;
 pub use storage::{Storage, StorageParts};

@@ -3,7 +3,8 @@
 //! An app (the service, an AppView that embeds Stratos, a test) builds one [`Stratos`] with
 //! [`Stratos::builder`] from the service's identity, a [`Storage`] bundle from one storage
 //! adapter, a blob store and an identity resolver; everything else has a production default. The
-//! handle is cheap to clone and gives the record, blob, enrollment and sync-stream services.
+//! handle is cheap to clone and gives the record, blob, enrollment and sync-stream services and
+//! the authentication of requests ([`Stratos::auth`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -41,9 +42,10 @@ use stratos_domain::rate_limit::{DEFAULT_RATE_LIMIT, RateLimit};
 use stratos_domain::syntax::Did;
 use stratos_domain::write::WritePolicy;
 
+use crate::auth::{AuthContext, AuthSettings, Authenticator};
 use crate::blob_store::BlobStore;
 use crate::block_cache::CachedBlocks;
-use crate::env::{AllowList, Clock, IdentityResolver, Notifier, SystemClock};
+use crate::env::{AllowList, AuthorizationServers, Clock, IdentityResolver, Notifier, SystemClock};
 use crate::storage::Storage;
 use crate::usecases::enrollment::{EnrollmentDeps, Enrollments};
 use crate::usecases::records::{RecordDeps, Records};
@@ -93,6 +95,8 @@ pub struct StratosBuilder {
     storage: Option<Storage>,
     blobs: Option<Arc<dyn BlobStore>>,
     identity: Option<Arc<dyn IdentityResolver>>,
+    authorization_servers: Option<Arc<dyn AuthorizationServers>>,
+    auth: AuthSettings,
     allow_list: Option<Arc<dyn AllowList>>,
     clock: Arc<dyn Clock>,
     notifier: Option<Arc<dyn Notifier>>,
@@ -145,6 +149,21 @@ impl StratosBuilder {
     /// `stratos_network::identity::HttpIdentityResolver`).
     pub fn identity(mut self, identity: Arc<dyn IdentityResolver>) -> Self {
         self.identity = Some(identity);
+        self
+    }
+
+    /// The OAuth authorization servers of accounts' PDSes, whose keys check DPoP-bound access
+    /// tokens (production: `stratos_network::HttpAuthorizationServers`). Default: none, and
+    /// every `Authorization: DPoP` request is refused as an invalid token.
+    pub fn authorization_servers(mut self, servers: Arc<dyn AuthorizationServers>) -> Self {
+        self.authorization_servers = Some(servers);
+        self
+    }
+
+    /// How requests are authenticated (default [`AuthSettings::default`]: no dev bearer, no
+    /// admin password, DPoP nonces required); see [`Stratos::auth`].
+    pub fn auth_settings(mut self, settings: AuthSettings) -> Self {
+        self.auth = settings;
         self
     }
 
@@ -268,6 +287,17 @@ impl StratosBuilder {
             streams.attach_notifier(notifier);
         }
         let service_key = Arc::new(self.service_key);
+        let auth = Authenticator::new(
+            AuthContext {
+                service_did: self.service_did.clone(),
+                public_url: &public_url,
+                service_key: &service_key,
+                identity: identity.clone(),
+                servers: self.authorization_servers,
+                clock: self.clock.clone(),
+            },
+            self.auth,
+        );
         let boundaries = policy.allowed_boundaries.clone();
         let records = Arc::new(
             Records::new(RecordDeps {
@@ -314,6 +344,7 @@ impl StratosBuilder {
                 identity,
                 clock: self.clock,
                 boundaries,
+                auth,
                 records,
                 enrollments,
                 streams,
@@ -341,6 +372,7 @@ struct Inner {
     identity: Arc<dyn IdentityResolver>,
     clock: Arc<dyn Clock>,
     boundaries: Vec<Boundary>,
+    auth: Authenticator,
     records: Arc<Records>,
     enrollments: Arc<Enrollments>,
     streams: Arc<StreamHub>,
@@ -373,6 +405,8 @@ impl Stratos {
             storage: None,
             blobs: None,
             identity: None,
+            authorization_servers: None,
+            auth: AuthSettings::default(),
             allow_list: None,
             clock: Arc::new(SystemClock),
             notifier: None,
@@ -393,6 +427,12 @@ impl Stratos {
     /// Enrollment, unenrollment and status.
     pub fn enrollments(&self) -> &Arc<Enrollments> {
         &self.inner.enrollments
+    }
+
+    /// Authentication of requests: the caller of a [`RequestView`](crate::auth::RequestView)
+    /// (DPoP-bound tokens, service-auth JWTs, the dev bearer), the admin check, DPoP nonces.
+    pub fn auth(&self) -> &Authenticator {
+        &self.inner.auth
     }
 
     /// The sync stream's live fan-out (`zone.stratos.sync.subscribeRecords`).

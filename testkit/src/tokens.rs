@@ -33,7 +33,7 @@ pub fn now_secs() -> i64 {
 }
 
 /// A DPoP proof by `key` for `htm` `htu`, bound to `access_token` (`ath`), with an optional
-/// server nonce and the given `jti`.
+/// server nonce and the given `jti`, issued now (the system clock).
 pub fn dpop_proof(
     key: &Keypair,
     htm: &str,
@@ -42,12 +42,25 @@ pub fn dpop_proof(
     nonce: Option<&str>,
     jti: &str,
 ) -> String {
+    dpop_proof_at(key, htm, htu, access_token, nonce, jti, now_secs())
+}
+
+/// [`dpop_proof`] issued at `iat` (unix seconds), for tests on a manual clock.
+pub fn dpop_proof_at(
+    key: &Keypair,
+    htm: &str,
+    htu: &str,
+    access_token: &str,
+    nonce: Option<&str>,
+    jti: &str,
+    iat: i64,
+) -> String {
     let header = json!({ "typ": "dpop+jwt", "jwk": jwk_from_public_key(key.public_key()) });
     let mut claims = json!({
         "jti": jti,
         "htm": htm,
         "htu": htu,
-        "iat": now_secs(),
+        "iat": iat,
         "ath": b64(&stratos_domain::cid::sha256(access_token.as_bytes())),
     });
     if let Some(nonce) = nonce {

@@ -39,11 +39,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::Url;
 use serde_json::Value;
-use stratos_domain::Error as DomainError;
-use stratos_domain::crypto::PublicKey;
-use stratos_domain::did_doc::DidDocument;
 use stratos_domain::syntax::{Did, Handle};
 use stratos_ports::env::{EnvError, IdentityResolver};
+
+// The DID-document readers are pure rules; they live in the domain, where the library's
+// authentication reads them too. Re-exported so this crate's callers keep their paths.
+pub use stratos_domain::did_doc::{pds_endpoint, signing_key, signing_public_key};
 
 use crate::NetworkError;
 use crate::http::{Fetcher, Targets, TtlCache, is_loopback, scheme_allowed};
@@ -371,31 +372,6 @@ impl IdentityResolver for HttpIdentityResolver {
             }
         }
     }
-}
-
-/// The `publicKeyMultibase` of the document's `#atproto` verification method, as published:
-/// shorthand for [`DidDocument::atproto_key_multibase`] (`None` for a document that cannot be
-/// read).
-pub fn signing_key(doc: &Value) -> Option<String> {
-    DidDocument::from_json(doc)
-        .ok()?
-        .atproto_key_multibase()
-        .map(str::to_owned)
-}
-
-/// The document's `#atproto` key: shorthand for [`DidDocument::atproto_key`] (`None` for a
-/// document that cannot be read or has no such method).
-pub fn signing_public_key(doc: &Value) -> Option<Result<PublicKey, DomainError>> {
-    DidDocument::from_json(doc).ok()?.atproto_key()
-}
-
-/// The `serviceEndpoint` of the document's `#atproto_pds` service: shorthand for
-/// [`DidDocument::pds_endpoint`] (`None` for a document that cannot be read).
-pub fn pds_endpoint(doc: &Value) -> Option<String> {
-    DidDocument::from_json(doc)
-        .ok()?
-        .pds_endpoint()
-        .map(str::to_owned)
 }
 
 /// The host and port of a hostname-level `did:web` identifier (the part after `did:web:`), or

@@ -36,38 +36,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let alice = Did::parse("did:web:alice.example")?;
     let stranger = Did::parse("did:web:stranger.example")?;
 
-    let uri = {
+    let uris = {
         let stratos = open(&dir, &service_key).await?;
-        let friends = stratos.boundaries()[0].clone();
-        stratos
-            .enrollments()
-            .enroll_direct(&alice, &[friends.clone()])
-            .await?;
+        let friends = &stratos.boundaries()[..1];
+        stratos.enrollments().enroll_direct(&alice, friends).await?;
         let post = json!({"$type": "zone.stratos.feed.post", "text": "kept on disk",
             "createdAt": "2026-12-07T09:00:00.000Z", "boundary": {
-            "$type": "zone.stratos.boundary.defs#Domains", "values": [{"value": friends.as_str()}]}});
+            "$type": "zone.stratos.boundary.defs#Domains", "values": [{"value": friends[0].as_str()}]}});
         let records = stratos.records();
         let commit = records.create_record(&alice, &alice, "zone.stratos.feed.post", None, post);
-        commit.await?.results[0].uri.clone()
+        [commit.await?.results[0].uri.clone()]
     }; // the instance is dropped here: only the files remain
 
     let stratos = open(&dir, &service_key).await?;
     let records = stratos.records();
-    let mine = records.hydrate(Some(&alice), &[uri.clone()]).await?;
-    let theirs = records.hydrate(Some(&stranger), &[uri.clone()]).await?;
+    let mine = records.hydrate(Some(&alice), &uris).await?;
+    let theirs = records.hydrate(Some(&stranger), &uris).await?;
     assert_eq!(
         mine.records.len(),
         1,
         "the author reads her post after the restart"
     );
-    assert_eq!(
-        theirs.not_found,
-        [uri.clone()],
-        "a stranger cannot tell it exists"
-    );
+    assert_eq!(theirs.not_found, uris, "a stranger cannot tell it exists");
     let car = records.export_repo(&alice, &alice).await?;
     println!(
-        "{uri} survived a restart in {}; repository CAR: {} bytes",
+        "{} survived a restart in {}; repository CAR: {} bytes",
+        uris[0],
         dir.display(),
         car.len()
     );

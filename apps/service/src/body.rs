@@ -177,10 +177,5 @@ pub async fn read_json<T: DeserializeOwned>(
     limit: usize,
 ) -> Result<T, ApiError> {
     let buf = read_limited(req, payload, limit).await?;
-    if buf.is_empty() {
-        return Err(ApiError::invalid(
-            "A request body is expected but none was provided",
-        ));
-    }
-    serde_json::from_slice(&buf).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+    Ok(stratos_ports::xrpc::parse_json_body(&buf)?)
 }

@@ -6,7 +6,6 @@
 mod auth;
 mod body;
 pub mod config;
-mod dpop;
 pub mod error;
 pub mod identity;
 mod middleware;

@@ -16,7 +16,8 @@ use actix_web::http::header::{
 use actix_web::middleware::Next;
 use actix_web::web;
 
-use crate::dpop::{DPOP_HEADER, DPOP_NONCE_HEADER};
+use stratos_ports::auth::{DPOP_HEADER, DPOP_NONCE_HEADER};
+
 use crate::state::AppState;
 
 const ALLOWED_METHODS: &str = "GET,HEAD,PUT,PATCH,POST,DELETE";
@@ -36,7 +37,7 @@ pub async fn response_headers(
         .contains_key(DPOP_HEADER)
         .then(|| {
             req.app_data::<web::Data<AppState>>()
-                .map(|state| state.dpop.current_nonce())
+                .map(|state| state.stratos.auth().current_nonce())
         })
         .flatten();
     let preflight = req.method() == Method::OPTIONS

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_ports::Storage;
 use stratos_ports::Stratos;
+use stratos_ports::auth::{AuthSettings, Secret};
 use stratos_ports::blob_store::BlobStore;
 use stratos_ports::env::{AllowList, AuthorizationServers, IdentityResolver};
 use stratos_ports::usecases::stream::hub::HubSettings;
@@ -17,13 +18,9 @@ use crate::config::{BlobStorage, Config, SqliteDurability, StorageBackend};
 pub struct AppState {
     /// The effective configuration.
     pub config: Config,
-    /// The library's services (records, enrollments, blobs, the sync stream) over the
-    /// configured adapters.
+    /// The library's services (records, enrollments, blobs, the sync stream, authentication)
+    /// over the configured adapters.
     pub stratos: Stratos,
-    /// Keys of accounts' OAuth authorization servers (DPoP-bound access tokens).
-    pub auth_servers: Arc<dyn AuthorizationServers>,
-    /// DPoP nonces and replay cache, shared by all workers.
-    pub dpop: crate::dpop::DpopVerifier,
     /// The OAuth client metadata document.
     pub client_metadata: serde_json::Value,
     /// Admission of requests that carry a body (per-address and global caps).
@@ -172,6 +169,22 @@ async fn open_allow_list(config: &Config) -> anyhow::Result<Option<Arc<dyn Allow
     Ok(Some(Arc::new(list)))
 }
 
+/// The library's authentication settings from the configuration.
+fn auth_settings(config: &Config) -> AuthSettings {
+    let a = &config.auth;
+    let mut settings = AuthSettings::default();
+    settings.dev_mode = a.dev_mode;
+    settings.admin_password = a.admin_password.as_ref().map(|p| Secret::new(p.expose()));
+    // The answer of a disabled admin endpoint names the variable that enables it.
+    settings.admin_disabled_hint = "STRATOS_ADMIN_PASSWORD is not set".into();
+    settings.sync_token = a.sync_token.as_ref().map(|t| Secret::new(t.expose()));
+    settings.dpop_require_nonce = a.dpop_require_nonce;
+    settings.service_auth_max_lifetime_secs = i64::from(a.service_auth_max_lifetime_secs);
+    // Proofs name the URL the client called: the configured public URL (D16).
+    settings.public_url = Some(config.public_url.as_str().to_owned());
+    settings
+}
+
 impl AppState {
     /// Opens every adapter the configuration names and builds the library's services.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -196,6 +209,15 @@ impl AppState {
             )
             .map_err(|e| anyhow::anyhow!("identity resolver: {e}"))?,
         );
+        let auth_servers: Arc<dyn AuthorizationServers> = Arc::new(
+            stratos_network::HttpAuthorizationServers::new(stratos_network::AuthServerConfig {
+                // As for identity lookups: plain http only to loopback, only in development.
+                allow_http_for_localhost: config.auth.dev_mode,
+                allow_private_targets: config.outbound_allow_private,
+                ..Default::default()
+            })
+            .map_err(|e| anyhow::anyhow!("authorization servers: {e}"))?,
+        );
         let s = &config.stream;
         let mut builder = Stratos::builder(config.service_did.clone(), service_key)
             .public_url(config.public_url.as_str())
@@ -203,6 +225,8 @@ impl AppState {
             .storage(storage)
             .blob_store(blobs)
             .identity(identity)
+            .authorization_servers(auth_servers)
+            .auth_settings(auth_settings(&config))
             .enrollment_policy(policy)
             .rate_limit(config.write_rate.rate_limit())
             .block_cache(config.block_cache_size)
@@ -221,21 +245,6 @@ impl AppState {
             builder = builder.notifier(Arc::new(notifier));
         }
         let stratos = builder.build().await.context("composing Stratos")?;
-        let auth_servers: Arc<dyn AuthorizationServers> = Arc::new(
-            stratos_network::HttpAuthorizationServers::new(stratos_network::AuthServerConfig {
-                // As for identity lookups: plain http only to loopback, only in development.
-                allow_http_for_localhost: config.auth.dev_mode,
-                allow_private_targets: config.outbound_allow_private,
-                ..Default::default()
-            })
-            .map_err(|e| anyhow::anyhow!("authorization servers: {e}"))?,
-        );
-        let dpop = crate::dpop::DpopVerifier::new(
-            stratos.service_key(),
-            config.auth.dpop_require_nonce,
-            config.public_url.as_str(),
-            stratos.clock().clone(),
-        );
         let client_metadata = crate::oauth_client::client_metadata(&config)?;
         let limits = config.limits;
         Ok(Self {
@@ -244,8 +253,6 @@ impl AppState {
                 limits.import_concurrency as usize,
             )),
             background: tokio::runtime::Handle::current(),
-            auth_servers,
-            dpop,
             client_metadata,
             stratos,
             config,

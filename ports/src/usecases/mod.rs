@@ -17,7 +17,8 @@ use crate::oauth_store::OAuthStoreError;
 use crate::outbox::OutboxError;
 use crate::repo_store::RepoStoreError;
 
-/// Why a use case failed. The service maps this to XRPC errors in exactly one place.
+/// Why a use case failed. [`crate::xrpc::XrpcError`] maps this to XRPC errors, in exactly one
+/// place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UseCaseError {

@@ -17,6 +17,7 @@ use actix_web::{HttpRequest, HttpResponse, Route, web};
 use serde::de::DeserializeOwned;
 use stratos_domain::syntax::Did;
 use stratos_ports::usecases::UseCaseError;
+use stratos_ports::xrpc::{self, XrpcError};
 
 use crate::error::ApiError;
 
@@ -28,26 +29,13 @@ fn port<E: Into<UseCaseError>>(e: E) -> ApiError {
     ApiError::from(e.into())
 }
 
-/// Query parameters into `T`, with XRPC errors.
+/// Query parameters into `T`, with XRPC errors (the library's parser, as its reads use).
 fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
-    web::Query::<T>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| ApiError::invalid(format!("invalid query parameters: {e}")))
+    Ok(xrpc::parse_query(req.query_string())?)
 }
 
 fn parse_did(s: &str, field: &str) -> Result<Did, ApiError> {
-    Did::parse(s).map_err(|_| ApiError::invalid(format!("`{field}` must be a DID")))
-}
-
-/// Strict booleans: the reference read `reverse=false` as true.
-fn parse_bool(s: &str, field: &str) -> Result<bool, ApiError> {
-    match s {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(ApiError::invalid(format!(
-            "`{field}` must be true or false"
-        ))),
-    }
+    Ok(xrpc::parse_did(s, field)?)
 }
 
 /// One XRPC method: its NSID, its HTTP method and its handler.
@@ -59,9 +47,9 @@ fn xrpc(cfg: &mut web::ServiceConfig, nsid: &str, method: Method, route: Route) 
             .default_service(web::to(move |req: HttpRequest| {
                 let expected = expected.clone();
                 async move {
-                    Err::<HttpResponse, _>(ApiError::invalid(format!(
-                        "Incorrect HTTP method ({}) expected {expected}",
-                        req.method()
+                    Err::<HttpResponse, _>(ApiError::from(XrpcError::wrong_method(
+                        req.method().as_str(),
+                        expected.as_str(),
                     )))
                 }
             })),

@@ -7,10 +7,11 @@ use serde_json::{Value, json};
 use stratos_domain::Cid;
 use stratos_domain::repo::Action;
 use stratos_domain::syntax::Did;
-use stratos_ports::usecases::records::{CommitResult, RecordView, Swaps, WriteOp};
+use stratos_ports::usecases::records::{CommitResult, Swaps, WriteOp};
+use stratos_ports::xrpc::reads;
 
-use super::{RECORD_COLLECTIONS, parse_bool, parse_did, port, query};
-use crate::auth::{optional_caller, require_caller};
+use super::{RECORD_COLLECTIONS, parse_did, port, query};
+use crate::auth::{optional_caller, require_caller, view};
 use crate::body::read_json;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -19,10 +20,6 @@ type State = web::Data<AppState>;
 
 fn commit_json(c: &CommitResult) -> Value {
     json!({ "cid": c.commit.to_string(), "rev": c.rev })
-}
-
-fn view_json(v: &RecordView) -> Value {
-    json!({ "uri": v.uri, "cid": v.cid.to_string(), "value": v.value })
 }
 
 fn parse_cid(s: &str, field: &str) -> Result<Cid, ApiError> {
@@ -287,79 +284,16 @@ pub(super) async fn apply_writes(
     Ok(HttpResponse::Ok().json(json!({ "commit": commit_json(&out), "results": results })))
 }
 
-#[derive(Deserialize)]
-struct GetParams {
-    repo: String,
-    collection: String,
-    rkey: String,
-    cid: Option<String>,
-}
-
+/// The library's handler (`stratos_ports::xrpc::reads`), which embedders mount too.
 pub(super) async fn get_record(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    let p: GetParams = query(&req)?;
-    let repo = parse_did(&p.repo, "repo")?;
-    let cid = p
-        .cid
-        .as_deref()
-        .map(|c| {
-            c.parse::<Cid>()
-                .map_err(|_| ApiError::invalid("`cid` is not a CID"))
-        })
-        .transpose()?;
-    let viewer = optional_caller(&req, &state).await?;
-    let found = state
-        .stratos
-        .records()
-        .get_record(viewer.as_ref(), &repo, &p.collection, &p.rkey, cid.as_ref())
-        .await?;
-    match found {
-        Some(v) => Ok(HttpResponse::Ok().json(view_json(&v))),
-        None => Err(ApiError::record_not_found()),
-    }
+    let body = reads::get_record(&state.stratos, &view(&req)).await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Deserialize)]
-struct ListParams {
-    repo: String,
-    collection: String,
-    limit: Option<String>,
-    cursor: Option<String>,
-    reverse: Option<String>,
-}
-
+/// The library's handler (`stratos_ports::xrpc::reads`), which embedders mount too.
 pub(super) async fn list_records(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    let p: ListParams = query(&req)?;
-    let repo = parse_did(&p.repo, "repo")?;
-    let limit = match p.limit.as_deref() {
-        None => 50,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::invalid("`limit` must be an integer from 1 to 100"))?,
-    };
-    let reverse = match p.reverse.as_deref() {
-        None => false,
-        Some(s) => parse_bool(s, "reverse")?,
-    };
-    let viewer = optional_caller(&req, &state).await?;
-    let page = state
-        .stratos
-        .records()
-        .list_records(
-            viewer.as_ref(),
-            &repo,
-            &p.collection,
-            limit,
-            p.cursor,
-            reverse,
-        )
-        .await?;
-    let mut out = json!({ "records": page.records.iter().map(view_json).collect::<Vec<_>>() });
-    if let Some(c) = page.cursor {
-        out["cursor"] = Value::String(c);
-    }
-    Ok(HttpResponse::Ok().json(out))
+    let body = reads::list_records(&state.stratos, &view(&req)).await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 #[derive(Deserialize)]

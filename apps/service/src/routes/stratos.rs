@@ -3,11 +3,11 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{Value, json};
-use stratos_ports::usecases::records::MAX_HYDRATE;
+use serde_json::json;
+use stratos_ports::xrpc::reads;
 
 use super::{parse_did, port, query};
-use crate::auth::{optional_caller, require_caller};
+use crate::auth::{optional_caller, require_caller, view};
 use crate::body::read_json;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -109,59 +109,25 @@ pub(super) async fn list_domains(state: State) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "domains": domains }))
 }
 
-#[derive(Deserialize)]
-struct UriParam {
-    uri: String,
-}
-
-fn record_json(v: &stratos_ports::usecases::records::RecordView) -> Value {
-    json!({ "uri": v.uri, "cid": v.cid.to_string(), "value": v.value })
-}
-
+/// The library's handler (`stratos_ports::xrpc::reads`), which embedders mount too.
 pub(super) async fn hydrate_record(
     req: HttpRequest,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let p: UriParam = query(&req)?;
-    let viewer = optional_caller(&req, &state).await?;
-    let out = state
-        .stratos
-        .records()
-        .hydrate(viewer.as_ref(), std::slice::from_ref(&p.uri))
-        .await?;
-    match out.records.first() {
-        Some(v) => Ok(HttpResponse::Ok().json(record_json(v))),
-        None => Err(ApiError::record_not_found()),
-    }
+    let body = reads::hydrate_record(&state.stratos, &view(&req)).await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Deserialize)]
-struct UrisInput {
-    uris: Vec<String>,
-}
-
+/// The library's hydration (`reads::hydrate_for`), with the body read under the service's
+/// limits and deadline (`crate::body`).
 pub(super) async fn hydrate_records(
     req: HttpRequest,
     body: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = optional_caller(&req, &state).await?;
-    let input: UrisInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
-    if input.uris.len() > MAX_HYDRATE {
-        return Err(ApiError::invalid(format!(
-            "at most {MAX_HYDRATE} URIs per request"
-        )));
-    }
-    let out = state
-        .stratos
-        .records()
-        .hydrate(viewer.as_ref(), &input.uris)
-        .await?;
-    // Denied and missing records are both `notFound`, so existence never leaks; `blocked` is
-    // kept for the lexicon's shape.
-    Ok(HttpResponse::Ok().json(json!({
-        "records": out.records.iter().map(record_json).collect::<Vec<_>>(),
-        "notFound": out.not_found,
-        "blocked": [],
-    })))
+    let input: reads::HydrateInput =
+        read_json(&req, body, state.config.limits.max_body_bytes).await?;
+    let out = reads::hydrate_for(&state.stratos, viewer.as_ref(), &input.uris).await?;
+    Ok(HttpResponse::Ok().json(out))
 }

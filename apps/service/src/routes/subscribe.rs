@@ -129,9 +129,15 @@ enum Access {
 /// A service-auth JWT passed as `syncToken` (WebSocket clients cannot always set headers):
 /// `aud` = this service, `lxm` = this method, signed with the issuer's `#atproto` key.
 async fn verify_sync_jwt(state: &AppState, token: &str) -> Result<Did, Failure> {
-    auth::verify_service_token(state, token, Some(stream::NSID))
+    state
+        .stratos
+        .auth()
+        .verify_service_token(token, Some(stream::NSID))
         .await
-        .map_err(|e| Failure::new("AuthRequired", format!("invalid syncToken: {}", e.message)))
+        .map_err(|e| {
+            let message = e.to_xrpc().message;
+            Failure::new("AuthRequired", format!("invalid syncToken: {message}"))
+        })
 }
 
 /// Decides who is calling, in the order of the reference's intended design: `syncToken` (the
@@ -150,9 +156,7 @@ async fn authenticate(
         }
     };
     if let Some(token) = &params.sync_token {
-        if let Some(expected) = &state.config.auth.sync_token
-            && auth::constant_time_eq(token.as_bytes(), expected.expose().as_bytes())
-        {
+        if state.stratos.auth().is_sync_token(token) {
             return Ok(Access::Service);
         }
         if token.split('.').count() == 3 {
@@ -166,7 +170,7 @@ async fn authenticate(
             "AuthRequired",
             "syncToken query parameter or Authorization header required",
         )),
-        Err(e) => Err(Failure::new("AuthRequired", e.message)),
+        Err(e) => Err(Failure::new("AuthRequired", e.xrpc.message)),
     }
 }
 
