@@ -11,29 +11,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     let (records, enrollments) = (stratos.records(), stratos.enrollments());
-    let (friends, family) = (&stratos.boundaries()[0], &stratos.boundaries()[1]);
+    let (friends, family) = (&stratos.boundaries()[..1], &stratos.boundaries()[1..]);
     let did = |name: &str| Did::parse(&format!("did:web:{name}.example"));
     let (alice, bob, carol) = (did("alice")?, did("bob")?, did("carol")?);
-    for (who, boundary) in [(&alice, friends), (&bob, friends), (&carol, family)] {
-        enrollments.enroll_direct(who, &[boundary.clone()]).await?;
+    for (who, held) in [(&alice, friends), (&bob, friends), (&carol, family)] {
+        enrollments.enroll_direct(who, held).await?;
     }
     let post = json!({"$type": "zone.stratos.feed.post", "text": "for friends only",
         "createdAt": "2026-12-07T09:00:00.000Z", "boundary": {
-            "$type": "zone.stratos.boundary.defs#Domains", "values": [{"value": friends.as_str()}]}});
+            "$type": "zone.stratos.boundary.defs#Domains",
+            "values": [{"value": friends[0].as_str()}]}});
     let commit = records.create_record(&alice, &alice, "zone.stratos.feed.post", None, post);
-    let uri = commit.await?.results[0].uri.clone();
-    let for_bob = records.hydrate(Some(&bob), &[uri.clone()]).await?;
-    let for_carol = records.hydrate(Some(&carol), &[uri.clone()]).await?;
+    let uris = [commit.await?.results[0].uri.clone()];
+    let for_bob = records.hydrate(Some(&bob), &uris).await?;
+    let for_carol = records.hydrate(Some(&carol), &uris).await?;
     assert_eq!(
         for_bob.records.len(),
         1,
         "bob holds `friends`: he reads the post"
     );
     assert_eq!(
-        for_carol.not_found,
-        [uri.clone()],
+        for_carol.not_found, uris,
         "carol does not: to her it does not exist"
     );
-    println!("bob reads {uri}; to carol it does not exist");
+    println!("bob reads {}; to carol it does not exist", uris[0]);
     Ok(())
 }

@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let friends = stratos.boundaries()[0].clone();
         stratos
             .enrollments()
-            .enroll_direct(&alice, &[friends.clone()])
+            .enroll_direct(&alice, std::slice::from_ref(&friends))
             .await?;
         let post = json!({"$type": "zone.stratos.feed.post", "text": "kept on disk",
             "createdAt": "2026-12-07T09:00:00.000Z", "boundary": {
@@ -53,8 +53,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let stratos = open(&dir, &service_key).await?;
     let records = stratos.records();
-    let mine = records.hydrate(Some(&alice), &[uri.clone()]).await?;
-    let theirs = records.hydrate(Some(&stranger), &[uri.clone()]).await?;
+    let mine = records
+        .hydrate(Some(&alice), std::slice::from_ref(&uri))
+        .await?;
+    let theirs = records
+        .hydrate(Some(&stranger), std::slice::from_ref(&uri))
+        .await?;
     assert_eq!(
         mine.records.len(),
         1,
@@ -62,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert_eq!(
         theirs.not_found,
-        [uri.clone()],
+        std::slice::from_ref(&uri),
         "a stranger cannot tell it exists"
     );
     let car = records.export_repo(&alice, &alice).await?;

@@ -112,7 +112,7 @@ pub(super) async fn import_repo(
     // Parsing, checking and re-building a repository is CPU work proportional to the CAR: it
     // runs on a blocking thread driven by the background runtime, so the HTTP workers keep
     // answering (a hostile CAR once stalled `/health` for 16 s).
-    let records = Arc::clone(&state.stratos.records());
+    let records = Arc::clone(state.stratos.records());
     let background = state.background.clone();
     let imported = actix_web::rt::task::spawn_blocking(move || {
         let _place = place;
