@@ -419,7 +419,9 @@ impl Stratos {
         }
     }
 
-    /// Record writes and boundary-filtered reads, blobs, repository export and import.
+    /// Record writes and boundary-filtered reads, blobs, repository export and import (also as
+    /// separate services: `records().writes()`, `.reads()`, `.proofs()`, `.blobs()`,
+    /// `.transfer()`).
     pub fn records(&self) -> &Arc<Records> {
         &self.inner.records
     }

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code
 //! Read throughput of the PostgreSQL repository store with 8, 32 and 64 actors read at once
 //! (one reader each): `head` then `get_record` of one of the actor's records, repeatedly. These
-//! statements name the actor's schema, so they run unnamed (see `repo.rs`).
+//! statements name the actor's schema, so they run unnamed (see `src/repo/mod.rs`).
 //!
 //! `STRATOS_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
 //!  cargo bench -p stratos-postgres --bench reads` (env: `PRELOAD`, `READS`).

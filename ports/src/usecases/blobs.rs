@@ -1,6 +1,7 @@
-//! Blob use cases: uploads (`com.atproto.repo.uploadBlob`), downloads behind the boundary
-//! decision (`com.atproto.sync.getBlob`), listing (`com.atproto.sync.listBlobs`), and the steps
-//! record writes run for the blobs their records reference.
+//! Blob use cases ([`Blobs`]): uploads (`com.atproto.repo.uploadBlob`), downloads behind the
+//! boundary decision (`com.atproto.sync.getBlob`), listing (`com.atproto.sync.listBlobs`), and
+//! the steps record writes run for the blobs their records reference ([`super::writes`] and
+//! [`super::transfer`] call them; this module imports neither).
 //!
 //! Life of a blob:
 //! 1. an upload stores the bytes in the blob store's temporary area and tracks them in the
@@ -26,7 +27,7 @@ use stratos_domain::syntax::{Did, Tid};
 use stratos_domain::{Cid, Error as DomainError, cid, mime};
 
 use super::UseCaseError;
-use super::records::{Records, as_viewer};
+use super::account::{AccountContext, as_viewer};
 use crate::blob_store::{BlobStore, BlobStoreError};
 use crate::repo_store::{BlobListQuery, StoredBlob};
 
@@ -44,7 +45,7 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// A blob a viewer may read: its type and size, and its bytes in chunks.
 #[derive(Debug)]
 pub struct BlobDownload {
-    /// The MIME type the blob was stored as (see [`Records::upload_blob`]).
+    /// The MIME type the blob was stored as (see [`Blobs::upload_blob`]).
     pub mime_type: String,
     /// Size in bytes.
     pub size: u64,
@@ -105,7 +106,18 @@ pub struct BlobPage {
     pub cursor: Option<String>,
 }
 
-impl Records {
+/// The blob use cases over the shared per-account context (reached through
+/// [`Records::blobs`](super::records::Records::blobs)).
+#[derive(Debug, Clone, Copy)]
+pub struct Blobs<'a> {
+    ctx: &'a AccountContext,
+}
+
+impl<'a> Blobs<'a> {
+    pub(super) fn new(ctx: &'a AccountContext) -> Self {
+        Self { ctx }
+    }
+
     /// Stores an upload of `author` (who must be enrolled) and returns the blob reference a
     /// record can embed. The stored MIME type is [`mime::stored_type`] of the declared type and
     /// the bytes: what the bytes are where they can tell, never a media type they do not bear
@@ -123,17 +135,16 @@ impl Records {
             ));
         }
         let mime_type = mime::stored_type(&normalize_mime_type(mime_type)?, &bytes);
-        self.enrollment(author).await?;
-        let now = self.deps.clock.now_ms();
-        self.check_rate(author, 1, now)?;
+        self.ctx.enrollment(author).await?;
+        let now = self.ctx.deps.clock.now_ms();
+        self.ctx.check_rate(author, 1, now)?;
         let cid = cid::raw(&bytes);
         let size = bytes.len() as u64;
-        let key = self.deps.blobs.put_temp(author, bytes).await?;
+        let key = self.ctx.deps.blobs.put_temp(author, bytes).await?;
         {
-            let lock = self.writer_lock(author);
+            let lock = self.ctx.writer_lock(author);
             let _serial = lock.lock().await;
-            self.reclaim_blobs(author, now.saturating_sub(UPLOAD_TTL_MS))
-                .await;
+            reclaim(self.ctx, author, now.saturating_sub(UPLOAD_TTL_MS)).await;
         }
         let upload = StoredBlob {
             cid,
@@ -142,7 +153,7 @@ impl Records {
             temp_key: Some(key.clone()),
             created_ms: now,
         };
-        match self.deps.repos.track_blob(author, upload.clone()).await {
+        match self.ctx.deps.repos.track_blob(author, upload.clone()).await {
             Ok(None) => Ok(Blob {
                 cid,
                 mime_type: upload.mime_type,
@@ -151,7 +162,7 @@ impl Records {
             Ok(Some(existing)) => {
                 // The bytes are already here; the new copy is not needed. A failure only
                 // leaves an untracked temporary file behind.
-                let _ = self.deps.blobs.delete_temp(author, &key).await;
+                let _ = self.ctx.deps.blobs.delete_temp(author, &key).await;
                 Ok(Blob {
                     cid,
                     mime_type: existing.mime_type,
@@ -159,7 +170,7 @@ impl Records {
                 })
             }
             Err(e) => {
-                let _ = self.deps.blobs.delete_temp(author, &key).await;
+                let _ = self.ctx.deps.blobs.delete_temp(author, &key).await;
                 Err(e.into())
             }
         }
@@ -174,18 +185,23 @@ impl Records {
         owner: &Did,
         cid: &Cid,
     ) -> Result<Option<BlobDownload>, UseCaseError> {
-        if !self.deps.repos.actor_exists(owner).await? {
+        if !self.ctx.deps.repos.actor_exists(owner).await? {
             return Ok(None);
         }
-        let Some(blob) = self.deps.repos.blob(owner, cid).await? else {
+        let Some(blob) = self.ctx.deps.repos.blob(owner, cid).await? else {
             return Ok(None);
         };
         if blob.temp_key.is_some() {
             // No committed record references an upload, so no access decision can admit it.
             return Ok(None);
         }
-        let refs = self.deps.repos.records_referencing_blob(owner, cid).await?;
-        let held = self.viewer_boundaries(viewer).await?;
+        let refs = self
+            .ctx
+            .deps
+            .repos
+            .records_referencing_blob(owner, cid)
+            .await?;
+        let held = self.ctx.viewer_boundaries(viewer).await?;
         let v = as_viewer(viewer, &held);
         if !refs
             .iter()
@@ -193,7 +209,7 @@ impl Records {
         {
             return Ok(None);
         }
-        let size = match self.deps.blobs.size(owner, cid).await {
+        let size = match self.ctx.deps.blobs.size(owner, cid).await {
             Ok(size) => size,
             // Released and deleted between the lookups: gone, like any missing blob.
             Err(BlobStoreError::NotFound(_)) => return Ok(None),
@@ -203,7 +219,7 @@ impl Records {
             mime_type: blob.mime_type,
             size,
             chunks: BlobChunks {
-                store: self.deps.blobs.clone(),
+                store: self.ctx.deps.blobs.clone(),
                 did: owner.clone(),
                 cid: *cid,
                 offset: 0,
@@ -251,10 +267,10 @@ impl Records {
             cids: Vec::new(),
             cursor: None,
         };
-        if !self.deps.repos.actor_exists(owner).await? {
+        if !self.ctx.deps.repos.actor_exists(owner).await? {
             return Ok(None);
         }
-        let held = self.viewer_boundaries(viewer).await?;
+        let held = self.ctx.viewer_boundaries(viewer).await?;
         let filter = read_filter(as_viewer(viewer, &held), owner.as_str());
         if filter == ReadFilter::Nothing {
             return Ok(Some(empty));
@@ -265,7 +281,7 @@ impl Records {
             since,
             filter,
         };
-        let cids = self.deps.repos.list_blobs(owner, &query).await?;
+        let cids = self.ctx.deps.repos.list_blobs(owner, &query).await?;
         let cursor = if cids.len() == limit {
             cids.last().map(ToString::to_string)
         } else {
@@ -273,73 +289,73 @@ impl Records {
         };
         Ok(Some(BlobPage { cids, cursor }))
     }
+}
 
-    /// Moves the blobs `refs` name to the permanent area, after checking that `did` uploaded
-    /// each of them with the MIME type and size the record declares: the record's lexicon
-    /// fields were checked against the declared type, so it must be the stored one
-    /// (`BlobTypeNotAccepted` otherwise). Runs under the writer lock, before the commit that
-    /// makes them permanent in the index.
-    pub(super) async fn make_blobs_permanent(
-        &self,
-        did: &Did,
-        refs: &[&Blob],
-    ) -> Result<(), UseCaseError> {
-        let mut moved = BTreeSet::new();
-        for r in refs {
-            let Some(stored) = self.deps.repos.blob(did, &r.cid).await? else {
+/// Moves the blobs `refs` name to the permanent area, after checking that `did` uploaded
+/// each of them with the MIME type and size the record declares: the record's lexicon
+/// fields were checked against the declared type, so it must be the stored one
+/// (`BlobTypeNotAccepted` otherwise). Runs under the writer lock, before the commit that
+/// makes them permanent in the index.
+pub(super) async fn make_permanent(
+    ctx: &AccountContext,
+    did: &Did,
+    refs: &[&Blob],
+) -> Result<(), UseCaseError> {
+    let mut moved = BTreeSet::new();
+    for r in refs {
+        let Some(stored) = ctx.deps.repos.blob(did, &r.cid).await? else {
+            return Err(UseCaseError::BlobNotFound(format!(
+                "blob {} was not uploaded to the repository of {did}; upload it with \
+                 com.atproto.repo.uploadBlob first",
+                r.cid
+            )));
+        };
+        if stored.mime_type != r.mime_type {
+            // The lexicon check saw the declared type; the bytes are of the stored one.
+            return Err(DomainError::BlobTypeNotAccepted(format!(
+                "blob {} is stored as {} (the type of its bytes), but the record declares {}",
+                r.cid, stored.mime_type, r.mime_type
+            ))
+            .into());
+        }
+        if stored.size != r.size {
+            return Err(UseCaseError::InvalidRequest(format!(
+                "blob {} was uploaded with {} bytes, but the record declares {}",
+                r.cid, stored.size, r.size
+            )));
+        }
+        let Some(key) = stored.temp_key else {
+            continue;
+        };
+        if !moved.insert(r.cid) {
+            continue;
+        }
+        match ctx.deps.blobs.make_permanent(did, &key, &r.cid).await {
+            Ok(()) => {}
+            Err(BlobStoreError::NotFound(_)) => {
                 return Err(UseCaseError::BlobNotFound(format!(
-                    "blob {} was not uploaded to the repository of {did}; upload it with \
-                     com.atproto.repo.uploadBlob first",
+                    "the upload of blob {} is gone; upload it again",
                     r.cid
                 )));
-            };
-            if stored.mime_type != r.mime_type {
-                // The lexicon check saw the declared type; the bytes are of the stored one.
-                return Err(DomainError::BlobTypeNotAccepted(format!(
-                    "blob {} is stored as {} (the type of its bytes), but the record declares {}",
-                    r.cid, stored.mime_type, r.mime_type
-                ))
-                .into());
             }
-            if stored.size != r.size {
-                return Err(UseCaseError::InvalidRequest(format!(
-                    "blob {} was uploaded with {} bytes, but the record declares {}",
-                    r.cid, stored.size, r.size
-                )));
-            }
-            let Some(key) = stored.temp_key else {
-                continue;
-            };
-            if !moved.insert(r.cid) {
-                continue;
-            }
-            match self.deps.blobs.make_permanent(did, &key, &r.cid).await {
-                Ok(()) => {}
-                Err(BlobStoreError::NotFound(_)) => {
-                    return Err(UseCaseError::BlobNotFound(format!(
-                        "the upload of blob {} is gone; upload it again",
-                        r.cid
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            Err(e) => return Err(e.into()),
         }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// Deletes the bytes of every blob the store releases: permanent blobs no record
-    /// references any more, and uploads older than `uploads_before_ms`. Runs under the writer
-    /// lock. Best effort: the writes that led here are already committed, and a failure only
-    /// leaves unreachable bytes behind (the account's blobs all go on unenrollment).
-    pub(super) async fn reclaim_blobs(&self, did: &Did, uploads_before_ms: i64) {
-        let Ok(released) = self.deps.repos.release_blobs(did, uploads_before_ms).await else {
-            return;
-        };
-        for blob in released {
-            let _ = self.deps.blobs.delete(did, &blob.cid).await;
-            if let Some(key) = &blob.temp_key {
-                let _ = self.deps.blobs.delete_temp(did, key).await;
-            }
+/// Deletes the bytes of every blob the store releases: permanent blobs no record
+/// references any more, and uploads older than `uploads_before_ms`. Runs under the writer
+/// lock. Best effort: the writes that led here are already committed, and a failure only
+/// leaves unreachable bytes behind (the account's blobs all go on unenrollment).
+pub(super) async fn reclaim(ctx: &AccountContext, did: &Did, uploads_before_ms: i64) {
+    let Ok(released) = ctx.deps.repos.release_blobs(did, uploads_before_ms).await else {
+        return;
+    };
+    for blob in released {
+        let _ = ctx.deps.blobs.delete(did, &blob.cid).await;
+        if let Some(key) = &blob.temp_key {
+            let _ = ctx.deps.blobs.delete_temp(did, key).await;
         }
     }
 }

@@ -1,11 +1,30 @@
 //! Use cases: written once against the ports; apps call these and never touch adapters beyond
 //! constructing them.
+//!
+//! The record use cases are split by concern around one shared per-account context; modules
+//! depend downward only (`ports/tests/usecase_layering.rs` fails on a circle):
+//!
+//! | layer | modules | role |
+//! |---|---|---|
+//! | entry points | [`enrollment`] | enroll, unenroll, status; creates repositories through [`records`] |
+//! | facade | [`records`] | [`records::Records`]: owns the context, hands out the services, keeps the one-call API |
+//! | services | [`transfer`] → [`writes`] → [`blobs`]; [`proofs`] → [`reads`] | export/import; the commit path; uploads, downloads, listings and the blob steps of a commit; record proofs; boundary-filtered reads |
+//! | context | `account` | `AccountContext`: the dependencies ([`records::RecordDeps`]), the enrollment and signing-key caches, writer locks, rate limiter, node cache, event sink |
+//! | support | `node_cache`, [`stream`] | the MST node cache; the sync stream (its [`stream::EventSink`] is the one trait here: a seam between use cases, not a port) |
+//!
+//! Port traits live outside this module, one module per port at the crate root; a use case only
+//! ever holds them as `Arc<dyn …>`.
 
+mod account;
 pub mod blobs;
 pub mod enrollment;
 mod node_cache;
+pub mod proofs;
+pub mod reads;
 pub mod records;
 pub mod stream;
+pub mod transfer;
+pub mod writes;
 
 use stratos_domain::Error as DomainError;
 
