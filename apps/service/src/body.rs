@@ -23,13 +23,14 @@ use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Counts requests carrying a body that are in flight, per client address and in total.
 #[derive(Debug)]
 pub struct BodyGate {
     per_ip: u32,
     total: u32,
+    /// `STRATOS_BODY_TIMEOUT_SECS`: the deadline of a small body.
+    base_timeout_secs: u32,
     in_flight: Mutex<(u32, HashMap<IpAddr, u32>)>,
 }
 
@@ -42,10 +43,11 @@ pub struct BodyPermit {
 
 impl BodyGate {
     /// A gate allowing `per_ip` requests per address (0: unlimited) and `total` overall.
-    pub fn new(per_ip: u32, total: u32) -> Arc<Self> {
+    pub fn new(per_ip: u32, total: u32, base_timeout_secs: u32) -> Arc<Self> {
         Arc::new(Self {
             per_ip,
             total,
+            base_timeout_secs,
             in_flight: Mutex::new((0, HashMap::new())),
         })
     }
@@ -115,13 +117,16 @@ pub async fn read_limited(
     payload: web::Payload,
     limit: usize,
 ) -> Result<BytesMut, ApiError> {
-    let state = req.app_data::<web::Data<AppState>>();
-    let base = state.map_or(30, |s| s.config.limits.body_timeout_secs);
+    // The gate is app data of its own (not read through `AppState`, which holds it): the body
+    // module stays below the state in the module graph.
+    let gate = req.app_data::<web::Data<BodyGate>>();
+    let base = gate.map_or(30, |g| g.base_timeout_secs);
     // Held while the body is being read, not while the request is handled: a fast client's
     // body is read in microseconds, so only bodies that trickle (the attack) pile up here.
-    let _reading = match state {
-        Some(s) => Some(
-            s.bodies
+    let _reading = match gate {
+        Some(g) => Some(
+            g.clone()
+                .into_inner()
                 .admit(req.peer_addr().map(|a| a.ip()))
                 .map_err(ApiError::closing)?,
         ),

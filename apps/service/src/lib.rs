@@ -66,12 +66,14 @@ impl RunningServer {
 pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServer> {
     let addr = config.socket_addr();
     let state = web::Data::new(AppState::build(config).await?);
+    let bodies = web::Data::from(state.bodies.clone());
     let streams = state.stratos.streams().clone();
     tokio::spawn(routes::close_streams_on_signal(streams.clone()));
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(middleware::response_headers))
             .app_data(state.clone())
+            .app_data(bodies.clone())
             .configure(routes::configure)
             .default_service(web::to(routes::fallback))
     })

@@ -248,7 +248,11 @@ impl AppState {
         let client_metadata = crate::oauth_client::client_metadata(&config)?;
         let limits = config.limits;
         Ok(Self {
-            bodies: crate::body::BodyGate::new(limits.max_bodies_per_ip, limits.max_bodies),
+            bodies: crate::body::BodyGate::new(
+                limits.max_bodies_per_ip,
+                limits.max_bodies,
+                limits.body_timeout_secs,
+            ),
             imports: Arc::new(tokio::sync::Semaphore::new(
                 limits.import_concurrency as usize,
             )),
