@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod repo_store;
 pub mod storage;
 pub mod storage_codec;
+pub mod storage_sql;
 pub mod stratos;
 pub mod usecases;
 
