@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `src/<port>.rs` at the crate root: [`repo_store`], [`enrollment_store`], [`keys`], [`outbox`], [`blob_store`], [`oauth_store`], [`env`](mod@env) | one module per port: its trait(s), error and value types — what an adapter implements |
 //! | `src/usecases/` ([`usecases`]) | the use cases: they hold ports as `Arc<dyn …>` and declare no port trait |
-//! | [`block_cache`], [`storage`], [`storage_codec`], [`Cause`] | glue over the ports: a caching decorator, the storage bundle, the stored format adapters share, adapters' opaque error causes |
+//! | [`block_cache`], [`storage`], [`storage_codec`], [`storage_sql`], [`Cause`] | glue over the ports: a caching decorator, the storage bundle, the stored format and the service-table SQL adapters share, adapters' opaque error causes |
 //! | [`stratos`] | the composition of the use cases: [`Stratos::builder`] (it never names an adapter) |
 //! | [`auth`], [`xrpc`] | serving them: request authentication, the one XRPC error mapping, framework-free reads |
 #![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
@@ -29,6 +29,7 @@ pub mod block_cache;
 mod cause;
 pub mod storage;
 pub mod storage_codec;
+pub mod storage_sql;
 
 // Use cases, and their composition.
 pub mod stratos;

@@ -18,6 +18,7 @@ const NOT_PORTS: &[&str] = &[
     "block_cache",
     "storage",
     "storage_codec",
+    "storage_sql",
     "stratos",
     "usecases",
 ];

@@ -26,6 +26,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 use stratos_ports::repo_store::RepoStoreError;
+use stratos_ports::storage_sql::{ServiceSql, SqlError};
 use stratos_ports::{Cause, Storage, StorageParts};
 
 pub use repo::PostgresRepoStore;
@@ -56,6 +57,9 @@ pub enum PostgresError {
     /// Stored data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A shared statement could not be built.
+    #[error("{0}")]
+    Sql(#[from] SqlError),
 }
 
 /// A driver error as sea-orm reports it (the adapter runs some statements on sqlx directly).
@@ -122,7 +126,12 @@ pub(crate) struct Schemas {
 
 impl Schemas {
     pub(crate) fn service(&self) -> String {
-        format!("\"{}stratos\"", self.prefix)
+        format!("\"{}\"", self.service_bare())
+    }
+
+    /// The service schema's bare (unquoted) name.
+    pub(crate) fn service_bare(&self) -> String {
+        format!("{}stratos", self.prefix)
     }
 
     /// `"{prefix}actor_{12 hex}"`.
@@ -263,7 +272,8 @@ impl PostgresStorage {
         let schemas = Schemas {
             prefix: config.schema_prefix.clone(),
         };
-        for sql in service::schema_ddl(&schemas.service()) {
+        let sql = ServiceSql::postgres(&schemas.service_bare());
+        for sql in sql.create_tables() {
             db.execute_unprepared(&sql).await?;
         }
         repo::upgrade_actor_schemas(&db, &schemas).await?;
@@ -277,19 +287,19 @@ impl PostgresStorage {
             },
             enrollments: PostgresEnrollmentStore {
                 db: db.clone(),
-                schema: schemas.service(),
+                sql: sql.clone(),
             },
             keys: PostgresKeyStore {
                 db: db.clone(),
-                schema: schemas.service(),
+                sql: sql.clone(),
             },
             outbox: PostgresOutbox {
                 db: db.clone(),
-                schema: schemas.service(),
+                sql: sql.clone(),
             },
             oauth: PostgresOAuthStore {
                 db: db.clone(),
-                schema: schemas.service(),
+                sql: sql.clone(),
             },
             db,
             schemas,

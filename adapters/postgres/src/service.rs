@@ -13,40 +13,13 @@ use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
 use stratos_ports::outbox::{ClaimedItem, Outbox, OutboxError, OutboxItem};
 use stratos_ports::storage_codec::{decode_item, decode_key, encode_item, encode_key};
 
+use stratos_ports::storage_sql::{ServiceSql, Sql};
+
 use crate::{PostgresError, Row, stmt};
 
-pub(crate) fn schema_ddl(s: &str) -> Vec<String> {
-    vec![
-        format!("CREATE SCHEMA IF NOT EXISTS {s}"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {s}.enrollment (did TEXT PRIMARY KEY, enrolled_at TEXT NOT NULL, \
-             pds_endpoint TEXT, signing_key TEXT NOT NULL, enrollment_rkey TEXT)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {s}.enrollment_boundary (did TEXT NOT NULL REFERENCES \
-             {s}.enrollment (did) ON DELETE CASCADE, boundary TEXT NOT NULL, PRIMARY KEY (did, boundary))"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {s}.enrollment_event (seq BIGINT PRIMARY KEY, did TEXT NOT NULL, \
-             action TEXT NOT NULL, time TEXT NOT NULL, boundaries TEXT NOT NULL)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {s}.signing_key (did TEXT PRIMARY KEY, alg TEXT NOT NULL, \
-             key BYTEA NOT NULL)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {s}.oauth_state (key TEXT PRIMARY KEY, value TEXT NOT NULL, \
-             expires_at_ms BIGINT NOT NULL)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {s}.oauth_session (did TEXT PRIMARY KEY, value TEXT NOT NULL)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {s}.outbox (id BIGSERIAL PRIMARY KEY, did TEXT NOT NULL, \
-             item BYTEA NOT NULL, attempts INT NOT NULL DEFAULT 0, due_ms BIGINT NOT NULL, \
-             leased_until BIGINT)"
-        ),
-    ]
+/// A shared statement as sea-orm runs it.
+fn q(sql: Sql) -> sea_orm::Statement {
+    stmt(&sql.text, sql.values)
 }
 
 fn enr_err(e: impl Into<PostgresError>) -> EnrollmentStoreError {
@@ -57,50 +30,29 @@ fn enr_err(e: impl Into<PostgresError>) -> EnrollmentStoreError {
 #[derive(Debug, Clone)]
 pub struct PostgresEnrollmentStore {
     pub(crate) db: DatabaseConnection,
-    pub(crate) schema: String,
+    pub(crate) sql: ServiceSql,
 }
 
 impl PostgresEnrollmentStore {
-    fn select(&self) -> String {
-        let s = &self.schema;
-        format!(
-            "SELECT e.did, e.enrolled_at, e.pds_endpoint, e.signing_key, e.enrollment_rkey, \
-             COALESCE((SELECT string_agg(boundary, E'\\n' ORDER BY boundary) FROM \
-             {s}.enrollment_boundary b WHERE b.did = e.did), '') FROM {s}.enrollment e"
-        )
-    }
-
     async fn boundaries_in<C: ConnectionTrait>(
         &self,
         conn: &C,
         did: &str,
     ) -> Result<Vec<String>, PostgresError> {
-        let rows = conn
-            .query_all_raw(stmt(
-                &format!(
-                    "SELECT boundary FROM {}.enrollment_boundary WHERE did = $1 ORDER BY boundary",
-                    self.schema
-                ),
-                vec![did.into()],
-            ))
-            .await?;
+        let rows = conn.query_all_raw(q(self.sql.boundaries_of(did))).await?;
         rows.iter().map(|r| r.text(0).map_err(Into::into)).collect()
     }
 
+    /// Runs `change` on the account's boundary set inside a transaction; fails if not enrolled.
     async fn change(
         &self,
         did: &Did,
-        sql: Option<String>,
-        values: Vec<sea_orm::Value>,
+        change: Option<Sql>,
         clear: bool,
     ) -> EnrollmentResult<Vec<String>> {
-        let s = &self.schema;
         let txn = self.db.begin().await.map_err(enr_err)?;
         let exists = txn
-            .query_one_raw(stmt(
-                &format!("SELECT 1 FROM {s}.enrollment WHERE did = $1 FOR UPDATE"),
-                vec![did.as_str().into()],
-            ))
+            .query_one_raw(q(self.sql.enrollment_exists(did.as_str())))
             .await
             .map_err(enr_err)?
             .is_some();
@@ -109,15 +61,12 @@ impl PostgresEnrollmentStore {
             return Err(EnrollmentStoreError::NotEnrolled(did.to_string()));
         }
         if clear {
-            txn.execute_raw(stmt(
-                &format!("DELETE FROM {s}.enrollment_boundary WHERE did = $1"),
-                vec![did.as_str().into()],
-            ))
-            .await
-            .map_err(enr_err)?;
+            txn.execute_raw(q(self.sql.boundaries_clear(did.as_str())))
+                .await
+                .map_err(enr_err)?;
         }
-        if let Some(sql) = sql {
-            txn.execute_raw(stmt(&sql, values)).await.map_err(enr_err)?;
+        if let Some(change) = change {
+            txn.execute_raw(q(change)).await.map_err(enr_err)?;
         }
         let out = self
             .boundaries_in(&txn, did.as_str())
@@ -130,11 +79,8 @@ impl PostgresEnrollmentStore {
         Ok(out)
     }
 
-    /// Appends one enrollment event inside the caller's transaction. The exclusive table lock
-    /// (held to the commit) serialises appenders, so `MAX + 1` numbers are consecutive and in
-    /// commit order: a reader paging by cursor can never see seq n+1 before seq n. A sequence
-    /// (`BIGSERIAL`) would allow both gaps and out-of-order commits. Enrollment changes are
-    /// rare, so the lock costs nothing that matters.
+    /// Appends one enrollment event inside the caller's transaction, after the table lock
+    /// [`ServiceSql::event_lock`] asks for (why: its documentation).
     async fn append_event<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -142,34 +88,12 @@ impl PostgresEnrollmentStore {
         action: EnrollmentAction,
         boundaries: &[String],
     ) -> Result<(), PostgresError> {
-        let s = &self.schema;
-        conn.execute_unprepared(&format!(
-            "LOCK TABLE {s}.enrollment_event IN EXCLUSIVE MODE"
-        ))
-        .await?;
-        conn.execute_raw(stmt(
-            &format!(
-                "INSERT INTO {s}.enrollment_event (seq, did, action, time, boundaries) \
-                 SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4 FROM {s}.enrollment_event"
-            ),
-            vec![
-                did.into(),
-                action.as_str().into(),
-                now().into(),
-                boundaries.join("\n").into(),
-            ],
-        ))
-        .await?;
+        if let Some(lock) = self.sql.event_lock() {
+            conn.execute_unprepared(&lock).await?;
+        }
+        conn.execute_raw(q(self.sql.event_append(did, action, &now(), boundaries)?))
+            .await?;
         Ok(())
-    }
-
-    fn insert_boundaries_sql(&self, n: usize) -> String {
-        let tuples: Vec<String> = (0..n).map(|i| format!("($1, ${})", i + 2)).collect();
-        format!(
-            "INSERT INTO {}.enrollment_boundary (did, boundary) VALUES {} ON CONFLICT DO NOTHING",
-            self.schema,
-            tuples.join(", ")
-        )
     }
 }
 
@@ -217,50 +141,26 @@ fn to_enrollment(r: &sea_orm::QueryResult) -> Result<Enrollment, PostgresError> 
 #[async_trait]
 impl EnrollmentStore for PostgresEnrollmentStore {
     async fn enroll(&self, e: &Enrollment) -> EnrollmentResult<()> {
-        let s = &self.schema;
         let txn = self.db.begin().await.map_err(enr_err)?;
         // Row-locks an existing enrollment, so two concurrent enrolls of one account log
         // exactly one `enroll`.
         let existed = txn
-            .query_one_raw(stmt(
-                &format!("SELECT 1 FROM {s}.enrollment WHERE did = $1 FOR UPDATE"),
-                vec![e.did.clone().into()],
-            ))
+            .query_one_raw(q(self.sql.enrollment_exists(&e.did)))
             .await
             .map_err(enr_err)?
             .is_some();
-        txn.execute_raw(stmt(
-            &format!(
-                "INSERT INTO {s}.enrollment (did, enrolled_at, pds_endpoint, signing_key, enrollment_rkey) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (did) DO UPDATE SET \
-                 enrolled_at = excluded.enrolled_at, pds_endpoint = excluded.pds_endpoint, \
-                 signing_key = excluded.signing_key, enrollment_rkey = excluded.enrollment_rkey"
-            ),
-            vec![
-                e.did.clone().into(),
-                e.enrolled_at.clone().into(),
-                e.pds_endpoint.clone().into(),
-                e.signing_key.clone().into(),
-                e.enrollment_rkey.clone().into(),
-            ],
-        ))
-        .await
-        .map_err(enr_err)?;
-        txn.execute_raw(stmt(
-            &format!("DELETE FROM {s}.enrollment_boundary WHERE did = $1"),
-            vec![e.did.clone().into()],
-        ))
-        .await
-        .map_err(enr_err)?;
-        if !e.boundaries.is_empty() {
-            let mut values = vec![sea_orm::Value::from(e.did.clone())];
-            values.extend(e.boundaries.iter().map(|b| sea_orm::Value::from(b.clone())));
-            txn.execute_raw(stmt(
-                &self.insert_boundaries_sql(e.boundaries.len()),
-                values,
-            ))
+        txn.execute_raw(q(self.sql.enrollment_upsert(e).map_err(enr_err)?))
             .await
             .map_err(enr_err)?;
+        txn.execute_raw(q(self.sql.boundaries_clear(&e.did)))
+            .await
+            .map_err(enr_err)?;
+        if let Some(insert) = self
+            .sql
+            .boundaries_insert(&e.did, &e.boundaries)
+            .map_err(enr_err)?
+        {
+            txn.execute_raw(q(insert)).await.map_err(enr_err)?;
         }
         let held = self.boundaries_in(&txn, &e.did).await.map_err(enr_err)?;
         let action = if existed {
@@ -277,10 +177,7 @@ impl EnrollmentStore for PostgresEnrollmentStore {
     async fn get(&self, did: &Did) -> EnrollmentResult<Option<Enrollment>> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                &format!("{} WHERE e.did = $1", self.select()),
-                vec![did.as_str().into()],
-            ))
+            .query_one_raw(q(self.sql.enrollment_get(did.as_str())))
             .await
             .map_err(enr_err)?;
         row.map(|r| to_enrollment(&r)).transpose().map_err(enr_err)
@@ -293,26 +190,16 @@ impl EnrollmentStore for PostgresEnrollmentStore {
     }
 
     async fn add_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>> {
-        self.change(
-            did,
-            Some(self.insert_boundaries_sql(1)),
-            vec![did.as_str().into(), boundary.into()],
-            false,
-        )
-        .await
+        let insert = self
+            .sql
+            .boundaries_insert(did.as_str(), &[boundary.to_owned()])
+            .map_err(enr_err)?;
+        self.change(did, insert, false).await
     }
 
     async fn remove_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>> {
-        self.change(
-            did,
-            Some(format!(
-                "DELETE FROM {}.enrollment_boundary WHERE did = $1 AND boundary = $2",
-                self.schema
-            )),
-            vec![did.as_str().into(), boundary.into()],
-            false,
-        )
-        .await
+        let delete = self.sql.boundary_delete(did.as_str(), boundary);
+        self.change(did, Some(delete), false).await
     }
 
     async fn set_boundaries(
@@ -320,30 +207,17 @@ impl EnrollmentStore for PostgresEnrollmentStore {
         did: &Did,
         boundaries: &[String],
     ) -> EnrollmentResult<Vec<String>> {
-        if boundaries.is_empty() {
-            return self.change(did, None, Vec::new(), true).await;
-        }
-        let mut values = vec![sea_orm::Value::from(did.to_string())];
-        values.extend(boundaries.iter().map(|b| sea_orm::Value::from(b.clone())));
-        self.change(
-            did,
-            Some(self.insert_boundaries_sql(boundaries.len())),
-            values,
-            true,
-        )
-        .await
+        let insert = self
+            .sql
+            .boundaries_insert(did.as_str(), boundaries)
+            .map_err(enr_err)?;
+        self.change(did, insert, true).await
     }
 
     async fn set_enrollment_rkey(&self, did: &Did, rkey: &str) -> EnrollmentResult<()> {
         let n = self
             .db
-            .execute_raw(stmt(
-                &format!(
-                    "UPDATE {}.enrollment SET enrollment_rkey = $1 WHERE did = $2",
-                    self.schema
-                ),
-                vec![rkey.into(), did.as_str().into()],
-            ))
+            .execute_raw(q(self.sql.enrollment_set_rkey(did.as_str(), rkey)))
             .await
             .map_err(enr_err)?
             .rows_affected();
@@ -356,10 +230,7 @@ impl EnrollmentStore for PostgresEnrollmentStore {
     async fn unenroll(&self, did: &Did) -> EnrollmentResult<bool> {
         let txn = self.db.begin().await.map_err(enr_err)?;
         let n = txn
-            .execute_raw(stmt(
-                &format!("DELETE FROM {}.enrollment WHERE did = $1", self.schema),
-                vec![did.as_str().into()],
-            ))
+            .execute_raw(q(self.sql.enrollment_delete(did.as_str())))
             .await
             .map_err(enr_err)?
             .rows_affected();
@@ -375,13 +246,7 @@ impl EnrollmentStore for PostgresEnrollmentStore {
     async fn list(&self, cursor: Option<&str>, limit: usize) -> EnrollmentResult<Vec<Enrollment>> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                &format!("{} WHERE e.did > $1 ORDER BY e.did LIMIT $2", self.select()),
-                vec![
-                    cursor.unwrap_or("").into(),
-                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
-                ],
-            ))
+            .query_all_raw(q(self.sql.enrollment_list(cursor.unwrap_or(""), limit)))
             .await
             .map_err(enr_err)?;
         rows.iter()
@@ -397,17 +262,7 @@ impl EnrollmentStore for PostgresEnrollmentStore {
     ) -> EnrollmentResult<Vec<EnrollmentEvent>> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                &format!(
-                    "SELECT seq, did, action, time, boundaries FROM {}.enrollment_event \
-                     WHERE seq > $1 ORDER BY seq LIMIT $2",
-                    self.schema
-                ),
-                vec![
-                    i64::try_from(cursor).unwrap_or(i64::MAX).into(),
-                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
-                ],
-            ))
+            .query_all_raw(q(self.sql.events_after(cursor, limit)))
             .await
             .map_err(enr_err)?;
         rows.iter()
@@ -419,13 +274,7 @@ impl EnrollmentStore for PostgresEnrollmentStore {
     async fn latest_event_seq(&self) -> EnrollmentResult<u64> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                &format!(
-                    "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM {}.enrollment_event",
-                    self.schema
-                ),
-                vec![],
-            ))
+            .query_one_raw(q(self.sql.event_latest_seq()))
             .await
             .map_err(enr_err)?;
         let seq = match row {
@@ -436,16 +285,9 @@ impl EnrollmentStore for PostgresEnrollmentStore {
     }
 
     async fn prune_events(&self, before: u64) -> EnrollmentResult<u64> {
-        let s = &self.schema;
         let n = self
             .db
-            .execute_raw(stmt(
-                &format!(
-                    "DELETE FROM {s}.enrollment_event WHERE seq < $1 \
-                     AND seq < (SELECT MAX(seq) FROM {s}.enrollment_event)"
-                ),
-                vec![i64::try_from(before).unwrap_or(i64::MAX).into()],
-            ))
+            .execute_raw(q(self.sql.events_prune(before)))
             .await
             .map_err(enr_err)?
             .rows_affected();
@@ -457,7 +299,7 @@ impl EnrollmentStore for PostgresEnrollmentStore {
 #[derive(Clone)]
 pub struct PostgresKeyStore {
     pub(crate) db: DatabaseConnection,
-    pub(crate) schema: String,
+    pub(crate) sql: ServiceSql,
 }
 
 impl std::fmt::Debug for PostgresKeyStore {
@@ -474,30 +316,18 @@ fn key_err(e: impl Into<PostgresError>) -> KeyStoreError {
 impl SigningKeyStore for PostgresKeyStore {
     async fn put(&self, did: &Did, key: &Keypair) -> Result<(), KeyStoreError> {
         let (alg, private) = encode_key(key);
-        self.db
-            .execute_raw(stmt(
-                &format!(
-                    "INSERT INTO {}.signing_key (did, alg, key) VALUES ($1, $2, $3) \
-                     ON CONFLICT (did) DO UPDATE SET alg = excluded.alg, key = excluded.key",
-                    self.schema
-                ),
-                vec![did.as_str().into(), alg.into(), private.to_vec().into()],
-            ))
-            .await
+        let upsert = self
+            .sql
+            .key_upsert(did.as_str(), alg, private.to_vec())
             .map_err(key_err)?;
+        self.db.execute_raw(q(upsert)).await.map_err(key_err)?;
         Ok(())
     }
 
     async fn get(&self, did: &Did) -> Result<Option<Keypair>, KeyStoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                &format!(
-                    "SELECT alg, key FROM {}.signing_key WHERE did = $1",
-                    self.schema
-                ),
-                vec![did.as_str().into()],
-            ))
+            .query_one_raw(q(self.sql.key_get(did.as_str())))
             .await
             .map_err(key_err)?;
         let Some(row) = row else { return Ok(None) };
@@ -510,10 +340,7 @@ impl SigningKeyStore for PostgresKeyStore {
 
     async fn delete(&self, did: &Did) -> Result<(), KeyStoreError> {
         self.db
-            .execute_raw(stmt(
-                &format!("DELETE FROM {}.signing_key WHERE did = $1", self.schema),
-                vec![did.as_str().into()],
-            ))
+            .execute_raw(q(self.sql.key_delete(did.as_str())))
             .await
             .map_err(key_err)?;
         Ok(())
@@ -524,7 +351,7 @@ impl SigningKeyStore for PostgresKeyStore {
 #[derive(Clone)]
 pub struct PostgresOAuthStore {
     pub(crate) db: DatabaseConnection,
-    pub(crate) schema: String,
+    pub(crate) sql: ServiceSql,
 }
 
 impl std::fmt::Debug for PostgresOAuthStore {
@@ -545,31 +372,18 @@ impl OAuthStore for PostgresOAuthStore {
         value: &str,
         expires_at_ms: i64,
     ) -> Result<(), OAuthStoreError> {
-        self.db
-            .execute_raw(stmt(
-                &format!(
-                    "INSERT INTO {}.oauth_state (key, value, expires_at_ms) VALUES ($1, $2, $3) \
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
-                     expires_at_ms = excluded.expires_at_ms",
-                    self.schema
-                ),
-                vec![key.into(), value.into(), expires_at_ms.into()],
-            ))
-            .await
+        let upsert = self
+            .sql
+            .oauth_state_upsert(key, value, expires_at_ms)
             .map_err(oauth_err)?;
+        self.db.execute_raw(q(upsert)).await.map_err(oauth_err)?;
         Ok(())
     }
 
     async fn take_state(&self, key: &str, now_ms: i64) -> Result<Option<String>, OAuthStoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                &format!(
-                    "DELETE FROM {}.oauth_state WHERE key = $1 RETURNING value, expires_at_ms",
-                    self.schema
-                ),
-                vec![key.into()],
-            ))
+            .query_one_raw(q(self.sql.oauth_state_take(key)))
             .await
             .map_err(oauth_err)?;
         let Some(row) = row else { return Ok(None) };
@@ -580,30 +394,18 @@ impl OAuthStore for PostgresOAuthStore {
     }
 
     async fn put_session(&self, did: &Did, value: &str) -> Result<(), OAuthStoreError> {
-        self.db
-            .execute_raw(stmt(
-                &format!(
-                    "INSERT INTO {}.oauth_session (did, value) VALUES ($1, $2) \
-                     ON CONFLICT (did) DO UPDATE SET value = excluded.value",
-                    self.schema
-                ),
-                vec![did.as_str().into(), value.into()],
-            ))
-            .await
+        let upsert = self
+            .sql
+            .oauth_session_upsert(did.as_str(), value)
             .map_err(oauth_err)?;
+        self.db.execute_raw(q(upsert)).await.map_err(oauth_err)?;
         Ok(())
     }
 
     async fn get_session(&self, did: &Did) -> Result<Option<String>, OAuthStoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                &format!(
-                    "SELECT value FROM {}.oauth_session WHERE did = $1",
-                    self.schema
-                ),
-                vec![did.as_str().into()],
-            ))
+            .query_one_raw(q(self.sql.oauth_session_get(did.as_str())))
             .await
             .map_err(oauth_err)?;
         row.map(|r| r.text(0)).transpose().map_err(oauth_err)
@@ -611,10 +413,7 @@ impl OAuthStore for PostgresOAuthStore {
 
     async fn delete_session(&self, did: &Did) -> Result<(), OAuthStoreError> {
         self.db
-            .execute_raw(stmt(
-                &format!("DELETE FROM {}.oauth_session WHERE did = $1", self.schema),
-                vec![did.as_str().into()],
-            ))
+            .execute_raw(q(self.sql.oauth_session_delete(did.as_str())))
             .await
             .map_err(oauth_err)?;
         Ok(())
@@ -625,7 +424,7 @@ impl OAuthStore for PostgresOAuthStore {
 #[derive(Debug, Clone)]
 pub struct PostgresOutbox {
     pub(crate) db: DatabaseConnection,
-    pub(crate) schema: String,
+    pub(crate) sql: ServiceSql,
 }
 
 fn outbox_err(e: impl Into<PostgresError>) -> OutboxError {
@@ -635,15 +434,13 @@ fn outbox_err(e: impl Into<PostgresError>) -> OutboxError {
 #[async_trait]
 impl Outbox for PostgresOutbox {
     async fn enqueue(&self, item: OutboxItem) -> Result<u64, OutboxError> {
+        let insert = self
+            .sql
+            .outbox_enqueue(&item.did, encode_item(&item))
+            .map_err(outbox_err)?;
         let row = self
             .db
-            .query_one_raw(stmt(
-                &format!(
-                    "INSERT INTO {}.outbox (did, item, due_ms) VALUES ($1, $2, 0) RETURNING id",
-                    self.schema
-                ),
-                vec![item.did.clone().into(), encode_item(&item).into()],
-            ))
+            .query_one_raw(q(insert))
             .await
             .map_err(outbox_err)?
             .ok_or_else(|| OutboxError::Backend("no id returned".into()))?;
@@ -656,22 +453,9 @@ impl Outbox for PostgresOutbox {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<ClaimedItem>, OutboxError> {
-        let s = &self.schema;
-        // SKIP LOCKED: concurrent workers (several service instances) never claim the same row.
         let rows = self
             .db
-            .query_all_raw(stmt(
-                &format!(
-                    "UPDATE {s}.outbox SET leased_until = $1 WHERE id IN (SELECT id FROM {s}.outbox \
-                     WHERE due_ms <= $2 AND (leased_until IS NULL OR leased_until <= $2) \
-                     ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id, item, attempts::BIGINT"
-                ),
-                vec![
-                    now_ms.saturating_add(lease_ms).into(),
-                    now_ms.into(),
-                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
-                ],
-            ))
+            .query_all_raw(q(self.sql.outbox_claim(now_ms, lease_ms, limit)))
             .await
             .map_err(outbox_err)?;
         let mut out = rows
@@ -692,10 +476,7 @@ impl Outbox for PostgresOutbox {
     async fn complete(&self, id: u64) -> Result<(), OutboxError> {
         let n = self
             .db
-            .execute_raw(stmt(
-                &format!("DELETE FROM {}.outbox WHERE id = $1", self.schema),
-                vec![i64::try_from(id).unwrap_or(-1).into()],
-            ))
+            .execute_raw(q(self.sql.outbox_complete(id)))
             .await
             .map_err(outbox_err)?
             .rows_affected();
@@ -708,14 +489,7 @@ impl Outbox for PostgresOutbox {
     async fn fail(&self, id: u64, retry_at_ms: i64) -> Result<(), OutboxError> {
         let n = self
             .db
-            .execute_raw(stmt(
-                &format!(
-                    "UPDATE {}.outbox SET attempts = attempts + 1, due_ms = $1, leased_until = NULL \
-                     WHERE id = $2",
-                    self.schema
-                ),
-                vec![retry_at_ms.into(), i64::try_from(id).unwrap_or(-1).into()],
-            ))
+            .execute_raw(q(self.sql.outbox_fail(id, retry_at_ms)))
             .await
             .map_err(outbox_err)?
             .rows_affected();
@@ -728,10 +502,7 @@ impl Outbox for PostgresOutbox {
     async fn pending(&self) -> Result<usize, OutboxError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                &format!("SELECT COUNT(*)::BIGINT FROM {}.outbox", self.schema),
-                vec![],
-            ))
+            .query_one_raw(q(self.sql.outbox_count()))
             .await
             .map_err(outbox_err)?;
         let n = match row {
@@ -743,10 +514,7 @@ impl Outbox for PostgresOutbox {
 
     async fn purge(&self, did: &Did) -> Result<(), OutboxError> {
         self.db
-            .execute_raw(stmt(
-                &format!("DELETE FROM {}.outbox WHERE did = $1", self.schema),
-                vec![did.as_str().into()],
-            ))
+            .execute_raw(q(self.sql.outbox_purge(did.as_str())))
             .await
             .map_err(outbox_err)?;
         Ok(())

@@ -64,6 +64,9 @@ pub enum SqliteError {
     /// Stored data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A shared statement could not be built.
+    #[error("{0}")]
+    Sql(#[from] stratos_ports::storage_sql::SqlError),
 }
 
 impl From<DbErr> for SqliteError {
@@ -137,7 +140,10 @@ impl SqliteStorage {
     pub async fn open(data_dir: &Path, durability: Durability) -> Result<Self, SqliteError> {
         tokio::fs::create_dir_all(data_dir.join("actors")).await?;
         let service = db::open(&data_dir.join("service.sqlite"), durability).await?;
-        db::migrate(&service, service::SERVICE_SCHEMA).await?;
+        for ddl in service::sql().create_tables() {
+            db::migrate(&service, &ddl).await?;
+        }
+        db::migrate(&service, service::OUTBOX_ACTOR_DDL).await?;
         let dbs = Arc::new(ActorDbs::new(data_dir.to_path_buf(), durability));
         let hints = Arc::new(OutboxHints::new(service.clone()));
         let storage = Self {

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use stratos_domain::syntax::Did;
 use stratos_ports::outbox::{ClaimedItem, Outbox, OutboxError, OutboxItem};
 
 use crate::SqliteError;
 use crate::actor_db::{ActorDb, ActorDbs};
 use crate::db::{Row, returning_one, stmt};
+use crate::service::{q, sql};
 use stratos_ports::storage_codec::{decode_item, encode_item};
 
 const LOCAL_BITS: u32 = 32;
@@ -97,7 +98,9 @@ pub struct SqliteOutbox {
     pub(crate) hints: Arc<OutboxHints>,
 }
 
-/// Leases up to `limit` due items of one outbox table (the service's or an actor's), in id order.
+/// Leases up to `limit` due items of an actor's outbox table, in id order. (The service
+/// database's outbox table runs the shared statements of `stratos_ports::storage_sql`; the
+/// actor databases are this adapter's own.)
 const CLAIM: &str = "UPDATE outbox SET leased_until = ?1 WHERE id IN (\
        SELECT id FROM outbox WHERE due_ms <= ?2 \
        AND (leased_until IS NULL OR leased_until <= ?2) ORDER BY id LIMIT ?3) \
@@ -129,14 +132,7 @@ async fn claim_service(
     limit: usize,
 ) -> Result<Vec<Claimed>, SqliteError> {
     let rows = conn
-        .query_all_raw(stmt(
-            CLAIM,
-            vec![
-                now_ms.saturating_add(lease_ms).into(),
-                now_ms.into(),
-                limit_of(limit).into(),
-            ],
-        ))
+        .query_all_raw(q(sql().outbox_claim(now_ms, lease_ms, limit)))
         .await?;
     let mut out = rows
         .iter()
@@ -208,13 +204,8 @@ impl SqliteOutbox {
             .map(|db| Located::Actor(db, local)))
     }
 
-    /// Runs `sql` (its last parameter is the row id) on the item's row; the item must exist.
-    async fn update(
-        &self,
-        id: u64,
-        sql: &'static str,
-        retry_at: Option<i64>,
-    ) -> Result<(), OutboxError> {
+    /// Completes the item (`retry_at` `None`) or releases it for a retry; it must exist.
+    async fn update(&self, id: u64, retry_at: Option<i64>) -> Result<(), OutboxError> {
         let located = self
             .locate(id)
             .await
@@ -222,16 +213,20 @@ impl SqliteOutbox {
             .ok_or(OutboxError::NotClaimed(id))?;
         let done = match located {
             Located::Service(local) => {
-                let mut values: Vec<Value> = retry_at.map(Value::from).into_iter().collect();
-                values.push(local.into());
+                let local = u64::try_from(local).unwrap_or(u64::MAX);
+                let statement = match retry_at {
+                    Some(at) => sql().outbox_fail(local, at),
+                    None => sql().outbox_complete(local),
+                };
                 self.service
-                    .execute_raw(stmt(sql, values))
+                    .execute_raw(q(statement))
                     .await
                     .map_err(|e| outbox_err(e.into()))?
                     .rows_affected()
             }
             Located::Actor(db, local) => db
                 .call(move |conn| {
+                    let sql = if retry_at.is_some() { FAIL } else { COMPLETE };
                     let mut statement = conn.prepare_cached(sql)?;
                     let n = match retry_at {
                         Some(at) => statement.execute(rusqlite::params![at, local])?,
@@ -252,20 +247,13 @@ impl SqliteOutbox {
 #[async_trait]
 impl Outbox for SqliteOutbox {
     async fn enqueue(&self, item: OutboxItem) -> Result<u64, OutboxError> {
-        let row = returning_one(
-            &self.service,
-            stmt(
-                "INSERT INTO outbox (did, item, due_ms) VALUES (?, ?, ?) RETURNING id",
-                vec![
-                    item.did.clone().into(),
-                    encode_item(&item).into(),
-                    i64::MIN.into(),
-                ],
-            ),
-        )
-        .await
-        .map_err(|e| outbox_err(e.into()))?
-        .ok_or_else(|| OutboxError::Backend("no id returned".into()))?;
+        let insert = sql()
+            .outbox_enqueue(&item.did, encode_item(&item))
+            .map_err(|e| outbox_err(e.into()))?;
+        let row = returning_one(&self.service, q(insert))
+            .await
+            .map_err(|e| outbox_err(e.into()))?
+            .ok_or_else(|| OutboxError::Backend("no id returned".into()))?;
         let id = row.int(0).map_err(|e| outbox_err(e.into()))?;
         Ok(u64::try_from(id).unwrap_or(0))
     }
@@ -306,17 +294,17 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn complete(&self, id: u64) -> Result<(), OutboxError> {
-        self.update(id, COMPLETE, None).await
+        self.update(id, None).await
     }
 
     async fn fail(&self, id: u64, retry_at_ms: i64) -> Result<(), OutboxError> {
-        self.update(id, FAIL, Some(retry_at_ms)).await
+        self.update(id, Some(retry_at_ms)).await
     }
 
     async fn pending(&self) -> Result<usize, OutboxError> {
         let n = match self
             .service
-            .query_one_raw(stmt(COUNT, vec![]))
+            .query_one_raw(q(sql().outbox_count()))
             .await
             .map_err(|e| outbox_err(e.into()))?
         {
@@ -334,10 +322,7 @@ impl Outbox for SqliteOutbox {
 
     async fn purge(&self, did: &Did) -> Result<(), OutboxError> {
         self.service
-            .execute_raw(stmt(
-                "DELETE FROM outbox WHERE did = ?",
-                vec![did.as_str().into()],
-            ))
+            .execute_raw(q(sql().outbox_purge(did.as_str())))
             .await
             .map_err(|e| outbox_err(e.into()))?;
         if let Some(db) = self.dbs.get(did.as_str()).await.map_err(outbox_err)? {

@@ -13,55 +13,24 @@ use stratos_ports::keys::{KeyStoreError, SigningKeyStore};
 use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
 use stratos_ports::storage_codec::{decode_key, encode_key};
 
+use stratos_ports::storage_sql::{ServiceSql, Sql};
+
 use crate::SqliteError;
 use crate::db::{Row, returning_one, stmt};
 
-pub(crate) const SERVICE_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS enrollment (
-    did TEXT PRIMARY KEY,
-    enrolled_at TEXT NOT NULL,
-    pds_endpoint TEXT,
-    signing_key TEXT NOT NULL,
-    enrollment_rkey TEXT
-);
-CREATE TABLE IF NOT EXISTS enrollment_boundary (
-    did TEXT NOT NULL REFERENCES enrollment (did) ON DELETE CASCADE,
-    boundary TEXT NOT NULL,
-    PRIMARY KEY (did, boundary)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS enrollment_event (
-    seq INTEGER PRIMARY KEY,
-    did TEXT NOT NULL,
-    action TEXT NOT NULL,
-    time TEXT NOT NULL,
-    boundaries TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS signing_key (
-    did TEXT PRIMARY KEY,
-    alg TEXT NOT NULL,
-    key BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS oauth_state (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    expires_at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS oauth_session (
-    did TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox_actor (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    did TEXT NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    did TEXT NOT NULL,
-    item BLOB NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    due_ms INTEGER NOT NULL,
-    leased_until INTEGER
-)";
+/// The table only SQLite has: which actors' databases hold outbox items (`outbox.rs`).
+pub(crate) const OUTBOX_ACTOR_DDL: &str = "CREATE TABLE IF NOT EXISTS outbox_actor (\
+     id INTEGER PRIMARY KEY AUTOINCREMENT, did TEXT NOT NULL UNIQUE)";
+
+/// The shared statements of the service tables, for SQLite.
+pub(crate) fn sql() -> ServiceSql {
+    ServiceSql::sqlite()
+}
+
+/// A shared statement as sea-orm runs it.
+pub(crate) fn q(sql: Sql) -> sea_orm::Statement {
+    stmt(&sql.text, sql.values)
+}
 
 fn enr_err(e: impl Into<SqliteError>) -> EnrollmentStoreError {
     EnrollmentStoreError::Backend(e.into().to_string())
@@ -77,59 +46,49 @@ async fn boundaries_of<C: ConnectionTrait>(
     conn: &C,
     did: &str,
 ) -> Result<Vec<String>, SqliteError> {
-    let rows = conn
-        .query_all_raw(stmt(
-            "SELECT boundary FROM enrollment_boundary WHERE did = ? ORDER BY boundary",
-            vec![did.into()],
-        ))
-        .await?;
+    let rows = conn.query_all_raw(q(sql().boundaries_of(did))).await?;
     rows.iter().map(|r| r.text(0).map_err(Into::into)).collect()
 }
 
 async fn exists<C: ConnectionTrait>(conn: &C, did: &str) -> Result<bool, SqliteError> {
     Ok(conn
-        .query_one_raw(stmt(
-            "SELECT 1 FROM enrollment WHERE did = ?",
-            vec![did.into()],
-        ))
+        .query_one_raw(q(sql().enrollment_exists(did)))
         .await?
         .is_some())
 }
 
-fn row_to_enrollment(
-    r: &sea_orm::QueryResult,
-    boundaries: Vec<String>,
-) -> Result<Enrollment, SqliteError> {
+/// An enrollment row of [`ServiceSql::enrollment_get`] or [`ServiceSql::enrollment_list`].
+fn row_to_enrollment(r: &sea_orm::QueryResult) -> Result<Enrollment, SqliteError> {
     Ok(Enrollment {
         did: r.text(0)?,
         enrolled_at: r.text(1)?,
         pds_endpoint: r.opt_text(2)?,
         signing_key: r.text(3)?,
         enrollment_rkey: r.opt_text(4)?,
-        boundaries,
+        boundaries: r
+            .text(5)?
+            .split('\n')
+            .filter(|b| !b.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
 /// Appends one enrollment event inside the caller's transaction. The number is `MAX + 1`:
 /// the service database has one connection, so appends are serialised and numbers are
-/// consecutive in commit order (pruning always keeps the newest row, so none is reused).
+/// consecutive in commit order ([`ServiceSql::event_lock`] asks for nothing here).
 async fn append_event<C: ConnectionTrait>(
     conn: &C,
     did: &str,
     action: EnrollmentAction,
     boundaries: &[String],
 ) -> Result<(), SqliteError> {
-    conn.execute_raw(stmt(
-        "INSERT INTO enrollment_event (seq, did, action, time, boundaries) VALUES \
-         ((SELECT COALESCE(MAX(seq), 0) + 1 FROM enrollment_event), ?, ?, ?, ?)",
-        vec![
-            did.into(),
-            action.as_str().into(),
-            now().into(),
-            boundaries.join("\n").into(),
-        ],
-    ))
-    .await?;
+    let sql = sql();
+    if let Some(lock) = sql.event_lock() {
+        conn.execute_unprepared(&lock).await?;
+    }
+    conn.execute_raw(q(sql.event_append(did, action, &now(), boundaries)?))
+        .await?;
     Ok(())
 }
 
@@ -158,22 +117,12 @@ fn row_to_event(r: &sea_orm::QueryResult) -> Result<EnrollmentEvent, SqliteError
     })
 }
 
-const SELECT: &str =
-    "SELECT did, enrolled_at, pds_endpoint, signing_key, enrollment_rkey FROM enrollment";
-
-/// One round trip for the enrollment and its boundaries (on every write's path).
-const SELECT_WITH_BOUNDARIES: &str = "SELECT e.did, e.enrolled_at, e.pds_endpoint, e.signing_key, \
-     e.enrollment_rkey, (SELECT group_concat(boundary, char(10)) FROM \
-     (SELECT boundary FROM enrollment_boundary b WHERE b.did = e.did ORDER BY boundary)) \
-     FROM enrollment e WHERE e.did = ?";
-
 impl SqliteEnrollmentStore {
     /// Runs `change` on the account's boundary set inside a transaction; fails if not enrolled.
     async fn change(
         &self,
         did: &Did,
-        sql: &str,
-        values: Vec<sea_orm::Value>,
+        change: Option<Sql>,
         clear: bool,
     ) -> EnrollmentResult<Vec<String>> {
         let txn = self.db.begin().await.map_err(enr_err)?;
@@ -182,15 +131,12 @@ impl SqliteEnrollmentStore {
             return Err(EnrollmentStoreError::NotEnrolled(did.to_string()));
         }
         if clear {
-            txn.execute_raw(stmt(
-                "DELETE FROM enrollment_boundary WHERE did = ?",
-                vec![did.as_str().into()],
-            ))
-            .await
-            .map_err(enr_err)?;
+            txn.execute_raw(q(sql().boundaries_clear(did.as_str())))
+                .await
+                .map_err(enr_err)?;
         }
-        if !sql.is_empty() {
-            txn.execute_raw(stmt(sql, values)).await.map_err(enr_err)?;
+        if let Some(change) = change {
+            txn.execute_raw(q(change)).await.map_err(enr_err)?;
         }
         let out = boundaries_of(&txn, did.as_str()).await.map_err(enr_err)?;
         append_event(&txn, did.as_str(), EnrollmentAction::Update, &out)
@@ -204,40 +150,24 @@ impl SqliteEnrollmentStore {
 #[async_trait]
 impl EnrollmentStore for SqliteEnrollmentStore {
     async fn enroll(&self, e: &Enrollment) -> EnrollmentResult<()> {
+        let sql = sql();
         let txn = self.db.begin().await.map_err(enr_err)?;
         let action = if exists(&txn, &e.did).await.map_err(enr_err)? {
             EnrollmentAction::Update
         } else {
             EnrollmentAction::Enroll
         };
-        txn.execute_raw(stmt(
-            "INSERT INTO enrollment (did, enrolled_at, pds_endpoint, signing_key, enrollment_rkey) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (did) DO UPDATE SET enrolled_at = excluded.enrolled_at, \
-             pds_endpoint = excluded.pds_endpoint, signing_key = excluded.signing_key, \
-             enrollment_rkey = excluded.enrollment_rkey",
-            vec![
-                e.did.clone().into(),
-                e.enrolled_at.clone().into(),
-                e.pds_endpoint.clone().into(),
-                e.signing_key.clone().into(),
-                e.enrollment_rkey.clone().into(),
-            ],
-        ))
-        .await
-        .map_err(enr_err)?;
-        txn.execute_raw(stmt(
-            "DELETE FROM enrollment_boundary WHERE did = ?",
-            vec![e.did.clone().into()],
-        ))
-        .await
-        .map_err(enr_err)?;
-        for b in &e.boundaries {
-            txn.execute_raw(stmt(
-                "INSERT OR IGNORE INTO enrollment_boundary (did, boundary) VALUES (?, ?)",
-                vec![e.did.clone().into(), b.clone().into()],
-            ))
+        txn.execute_raw(q(sql.enrollment_upsert(e).map_err(enr_err)?))
             .await
             .map_err(enr_err)?;
+        txn.execute_raw(q(sql.boundaries_clear(&e.did)))
+            .await
+            .map_err(enr_err)?;
+        if let Some(insert) = sql
+            .boundaries_insert(&e.did, &e.boundaries)
+            .map_err(enr_err)?
+        {
+            txn.execute_raw(q(insert)).await.map_err(enr_err)?;
         }
         let held = boundaries_of(&txn, &e.did).await.map_err(enr_err)?;
         append_event(&txn, &e.did, action, &held)
@@ -249,17 +179,11 @@ impl EnrollmentStore for SqliteEnrollmentStore {
     async fn get(&self, did: &Did) -> EnrollmentResult<Option<Enrollment>> {
         let row = self
             .db
-            .query_one_raw(stmt(SELECT_WITH_BOUNDARIES, vec![did.as_str().into()]))
+            .query_one_raw(q(sql().enrollment_get(did.as_str())))
             .await
             .map_err(enr_err)?;
-        let Some(row) = row else { return Ok(None) };
-        let boundaries = row
-            .opt_text(5)
-            .map_err(enr_err)?
-            .map(|joined| joined.split('\n').map(str::to_owned).collect())
-            .unwrap_or_default();
-        row_to_enrollment(&row, boundaries)
-            .map(Some)
+        row.map(|r| row_to_enrollment(&r))
+            .transpose()
             .map_err(enr_err)
     }
 
@@ -268,23 +192,15 @@ impl EnrollmentStore for SqliteEnrollmentStore {
     }
 
     async fn add_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>> {
-        self.change(
-            did,
-            "INSERT OR IGNORE INTO enrollment_boundary (did, boundary) VALUES (?, ?)",
-            vec![did.as_str().into(), boundary.into()],
-            false,
-        )
-        .await
+        let insert = sql()
+            .boundaries_insert(did.as_str(), &[boundary.to_owned()])
+            .map_err(enr_err)?;
+        self.change(did, insert, false).await
     }
 
     async fn remove_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>> {
-        self.change(
-            did,
-            "DELETE FROM enrollment_boundary WHERE did = ? AND boundary = ?",
-            vec![did.as_str().into(), boundary.into()],
-            false,
-        )
-        .await
+        let delete = sql().boundary_delete(did.as_str(), boundary);
+        self.change(did, Some(delete), false).await
     }
 
     async fn set_boundaries(
@@ -292,40 +208,16 @@ impl EnrollmentStore for SqliteEnrollmentStore {
         did: &Did,
         boundaries: &[String],
     ) -> EnrollmentResult<Vec<String>> {
-        let txn = self.db.begin().await.map_err(enr_err)?;
-        if !exists(&txn, did.as_str()).await.map_err(enr_err)? {
-            txn.rollback().await.map_err(enr_err)?;
-            return Err(EnrollmentStoreError::NotEnrolled(did.to_string()));
-        }
-        txn.execute_raw(stmt(
-            "DELETE FROM enrollment_boundary WHERE did = ?",
-            vec![did.as_str().into()],
-        ))
-        .await
-        .map_err(enr_err)?;
-        for b in boundaries {
-            txn.execute_raw(stmt(
-                "INSERT OR IGNORE INTO enrollment_boundary (did, boundary) VALUES (?, ?)",
-                vec![did.as_str().into(), b.clone().into()],
-            ))
-            .await
+        let insert = sql()
+            .boundaries_insert(did.as_str(), boundaries)
             .map_err(enr_err)?;
-        }
-        let out = boundaries_of(&txn, did.as_str()).await.map_err(enr_err)?;
-        append_event(&txn, did.as_str(), EnrollmentAction::Update, &out)
-            .await
-            .map_err(enr_err)?;
-        txn.commit().await.map_err(enr_err)?;
-        Ok(out)
+        self.change(did, insert, true).await
     }
 
     async fn set_enrollment_rkey(&self, did: &Did, rkey: &str) -> EnrollmentResult<()> {
         let n = self
             .db
-            .execute_raw(stmt(
-                "UPDATE enrollment SET enrollment_rkey = ? WHERE did = ?",
-                vec![rkey.into(), did.as_str().into()],
-            ))
+            .execute_raw(q(sql().enrollment_set_rkey(did.as_str(), rkey)))
             .await
             .map_err(enr_err)?
             .rows_affected();
@@ -339,10 +231,7 @@ impl EnrollmentStore for SqliteEnrollmentStore {
         // Boundaries go with the row (ON DELETE CASCADE); only this account's rows (TS D8).
         let txn = self.db.begin().await.map_err(enr_err)?;
         let n = txn
-            .execute_raw(stmt(
-                "DELETE FROM enrollment WHERE did = ?",
-                vec![did.as_str().into()],
-            ))
+            .execute_raw(q(sql().enrollment_delete(did.as_str())))
             .await
             .map_err(enr_err)?
             .rows_affected();
@@ -358,22 +247,13 @@ impl EnrollmentStore for SqliteEnrollmentStore {
     async fn list(&self, cursor: Option<&str>, limit: usize) -> EnrollmentResult<Vec<Enrollment>> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                &format!("{SELECT} WHERE did > ? ORDER BY did LIMIT ?"),
-                vec![
-                    cursor.unwrap_or("").into(),
-                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
-                ],
-            ))
+            .query_all_raw(q(sql().enrollment_list(cursor.unwrap_or(""), limit)))
             .await
             .map_err(enr_err)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let did = row.text(0).map_err(enr_err)?;
-            let boundaries = boundaries_of(&self.db, &did).await.map_err(enr_err)?;
-            out.push(row_to_enrollment(&row, boundaries).map_err(enr_err)?);
-        }
-        Ok(out)
+        rows.iter()
+            .map(row_to_enrollment)
+            .collect::<Result<_, _>>()
+            .map_err(enr_err)
     }
 
     async fn events_after(
@@ -383,14 +263,7 @@ impl EnrollmentStore for SqliteEnrollmentStore {
     ) -> EnrollmentResult<Vec<EnrollmentEvent>> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                "SELECT seq, did, action, time, boundaries FROM enrollment_event \
-                 WHERE seq > ? ORDER BY seq LIMIT ?",
-                vec![
-                    i64::try_from(cursor).unwrap_or(i64::MAX).into(),
-                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
-                ],
-            ))
+            .query_all_raw(q(sql().events_after(cursor, limit)))
             .await
             .map_err(enr_err)?;
         rows.iter()
@@ -402,10 +275,7 @@ impl EnrollmentStore for SqliteEnrollmentStore {
     async fn latest_event_seq(&self) -> EnrollmentResult<u64> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                "SELECT COALESCE(MAX(seq), 0) FROM enrollment_event",
-                vec![],
-            ))
+            .query_one_raw(q(sql().event_latest_seq()))
             .await
             .map_err(enr_err)?;
         let seq = match row {
@@ -418,11 +288,7 @@ impl EnrollmentStore for SqliteEnrollmentStore {
     async fn prune_events(&self, before: u64) -> EnrollmentResult<u64> {
         let n = self
             .db
-            .execute_raw(stmt(
-                "DELETE FROM enrollment_event WHERE seq < ? \
-                 AND seq < (SELECT MAX(seq) FROM enrollment_event)",
-                vec![i64::try_from(before).unwrap_or(i64::MAX).into()],
-            ))
+            .execute_raw(q(sql().events_prune(before)))
             .await
             .map_err(enr_err)?
             .rows_affected();
@@ -451,23 +317,17 @@ fn key_err(e: impl Into<SqliteError>) -> KeyStoreError {
 impl SigningKeyStore for SqliteKeyStore {
     async fn put(&self, did: &Did, key: &Keypair) -> Result<(), KeyStoreError> {
         let (alg, private) = encode_key(key);
-        self.db
-            .execute_raw(stmt(
-                "INSERT OR REPLACE INTO signing_key (did, alg, key) VALUES (?, ?, ?)",
-                vec![did.as_str().into(), alg.into(), private.to_vec().into()],
-            ))
-            .await
+        let upsert = sql()
+            .key_upsert(did.as_str(), alg, private.to_vec())
             .map_err(key_err)?;
+        self.db.execute_raw(q(upsert)).await.map_err(key_err)?;
         Ok(())
     }
 
     async fn get(&self, did: &Did) -> Result<Option<Keypair>, KeyStoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                "SELECT alg, key FROM signing_key WHERE did = ?",
-                vec![did.as_str().into()],
-            ))
+            .query_one_raw(q(sql().key_get(did.as_str())))
             .await
             .map_err(key_err)?;
         let Some(row) = row else { return Ok(None) };
@@ -480,10 +340,7 @@ impl SigningKeyStore for SqliteKeyStore {
 
     async fn delete(&self, did: &Did) -> Result<(), KeyStoreError> {
         self.db
-            .execute_raw(stmt(
-                "DELETE FROM signing_key WHERE did = ?",
-                vec![did.as_str().into()],
-            ))
+            .execute_raw(q(sql().key_delete(did.as_str())))
             .await
             .map_err(key_err)?;
         Ok(())
@@ -514,27 +371,18 @@ impl OAuthStore for SqliteOAuthStore {
         value: &str,
         expires_at_ms: i64,
     ) -> Result<(), OAuthStoreError> {
-        self.db
-            .execute_raw(stmt(
-                "INSERT OR REPLACE INTO oauth_state (key, value, expires_at_ms) VALUES (?, ?, ?)",
-                vec![key.into(), value.into(), expires_at_ms.into()],
-            ))
-            .await
+        let upsert = sql()
+            .oauth_state_upsert(key, value, expires_at_ms)
             .map_err(oauth_err)?;
+        self.db.execute_raw(q(upsert)).await.map_err(oauth_err)?;
         Ok(())
     }
 
     async fn take_state(&self, key: &str, now_ms: i64) -> Result<Option<String>, OAuthStoreError> {
         // Taking is one statement, so two callbacks with the same state cannot both win.
-        let row = returning_one(
-            &self.db,
-            stmt(
-                "DELETE FROM oauth_state WHERE key = ? RETURNING value, expires_at_ms",
-                vec![key.into()],
-            ),
-        )
-        .await
-        .map_err(oauth_err)?;
+        let row = returning_one(&self.db, q(sql().oauth_state_take(key)))
+            .await
+            .map_err(oauth_err)?;
         let Some(row) = row else { return Ok(None) };
         if row.int(1).map_err(oauth_err)? <= now_ms {
             return Ok(None);
@@ -543,23 +391,17 @@ impl OAuthStore for SqliteOAuthStore {
     }
 
     async fn put_session(&self, did: &Did, value: &str) -> Result<(), OAuthStoreError> {
-        self.db
-            .execute_raw(stmt(
-                "INSERT OR REPLACE INTO oauth_session (did, value) VALUES (?, ?)",
-                vec![did.as_str().into(), value.into()],
-            ))
-            .await
+        let upsert = sql()
+            .oauth_session_upsert(did.as_str(), value)
             .map_err(oauth_err)?;
+        self.db.execute_raw(q(upsert)).await.map_err(oauth_err)?;
         Ok(())
     }
 
     async fn get_session(&self, did: &Did) -> Result<Option<String>, OAuthStoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                "SELECT value FROM oauth_session WHERE did = ?",
-                vec![did.as_str().into()],
-            ))
+            .query_one_raw(q(sql().oauth_session_get(did.as_str())))
             .await
             .map_err(oauth_err)?;
         row.map(|r| r.text(0)).transpose().map_err(oauth_err)
@@ -567,10 +409,7 @@ impl OAuthStore for SqliteOAuthStore {
 
     async fn delete_session(&self, did: &Did) -> Result<(), OAuthStoreError> {
         self.db
-            .execute_raw(stmt(
-                "DELETE FROM oauth_session WHERE did = ?",
-                vec![did.as_str().into()],
-            ))
+            .execute_raw(q(sql().oauth_session_delete(did.as_str())))
             .await
             .map_err(oauth_err)?;
         Ok(())
