@@ -48,28 +48,9 @@ fn render_problems(problems: &[Problem]) -> String {
 
 // ---- secrets -------------------------------------------------------------------------------------
 
-/// A secret value. `Debug` prints `<redacted>` and there is no `Display`, so the value reaches a
-/// log only through an explicit [`Secret::expose`].
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that needs it (comparison, connection set-up).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
+/// A secret value: the library's type (`Debug` prints `<redacted>`, no `Display`), so a value read
+/// from the configuration goes to the authenticator as it is.
+pub use stratos_ports::auth::Secret;
 
 /// A connection URL (Postgres, Valkey) that may carry a password. `Debug` and
 /// [`ConnectionUrl::redacted`] mask the password of the user part and any `…password=` query
