@@ -13,7 +13,7 @@ pub enum BlobStoreError {
     NotFound(String),
     /// The backend failed.
     #[error("blob store failed: {0}")]
-    Backend(String),
+    Backend(#[source] crate::Cause),
 }
 
 /// Result alias of this port.

@@ -77,7 +77,7 @@ pub enum EnrollmentStoreError {
     NotEnrolled(String),
     /// The backend failed.
     #[error("enrollment store failed: {0}")]
-    Backend(String),
+    Backend(#[source] crate::Cause),
 }
 
 /// Result alias of this port.

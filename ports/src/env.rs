@@ -35,7 +35,7 @@ pub enum EnvError {
     NotFound(String),
     /// The backend failed.
     #[error("backend failed: {0}")]
-    Backend(String),
+    Backend(#[source] crate::Cause),
 }
 
 /// Resolves DIDs to DID documents and handles to DIDs.

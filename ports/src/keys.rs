@@ -14,7 +14,7 @@ pub enum KeyStoreError {
     Corrupt(String),
     /// The backend failed.
     #[error("key store failed: {0}")]
-    Backend(String),
+    Backend(#[source] crate::Cause),
 }
 
 /// Storage of account signing keys.

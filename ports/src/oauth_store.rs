@@ -11,7 +11,7 @@ use stratos_domain::syntax::Did;
 pub enum OAuthStoreError {
     /// The backend failed.
     #[error("OAuth store failed: {0}")]
-    Backend(String),
+    Backend(#[source] crate::Cause),
 }
 
 /// OAuth state and session storage.

@@ -57,7 +57,7 @@ pub enum OutboxError {
     NotClaimed(u64),
     /// The backend failed.
     #[error("outbox backend failed: {0}")]
-    Backend(String),
+    Backend(#[source] crate::Cause),
 }
 
 /// The outbox's worker side.

@@ -38,7 +38,7 @@ pub enum RepoStoreError {
     Corrupt(String),
     /// The backend failed (I/O, connection, …); retrying later may help.
     #[error("storage backend failed: {0}")]
-    Backend(String),
+    Backend(#[source] crate::Cause),
 }
 
 impl RepoStoreError {

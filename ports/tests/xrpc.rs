@@ -207,7 +207,7 @@ fn use_case_errors_map_to_their_xrpc_answers() {
         (UseCaseError::InvalidSwap("x".into()), 400, "InvalidSwap"),
         (UseCaseError::Conflict(ALICE.into()), 503, "WriteConflict"),
         (
-            UseCaseError::Unavailable("db down".into()),
+            UseCaseError::Unavailable(stratos_ports::Cause::message("db down")),
             503,
             "ServiceUnavailable",
         ),

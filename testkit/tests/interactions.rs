@@ -97,10 +97,11 @@ async fn unenrollment_purges_before_queueing_the_record_deletion() {
 async fn a_failing_outbox_fails_the_enrollment_request_visibly() {
     let svc = TestService::new(&["swordsmith"]);
     let mut outbox = MockOutbox::new();
-    outbox
-        .expect_enqueue()
-        .times(1)
-        .returning(|_| Err(OutboxError::Backend("disk full".into())));
+    outbox.expect_enqueue().times(1).returning(|_| {
+        Err(OutboxError::Backend(stratos_ports::Cause::message(
+            "disk full",
+        )))
+    });
     let e = enrollments(&svc, outbox);
     assert!(e.enroll(&did("did:plc:rei")).await.is_err());
 }

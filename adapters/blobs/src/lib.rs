@@ -70,7 +70,7 @@ pub struct OpendalBlobStore {
 }
 
 fn backend(e: opendal::Error) -> BlobStoreError {
-    BlobStoreError::Backend(e.to_string())
+    BlobStoreError::Backend(stratos_ports::Cause::new(e))
 }
 
 fn permanent(did: &Did, cid: &Cid) -> String {

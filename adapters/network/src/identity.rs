@@ -313,7 +313,11 @@ impl IdentityResolver for HttpIdentityResolver {
     /// `did:web`). Network failures, unexpected statuses, oversized or non-JSON bodies and
     /// refused addresses are errors, cached for the failure TTL except on the PLC directory.
     async fn resolve_did(&self, did: &Did) -> Result<Option<Value>, EnvError> {
-        let failed = |e: NetworkError| EnvError::Backend(format!("resolving {did}: {e}"));
+        let failed = |e: NetworkError| {
+            EnvError::Backend(stratos_ports::Cause::message(format!(
+                "resolving {did}: {e}"
+            )))
+        };
         if let Some(cached) = self.docs.get(did.as_str()) {
             return Ok(cached);
         }
@@ -352,7 +356,11 @@ impl IdentityResolver for HttpIdentityResolver {
             return Ok(None);
         };
         let handle = handle.normalized();
-        let failed = |e: NetworkError| EnvError::Backend(format!("resolving handle {handle}: {e}"));
+        let failed = |e: NetworkError| {
+            EnvError::Backend(stratos_ports::Cause::message(format!(
+                "resolving handle {handle}: {e}"
+            )))
+        };
         if let Some(cached) = self.handles.get(handle.as_str()) {
             return Ok(cached);
         }

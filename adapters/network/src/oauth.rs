@@ -264,7 +264,11 @@ impl AuthorizationServers for HttpAuthorizationServers {
         issuer: &str,
         refresh: bool,
     ) -> Result<Option<Vec<Jwk>>, EnvError> {
-        let backend = |e: NetworkError| EnvError::Backend(format!("authorization server: {e}"));
+        let backend = |e: NetworkError| {
+            EnvError::Backend(stratos_ports::Cause::message(format!(
+                "authorization server: {e}"
+            )))
+        };
         let pds = self.server_url(pds).map_err(backend)?;
         let servers = self.resource_servers(&pds).await.map_err(backend)?;
         if !servers.iter().any(|s| s == issuer) {

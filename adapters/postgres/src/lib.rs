@@ -92,7 +92,7 @@ pub(crate) fn repo_err(e: PostgresError) -> RepoStoreError {
         PostgresError::IndexMismatch(m) => RepoStoreError::IndexMismatch(m),
         PostgresError::Corrupt(m) => RepoStoreError::Corrupt(m),
         PostgresError::BlobMissing(cid) => RepoStoreError::BlobMissing(cid),
-        other => RepoStoreError::Backend(other.to_string()),
+        other => RepoStoreError::Backend(stratos_ports::Cause::new(other)),
     }
 }
 

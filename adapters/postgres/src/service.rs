@@ -23,7 +23,7 @@ fn q(sql: Sql) -> sea_orm::Statement {
 }
 
 fn enr_err(e: impl Into<PostgresError>) -> EnrollmentStoreError {
-    EnrollmentStoreError::Backend(e.into().to_string())
+    EnrollmentStoreError::Backend(stratos_ports::Cause::new(e.into()))
 }
 
 /// [`EnrollmentStore`] over the service schema.
@@ -309,7 +309,7 @@ impl std::fmt::Debug for PostgresKeyStore {
 }
 
 fn key_err(e: impl Into<PostgresError>) -> KeyStoreError {
-    KeyStoreError::Backend(e.into().to_string())
+    KeyStoreError::Backend(stratos_ports::Cause::new(e.into()))
 }
 
 #[async_trait]
@@ -361,7 +361,7 @@ impl std::fmt::Debug for PostgresOAuthStore {
 }
 
 fn oauth_err(e: impl Into<PostgresError>) -> OAuthStoreError {
-    OAuthStoreError::Backend(e.into().to_string())
+    OAuthStoreError::Backend(stratos_ports::Cause::new(e.into()))
 }
 
 #[async_trait]
@@ -428,7 +428,7 @@ pub struct PostgresOutbox {
 }
 
 fn outbox_err(e: impl Into<PostgresError>) -> OutboxError {
-    OutboxError::Backend(e.into().to_string())
+    OutboxError::Backend(stratos_ports::Cause::new(e.into()))
 }
 
 #[async_trait]
@@ -443,7 +443,7 @@ impl Outbox for PostgresOutbox {
             .query_one_raw(q(insert))
             .await
             .map_err(outbox_err)?
-            .ok_or_else(|| OutboxError::Backend("no id returned".into()))?;
+            .ok_or_else(|| OutboxError::Backend(stratos_ports::Cause::message("no id returned")))?;
         Ok(u64::try_from(row.int(0).map_err(outbox_err)?).unwrap_or(0))
     }
 

@@ -94,7 +94,7 @@ pub(crate) fn repo_err(e: SqliteError) -> RepoStoreError {
         SqliteError::IndexMismatch(m) => RepoStoreError::IndexMismatch(m),
         SqliteError::Corrupt(m) => RepoStoreError::Corrupt(m),
         SqliteError::BlobMissing(cid) => RepoStoreError::BlobMissing(cid),
-        other => RepoStoreError::Backend(other.to_string()),
+        other => RepoStoreError::Backend(stratos_ports::Cause::new(other)),
     }
 }
 

@@ -20,7 +20,7 @@ use stratos_ports::storage_codec::{decode_item, encode_item};
 const LOCAL_BITS: u32 = 32;
 
 fn outbox_err(e: SqliteError) -> OutboxError {
-    OutboxError::Backend(e.to_string())
+    OutboxError::Backend(stratos_ports::Cause::new(e))
 }
 
 /// Which actors have (or had) outbox items.
@@ -253,7 +253,7 @@ impl Outbox for SqliteOutbox {
         let row = returning_one(&self.service, q(insert))
             .await
             .map_err(|e| outbox_err(e.into()))?
-            .ok_or_else(|| OutboxError::Backend("no id returned".into()))?;
+            .ok_or_else(|| OutboxError::Backend(stratos_ports::Cause::message("no id returned")))?;
         let id = row.int(0).map_err(|e| outbox_err(e.into()))?;
         Ok(u64::try_from(id).unwrap_or(0))
     }

@@ -33,7 +33,7 @@ pub(crate) fn q(sql: Sql) -> sea_orm::Statement {
 }
 
 fn enr_err(e: impl Into<SqliteError>) -> EnrollmentStoreError {
-    EnrollmentStoreError::Backend(e.into().to_string())
+    EnrollmentStoreError::Backend(stratos_ports::Cause::new(e.into()))
 }
 
 /// [`EnrollmentStore`] over the service database.
@@ -310,7 +310,7 @@ impl std::fmt::Debug for SqliteKeyStore {
 }
 
 fn key_err(e: impl Into<SqliteError>) -> KeyStoreError {
-    KeyStoreError::Backend(e.into().to_string())
+    KeyStoreError::Backend(stratos_ports::Cause::new(e.into()))
 }
 
 #[async_trait]
@@ -360,7 +360,7 @@ impl std::fmt::Debug for SqliteOAuthStore {
 }
 
 fn oauth_err(e: impl Into<SqliteError>) -> OAuthStoreError {
-    OAuthStoreError::Backend(e.into().to_string())
+    OAuthStoreError::Backend(stratos_ports::Cause::new(e.into()))
 }
 
 #[async_trait]

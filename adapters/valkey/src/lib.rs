@@ -48,7 +48,7 @@ impl std::fmt::Debug for ValkeyCache {
 }
 
 fn backend(e: redis::RedisError) -> EnvError {
-    EnvError::Backend(format!("valkey: {e}"))
+    EnvError::Backend(stratos_ports::Cause::message(format!("valkey: {e}")))
 }
 
 impl ValkeyCache {

@@ -67,7 +67,7 @@ pub enum UseCaseError {
     Conflict(String),
     /// A storage or environment port failed.
     #[error("storage failed: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::Cause),
     /// An invariant broke (corrupt data, a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -82,7 +82,7 @@ impl From<RepoStoreError> for UseCaseError {
             RepoStoreError::Corrupt(m) | RepoStoreError::IndexMismatch(m) => {
                 UseCaseError::Internal(m)
             }
-            other => UseCaseError::Unavailable(other.to_string()),
+            other => UseCaseError::Unavailable(crate::Cause::new(other)),
         }
     }
 }
@@ -91,7 +91,7 @@ impl From<EnrollmentStoreError> for UseCaseError {
     fn from(e: EnrollmentStoreError) -> Self {
         match e {
             EnrollmentStoreError::NotEnrolled(did) => UseCaseError::NotEnrolled(did),
-            other => UseCaseError::Unavailable(other.to_string()),
+            other => UseCaseError::Unavailable(crate::Cause::new(other)),
         }
     }
 }
@@ -100,31 +100,31 @@ impl From<KeyStoreError> for UseCaseError {
     fn from(e: KeyStoreError) -> Self {
         match e {
             KeyStoreError::Corrupt(m) => UseCaseError::Internal(m),
-            other => UseCaseError::Unavailable(other.to_string()),
+            other => UseCaseError::Unavailable(crate::Cause::new(other)),
         }
     }
 }
 
 impl From<BlobStoreError> for UseCaseError {
     fn from(e: BlobStoreError) -> Self {
-        UseCaseError::Unavailable(e.to_string())
+        UseCaseError::Unavailable(crate::Cause::new(e))
     }
 }
 
 impl From<OutboxError> for UseCaseError {
     fn from(e: OutboxError) -> Self {
-        UseCaseError::Unavailable(e.to_string())
+        UseCaseError::Unavailable(crate::Cause::new(e))
     }
 }
 
 impl From<EnvError> for UseCaseError {
     fn from(e: EnvError) -> Self {
-        UseCaseError::Unavailable(e.to_string())
+        UseCaseError::Unavailable(crate::Cause::new(e))
     }
 }
 
 impl From<OAuthStoreError> for UseCaseError {
     fn from(e: OAuthStoreError) -> Self {
-        UseCaseError::Unavailable(e.to_string())
+        UseCaseError::Unavailable(crate::Cause::new(e))
     }
 }
