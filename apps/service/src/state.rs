@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_ports::Storage;
 use stratos_ports::Stratos;
-use stratos_ports::auth::{AuthSettings, Secret};
+use stratos_ports::auth::AuthSettings;
 use stratos_ports::blob_store::BlobStore;
 use stratos_ports::env::{AllowList, AuthorizationServers, IdentityResolver};
 use stratos_ports::usecases::stream::hub::HubSettings;
@@ -174,10 +174,10 @@ fn auth_settings(config: &Config) -> AuthSettings {
     let a = &config.auth;
     let mut settings = AuthSettings::default();
     settings.dev_mode = a.dev_mode;
-    settings.admin_password = a.admin_password.as_ref().map(|p| Secret::new(p.expose()));
+    settings.admin_password = a.admin_password.clone();
     // The answer of a disabled admin endpoint names the variable that enables it.
     settings.admin_disabled_hint = "STRATOS_ADMIN_PASSWORD is not set".into();
-    settings.sync_token = a.sync_token.as_ref().map(|t| Secret::new(t.expose()));
+    settings.sync_token = a.sync_token.clone();
     settings.dpop_require_nonce = a.dpop_require_nonce;
     settings.service_auth_max_lifetime_secs = i64::from(a.service_auth_max_lifetime_secs);
     // Proofs name the URL the client called: the configured public URL (D16).

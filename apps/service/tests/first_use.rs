@@ -7,32 +7,12 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stratos_service::RunningServer;
 
 mod common;
 
-use common::ADMIN;
+use common::{ADMIN, Svc, start_with};
 const POST: &str = "zone.stratos.feed.post";
 const SERVICE: &str = "did:web:nerv.tokyo.jp";
-
-struct Svc {
-    server: Option<RunningServer>,
-    http: reqwest::Client,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_with(extra: &[(&str, &str)]) -> Svc {
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::config(dir.path(), extra);
-    let server = stratos_service::start(config, 1).await.unwrap();
-    Svc {
-        base: server.url(),
-        server: Some(server),
-        http: reqwest::Client::new(),
-        _dir: dir,
-    }
-}
 
 fn post_with_values(values: &[&str]) -> Value {
     json!({
@@ -47,23 +27,6 @@ fn post_with_values(values: &[&str]) -> Value {
 }
 
 impl Svc {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn post(&self, nsid: &str, auth: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .post(self.url(&format!("/xrpc/{nsid}")))
-            .json(&body);
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
     /// Status, content type and body bytes.
     async fn get_raw(
         &self,
@@ -102,12 +65,6 @@ impl Svc {
             json!({ "repo": did, "collection": POST, "record": post_with_values(values) }),
         )
         .await
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.stop().await.unwrap();
-        }
     }
 }
 

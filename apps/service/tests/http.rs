@@ -5,54 +5,17 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stratos_service::RunningServer;
 
 mod common;
 
-use common::ADMIN;
+use common::{ADMIN, Svc, start_with};
 const POST: &str = "zone.stratos.feed.post";
-
-struct Svc {
-    server: Option<RunningServer>,
-    http: reqwest::Client,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_with(extra: &[(&str, &str)]) -> Svc {
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::config(dir.path(), extra);
-    let server = stratos_service::start(config, 1).await.unwrap();
-    Svc {
-        base: server.url(),
-        server: Some(server),
-        http: reqwest::Client::new(),
-        _dir: dir,
-    }
-}
 
 async fn start() -> Svc {
     start_with(&[]).await
 }
 
 impl Svc {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn post(&self, nsid: &str, auth: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .post(self.url(&format!("/xrpc/{nsid}")))
-            .json(&body);
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
     async fn get(&self, path_and_query: &str, auth: Option<&str>) -> (StatusCode, Value) {
         let mut req = self.http.get(self.url(path_and_query));
         if let Some(a) = auth {
@@ -81,12 +44,6 @@ impl Svc {
             json!({ "repo": did, "collection": POST, "record": post(text, boundaries) }),
         )
         .await
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.stop().await.unwrap();
-        }
     }
 }
 

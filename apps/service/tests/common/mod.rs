@@ -50,3 +50,61 @@ pub fn post_record(service_did: &str, text: &str, boundaries: &[&str]) -> serde_
         "createdAt": "2026-11-25T09:00:00.000Z",
     })
 }
+
+/// A service on a loopback port over a temporary directory, with an HTTP client. Test files add
+/// the calls they need in their own `impl Svc` blocks.
+pub struct Svc {
+    /// The running service (taken by [`Svc::stop`]).
+    pub server: Option<stratos_service::RunningServer>,
+    /// The client.
+    pub http: reqwest::Client,
+    /// `http://127.0.0.1:{port}`.
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a service on the test configuration with `extra` variables.
+pub async fn start_with(extra: &[(&str, &str)]) -> Svc {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), extra);
+    let server = stratos_service::start(config, 1).await.unwrap();
+    Svc {
+        base: server.url(),
+        server: Some(server),
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl Svc {
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `POST /xrpc/{nsid}` with a JSON body; the status and the JSON answer (null if none).
+    pub async fn post(
+        &self,
+        nsid: &str,
+        auth: Option<&str>,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self
+            .http
+            .post(self.url(&format!("/xrpc/{nsid}")))
+            .json(&body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Stops the service and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await.unwrap();
+        }
+    }
+}
