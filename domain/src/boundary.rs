@@ -100,6 +100,55 @@ impl AsRef<str> for Boundary {
     }
 }
 
+impl PartialEq<str> for Boundary {
+    fn eq(&self, other: &str) -> bool {
+        self.value == other
+    }
+}
+
+impl PartialEq<&str> for Boundary {
+    fn eq(&self, other: &&str) -> bool {
+        self.value == *other
+    }
+}
+
+impl PartialEq<String> for Boundary {
+    fn eq(&self, other: &String) -> bool {
+        self.value == *other
+    }
+}
+
+impl From<Boundary> for String {
+    fn from(boundary: Boundary) -> Self {
+        boundary.value
+    }
+}
+
+impl std::str::FromStr for Boundary {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl serde::Serialize for Boundary {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.value)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Boundary {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 fn truncate(value: &str) -> String {
     value.chars().take(300).collect()
 }

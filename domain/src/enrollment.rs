@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::attestation::Attestation;
 use crate::boundary::Boundary;
 use crate::did_doc::DidDocument;
-use crate::syntax::{Datetime, Did};
+use crate::syntax::{Datetime, Did, RecordKey};
 use crate::{Error, Result};
 
 /// NSID of the enrollment record.
@@ -225,8 +225,10 @@ impl EnrollmentPolicy {
 }
 
 /// The record key of a service's enrollment record: the service DID with `%3A` decoded to `:`
-/// (`did:web:localhost%3A3100` → `did:web:localhost:3100`), case-insensitively.
-pub fn enrollment_rkey(service_did: &str) -> String {
+/// (`did:web:localhost%3A3100` → `did:web:localhost:3100`), case-insensitively. Fails for a
+/// DID that keeps another percent-escape, which no record key may contain.
+pub fn enrollment_rkey(service_did: &Did) -> Result<RecordKey> {
+    let service_did = service_did.as_str();
     let mut out = String::with_capacity(service_did.len());
     let mut rest = service_did;
     while let Some(i) = rest.find('%') {
@@ -241,7 +243,7 @@ pub fn enrollment_rkey(service_did: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    RecordKey::parse(&out)
 }
 
 /// The enrollment record published on the user's PDS (`zone.stratos.actor.enrollment`).

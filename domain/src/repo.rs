@@ -59,9 +59,9 @@ pub enum RecordWrite {
 }
 
 impl RecordWrite {
-    /// The `collection/rkey` path.
-    pub fn path(&self) -> String {
-        let (c, r) = match self {
+    /// The collection and record key written.
+    pub fn key(&self) -> (&Nsid, &RecordKey) {
+        match self {
             RecordWrite::Create {
                 collection, rkey, ..
             }
@@ -69,7 +69,12 @@ impl RecordWrite {
                 collection, rkey, ..
             }
             | RecordWrite::Delete { collection, rkey } => (collection, rkey),
-        };
+        }
+    }
+
+    /// The `collection/rkey` path.
+    pub fn path(&self) -> String {
+        let (c, r) = self.key();
         format!("{}/{}", c.as_str(), r.as_str())
     }
 }
@@ -92,6 +97,16 @@ impl Action {
             Action::Create => "create",
             Action::Update => "update",
             Action::Delete => "delete",
+        }
+    }
+
+    /// Parses an atproto action name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "create" => Some(Action::Create),
+            "update" => Some(Action::Update),
+            "delete" => Some(Action::Delete),
+            _ => None,
         }
     }
 }

@@ -38,7 +38,7 @@ pub struct WriteContext<'a> {
     pub author_boundaries: &'a BoundarySet,
     /// Boundaries of the reply parent, when the record is a reply whose parent is stored here
     /// (see [`reply_parent`]); `None` when there is no parent or it is not local.
-    pub parent_boundaries: Option<&'a [String]>,
+    pub parent_boundaries: Option<&'a [Boundary]>,
 }
 
 impl WritePolicy {
@@ -167,7 +167,7 @@ fn uri_collection(uri: &str) -> Option<String> {
 fn check_reply(
     record: &Ipld,
     boundaries: &[Boundary],
-    parent_boundaries: Option<&[String]>,
+    parent_boundaries: Option<&[Boundary]>,
 ) -> Result<()> {
     if get(record, &["reply"]).is_none() {
         return Ok(());
@@ -188,9 +188,7 @@ fn check_reply(
         }
     }
     if let Some(parent) = parent_boundaries
-        && let Some(extra) = boundaries
-            .iter()
-            .find(|b| !parent.iter().any(|p| p == b.as_str()))
+        && let Some(extra) = boundaries.iter().find(|b| !parent.contains(b))
     {
         return Err(Error::ReplyBoundaryEscalation {
             boundary: extra.to_string(),

@@ -47,7 +47,7 @@ fn check_as(
     collection: &str,
     record: &Value,
     author: &[&str],
-    parent: Option<&[String]>,
+    parent: Option<&[Boundary]>,
 ) -> Result<Vec<Boundary>> {
     let catalog = Catalog::stratos().unwrap();
     let record = data::json_to_ipld(record)?;
@@ -272,7 +272,10 @@ const PARENT: &str = "at://did:plc:misato/zone.stratos.feed.post/3kznmn7xqxl22";
 #[test]
 fn reply_within_parent_boundaries_is_accepted() {
     let r = reply(PARENT, PARENT, &[OPS]);
-    let parent = vec![OPS.to_owned(), PILOTS.to_owned()];
+    let parent = vec![
+        Boundary::parse(OPS).unwrap(),
+        Boundary::parse(PILOTS).unwrap(),
+    ];
     check_as(POST, &r, &[OPS, PILOTS], Some(&parent)).unwrap();
     assert_eq!(
         reply_parent(&data::json_to_ipld(&r).unwrap())
@@ -285,7 +288,7 @@ fn reply_within_parent_boundaries_is_accepted() {
 #[test]
 fn reply_escalating_beyond_parent_boundaries_is_rejected() {
     let r = reply(PARENT, PARENT, &[OPS, PILOTS]);
-    let parent = vec![OPS.to_owned()];
+    let parent = vec![Boundary::parse(OPS).unwrap()];
     assert_eq!(
         check_as(POST, &r, &[OPS, PILOTS], Some(&parent)).unwrap_err(),
         Error::ReplyBoundaryEscalation {

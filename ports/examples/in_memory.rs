@@ -20,8 +20,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let post = json!({"$type": "zone.stratos.feed.post", "text": "for friends only",
         "createdAt": "2026-12-07T09:00:00.000Z", "boundary": {
             "$type": "zone.stratos.boundary.defs#Domains", "values": [{"value": friends[0].as_str()}]}});
-    let commit = records.create_record(&alice, &alice, "zone.stratos.feed.post", None, post);
-    let uris = [commit.await?.results[0].uri.clone()];
+    let posts = "zone.stratos.feed.post".parse()?;
+    let commit = records
+        .create_record(&alice, &alice, &posts, None, post)
+        .await?;
+    let uris = [commit.results[0].uri.clone()];
     let for_bob = records.hydrate(Some(&bob), &uris).await?;
     let for_carol = records.hydrate(Some(&carol), &uris).await?;
     assert_eq!(

@@ -139,9 +139,14 @@ async fn stratos() -> Result<(Stratos, String), Error> {
             "$type": "zone.stratos.boundary.defs#Domains", "values": [{"value": friends.as_str()}]}});
     let commit = stratos
         .records()
-        .create_record(&alice, &alice, POST, None, post)
+        .create_record(&alice, &alice, &POST.parse()?, None, post)
         .await?;
-    let uri = commit.results.first().ok_or("nothing written")?.uri.clone();
+    let uri = commit
+        .results
+        .first()
+        .ok_or("nothing written")?
+        .uri
+        .to_string();
     Ok((stratos, uri))
 }
 

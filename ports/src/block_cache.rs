@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
 use stratos_domain::repo::RepoHead;
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Did, Nsid, RecordKey};
 
 use crate::repo_store::{
     BlobListQuery, BlobReference, CommitUnit, ListQuery, ReleasedBlob, RepoResult, RepoStore,
@@ -297,8 +297,8 @@ impl<R: RepoStore> RepoStore for CachedBlocks<R> {
     async fn get_record(
         &self,
         did: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
     ) -> RepoResult<Option<StoredRecord>> {
         self.inner.get_record(did, collection, rkey).await
     }

@@ -1,23 +1,24 @@
 //! Service-level enrollment records and the boundaries each account holds.
 
 use async_trait::async_trait;
-use stratos_domain::syntax::Did;
+use stratos_domain::boundary::Boundary;
+use stratos_domain::syntax::{Datetime, Did, RecordKey};
 
 /// One enrollment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrollment {
     /// The account.
-    pub did: String,
-    /// RFC 3339 enrollment time.
-    pub enrolled_at: String,
+    pub did: Did,
+    /// Enrollment time.
+    pub enrolled_at: Datetime,
     /// The account's PDS, when known.
     pub pds_endpoint: Option<String>,
     /// The account's repository signing key (`did:key`).
     pub signing_key: String,
     /// Record key of the enrollment record on the PDS.
-    pub enrollment_rkey: Option<String>,
+    pub enrollment_rkey: Option<RecordKey>,
     /// Boundaries held (qualified), sorted.
-    pub boundaries: Vec<String>,
+    pub boundaries: Vec<Boundary>,
 }
 
 /// What happened to an enrollment, as recorded in the service-level event log.
@@ -59,13 +60,13 @@ pub struct EnrollmentEvent {
     /// Service-wide sequence number, starting at 1; consecutive (no gaps) and in commit order.
     pub seq: u64,
     /// The account.
-    pub did: String,
+    pub did: Did,
     /// What happened.
     pub action: EnrollmentAction,
-    /// RFC 3339 time the change was recorded.
-    pub time: String,
+    /// Time the change was recorded.
+    pub time: Datetime,
     /// The boundaries held after the change (sorted; empty for `unenroll`).
-    pub boundaries: Vec<String>,
+    pub boundaries: Vec<Boundary>,
 }
 
 /// Failures of an [`EnrollmentStore`].
@@ -74,7 +75,7 @@ pub struct EnrollmentEvent {
 pub enum EnrollmentStoreError {
     /// The account is not enrolled.
     #[error("{0} is not enrolled")]
-    NotEnrolled(String),
+    NotEnrolled(Did),
     /// The backend failed.
     #[error("enrollment store failed: {0}")]
     Backend(#[source] crate::Cause),
@@ -95,24 +96,29 @@ pub trait EnrollmentStore: Send + Sync {
     /// One enrollment.
     async fn get(&self, did: &Did) -> EnrollmentResult<Option<Enrollment>>;
     /// The boundaries an account holds (empty when not enrolled).
-    async fn boundaries(&self, did: &Did) -> EnrollmentResult<Vec<String>>;
+    async fn boundaries(&self, did: &Did) -> EnrollmentResult<Vec<Boundary>>;
     /// Adds one boundary (no-op when held). Fails with `NotEnrolled`.
-    async fn add_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>>;
+    async fn add_boundary(&self, did: &Did, boundary: &Boundary)
+    -> EnrollmentResult<Vec<Boundary>>;
     /// Removes one boundary of this account only (the original removed it for everyone, D8).
-    async fn remove_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>>;
+    async fn remove_boundary(
+        &self,
+        did: &Did,
+        boundary: &Boundary,
+    ) -> EnrollmentResult<Vec<Boundary>>;
     /// Replaces the boundary set.
     async fn set_boundaries(
         &self,
         did: &Did,
-        boundaries: &[String],
-    ) -> EnrollmentResult<Vec<String>>;
+        boundaries: &[Boundary],
+    ) -> EnrollmentResult<Vec<Boundary>>;
     /// Sets the PDS enrollment record key.
-    async fn set_enrollment_rkey(&self, did: &Did, rkey: &str) -> EnrollmentResult<()>;
+    async fn set_enrollment_rkey(&self, did: &Did, rkey: &RecordKey) -> EnrollmentResult<()>;
     /// Deletes the enrollment and its boundaries; returns whether one existed.
     async fn unenroll(&self, did: &Did) -> EnrollmentResult<bool>;
     /// Enrollments with `did > cursor`, ascending by DID, at most `limit` (a working cursor:
     /// the original's SQLite store ignored it, D9).
-    async fn list(&self, cursor: Option<&str>, limit: usize) -> EnrollmentResult<Vec<Enrollment>>;
+    async fn list(&self, cursor: Option<&Did>, limit: usize) -> EnrollmentResult<Vec<Enrollment>>;
     /// Enrollment events with `seq > cursor`, ascending, at most `limit`.
     async fn events_after(
         &self,

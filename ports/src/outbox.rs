@@ -4,7 +4,7 @@
 //! with retries and backoff on failure.
 
 use async_trait::async_trait;
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Did, Nsid, RecordKey};
 
 /// What to do on the user's PDS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,18 +13,18 @@ pub enum OutboxAction {
     /// creates and updates alike (the original used createRecord for updates, defect D15).
     PutRecord {
         /// Collection NSID.
-        collection: String,
+        collection: Nsid,
         /// Record key.
-        rkey: String,
+        rkey: RecordKey,
         /// The record as atproto JSON text.
         record_json: String,
     },
     /// `com.atproto.repo.deleteRecord` at `collection/rkey`.
     DeleteRecord {
         /// Collection NSID.
-        collection: String,
+        collection: Nsid,
         /// Record key.
-        rkey: String,
+        rkey: RecordKey,
     },
 }
 
@@ -32,7 +32,7 @@ pub enum OutboxAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxItem {
     /// The account whose PDS is written.
-    pub did: String,
+    pub did: Did,
     /// The write.
     pub action: OutboxAction,
 }

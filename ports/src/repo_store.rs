@@ -9,9 +9,9 @@
 use async_trait::async_trait;
 use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
-use stratos_domain::boundary::ReadFilter;
-use stratos_domain::repo::RepoHead;
-use stratos_domain::syntax::Did;
+use stratos_domain::boundary::{Boundary, ReadFilter};
+use stratos_domain::repo::{Action, RepoHead};
+use stratos_domain::syntax::{Datetime, Did, Nsid, RecordKey, Tid};
 
 use crate::outbox::OutboxItem;
 
@@ -21,7 +21,7 @@ use crate::outbox::OutboxItem;
 pub enum RepoStoreError {
     /// The actor has no store (never created, or destroyed).
     #[error("no repository for {0}")]
-    ActorNotFound(String),
+    ActorNotFound(Did),
     /// The head moved since the commit was built; rebuild on the new head and retry.
     #[error("concurrent write to {0}: the repository head moved")]
     Conflict(String),
@@ -57,13 +57,13 @@ pub enum IndexChange {
     /// Insert or replace the row for `collection/rkey`.
     Put {
         /// Collection NSID.
-        collection: String,
+        collection: Nsid,
         /// Record key.
-        rkey: String,
+        rkey: RecordKey,
         /// The record's CID (its block is among the commit's new blocks or already stored).
         cid: Cid,
         /// The record's boundaries, for filtered listing.
-        boundaries: Vec<String>,
+        boundaries: Vec<Boundary>,
         /// CIDs of the blobs the record references (without duplicates). Each must be tracked
         /// for the actor ([`RepoStore::track_blob`]); the commit makes them permanent and replaces
         /// the path's previous blob associations with these.
@@ -72,23 +72,25 @@ pub enum IndexChange {
     /// Remove the row for `collection/rkey` (and its blob associations).
     Delete {
         /// Collection NSID.
-        collection: String,
+        collection: Nsid,
         /// Record key.
-        rkey: String,
+        rkey: RecordKey,
     },
 }
 
 /// One operation of a sequence event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventOp {
-    /// `create`, `update` or `delete`.
-    pub action: String,
-    /// `collection/rkey`.
-    pub path: String,
+    /// What happened to the record.
+    pub action: Action,
+    /// Collection NSID.
+    pub collection: Nsid,
+    /// Record key.
+    pub rkey: RecordKey,
     /// The new record CID (absent for deletes).
     pub cid: Option<Cid>,
     /// The record's boundaries (for stream filtering).
-    pub boundaries: Vec<String>,
+    pub boundaries: Vec<Boundary>,
 }
 
 /// A sequenced commit event, as stored.
@@ -97,11 +99,11 @@ pub struct SeqEvent {
     /// Per-actor sequence number, starting at 1, strictly increasing.
     pub seq: u64,
     /// Commit revision.
-    pub rev: String,
+    pub rev: Tid,
     /// Commit CID.
     pub commit: Cid,
-    /// RFC 3339 time the event was sequenced.
-    pub time: String,
+    /// Time the event was sequenced.
+    pub time: Datetime,
     /// The operations.
     pub ops: Vec<EventOp>,
 }
@@ -127,15 +129,15 @@ pub struct CommitUnit {
 }
 
 impl CommitUnit {
-    /// The paths (`collection/rkey`) the unit's event reports as created: they have no index,
-    /// boundary or blob rows yet. Empty without an event, so every touched path counts as
+    /// The records (`collection`, `rkey`) the unit's event reports as created: they have no
+    /// index, boundary or blob rows yet. Empty without an event, so every touched path counts as
     /// possibly existing.
-    pub fn created_paths(&self) -> std::collections::HashSet<&str> {
+    pub fn created_paths(&self) -> std::collections::HashSet<(&Nsid, &RecordKey)> {
         self.event
             .iter()
             .flat_map(|e| e.ops.iter())
-            .filter(|op| op.action == "create")
-            .map(|op| op.path.as_str())
+            .filter(|op| op.action == Action::Create)
+            .map(|op| (&op.collection, &op.rkey))
             .collect()
     }
 
@@ -157,7 +159,7 @@ impl CommitUnit {
             } => {
                 blobs.is_empty()
                     && self.new_blocks.contains(cid)
-                    && created.contains(format!("{collection}/{rkey}").as_str())
+                    && created.contains(&(collection, rkey))
             }
             IndexChange::Delete { .. } => false,
         }) && !self
@@ -171,13 +173,13 @@ impl CommitUnit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
     /// Collection NSID.
-    pub collection: String,
+    pub collection: Nsid,
     /// Record key.
-    pub rkey: String,
+    pub rkey: RecordKey,
     /// Record CID.
     pub cid: Cid,
     /// The record's boundaries.
-    pub boundaries: Vec<String>,
+    pub boundaries: Vec<Boundary>,
     /// DAG-CBOR bytes of the record.
     pub bytes: Vec<u8>,
 }
@@ -186,11 +188,11 @@ pub struct StoredRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
     /// Collection NSID.
-    pub collection: String,
+    pub collection: Nsid,
     /// Maximum records to return (≥ 1).
     pub limit: usize,
     /// Return records strictly after this rkey (before it when `reverse`).
-    pub cursor: Option<String>,
+    pub cursor: Option<RecordKey>,
     /// Ascending rkey order when true; descending (newest TIDs first) otherwise.
     pub reverse: bool,
     /// Which records are visible (from [`stratos_domain::boundary::read_filter`]); applied
@@ -219,11 +221,11 @@ pub struct StoredBlob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobReference {
     /// Collection NSID.
-    pub collection: String,
+    pub collection: Nsid,
     /// Record key.
-    pub rkey: String,
+    pub rkey: RecordKey,
     /// The record's boundaries (for the access decision).
-    pub boundaries: Vec<String>,
+    pub boundaries: Vec<Boundary>,
 }
 
 /// A page request over the blobs referenced by an actor's records.
@@ -234,7 +236,7 @@ pub struct BlobListQuery {
     /// Return CIDs strictly after this CID string (ascending string order).
     pub cursor: Option<String>,
     /// Only blobs referenced by a record written in a commit with a revision after this one.
-    pub since: Option<String>,
+    pub since: Option<Tid>,
     /// Only blobs referenced by at least one record this filter admits (from
     /// [`stratos_domain::boundary::read_filter`]), applied inside the query so pages come back
     /// full.
@@ -271,8 +273,8 @@ pub trait RepoStore: Send + Sync {
     async fn get_record(
         &self,
         did: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
     ) -> RepoResult<Option<StoredRecord>>;
     /// A filtered page of one collection.
     async fn list_records(&self, did: &Did, query: &ListQuery) -> RepoResult<Vec<StoredRecord>>;
@@ -334,8 +336,8 @@ impl<T: RepoStore + ?Sized> RepoStore for std::sync::Arc<T> {
     async fn get_record(
         &self,
         did: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
     ) -> RepoResult<Option<StoredRecord>> {
         (**self).get_record(did, collection, rkey).await
     }

@@ -4,7 +4,11 @@
 
 use serde_json::{Value, json};
 use stratos_domain::Cid;
+use stratos_domain::boundary::Boundary;
+use stratos_domain::repo::Action;
+use stratos_domain::syntax::{Did, Nsid, RecordKey};
 
+use crate::enrollment_store::{Enrollment, EnrollmentAction, EnrollmentEvent};
 use crate::outbox::{OutboxAction, OutboxItem};
 use crate::repo_store::EventOp;
 
@@ -21,14 +25,82 @@ fn cid_of(s: &str) -> Result<Cid, CodecError> {
     stratos_domain::cid::parse(s).map_err(|_| corrupt("CID"))
 }
 
+/// A stored text column as its typed value (`what` names it in the error).
+pub fn parse<T: std::str::FromStr>(text: &str, what: &'static str) -> Result<T, CodecError> {
+    text.parse().map_err(|_| corrupt(what))
+}
+
+/// How a boundary set is stored in one text column: one boundary per line (a boundary holds
+/// no whitespace).
+pub fn join_boundaries(boundaries: &[Boundary]) -> String {
+    let mut out = String::new();
+    for (i, b) in boundaries.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(b.as_str());
+    }
+    out
+}
+
+/// Decodes what [`join_boundaries`] wrote.
+pub fn split_boundaries(text: &str) -> Result<Vec<Boundary>, CodecError> {
+    text.split('\n')
+        .filter(|b| !b.is_empty())
+        .map(|b| parse(b, "boundary"))
+        .collect()
+}
+
+/// The text columns of an enrollment row (`did, enrolled_at, pds_endpoint, signing_key,
+/// enrollment_rkey, boundaries` as [`crate::storage_sql::ServiceSql::enrollment_get`] selects
+/// them) as an [`Enrollment`].
+pub fn enrollment_from_columns(
+    did: &str,
+    enrolled_at: &str,
+    pds_endpoint: Option<String>,
+    signing_key: String,
+    enrollment_rkey: Option<&str>,
+    boundaries: &str,
+) -> Result<Enrollment, CodecError> {
+    Ok(Enrollment {
+        did: parse(did, "enrollment DID")?,
+        enrolled_at: parse(enrolled_at, "enrollment time")?,
+        pds_endpoint,
+        signing_key,
+        enrollment_rkey: enrollment_rkey
+            .map(|k| parse(k, "enrollment record key"))
+            .transpose()?,
+        boundaries: split_boundaries(boundaries)?,
+    })
+}
+
+/// The columns of an enrollment event row (`seq, did, action, time, boundaries` as
+/// [`crate::storage_sql::ServiceSql::events_after`] selects them) as an [`EnrollmentEvent`].
+pub fn event_from_columns(
+    seq: i64,
+    did: &str,
+    action: &str,
+    time: &str,
+    boundaries: &str,
+) -> Result<EnrollmentEvent, CodecError> {
+    Ok(EnrollmentEvent {
+        seq: u64::try_from(seq).map_err(|_| corrupt("enrollment event number"))?,
+        did: parse(did, "enrollment event DID")?,
+        action: EnrollmentAction::parse(action)
+            .ok_or_else(|| corrupt("enrollment event action"))?,
+        time: parse(time, "enrollment event time")?,
+        boundaries: split_boundaries(boundaries)?,
+    })
+}
+
 /// Encodes the ops of one event.
 pub fn encode_ops(ops: &[EventOp]) -> Vec<u8> {
     let list: Vec<Value> = ops
         .iter()
         .map(|op| {
             json!({
-                "action": op.action,
-                "path": op.path,
+                "action": op.action.as_str(),
+                "path": format!("{}/{}", op.collection, op.rkey),
                 "cid": op.cid.map(|c| c.to_string()),
                 "boundaries": op.boundaries,
             })
@@ -58,13 +130,22 @@ pub fn decode_ops(bytes: &[u8]) -> Result<Vec<EventOp>, CodecError> {
                 .and_then(Value::as_array)
                 .map(|b| {
                     b.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
+                        .map(|v| {
+                            v.as_str()
+                                .and_then(|b| Boundary::parse(b).ok())
+                                .ok_or_else(|| corrupt("event boundary"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
                 })
+                .transpose()?
                 .unwrap_or_default();
+            let action = Action::parse(&text("action")?).ok_or_else(|| corrupt("event action"))?;
+            let path = text("path")?;
+            let (collection, rkey) = path.split_once('/').ok_or_else(|| corrupt("event path"))?;
             Ok(EventOp {
-                action: text("action")?,
-                path: text("path")?,
+                action,
+                collection: Nsid::parse(collection).map_err(|_| corrupt("event path"))?,
+                rkey: RecordKey::parse(rkey).map_err(|_| corrupt("event path"))?,
                 cid,
                 boundaries,
             })
@@ -98,20 +179,22 @@ pub fn decode_item(bytes: &[u8]) -> Result<OutboxItem, CodecError> {
             .map(str::to_owned)
             .ok_or_else(|| corrupt("outbox item"))
     };
+    let collection = || Nsid::parse(&text("collection")?).map_err(|_| corrupt("outbox item"));
+    let rkey = || RecordKey::parse(&text("rkey")?).map_err(|_| corrupt("outbox item"));
     let action = match text("op")?.as_str() {
         "put" => OutboxAction::PutRecord {
-            collection: text("collection")?,
-            rkey: text("rkey")?,
+            collection: collection()?,
+            rkey: rkey()?,
             record_json: text("record")?,
         },
         "delete" => OutboxAction::DeleteRecord {
-            collection: text("collection")?,
-            rkey: text("rkey")?,
+            collection: collection()?,
+            rkey: rkey()?,
         },
         _ => return Err(corrupt("outbox item")),
     };
     Ok(OutboxItem {
-        did: text("did")?,
+        did: Did::parse(&text("did")?).map_err(|_| corrupt("outbox item"))?,
         action,
     })
 }

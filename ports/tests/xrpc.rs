@@ -39,12 +39,12 @@ async fn world() -> (Stratos, String, String) {
             "$type": "zone.stratos.boundary.defs#Domains", "values": [{"value": friends.as_str()}]}});
     let commit = stratos
         .records()
-        .create_record(&alice, &alice, POST, None, post)
+        .create_record(&alice, &alice, &POST.parse().unwrap(), None, post)
         .await
         .unwrap();
     let uri = commit.results[0].uri.clone();
-    let rkey = uri.rsplit('/').next().unwrap().to_owned();
-    (stratos, uri, rkey)
+    let rkey = uri.rkey().unwrap().to_string();
+    (stratos, uri.to_string(), rkey)
 }
 
 fn get(path_and_query: &str, viewer: Option<&str>) -> RequestView {
@@ -196,7 +196,11 @@ fn use_case_errors_map_to_their_xrpc_answers() {
             400,
             "InvalidRequest",
         ),
-        (UseCaseError::NotEnrolled(ALICE.into()), 400, "NotEnrolled"),
+        (
+            UseCaseError::NotEnrolled(ALICE.parse().unwrap()),
+            400,
+            "NotEnrolled",
+        ),
         (UseCaseError::Forbidden("x".into()), 403, "Forbidden"),
         (
             UseCaseError::RepoAlreadyExists(ALICE.into()),

@@ -13,7 +13,7 @@ use stratos_ports::keys::SigningKeyStore;
 use stratos_ports::repo_store::RepoStore;
 use stratos_ports::usecases::records::{Records, WriteOp};
 
-use crate::builders::{build_records_with, enroll_into, post};
+use crate::builders::{build_records_with, enroll_into, nsid, post};
 use crate::memory::ManualClock;
 
 const POSTS: &str = "zone.stratos.feed.post";
@@ -89,7 +89,7 @@ pub async fn setup(
                     .map(|_| {
                         n += 1;
                         WriteOp::Create {
-                            collection: POSTS.into(),
+                            collection: nsid(POSTS),
                             rkey: None,
                             value: post(
                                 &format!("preload {n}"),
@@ -144,7 +144,13 @@ pub async fn run_writers(setup: &Setup, commits_per_actor: usize) -> Outcome {
             for i in 0..commits_per_actor {
                 let t = Instant::now();
                 records
-                    .create_record(&d, &d, POSTS, None, post(&format!("bench {i}"), &["even"]))
+                    .create_record(
+                        &d,
+                        &d,
+                        &nsid(POSTS),
+                        None,
+                        post(&format!("bench {i}"), &["even"]),
+                    )
                     .await
                     .unwrap();
                 lat.push(t.elapsed());
@@ -190,7 +196,7 @@ pub async fn list_half_denied(setup: &Setup) {
     loop {
         let page = setup
             .records
-            .list_records(Some(viewer), owner, POSTS, 50, cursor, false)
+            .list_records(Some(viewer), owner, &nsid(POSTS), 50, cursor, false)
             .await
             .unwrap();
         pages += 1;

@@ -15,7 +15,7 @@ use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::enrollment::{EnrollmentMode, EnrollmentPolicy};
 use stratos_domain::lexicon::Catalog;
 use stratos_domain::rate_limit::{DEFAULT_RATE_LIMIT, RateLimit};
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{AtUri, Datetime, Did, Nsid, RecordKey};
 use stratos_domain::write::WritePolicy;
 use stratos_ports::blob_store::BlobStore;
 use stratos_ports::enrollment_store::{Enrollment, EnrollmentStore};
@@ -120,12 +120,15 @@ impl ServiceFixtures {
         keys.put(&d, &key).await.expect("store key");
         enrollments
             .enroll(&Enrollment {
-                did: d.to_string(),
-                enrolled_at: "2026-11-25T09:00:00.000Z".into(),
+                did: d.clone(),
+                enrolled_at: Datetime::parse("2026-11-25T09:00:00.000Z").expect("fixture time"),
                 pds_endpoint: Some(PDS_ENDPOINT.into()),
                 signing_key: key.did_key(),
                 enrollment_rkey: None,
-                boundaries: boundaries.iter().map(|b| self.boundary(b)).collect(),
+                boundaries: boundaries
+                    .iter()
+                    .map(|b| qualified(&self.boundary(b)))
+                    .collect(),
             })
             .await
             .expect("enroll");
@@ -142,6 +145,26 @@ pub fn boundary(name: &str) -> String {
 /// Parses a DID, panicking on a typo in a fixture.
 pub fn did(s: &str) -> Did {
     Did::parse(s).expect("fixture DID")
+}
+
+/// Parses an NSID, panicking on a typo in a fixture.
+pub fn nsid(s: &str) -> Nsid {
+    Nsid::parse(s).expect("fixture NSID")
+}
+
+/// Parses a record key, panicking on a typo in a fixture.
+pub fn rkey(s: &str) -> RecordKey {
+    RecordKey::parse(s).expect("fixture record key")
+}
+
+/// Parses a qualified boundary (`{serviceDid}/{name}`), panicking on a typo in a fixture.
+pub fn qualified(s: &str) -> Boundary {
+    Boundary::parse(s).expect("fixture boundary")
+}
+
+/// Parses an AT-URI, panicking on a typo in a fixture.
+pub fn at_uri(s: &str) -> AtUri {
+    AtUri::parse(s).expect("fixture AT-URI")
 }
 
 /// A `zone.stratos.feed.post` in the given boundaries of the default service.

@@ -19,6 +19,10 @@ use stratos_testkit::builders::{
 
 const POSTS: &str = "zone.stratos.feed.post";
 
+fn posts() -> stratos_domain::syntax::Nsid {
+    stratos_testkit::builders::nsid(POSTS)
+}
+
 async fn service() -> (TestService, Did, Did, Did) {
     let svc = TestService::new(&["swordsmith", "aekea"]);
     let rei = svc.enroll("did:plc:rei", &["swordsmith", "aekea"]).await;
@@ -40,8 +44,8 @@ fn post_with(text: &str, boundaries: &[&str], images: &[&Blob]) -> Value {
     p
 }
 
-fn rkey_of(uri: &str) -> String {
-    uri.rsplit('/').next().unwrap().to_owned()
+fn rkey_of(uri: &stratos_domain::syntax::AtUri) -> stratos_domain::syntax::RecordKey {
+    uri.rkey().unwrap().clone()
 }
 
 /// The whole download, or `None` when denied or missing.
@@ -85,7 +89,7 @@ async fn boundary_decides_who_reads_a_blob() {
         .create_record(
             &rei,
             &rei,
-            POSTS,
+            &posts(),
             None,
             post_with("forge", &["swordsmith"], &[&blob]),
         )
@@ -135,7 +139,7 @@ async fn boundary_decides_who_reads_a_blob() {
     );
 
     // Deleting the only referencing record: unreadable for everyone, bytes deleted.
-    r.delete_record(&rei, &rei, POSTS, &rkey_of(&out.results[0].uri))
+    r.delete_record(&rei, &rei, &posts(), &rkey_of(&out.results[0].uri))
         .await
         .unwrap();
     assert_eq!(download(r, Some(&rei), &rei, &blob.cid).await, None);
@@ -156,7 +160,7 @@ async fn writes_check_every_blob_reference() {
         .create_record(
             &rei,
             &rei,
-            POSTS,
+            &posts(),
             None,
             post_with("x", &["swordsmith"], &[&phantom]),
         )
@@ -174,7 +178,7 @@ async fn writes_check_every_blob_reference() {
         .create_record(
             &rei,
             &rei,
-            POSTS,
+            &posts(),
             None,
             post_with("x", &["swordsmith"], &[&sakuras]),
         )
@@ -193,7 +197,7 @@ async fn writes_check_every_blob_reference() {
         .create_record(
             &rei,
             &rei,
-            POSTS,
+            &posts(),
             None,
             post_with("x", &["swordsmith"], &[&lying]),
         )
@@ -207,12 +211,12 @@ async fn writes_check_every_blob_reference() {
             &rei,
             vec![
                 WriteOp::Create {
-                    collection: POSTS.into(),
+                    collection: posts(),
                     rkey: None,
                     value: post_with("a", &["swordsmith"], &[&mine]),
                 },
                 WriteOp::Create {
-                    collection: POSTS.into(),
+                    collection: posts(),
                     rkey: None,
                     value: post_with("b", &["swordsmith"], &[&phantom]),
                 },
@@ -222,7 +226,7 @@ async fn writes_check_every_blob_reference() {
         .unwrap_err();
     assert!(matches!(err, UseCaseError::BlobNotFound(_)), "{err:?}");
     assert!(
-        r.list_records(Some(&rei), &rei, POSTS, 10, None, false)
+        r.list_records(Some(&rei), &rei, &posts(), 10, None, false)
             .await
             .unwrap()
             .records
@@ -234,7 +238,7 @@ async fn writes_check_every_blob_reference() {
         .create_record(
             &rei,
             &rei,
-            POSTS,
+            &posts(),
             None,
             post_with("a", &["swordsmith"], &[&mine]),
         )
@@ -244,7 +248,7 @@ async fn writes_check_every_blob_reference() {
         .create_record(
             &rei,
             &rei,
-            POSTS,
+            &posts(),
             None,
             post_with("b", &["aekea"], &[&mine]),
         )
@@ -257,7 +261,7 @@ async fn writes_check_every_blob_reference() {
     r.put_record(
         &rei,
         &rei,
-        POSTS,
+        &posts(),
         &rkey_of(&a.results[0].uri),
         post_with("a2", &["swordsmith"], &[&other]),
     )
@@ -276,7 +280,7 @@ async fn writes_check_every_blob_reference() {
         download(r, Some(&rei), &rei, &mine.cid).await,
         Some(png(b"mine"))
     );
-    r.delete_record(&rei, &rei, POSTS, &rkey_of(&b.results[0].uri))
+    r.delete_record(&rei, &rei, &posts(), &rkey_of(&b.results[0].uri))
         .await
         .unwrap();
     assert_eq!(download(r, Some(&rei), &rei, &mine.cid).await, None);
@@ -330,7 +334,7 @@ async fn uploads_deduplicate_and_expire() {
         .create_record(
             &rei,
             &rei,
-            POSTS,
+            &posts(),
             None,
             post_with("late", &["swordsmith"], &[&first]),
         )
@@ -340,7 +344,7 @@ async fn uploads_deduplicate_and_expire() {
     r.create_record(
         &rei,
         &rei,
-        POSTS,
+        &posts(),
         None,
         post_with("on time", &["swordsmith"], &[&fresh]),
     )
@@ -368,7 +372,7 @@ async fn large_blobs_download_in_chunks() {
     r.create_record(
         &rei,
         &rei,
-        POSTS,
+        &posts(),
         None,
         post_with("clip", &["swordsmith"], &[&blob]),
     )
@@ -404,7 +408,7 @@ async fn listing_pages_and_checks_parameters() {
     r.create_record(
         &rei,
         &rei,
-        POSTS,
+        &posts(),
         None,
         post_with("s", &["swordsmith"], &[&blobs[0], &blobs[1], &blobs[2]]),
     )
@@ -413,7 +417,7 @@ async fn listing_pages_and_checks_parameters() {
     r.create_record(
         &rei,
         &rei,
-        POSTS,
+        &posts(),
         None,
         post_with("a", &["aekea"], &[&blobs[3], &blobs[4]]),
     )
@@ -515,7 +519,7 @@ async fn html_never_passes_as_an_image() {
         r.create_record(
             me,
             me,
-            POSTS,
+            &posts(),
             None,
             post_with("look", &["swordsmith"], &[&b]),
         )
@@ -563,7 +567,7 @@ async fn html_never_passes_as_an_image() {
         }
     }
     assert!(
-        r.list_records(Some(&rei), &rei, POSTS, 10, None, false)
+        r.list_records(Some(&rei), &rei, &posts(), 10, None, false)
             .await
             .unwrap()
             .records
@@ -599,7 +603,7 @@ async fn html_never_passes_as_an_image() {
         .put_record(
             &rei,
             &rei,
-            POSTS,
+            &posts(),
             &rkey_of(&out.results[0].uri),
             post_with("swapped", &["swordsmith"], &[&disguised]),
         )
@@ -612,12 +616,12 @@ async fn html_never_passes_as_an_image() {
             &rei,
             vec![
                 WriteOp::Create {
-                    collection: POSTS.into(),
+                    collection: posts(),
                     rkey: None,
                     value: post_with("fine", &["swordsmith"], &[&real]),
                 },
                 WriteOp::Create {
-                    collection: POSTS.into(),
+                    collection: posts(),
                     rkey: None,
                     value: post_with(
                         "sneaky",
@@ -634,7 +638,7 @@ async fn html_never_passes_as_an_image() {
         .unwrap_err();
     assert!(type_not_accepted(&err), "{err:?}");
     assert_eq!(
-        r.list_records(Some(&rei), &rei, POSTS, 10, None, false)
+        r.list_records(Some(&rei), &rei, &posts(), 10, None, false)
             .await
             .unwrap()
             .records

@@ -99,7 +99,7 @@ mod block_cache {
     use stratos_domain::Cid;
     use stratos_domain::blocks::BlockMap;
     use stratos_domain::repo::RepoHead;
-    use stratos_domain::syntax::{Did, Tid};
+    use stratos_domain::syntax::{Did, Nsid, RecordKey, Tid};
     use stratos_ports::block_cache::{CachedBlocks, DEFAULT_CAPACITY};
     use stratos_ports::repo_store::{
         BlobListQuery, BlobReference, CommitUnit, ListQuery, ReleasedBlob, RepoResult, RepoStore,
@@ -171,8 +171,8 @@ mod block_cache {
         async fn get_record(
             &self,
             did: &Did,
-            collection: &str,
-            rkey: &str,
+            collection: &Nsid,
+            rkey: &RecordKey,
         ) -> RepoResult<Option<StoredRecord>> {
             self.inner.get_record(did, collection, rkey).await
         }

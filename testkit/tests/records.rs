@@ -15,6 +15,10 @@ use stratos_testkit::builders::{TestService, did, post};
 
 const POSTS: &str = "zone.stratos.feed.post";
 
+fn posts() -> stratos_domain::syntax::Nsid {
+    stratos_testkit::builders::nsid(POSTS)
+}
+
 async fn service() -> TestService {
     let svc = TestService::new(&["swordsmith", "aekea", "ops"]);
     svc.enroll("did:plc:rei", &["swordsmith"]).await;
@@ -23,8 +27,8 @@ async fn service() -> TestService {
     svc
 }
 
-fn rkey_of(uri: &str) -> String {
-    uri.rsplit('/').next().unwrap().to_owned()
+fn rkey_of(uri: &stratos_domain::syntax::AtUri) -> stratos_domain::syntax::RecordKey {
+    uri.rkey().unwrap().clone()
 }
 
 #[tokio::test]
@@ -37,7 +41,13 @@ async fn boundary_scenario_owner_member_outsider_anonymous() {
     );
     let out = svc
         .records
-        .create_record(&rei, &rei, POSTS, None, post("forge day", &["swordsmith"]))
+        .create_record(
+            &rei,
+            &rei,
+            &posts(),
+            None,
+            post("forge day", &["swordsmith"]),
+        )
         .await
         .unwrap();
     let created = &out.results[0];
@@ -45,7 +55,7 @@ async fn boundary_scenario_owner_member_outsider_anonymous() {
     // D1: the CID is the CID of the record's own DAG-CBOR bytes.
     let stored = svc
         .repos
-        .get_record(&rei, POSTS, &rkey)
+        .get_record(&rei, &posts(), &rkey)
         .await
         .unwrap()
         .unwrap();
@@ -61,7 +71,7 @@ async fn boundary_scenario_owner_member_outsider_anonymous() {
         let viewer = viewer.cloned();
         async move {
             records
-                .get_record(viewer.as_ref(), &rei, POSTS, &rkey, None)
+                .get_record(viewer.as_ref(), &rei, &posts(), &rkey, None)
                 .await
                 .unwrap()
         }
@@ -87,7 +97,7 @@ async fn boundary_scenario_owner_member_outsider_anonymous() {
     ] {
         let page = svc
             .records
-            .list_records(viewer, &rei, POSTS, 50, None, false)
+            .list_records(viewer, &rei, &posts(), 50, None, false)
             .await
             .unwrap();
         assert_eq!(page.records.len(), expected, "viewer {viewer:?}");
@@ -97,7 +107,7 @@ async fn boundary_scenario_owner_member_outsider_anonymous() {
     let wrong = stratos_domain::cid::dag_cbor(b"other");
     assert!(
         svc.records
-            .get_record(Some(&rei), &rei, POSTS, &rkey, Some(&wrong))
+            .get_record(Some(&rei), &rei, &posts(), &rkey, Some(&wrong))
             .await
             .unwrap()
             .is_none()
@@ -106,7 +116,7 @@ async fn boundary_scenario_owner_member_outsider_anonymous() {
     // Delete, then it is gone for everyone; deleting again is a no-op.
     assert!(
         svc.records
-            .delete_record(&rei, &rei, POSTS, &rkey)
+            .delete_record(&rei, &rei, &posts(), &rkey)
             .await
             .unwrap()
             .is_some()
@@ -114,7 +124,7 @@ async fn boundary_scenario_owner_member_outsider_anonymous() {
     assert!(read(Some(&rei)).await.is_none());
     assert!(
         svc.records
-            .delete_record(&rei, &rei, POSTS, &rkey)
+            .delete_record(&rei, &rei, &posts(), &rkey)
             .await
             .unwrap()
             .is_none()
@@ -127,13 +137,13 @@ async fn writes_are_checked_before_anything_is_stored() {
     let (rei, kaoruko) = (did("did:plc:rei"), did("did:plc:kaoruko"));
     let err = svc
         .records
-        .create_record(&rei, &kaoruko, POSTS, None, post("x", &["aekea"]))
+        .create_record(&rei, &kaoruko, &posts(), None, post("x", &["aekea"]))
         .await
         .unwrap_err();
     assert!(matches!(err, UseCaseError::Forbidden(_)));
     let err = svc
         .records
-        .create_record(&rei, &rei, POSTS, None, post("x", &["aekea"]))
+        .create_record(&rei, &rei, &posts(), None, post("x", &["aekea"]))
         .await
         .unwrap_err();
     assert!(matches!(
@@ -143,7 +153,7 @@ async fn writes_are_checked_before_anything_is_stored() {
     let stranger = did("did:plc:stranger");
     let err = svc
         .records
-        .create_record(&stranger, &stranger, POSTS, None, post("x", &["ops"]))
+        .create_record(&stranger, &stranger, &posts(), None, post("x", &["ops"]))
         .await
         .unwrap_err();
     assert!(matches!(err, UseCaseError::NotEnrolled(_)));
@@ -152,7 +162,7 @@ async fn writes_are_checked_before_anything_is_stored() {
         .create_record(
             &rei,
             &rei,
-            "app.bsky.feed.post",
+            &stratos_testkit::builders::nsid("app.bsky.feed.post"),
             None,
             json!({"text": "x", "createdAt": "2026-11-25T09:00:00Z"}),
         )
@@ -167,7 +177,7 @@ async fn writes_are_checked_before_anything_is_stored() {
         .create_record(
             &rei,
             &rei,
-            POSTS,
+            &posts(),
             None,
             json!({"text": 1.5, "createdAt": "2026-11-25T09:00:00Z"}),
         )
@@ -176,7 +186,13 @@ async fn writes_are_checked_before_anything_is_stored() {
     assert!(matches!(err, UseCaseError::Rule(_)));
     let err = svc
         .records
-        .create_record(&rei, &rei, POSTS, Some("self"), post("x", &["swordsmith"]))
+        .create_record(
+            &rei,
+            &rei,
+            &posts(),
+            Some(&stratos_testkit::builders::rkey("self")),
+            post("x", &["swordsmith"]),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -198,12 +214,12 @@ async fn a_batch_is_all_or_nothing() {
     let head = svc.repos.head(&rei).await.unwrap();
     let ops = vec![
         WriteOp::Create {
-            collection: POSTS.into(),
+            collection: posts(),
             rkey: None,
             value: post("fine", &["swordsmith"]),
         },
         WriteOp::Create {
-            collection: POSTS.into(),
+            collection: posts(),
             rkey: None,
             value: post("not mine", &["aekea"]),
         },
@@ -212,7 +228,7 @@ async fn a_batch_is_all_or_nothing() {
     assert_eq!(svc.repos.head(&rei).await.unwrap(), head);
     let page = svc
         .records
-        .list_records(Some(&rei), &rei, POSTS, 50, None, false)
+        .list_records(Some(&rei), &rei, &posts(), 50, None, false)
         .await
         .unwrap();
     assert!(page.records.is_empty());
@@ -220,13 +236,13 @@ async fn a_batch_is_all_or_nothing() {
     // Deleting a missing record inside a batch fails the batch too.
     let ops = vec![
         WriteOp::Create {
-            collection: POSTS.into(),
+            collection: posts(),
             rkey: None,
             value: post("fine", &["swordsmith"]),
         },
         WriteOp::Delete {
-            collection: POSTS.into(),
-            rkey: "3kznmn7xqxl22".into(),
+            collection: posts(),
+            rkey: stratos_testkit::builders::rkey("3kznmn7xqxl22"),
         },
     ];
     assert!(matches!(
@@ -243,16 +259,16 @@ async fn commits_enqueue_stubs_built_from_the_record() {
     let rei = did("did:plc:rei");
     let out = svc
         .records
-        .create_record(&rei, &rei, POSTS, None, post("secret", &["swordsmith"]))
+        .create_record(&rei, &rei, &posts(), None, post("secret", &["swordsmith"]))
         .await
         .unwrap();
     let rkey = rkey_of(&out.results[0].uri);
     svc.records
-        .put_record(&rei, &rei, POSTS, &rkey, post("edited", &["swordsmith"]))
+        .put_record(&rei, &rei, &posts(), &rkey, post("edited", &["swordsmith"]))
         .await
         .unwrap();
     svc.records
-        .delete_record(&rei, &rei, POSTS, &rkey)
+        .delete_record(&rei, &rei, &posts(), &rkey)
         .await
         .unwrap();
     let items = svc.outbox.items();
@@ -266,7 +282,7 @@ async fn commits_enqueue_stubs_built_from_the_record() {
         else {
             panic!("creates and updates put the stub: {item:?}")
         };
-        assert_eq!((collection.as_str(), k), (POSTS, &rkey));
+        assert_eq!((collection, k), (&posts(), &rkey));
         let stub: serde_json::Value = serde_json::from_str(record_json).unwrap();
         assert_eq!(stub["$type"], POSTS);
         assert_eq!(
@@ -297,7 +313,7 @@ async fn filtered_listing_returns_full_pages_and_a_working_cursor() {
     let sakura = did("did:plc:sakura");
     let ops: Vec<_> = (0..60)
         .map(|i| WriteOp::Create {
-            collection: POSTS.into(),
+            collection: posts(),
             rkey: None,
             value: post(
                 &format!("post {i}"),
@@ -315,7 +331,7 @@ async fn filtered_listing_returns_full_pages_and_a_working_cursor() {
     loop {
         let page = svc
             .records
-            .list_records(Some(&sakura), &shinji, POSTS, 10, cursor, false)
+            .list_records(Some(&sakura), &shinji, &posts(), 10, cursor, false)
             .await
             .unwrap();
         pages += 1;
@@ -346,7 +362,7 @@ async fn concurrent_writers_on_one_actor_all_land_in_distinct_commits() {
                 .create_record(
                     &rei,
                     &rei,
-                    POSTS,
+                    &posts(),
                     None,
                     post(&format!("n{i}"), &["swordsmith"]),
                 )
@@ -361,7 +377,7 @@ async fn concurrent_writers_on_one_actor_all_land_in_distinct_commits() {
     assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
     let page = svc
         .records
-        .list_records(Some(&rei), &rei, POSTS, 100, None, false)
+        .list_records(Some(&rei), &rei, &posts(), 100, None, false)
         .await
         .unwrap();
     assert_eq!(page.records.len(), 12);
@@ -374,7 +390,7 @@ async fn replies_may_not_widen_their_parent_boundaries() {
     let (rei, misato) = (did("did:plc:rei"), did("did:plc:misato"));
     let parent = svc
         .records
-        .create_record(&rei, &rei, POSTS, None, post("parent", &["swordsmith"]))
+        .create_record(&rei, &rei, &posts(), None, post("parent", &["swordsmith"]))
         .await
         .unwrap();
     let strong =
@@ -383,7 +399,7 @@ async fn replies_may_not_widen_their_parent_boundaries() {
     reply["reply"] = json!({"root": strong, "parent": strong});
     let err = svc
         .records
-        .create_record(&misato, &misato, POSTS, None, reply.clone())
+        .create_record(&misato, &misato, &posts(), None, reply.clone())
         .await
         .unwrap_err();
     assert!(matches!(
@@ -392,7 +408,7 @@ async fn replies_may_not_widen_their_parent_boundaries() {
     ));
     reply["boundary"]["values"] = json!([{"value": "did:web:nerv.tokyo.jp/swordsmith"}]);
     svc.records
-        .create_record(&misato, &misato, POSTS, None, reply)
+        .create_record(&misato, &misato, &posts(), None, reply)
         .await
         .unwrap();
 }
@@ -405,12 +421,12 @@ async fn records_without_type_get_the_collection_type() {
     value.as_object_mut().unwrap().remove("$type");
     let out = svc
         .records
-        .create_record(&rei, &rei, POSTS, None, value)
+        .create_record(&rei, &rei, &posts(), None, value)
         .await
         .unwrap();
     let stored = svc
         .repos
-        .get_record(&rei, POSTS, &rkey_of(&out.results[0].uri))
+        .get_record(&rei, &posts(), &rkey_of(&out.results[0].uri))
         .await
         .unwrap()
         .unwrap();
@@ -427,7 +443,7 @@ async fn export_then_import_into_a_fresh_repository() {
             .create_record(
                 &rei,
                 &rei,
-                POSTS,
+                &posts(),
                 None,
                 post(&format!("p{i}"), &["swordsmith"]),
             )
@@ -453,7 +469,7 @@ async fn export_then_import_into_a_fresh_repository() {
     );
     let page = other
         .records
-        .list_records(Some(&rei), &rei, POSTS, 50, None, false)
+        .list_records(Some(&rei), &rei, &posts(), 50, None, false)
         .await
         .unwrap();
     assert_eq!(page.records.len(), 5);
@@ -462,7 +478,7 @@ async fn export_then_import_into_a_fresh_repository() {
     let kaoruko = did("did:plc:kaoruko");
     let seen = other
         .records
-        .list_records(Some(&kaoruko), &rei, POSTS, 50, None, false)
+        .list_records(Some(&kaoruko), &rei, &posts(), 50, None, false)
         .await
         .unwrap();
     assert!(seen.records.is_empty());
@@ -494,7 +510,7 @@ async fn import_applies_the_write_rules() {
     let svc = service().await;
     let rei = did("did:plc:rei");
     svc.records
-        .create_record(&rei, &rei, POSTS, None, post("secret", &["swordsmith"]))
+        .create_record(&rei, &rei, &posts(), None, post("secret", &["swordsmith"]))
         .await
         .unwrap();
     let car_bytes = svc.records.export_repo(&rei, &rei).await.unwrap();
@@ -515,7 +531,7 @@ async fn writes_beyond_the_rate_limit_are_refused_with_retry_after() {
     let batch = |n: usize| {
         (0..n)
             .map(|i| WriteOp::Create {
-                collection: POSTS.into(),
+                collection: posts(),
                 rkey: None,
                 value: post(&format!("r{i}"), &["swordsmith"]),
             })
@@ -566,24 +582,24 @@ async fn two_instances_over_one_store_stay_consistent() {
     );
     let a = svc
         .records
-        .create_record(&rei, &rei, POSTS, None, post("from a", &["swordsmith"]))
+        .create_record(&rei, &rei, &posts(), None, post("from a", &["swordsmith"]))
         .await
         .unwrap();
     other
-        .create_record(&rei, &rei, POSTS, None, post("from b", &["swordsmith"]))
+        .create_record(&rei, &rei, &posts(), None, post("from b", &["swordsmith"]))
         .await
         .unwrap();
     // Instance A's cached head is now stale; its next write must still land, on top of B's.
     let a_rkey = rkey_of(&a.results[0].uri);
     svc.records
-        .delete_record(&rei, &rei, POSTS, &a_rkey)
+        .delete_record(&rei, &rei, &posts(), &a_rkey)
         .await
         .unwrap();
     svc.records
         .create_record(
             &rei,
             &rei,
-            POSTS,
+            &posts(),
             None,
             post("from a again", &["swordsmith"]),
         )
@@ -591,7 +607,7 @@ async fn two_instances_over_one_store_stay_consistent() {
         .unwrap();
     let page = svc
         .records
-        .list_records(Some(&rei), &rei, POSTS, 50, None, false)
+        .list_records(Some(&rei), &rei, &posts(), 50, None, false)
         .await
         .unwrap();
     let texts: Vec<_> = page
@@ -615,19 +631,26 @@ async fn revoked_boundaries_stop_granting_reads_within_the_enrollment_ttl() {
     let (rei, sakura) = (did("did:plc:rei"), did("did:plc:sakura"));
     let out = svc
         .records
-        .create_record(&rei, &rei, POSTS, None, post("forge day", &["swordsmith"]))
+        .create_record(
+            &rei,
+            &rei,
+            &posts(),
+            None,
+            post("forge day", &["swordsmith"]),
+        )
         .await
         .unwrap();
     let rkey = rkey_of(&out.results[0].uri);
     let visible = || async {
         svc.records
-            .get_record(Some(&sakura), &rei, POSTS, &rkey, None)
+            .get_record(Some(&sakura), &rei, &posts(), &rkey, None)
             .await
             .unwrap()
             .is_some()
     };
     assert!(visible().await);
-    let swordsmith = stratos_testkit::builders::boundary("swordsmith");
+    let swordsmith =
+        stratos_testkit::builders::qualified(&stratos_testkit::builders::boundary("swordsmith"));
     svc.enrollments
         .remove_boundary(&sakura, &swordsmith)
         .await

@@ -10,6 +10,7 @@ use stratos_domain::boundary::Boundary;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::enrollment::{EnrollmentMode, EnrollmentPolicy};
 use stratos_domain::lexicon::Catalog;
+use stratos_domain::repo::Action;
 use stratos_domain::write::WritePolicy;
 use stratos_domain::{Cid, data};
 use stratos_ports::enrollment_store::{EnrollmentAction, EnrollmentEvent, EnrollmentStore};
@@ -23,6 +24,10 @@ use stratos_testkit::builders::{SERVICE_DID, TestService, boundary, did, post};
 use stratos_testkit::memory::{MemoryBlobStore, MemoryIdentity};
 
 const POSTS: &str = "zone.stratos.feed.post";
+
+fn posts() -> stratos_domain::syntax::Nsid {
+    stratos_testkit::builders::nsid(POSTS)
+}
 
 #[derive(Debug, Default)]
 struct Recorder {
@@ -84,8 +89,8 @@ async fn committed_events_reach_the_sink_in_order_with_their_records() {
         .create_record(
             &rei,
             &rei,
-            POSTS,
-            Some("3kaaaaaaaaaa2"),
+            &posts(),
+            Some(&stratos_testkit::builders::rkey("3kaaaaaaaaaa2")),
             post("a", &["general"]),
         )
         .await
@@ -96,13 +101,13 @@ async fn committed_events_reach_the_sink_in_order_with_their_records() {
             &rei,
             vec![
                 WriteOp::Create {
-                    collection: POSTS.into(),
-                    rkey: Some("3kaaaaaaaaab2".into()),
+                    collection: posts(),
+                    rkey: Some(stratos_testkit::builders::rkey("3kaaaaaaaaab2")),
                     value: post("b", &["secret"]),
                 },
                 WriteOp::Update {
-                    collection: POSTS.into(),
-                    rkey: "3kaaaaaaaaaa2".into(),
+                    collection: posts(),
+                    rkey: stratos_testkit::builders::rkey("3kaaaaaaaaaa2"),
                     value: post("a2", &["secret"]),
                 },
             ],
@@ -111,11 +116,16 @@ async fn committed_events_reach_the_sink_in_order_with_their_records() {
         .unwrap();
     // A refused write publishes nothing.
     let refused = records
-        .create_record(&rei, &rei, POSTS, None, post("x", &["nope"]))
+        .create_record(&rei, &rei, &posts(), None, post("x", &["nope"]))
         .await;
     assert!(refused.is_err());
     let c = records
-        .delete_record(&rei, &rei, POSTS, "3kaaaaaaaaab2")
+        .delete_record(
+            &rei,
+            &rei,
+            &posts(),
+            &stratos_testkit::builders::rkey("3kaaaaaaaaab2"),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -131,7 +141,7 @@ async fn committed_events_reach_the_sink_in_order_with_their_records() {
     assert_eq!(got[1].rev, b.rev);
     let created = &got[0].ops[0];
     assert_eq!(
-        created.path,
+        format!("{}/{}", created.collection, created.rkey),
         format!("{POSTS}/3kaaaaaaaaaa2"),
         "no leading slash"
     );
@@ -207,7 +217,10 @@ async fn enrollment_changes_reach_the_sink_once_each() {
         .lock()
         .unwrap()
         .iter()
-        .map(|e| (e.seq, e.action, e.boundaries.clone()))
+        .map(|e| {
+            let boundaries = e.boundaries.iter().map(ToString::to_string).collect();
+            (e.seq, e.action, boundaries)
+        })
         .collect();
     assert_eq!(
         got,
@@ -303,10 +316,14 @@ fn some_cid() -> Cid {
 
 fn op(action: &str, boundaries: &[&str]) -> CommitOp {
     CommitOp {
-        action: action.into(),
-        path: format!("{POSTS}/3kaaaaaaaaaa2"),
+        action: Action::parse(action).unwrap(),
+        collection: posts(),
+        rkey: stratos_testkit::builders::rkey("3kaaaaaaaaaa2"),
         cid: (action != "delete").then(some_cid),
-        boundaries: boundaries.iter().map(|b| boundary(b)).collect(),
+        boundaries: boundaries
+            .iter()
+            .map(|b| stratos_testkit::builders::qualified(&boundary(b)))
+            .collect(),
         record: None,
     }
 }
@@ -334,11 +351,11 @@ fn domain_filter_keeps_the_boundary_and_every_delete() {
     assert_eq!(stream::filter_ops(&ops, None).len(), 5);
     // An event with nothing in the boundary is not sent at all.
     let event = CommitEvent {
-        did: "did:plc:rei".into(),
+        did: did("did:plc:rei"),
         seq: 7,
-        rev: "3kaaaaaaaaaa2".into(),
+        rev: "3kaaaaaaaaaa2".parse().unwrap(),
         commit: some_cid(),
-        time: "2026-11-25T09:00:00.000Z".into(),
+        time: "2026-11-25T09:00:00.000Z".parse().unwrap(),
         ops: vec![op("create", &["secret"])],
     };
     assert_eq!(stream::commit_frame(&event, Some(&general)).unwrap(), None);

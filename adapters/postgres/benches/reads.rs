@@ -17,6 +17,10 @@ use stratos_testkit::bench::{env, setup};
 
 const POSTS: &str = "zone.stratos.feed.post";
 
+fn posts() -> stratos_domain::syntax::Nsid {
+    stratos_testkit::builders::nsid(POSTS)
+}
+
 fn main() {
     let url = std::env::var("STRATOS_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -52,7 +56,7 @@ fn main() {
                 let repos = repos.clone();
                 tasks.push(tokio::spawn(async move {
                     let query = ListQuery {
-                        collection: POSTS.into(),
+                        collection: posts(),
                         limit: 1,
                         cursor: None,
                         reverse: false,
@@ -63,7 +67,11 @@ fn main() {
                         .clone();
                     for _ in 0..reads {
                         repos.head(&d).await.unwrap().unwrap();
-                        repos.get_record(&d, POSTS, &rkey).await.unwrap().unwrap();
+                        repos
+                            .get_record(&d, &posts(), &rkey)
+                            .await
+                            .unwrap()
+                            .unwrap();
                     }
                 }));
             }

@@ -25,6 +25,7 @@ use sea_orm::{
     SqlxPostgresConnector, Statement, Value,
 };
 use sha2::{Digest, Sha256};
+use stratos_domain::syntax::Did;
 use stratos_ports::repo_store::RepoStoreError;
 use stratos_ports::storage_sql::{ServiceSql, SqlError};
 use stratos_ports::{Cause, Storage, StorageParts};
@@ -44,7 +45,7 @@ pub enum PostgresError {
     BadPrefix(String),
     /// The actor has no schema.
     #[error("no repository for {0}")]
-    ActorNotFound(String),
+    ActorNotFound(Did),
     /// The head moved (compare-and-swap lost).
     #[error("the repository head moved")]
     Conflict,

@@ -2,8 +2,9 @@
 
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use stratos_domain::boundary::Boundary;
 use stratos_domain::crypto::Keypair;
-use stratos_domain::syntax::{Datetime, Did};
+use stratos_domain::syntax::{Datetime, Did, RecordKey};
 use stratos_ports::enrollment_store::{
     Enrollment, EnrollmentAction, EnrollmentEvent, EnrollmentResult, EnrollmentStore,
     EnrollmentStoreError,
@@ -11,7 +12,10 @@ use stratos_ports::enrollment_store::{
 use stratos_ports::keys::{KeyStoreError, SigningKeyStore};
 use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
 use stratos_ports::outbox::{ClaimedItem, Outbox, OutboxError, OutboxItem};
-use stratos_ports::storage_codec::{decode_item, decode_key, encode_item, encode_key};
+use stratos_ports::storage_codec::{
+    decode_item, decode_key, encode_item, encode_key, enrollment_from_columns, event_from_columns,
+    parse,
+};
 
 use stratos_ports::storage_sql::{ServiceSql, Sql};
 
@@ -38,9 +42,11 @@ impl PostgresEnrollmentStore {
         &self,
         conn: &C,
         did: &str,
-    ) -> Result<Vec<String>, PostgresError> {
+    ) -> Result<Vec<Boundary>, PostgresError> {
         let rows = conn.query_all_raw(q(self.sql.boundaries_of(did))).await?;
-        rows.iter().map(|r| r.text(0).map_err(Into::into)).collect()
+        rows.iter()
+            .map(|r| Ok(parse(&r.text(0)?, "boundary")?))
+            .collect()
     }
 
     /// Runs `change` on the account's boundary set inside a transaction; fails if not enrolled.
@@ -49,7 +55,7 @@ impl PostgresEnrollmentStore {
         did: &Did,
         change: Option<Sql>,
         clear: bool,
-    ) -> EnrollmentResult<Vec<String>> {
+    ) -> EnrollmentResult<Vec<Boundary>> {
         let txn = self.db.begin().await.map_err(enr_err)?;
         let exists = txn
             .query_one_raw(q(self.sql.enrollment_exists(did.as_str())))
@@ -58,7 +64,7 @@ impl PostgresEnrollmentStore {
             .is_some();
         if !exists {
             txn.rollback().await.map_err(enr_err)?;
-            return Err(EnrollmentStoreError::NotEnrolled(did.to_string()));
+            return Err(EnrollmentStoreError::NotEnrolled(did.clone()));
         }
         if clear {
             txn.execute_raw(q(self.sql.boundaries_clear(did.as_str())))
@@ -86,7 +92,7 @@ impl PostgresEnrollmentStore {
         conn: &C,
         did: &str,
         action: EnrollmentAction,
-        boundaries: &[String],
+        boundaries: &[Boundary],
     ) -> Result<(), PostgresError> {
         if let Some(lock) = self.sql.event_lock() {
             conn.execute_unprepared(&lock).await?;
@@ -106,69 +112,58 @@ fn now() -> String {
 }
 
 fn to_event(r: &sea_orm::QueryResult) -> Result<EnrollmentEvent, PostgresError> {
-    let action = r.text(2)?;
-    let boundaries = r.text(4)?;
-    Ok(EnrollmentEvent {
-        seq: u64::try_from(r.int(0)?).unwrap_or(0),
-        did: r.text(1)?,
-        action: EnrollmentAction::parse(&action)
-            .ok_or_else(|| PostgresError::Corrupt(format!("enrollment event action {action:?}")))?,
-        time: r.text(3)?,
-        boundaries: boundaries
-            .split('\n')
-            .filter(|b| !b.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
+    Ok(event_from_columns(
+        r.int(0)?,
+        &r.text(1)?,
+        &r.text(2)?,
+        &r.text(3)?,
+        &r.text(4)?,
+    )?)
 }
 
 fn to_enrollment(r: &sea_orm::QueryResult) -> Result<Enrollment, PostgresError> {
-    Ok(Enrollment {
-        did: r.text(0)?,
-        enrolled_at: r.text(1)?,
-        pds_endpoint: r.opt_text(2)?,
-        signing_key: r.text(3)?,
-        enrollment_rkey: r.opt_text(4)?,
-        boundaries: r
-            .text(5)?
-            .split('\n')
-            .filter(|b| !b.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
+    Ok(enrollment_from_columns(
+        &r.text(0)?,
+        &r.text(1)?,
+        r.opt_text(2)?,
+        r.text(3)?,
+        r.opt_text(4)?.as_deref(),
+        &r.text(5)?,
+    )?)
 }
 
 #[async_trait]
 impl EnrollmentStore for PostgresEnrollmentStore {
     async fn enroll(&self, e: &Enrollment) -> EnrollmentResult<()> {
+        let did = e.did.as_str();
         let txn = self.db.begin().await.map_err(enr_err)?;
         // Row-locks an existing enrollment, so two concurrent enrolls of one account log
         // exactly one `enroll`.
         let existed = txn
-            .query_one_raw(q(self.sql.enrollment_exists(&e.did)))
+            .query_one_raw(q(self.sql.enrollment_exists(did)))
             .await
             .map_err(enr_err)?
             .is_some();
         txn.execute_raw(q(self.sql.enrollment_upsert(e).map_err(enr_err)?))
             .await
             .map_err(enr_err)?;
-        txn.execute_raw(q(self.sql.boundaries_clear(&e.did)))
+        txn.execute_raw(q(self.sql.boundaries_clear(did)))
             .await
             .map_err(enr_err)?;
         if let Some(insert) = self
             .sql
-            .boundaries_insert(&e.did, &e.boundaries)
+            .boundaries_insert(did, &e.boundaries)
             .map_err(enr_err)?
         {
             txn.execute_raw(q(insert)).await.map_err(enr_err)?;
         }
-        let held = self.boundaries_in(&txn, &e.did).await.map_err(enr_err)?;
+        let held = self.boundaries_in(&txn, did).await.map_err(enr_err)?;
         let action = if existed {
             EnrollmentAction::Update
         } else {
             EnrollmentAction::Enroll
         };
-        self.append_event(&txn, &e.did, action, &held)
+        self.append_event(&txn, did, action, &held)
             .await
             .map_err(enr_err)?;
         txn.commit().await.map_err(enr_err)
@@ -183,21 +178,29 @@ impl EnrollmentStore for PostgresEnrollmentStore {
         row.map(|r| to_enrollment(&r)).transpose().map_err(enr_err)
     }
 
-    async fn boundaries(&self, did: &Did) -> EnrollmentResult<Vec<String>> {
+    async fn boundaries(&self, did: &Did) -> EnrollmentResult<Vec<Boundary>> {
         self.boundaries_in(&self.db, did.as_str())
             .await
             .map_err(enr_err)
     }
 
-    async fn add_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>> {
+    async fn add_boundary(
+        &self,
+        did: &Did,
+        boundary: &Boundary,
+    ) -> EnrollmentResult<Vec<Boundary>> {
         let insert = self
             .sql
-            .boundaries_insert(did.as_str(), &[boundary.to_owned()])
+            .boundaries_insert(did.as_str(), std::slice::from_ref(boundary))
             .map_err(enr_err)?;
         self.change(did, insert, false).await
     }
 
-    async fn remove_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>> {
+    async fn remove_boundary(
+        &self,
+        did: &Did,
+        boundary: &Boundary,
+    ) -> EnrollmentResult<Vec<Boundary>> {
         let delete = self.sql.boundary_delete(did.as_str(), boundary);
         self.change(did, Some(delete), false).await
     }
@@ -205,8 +208,8 @@ impl EnrollmentStore for PostgresEnrollmentStore {
     async fn set_boundaries(
         &self,
         did: &Did,
-        boundaries: &[String],
-    ) -> EnrollmentResult<Vec<String>> {
+        boundaries: &[Boundary],
+    ) -> EnrollmentResult<Vec<Boundary>> {
         let insert = self
             .sql
             .boundaries_insert(did.as_str(), boundaries)
@@ -214,15 +217,15 @@ impl EnrollmentStore for PostgresEnrollmentStore {
         self.change(did, insert, true).await
     }
 
-    async fn set_enrollment_rkey(&self, did: &Did, rkey: &str) -> EnrollmentResult<()> {
+    async fn set_enrollment_rkey(&self, did: &Did, rkey: &RecordKey) -> EnrollmentResult<()> {
         let n = self
             .db
-            .execute_raw(q(self.sql.enrollment_set_rkey(did.as_str(), rkey)))
+            .execute_raw(q(self.sql.enrollment_set_rkey(did.as_str(), rkey.as_str())))
             .await
             .map_err(enr_err)?
             .rows_affected();
         if n == 0 {
-            return Err(EnrollmentStoreError::NotEnrolled(did.to_string()));
+            return Err(EnrollmentStoreError::NotEnrolled(did.clone()));
         }
         Ok(())
     }
@@ -243,10 +246,12 @@ impl EnrollmentStore for PostgresEnrollmentStore {
         Ok(n > 0)
     }
 
-    async fn list(&self, cursor: Option<&str>, limit: usize) -> EnrollmentResult<Vec<Enrollment>> {
+    async fn list(&self, cursor: Option<&Did>, limit: usize) -> EnrollmentResult<Vec<Enrollment>> {
         let rows = self
             .db
-            .query_all_raw(q(self.sql.enrollment_list(cursor.unwrap_or(""), limit)))
+            .query_all_raw(q(self
+                .sql
+                .enrollment_list(cursor.map_or("", Did::as_str), limit)))
             .await
             .map_err(enr_err)?;
         rows.iter()
@@ -436,7 +441,7 @@ impl Outbox for PostgresOutbox {
     async fn enqueue(&self, item: OutboxItem) -> Result<u64, OutboxError> {
         let insert = self
             .sql
-            .outbox_enqueue(&item.did, encode_item(&item))
+            .outbox_enqueue(item.did.as_str(), encode_item(&item))
             .map_err(outbox_err)?;
         let row = self
             .db

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rand_core::{OsRng, RngCore};
 use stratos_postgres::{PostgresConfig, PostgresStorage};
-use stratos_testkit::builders::{build_records, enroll_into, post};
+use stratos_testkit::builders::{build_records, enroll_into, nsid, post};
 use stratos_testkit::conformance::Fixture;
 use stratos_testkit::memory::ManualClock;
 
@@ -100,23 +100,35 @@ async fn records_over_postgres() {
         .create_record(
             &rei,
             &rei,
-            "zone.stratos.feed.post",
+            &nsid("zone.stratos.feed.post"),
             None,
             post("pg", &["swordsmith"]),
         )
         .await
         .unwrap();
-    let rkey = out.results[0].uri.rsplit('/').next().unwrap().to_owned();
+    let rkey = out.results[0].uri.rkey().unwrap().clone();
     assert!(
         records
-            .get_record(Some(&rei), &rei, "zone.stratos.feed.post", &rkey, None)
+            .get_record(
+                Some(&rei),
+                &rei,
+                &nsid("zone.stratos.feed.post"),
+                &rkey,
+                None
+            )
             .await
             .unwrap()
             .is_some()
     );
     assert!(
         records
-            .get_record(Some(&kaoruko), &rei, "zone.stratos.feed.post", &rkey, None)
+            .get_record(
+                Some(&kaoruko),
+                &rei,
+                &nsid("zone.stratos.feed.post"),
+                &rkey,
+                None
+            )
             .await
             .unwrap()
             .is_none()

@@ -44,8 +44,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "createdAt": "2026-12-07T09:00:00.000Z", "boundary": {
             "$type": "zone.stratos.boundary.defs#Domains", "values": [{"value": friends[0].as_str()}]}});
         let records = stratos.records();
-        let commit = records.create_record(&alice, &alice, "zone.stratos.feed.post", None, post);
-        [commit.await?.results[0].uri.clone()]
+        let commit = records
+            .create_record(
+                &alice,
+                &alice,
+                &"zone.stratos.feed.post".parse()?,
+                None,
+                post,
+            )
+            .await?;
+        [commit.results[0].uri.clone()]
     }; // the instance is dropped here: only the files remain
 
     let stratos = open(&dir, &service_key).await?;

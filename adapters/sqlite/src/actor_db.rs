@@ -18,6 +18,8 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use stratos_domain::syntax::Did;
+
 use crate::SqliteError;
 use crate::db::Durability;
 
@@ -335,10 +337,10 @@ impl ActorDbs {
         Ok(Some(self.keep(did, db)))
     }
 
-    pub(crate) async fn require(&self, did: &str) -> Result<ActorDb, SqliteError> {
-        self.get(did)
+    pub(crate) async fn require(&self, did: &Did) -> Result<ActorDb, SqliteError> {
+        self.get(did.as_str())
             .await?
-            .ok_or_else(|| SqliteError::ActorNotFound(did.to_owned()))
+            .ok_or_else(|| SqliteError::ActorNotFound(did.clone()))
     }
 
     pub(crate) async fn create(&self, did: &str) -> Result<(), SqliteError> {

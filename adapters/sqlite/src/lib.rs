@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sea_orm::DbErr;
+use stratos_domain::syntax::Did;
 use stratos_ports::repo_store::RepoStoreError;
 use stratos_ports::{Cause, Storage, StorageParts};
 
@@ -51,7 +52,7 @@ pub enum SqliteError {
     Io(#[from] std::io::Error),
     /// The actor has no database.
     #[error("no repository for {0}")]
-    ActorNotFound(String),
+    ActorNotFound(Did),
     /// The head moved (compare-and-swap lost).
     #[error("the repository head moved")]
     Conflict,

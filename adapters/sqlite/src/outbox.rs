@@ -248,7 +248,7 @@ impl SqliteOutbox {
 impl Outbox for SqliteOutbox {
     async fn enqueue(&self, item: OutboxItem) -> Result<u64, OutboxError> {
         let insert = sql()
-            .outbox_enqueue(&item.did, encode_item(&item))
+            .outbox_enqueue(item.did.as_str(), encode_item(&item))
             .map_err(|e| outbox_err(e.into()))?;
         let row = returning_one(&self.service, q(insert))
             .await

@@ -15,12 +15,14 @@ use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
 use stratos_domain::boundary::ReadFilter;
 use stratos_domain::repo::RepoHead;
-use stratos_domain::syntax::{Did, Tid};
+use stratos_domain::syntax::{Did, Nsid, RecordKey, Tid};
 use stratos_ports::repo_store::{
     BlobListQuery, BlobReference, CommitUnit, IndexChange, ListQuery, ReleasedBlob, RepoResult,
     RepoStore, RepoStoreError, SeqEvent, StoredBlob, StoredRecord,
 };
-use stratos_ports::storage_codec::{cid_from_bytes, decode_ops, encode_item, encode_ops};
+use stratos_ports::storage_codec::{
+    cid_from_bytes, decode_ops, encode_item, encode_ops, join_boundaries, parse, split_boundaries,
+};
 
 use crate::actor_db::ActorDbs;
 use crate::db::placeholders;
@@ -56,13 +58,6 @@ fn head_of(conn: &Connection) -> Result<Option<RepoHead>, SqliteError> {
     }))
 }
 
-fn split_boundaries(s: &str) -> Vec<String> {
-    s.split('\n')
-        .filter(|b| !b.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Columns `rkey, cid, boundaries, content`, as read by [`RECORD_SELECT`].
 type RecordRow = (String, Vec<u8>, String, Vec<u8>);
 
@@ -73,13 +68,13 @@ fn record_columns(r: &Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
 
-fn stored_record(collection: &str, row: RecordRow) -> Result<StoredRecord, SqliteError> {
+fn stored_record(collection: &Nsid, row: RecordRow) -> Result<StoredRecord, SqliteError> {
     let (rkey, cid, boundaries, bytes) = row;
     Ok(StoredRecord {
-        collection: collection.to_owned(),
-        rkey,
+        collection: collection.clone(),
+        rkey: parse(&rkey, "record key")?,
         cid: cid_from_bytes(&cid)?,
-        boundaries: split_boundaries(&boundaries),
+        boundaries: split_boundaries(&boundaries)?,
         bytes,
     })
 }
@@ -149,18 +144,18 @@ fn apply(tx: &Connection, unit: &CommitUnit) -> Result<u64, SqliteError> {
             let (collection, rkey) = match change {
                 IndexChange::Put {
                     collection, rkey, ..
-                } => (collection.as_str(), rkey.as_str()),
+                } => (collection, rkey),
                 IndexChange::Delete { collection, rkey } => {
-                    if delete_record.execute(params![collection, rkey])? != 1 {
+                    if delete_record.execute(params![collection.as_str(), rkey.as_str()])? != 1 {
                         return Err(SqliteError::IndexMismatch(
                             "delete of a record that is not indexed".into(),
                         ));
                     }
-                    (collection.as_str(), rkey.as_str())
+                    (collection, rkey)
                 }
             };
-            if !created.contains(format!("{collection}/{rkey}").as_str()) {
-                stale.push((collection, rkey));
+            if !created.contains(&(collection, rkey)) {
+                stale.push((collection.as_str(), rkey.as_str()));
             }
         }
     }
@@ -188,13 +183,13 @@ fn apply(tx: &Connection, unit: &CommitUnit) -> Result<u64, SqliteError> {
             } = change
             {
                 put.execute(params![
-                    collection,
-                    rkey,
+                    collection.as_str(),
+                    rkey.as_str(),
                     cid.to_bytes(),
-                    boundaries.join("\n")
+                    join_boundaries(boundaries)
                 ])?;
                 for b in boundaries {
-                    tag.execute(params![collection, b, rkey])?;
+                    tag.execute(params![collection.as_str(), b.as_str(), rkey.as_str()])?;
                 }
             }
         }
@@ -207,9 +202,9 @@ fn apply(tx: &Connection, unit: &CommitUnit) -> Result<u64, SqliteError> {
             "INSERT INTO event (rev, commit_cid, time, ops) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![
-            event.rev,
+            event.rev.as_str(),
             event.commit.to_bytes(),
-            event.time,
+            event.time.as_str(),
             encode_ops(&event.ops)
         ])?;
         // `seq` is the table's INTEGER PRIMARY KEY, so it is the row id just written.
@@ -259,7 +254,7 @@ fn apply_blob_links(
             for cid in blobs {
                 let c = cid.to_string();
                 wanted.insert(c.clone());
-                links.push((c, collection, rkey));
+                links.push((c, collection.as_str(), rkey.as_str()));
             }
         }
     }
@@ -351,7 +346,7 @@ impl SqliteRepoStore {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, SqliteError> + Send + 'static,
     {
-        let db = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let db = self.dbs.require(did).await.map_err(repo_err)?;
         db.call(f).await.map_err(repo_err)
     }
 }
@@ -400,7 +395,7 @@ impl RepoStore for SqliteRepoStore {
 
     async fn apply_commit(&self, did: &Did, unit: CommitUnit) -> RepoResult<u64> {
         let has_outbox = !unit.outbox.is_empty();
-        let db = self.dbs.require(did.as_str()).await.map_err(repo_err)?;
+        let db = self.dbs.require(did).await.map_err(repo_err)?;
         let seq = db
             .call(move |conn| {
                 // Dropping the transaction on an error rolls it back.
@@ -426,15 +421,15 @@ impl RepoStore for SqliteRepoStore {
     async fn get_record(
         &self,
         did: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
     ) -> RepoResult<Option<StoredRecord>> {
-        let (collection, rkey) = (collection.to_owned(), rkey.to_owned());
+        let (collection, rkey) = (collection.clone(), rkey.clone());
         self.with(did, move |conn| {
             conn.prepare_cached(&format!(
                 "{RECORD_SELECT} WHERE r.collection = ?1 AND r.rkey = ?2"
             ))?
-            .query_row(params![collection, rkey], record_columns)
+            .query_row(params![collection.as_str(), rkey.as_str()], record_columns)
             .optional()?
             .map(|row| stored_record(&collection, row))
             .transpose()
@@ -449,14 +444,14 @@ impl RepoStore for SqliteRepoStore {
                 return Ok(Vec::new());
             };
             let mut sql = format!("{RECORD_SELECT} WHERE r.collection = ?");
-            let mut values = vec![Value::Text(query.collection.clone())];
+            let mut values = vec![Value::Text(query.collection.to_string())];
             if let Some(cursor) = &query.cursor {
                 sql.push_str(if query.reverse {
                     " AND r.rkey > ?"
                 } else {
                     " AND r.rkey < ?"
                 });
-                values.push(Value::Text(cursor.clone()));
+                values.push(Value::Text(cursor.to_string()));
             }
             sql.push_str(&filter);
             values.extend(filter_values);
@@ -504,9 +499,9 @@ impl RepoStore for SqliteRepoStore {
                 let (seq, rev, commit, time, ops) = row?;
                 Ok(SeqEvent {
                     seq: u64::try_from(seq).unwrap_or(0),
-                    rev,
+                    rev: parse(&rev, "event rev")?,
                     commit: cid_from_bytes(&commit)?,
-                    time,
+                    time: parse(&time, "event time")?,
                     ops: decode_ops(&ops)?,
                 })
             })
@@ -584,13 +579,21 @@ impl RepoStore for SqliteRepoStore {
                  WHERE rb.cid = ?1 ORDER BY rb.collection, rb.rkey",
             )?;
             let rows = statement.query_map(params![cid], |r| {
-                Ok(BlobReference {
-                    collection: r.get(0)?,
-                    rkey: r.get(1)?,
-                    boundaries: split_boundaries(&r.get::<_, String>(2)?),
-                })
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.map(|row| {
+                let (collection, rkey, boundaries) = row?;
+                Ok(BlobReference {
+                    collection: parse(&collection, "collection")?,
+                    rkey: parse(&rkey, "record key")?,
+                    boundaries: split_boundaries(&boundaries)?,
+                })
+            })
+            .collect()
         })
         .await
     }
@@ -609,7 +612,7 @@ impl RepoStore for SqliteRepoStore {
             }
             if let Some(since) = &query.since {
                 sql.push_str(" AND rb.rev > ?");
-                values.push(Value::Text(since.clone()));
+                values.push(Value::Text(since.to_string()));
             }
             sql.push_str(&filter);
             values.extend(filter_values);

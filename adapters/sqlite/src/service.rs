@@ -3,15 +3,18 @@
 
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use stratos_domain::boundary::Boundary;
 use stratos_domain::crypto::Keypair;
-use stratos_domain::syntax::{Datetime, Did};
+use stratos_domain::syntax::{Datetime, Did, RecordKey};
 use stratos_ports::enrollment_store::{
     Enrollment, EnrollmentAction, EnrollmentEvent, EnrollmentResult, EnrollmentStore,
     EnrollmentStoreError,
 };
 use stratos_ports::keys::{KeyStoreError, SigningKeyStore};
 use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
-use stratos_ports::storage_codec::{decode_key, encode_key};
+use stratos_ports::storage_codec::{
+    decode_key, encode_key, enrollment_from_columns, event_from_columns, parse,
+};
 
 use stratos_ports::storage_sql::{ServiceSql, Sql};
 
@@ -45,9 +48,11 @@ pub struct SqliteEnrollmentStore {
 async fn boundaries_of<C: ConnectionTrait>(
     conn: &C,
     did: &str,
-) -> Result<Vec<String>, SqliteError> {
+) -> Result<Vec<Boundary>, SqliteError> {
     let rows = conn.query_all_raw(q(sql().boundaries_of(did))).await?;
-    rows.iter().map(|r| r.text(0).map_err(Into::into)).collect()
+    rows.iter()
+        .map(|r| Ok(parse(&r.text(0)?, "boundary")?))
+        .collect()
 }
 
 async fn exists<C: ConnectionTrait>(conn: &C, did: &str) -> Result<bool, SqliteError> {
@@ -59,19 +64,14 @@ async fn exists<C: ConnectionTrait>(conn: &C, did: &str) -> Result<bool, SqliteE
 
 /// An enrollment row of [`ServiceSql::enrollment_get`] or [`ServiceSql::enrollment_list`].
 fn row_to_enrollment(r: &sea_orm::QueryResult) -> Result<Enrollment, SqliteError> {
-    Ok(Enrollment {
-        did: r.text(0)?,
-        enrolled_at: r.text(1)?,
-        pds_endpoint: r.opt_text(2)?,
-        signing_key: r.text(3)?,
-        enrollment_rkey: r.opt_text(4)?,
-        boundaries: r
-            .text(5)?
-            .split('\n')
-            .filter(|b| !b.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
+    Ok(enrollment_from_columns(
+        &r.text(0)?,
+        &r.text(1)?,
+        r.opt_text(2)?,
+        r.text(3)?,
+        r.opt_text(4)?.as_deref(),
+        &r.text(5)?,
+    )?)
 }
 
 /// Appends one enrollment event inside the caller's transaction. The number is `MAX + 1`:
@@ -81,7 +81,7 @@ async fn append_event<C: ConnectionTrait>(
     conn: &C,
     did: &str,
     action: EnrollmentAction,
-    boundaries: &[String],
+    boundaries: &[Boundary],
 ) -> Result<(), SqliteError> {
     let sql = sql();
     if let Some(lock) = sql.event_lock() {
@@ -101,20 +101,13 @@ fn now() -> String {
 }
 
 fn row_to_event(r: &sea_orm::QueryResult) -> Result<EnrollmentEvent, SqliteError> {
-    let action = r.text(2)?;
-    let boundaries = r.text(4)?;
-    Ok(EnrollmentEvent {
-        seq: u64::try_from(r.int(0)?).unwrap_or(0),
-        did: r.text(1)?,
-        action: EnrollmentAction::parse(&action)
-            .ok_or_else(|| SqliteError::Corrupt(format!("enrollment event action {action:?}")))?,
-        time: r.text(3)?,
-        boundaries: boundaries
-            .split('\n')
-            .filter(|b| !b.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
+    Ok(event_from_columns(
+        r.int(0)?,
+        &r.text(1)?,
+        &r.text(2)?,
+        &r.text(3)?,
+        &r.text(4)?,
+    )?)
 }
 
 impl SqliteEnrollmentStore {
@@ -124,11 +117,11 @@ impl SqliteEnrollmentStore {
         did: &Did,
         change: Option<Sql>,
         clear: bool,
-    ) -> EnrollmentResult<Vec<String>> {
+    ) -> EnrollmentResult<Vec<Boundary>> {
         let txn = self.db.begin().await.map_err(enr_err)?;
         if !exists(&txn, did.as_str()).await.map_err(enr_err)? {
             txn.rollback().await.map_err(enr_err)?;
-            return Err(EnrollmentStoreError::NotEnrolled(did.to_string()));
+            return Err(EnrollmentStoreError::NotEnrolled(did.clone()));
         }
         if clear {
             txn.execute_raw(q(sql().boundaries_clear(did.as_str())))
@@ -152,7 +145,8 @@ impl EnrollmentStore for SqliteEnrollmentStore {
     async fn enroll(&self, e: &Enrollment) -> EnrollmentResult<()> {
         let sql = sql();
         let txn = self.db.begin().await.map_err(enr_err)?;
-        let action = if exists(&txn, &e.did).await.map_err(enr_err)? {
+        let did = e.did.as_str();
+        let action = if exists(&txn, did).await.map_err(enr_err)? {
             EnrollmentAction::Update
         } else {
             EnrollmentAction::Enroll
@@ -160,17 +154,14 @@ impl EnrollmentStore for SqliteEnrollmentStore {
         txn.execute_raw(q(sql.enrollment_upsert(e).map_err(enr_err)?))
             .await
             .map_err(enr_err)?;
-        txn.execute_raw(q(sql.boundaries_clear(&e.did)))
+        txn.execute_raw(q(sql.boundaries_clear(did)))
             .await
             .map_err(enr_err)?;
-        if let Some(insert) = sql
-            .boundaries_insert(&e.did, &e.boundaries)
-            .map_err(enr_err)?
-        {
+        if let Some(insert) = sql.boundaries_insert(did, &e.boundaries).map_err(enr_err)? {
             txn.execute_raw(q(insert)).await.map_err(enr_err)?;
         }
-        let held = boundaries_of(&txn, &e.did).await.map_err(enr_err)?;
-        append_event(&txn, &e.did, action, &held)
+        let held = boundaries_of(&txn, did).await.map_err(enr_err)?;
+        append_event(&txn, did, action, &held)
             .await
             .map_err(enr_err)?;
         txn.commit().await.map_err(enr_err)
@@ -187,18 +178,26 @@ impl EnrollmentStore for SqliteEnrollmentStore {
             .map_err(enr_err)
     }
 
-    async fn boundaries(&self, did: &Did) -> EnrollmentResult<Vec<String>> {
+    async fn boundaries(&self, did: &Did) -> EnrollmentResult<Vec<Boundary>> {
         boundaries_of(&self.db, did.as_str()).await.map_err(enr_err)
     }
 
-    async fn add_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>> {
+    async fn add_boundary(
+        &self,
+        did: &Did,
+        boundary: &Boundary,
+    ) -> EnrollmentResult<Vec<Boundary>> {
         let insert = sql()
-            .boundaries_insert(did.as_str(), &[boundary.to_owned()])
+            .boundaries_insert(did.as_str(), std::slice::from_ref(boundary))
             .map_err(enr_err)?;
         self.change(did, insert, false).await
     }
 
-    async fn remove_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>> {
+    async fn remove_boundary(
+        &self,
+        did: &Did,
+        boundary: &Boundary,
+    ) -> EnrollmentResult<Vec<Boundary>> {
         let delete = sql().boundary_delete(did.as_str(), boundary);
         self.change(did, Some(delete), false).await
     }
@@ -206,23 +205,23 @@ impl EnrollmentStore for SqliteEnrollmentStore {
     async fn set_boundaries(
         &self,
         did: &Did,
-        boundaries: &[String],
-    ) -> EnrollmentResult<Vec<String>> {
+        boundaries: &[Boundary],
+    ) -> EnrollmentResult<Vec<Boundary>> {
         let insert = sql()
             .boundaries_insert(did.as_str(), boundaries)
             .map_err(enr_err)?;
         self.change(did, insert, true).await
     }
 
-    async fn set_enrollment_rkey(&self, did: &Did, rkey: &str) -> EnrollmentResult<()> {
+    async fn set_enrollment_rkey(&self, did: &Did, rkey: &RecordKey) -> EnrollmentResult<()> {
         let n = self
             .db
-            .execute_raw(q(sql().enrollment_set_rkey(did.as_str(), rkey)))
+            .execute_raw(q(sql().enrollment_set_rkey(did.as_str(), rkey.as_str())))
             .await
             .map_err(enr_err)?
             .rows_affected();
         if n == 0 {
-            return Err(EnrollmentStoreError::NotEnrolled(did.to_string()));
+            return Err(EnrollmentStoreError::NotEnrolled(did.clone()));
         }
         Ok(())
     }
@@ -244,10 +243,12 @@ impl EnrollmentStore for SqliteEnrollmentStore {
         Ok(n > 0)
     }
 
-    async fn list(&self, cursor: Option<&str>, limit: usize) -> EnrollmentResult<Vec<Enrollment>> {
+    async fn list(&self, cursor: Option<&Did>, limit: usize) -> EnrollmentResult<Vec<Enrollment>> {
         let rows = self
             .db
-            .query_all_raw(q(sql().enrollment_list(cursor.unwrap_or(""), limit)))
+            .query_all_raw(q(
+                sql().enrollment_list(cursor.map_or("", Did::as_str), limit)
+            ))
             .await
             .map_err(enr_err)?;
         rows.iter()

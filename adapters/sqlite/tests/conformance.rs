@@ -9,7 +9,7 @@ use stratos_ports::outbox::{Outbox, OutboxAction};
 use stratos_ports::repo_store::RepoStore;
 use stratos_ports::usecases::records::Records;
 use stratos_sqlite::{Durability, SqliteStorage};
-use stratos_testkit::builders::{build_records_with, did, enroll_into, post};
+use stratos_testkit::builders::{build_records_with, did, enroll_into, nsid, post};
 use stratos_testkit::conformance::Fixture;
 use stratos_testkit::memory::ManualClock;
 
@@ -89,17 +89,23 @@ async fn records_over_sqlite_survive_a_reopen() {
             .create_record(
                 &rei,
                 &rei,
-                "zone.stratos.feed.post",
+                &nsid("zone.stratos.feed.post"),
                 None,
                 post("kept", &["swordsmith"]),
             )
             .await
             .unwrap();
-        rkey = out.results[0].uri.rsplit('/').next().unwrap().to_owned();
+        rkey = out.results[0].uri.rkey().unwrap().clone();
         let kaoruko = did("did:plc:kaoruko");
         assert!(
             records
-                .get_record(Some(&kaoruko), &rei, "zone.stratos.feed.post", &rkey, None)
+                .get_record(
+                    Some(&kaoruko),
+                    &rei,
+                    &nsid("zone.stratos.feed.post"),
+                    &rkey,
+                    None
+                )
                 .await
                 .unwrap()
                 .is_none()
@@ -110,7 +116,7 @@ async fn records_over_sqlite_survive_a_reopen() {
         .unwrap();
     let stored = s
         .repos
-        .get_record(&rei, "zone.stratos.feed.post", &rkey)
+        .get_record(&rei, &nsid("zone.stratos.feed.post"), &rkey)
         .await
         .unwrap()
         .unwrap();
@@ -144,10 +150,10 @@ async fn returning_writes_keep_the_wal_bounded() {
     for i in 0..3_000 {
         s.outbox
             .enqueue(stratos_ports::outbox::OutboxItem {
-                did: format!("did:plc:wal{i}"),
+                did: did(&format!("did:plc:wal{i}")),
                 action: OutboxAction::DeleteRecord {
-                    collection: "zone.stratos.feed.post".into(),
-                    rkey: format!("3k{i:011}"),
+                    collection: nsid("zone.stratos.feed.post"),
+                    rkey: stratos_testkit::builders::rkey(&format!("3k{i:011}")),
                 },
             })
             .await
@@ -229,7 +235,7 @@ async fn actor_wals_are_checkpointed_in_the_background() {
             .create_record(
                 &rei,
                 &rei,
-                "zone.stratos.feed.post",
+                &nsid("zone.stratos.feed.post"),
                 None,
                 post(&format!("post {i}"), &["swordsmith"]),
             )

@@ -62,7 +62,25 @@ macro_rules! string_newtype {
 
         impl From<$ty> for String {
             fn from(v: $ty) -> String {
-                v.to_string()
+                v.0
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $ty {
+            fn eq(&self, other: &String) -> bool {
+                self.0 == *other
             }
         }
 

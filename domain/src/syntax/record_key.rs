@@ -27,3 +27,10 @@ impl RecordKey {
         Ok(Self(s.to_owned()))
     }
 }
+
+/// A TID is always a valid record key (13 characters of `[2-7a-z]`).
+impl From<super::Tid> for RecordKey {
+    fn from(tid: super::Tid) -> Self {
+        Self(String::from(tid))
+    }
+}

@@ -4,6 +4,7 @@ use sea_query::{Expr, ExprTrait, Func, LockType, OnConflict, Order, Query, Selec
 
 use super::{Dialect, ServiceSql, Sql, SqlError, int, limit};
 use crate::enrollment_store::{Enrollment, EnrollmentAction};
+use stratos_domain::boundary::Boundary;
 
 const ENROLLMENT: &str = "enrollment";
 const BOUNDARY: &str = "enrollment_boundary";
@@ -42,7 +43,7 @@ impl ServiceSql {
                 Expr::val(e.enrolled_at.as_str()),
                 Expr::val(e.pds_endpoint.clone()),
                 Expr::val(e.signing_key.as_str()),
-                Expr::val(e.enrollment_rkey.clone()),
+                Expr::val(e.enrollment_rkey.as_ref().map(ToString::to_string)),
             ])?
             .on_conflict(
                 OnConflict::column("did")
@@ -133,7 +134,7 @@ impl ServiceSql {
     pub fn boundaries_insert(
         &self,
         did: &str,
-        boundaries: &[String],
+        boundaries: &[Boundary],
     ) -> Result<Option<Sql>, SqlError> {
         if boundaries.is_empty() {
             return Ok(None);
@@ -149,12 +150,12 @@ impl ServiceSql {
     }
 
     /// Removes one boundary from the account.
-    pub fn boundary_delete(&self, did: &str, boundary: &str) -> Sql {
+    pub fn boundary_delete(&self, did: &str, boundary: &Boundary) -> Sql {
         self.build(
             Query::delete()
                 .from_table(self.table(BOUNDARY))
                 .and_where(Expr::col("did").eq(did))
-                .and_where(Expr::col("boundary").eq(boundary)),
+                .and_where(Expr::col("boundary").eq(boundary.as_str())),
         )
     }
 
@@ -189,7 +190,7 @@ impl ServiceSql {
         did: &str,
         action: EnrollmentAction,
         time: &str,
-        boundaries: &[String],
+        boundaries: &[Boundary],
     ) -> Result<Sql, SqlError> {
         let mut next = Query::select();
         next.expr(
@@ -202,7 +203,7 @@ impl ServiceSql {
         .expr(Expr::val(did))
         .expr(Expr::val(action.as_str()))
         .expr(Expr::val(time))
-        .expr(Expr::val(boundaries.join("\n")))
+        .expr(Expr::val(crate::storage_codec::join_boundaries(boundaries)))
         .from(self.table(EVENT));
         let mut q = Query::insert();
         q.into_table(self.table(EVENT))

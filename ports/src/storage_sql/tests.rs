@@ -8,15 +8,20 @@ fn both() -> [ServiceSql; 2] {
 }
 
 fn every(s: &ServiceSql) -> Vec<Sql> {
+    use stratos_domain::boundary::Boundary;
+    use stratos_domain::syntax::{Datetime, Did, RecordKey};
     let e = Enrollment {
-        did: "did:plc:a".into(),
-        enrolled_at: "t".into(),
+        did: Did::parse("did:plc:a").unwrap(),
+        enrolled_at: Datetime::parse("2026-12-07T09:00:00.000Z").unwrap(),
         pds_endpoint: None,
         signing_key: "k".into(),
-        enrollment_rkey: Some("r".into()),
+        enrollment_rkey: Some(RecordKey::parse("r").unwrap()),
         boundaries: vec![],
     };
-    let two = ["a".to_owned(), "b".to_owned()];
+    let two = [
+        Boundary::parse("did:web:s/a").unwrap(),
+        Boundary::parse("did:web:s/b").unwrap(),
+    ];
     vec![
         s.enrollment_exists("d"),
         s.enrollment_upsert(&e).unwrap(),
@@ -26,7 +31,7 @@ fn every(s: &ServiceSql) -> Vec<Sql> {
         s.enrollment_list("c", 5),
         s.boundaries_of("d"),
         s.boundaries_insert("d", &two).unwrap().unwrap(),
-        s.boundary_delete("d", "a"),
+        s.boundary_delete("d", &two[0]),
         s.boundaries_clear("d"),
         s.event_append("d", EnrollmentAction::Update, "t", &two)
             .unwrap(),

@@ -114,7 +114,7 @@ impl AccountContext {
     pub(super) async fn enrollment(&self, did: &Did) -> Result<Enrollment, UseCaseError> {
         self.cached_enrollment(did)
             .await?
-            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))
+            .ok_or_else(|| UseCaseError::NotEnrolled(did.clone()))
     }
 
     /// The boundaries `viewer` holds (none for anonymous viewers and outsiders).
@@ -127,7 +127,7 @@ impl AccountContext {
             Some(v) => Ok(self
                 .cached_enrollment(v)
                 .await?
-                .map(|e| e.boundaries.into_iter().collect())
+                .map(|e| e.boundaries.into_iter().map(String::from).collect())
                 .unwrap_or_default()),
         }
     }
@@ -189,7 +189,7 @@ impl AccountContext {
                 .keys
                 .get(did)
                 .await?
-                .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))?,
+                .ok_or_else(|| UseCaseError::NotEnrolled(did.clone()))?,
         );
         let mut signers = node_cache::lock(&self.signers);
         if signers.len() >= SIGNER_CACHE_LIMIT {
@@ -226,7 +226,7 @@ impl AccountContext {
             .repos
             .head(did)
             .await?
-            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))
+            .ok_or_else(|| UseCaseError::NotEnrolled(did.clone()))
     }
 
     /// The actor's cached nodes (and the head after this process's last commit).

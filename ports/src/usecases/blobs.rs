@@ -258,7 +258,7 @@ impl<'a> Blobs<'a> {
             .transpose()?;
         let since = since
             .map(|s| {
-                Tid::parse(s).map(|t| t.to_string()).map_err(|_| {
+                Tid::parse(s).map_err(|_| {
                     UseCaseError::InvalidRequest("`since` is not a revision (TID)".to_owned())
                 })
             })

@@ -9,7 +9,7 @@ use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::enrollment::{
     Admission, ENROLLMENT_COLLECTION, EnrollmentPolicy, EnrollmentRecord, Precheck, enrollment_rkey,
 };
-use stratos_domain::syntax::{Datetime, Did};
+use stratos_domain::syntax::{Datetime, Did, Nsid, RecordKey};
 use stratos_domain::{Error as DomainError, data};
 
 use super::UseCaseError;
@@ -137,16 +137,12 @@ impl Enrollments {
         self.deps.records.init_repo(did, &key).await?;
         let now = Datetime::from_unix_millis(self.deps.clock.now_ms());
         let enrollment = Enrollment {
-            did: did.to_string(),
-            enrolled_at: now.to_string(),
+            did: did.clone(),
+            enrolled_at: now,
             pds_endpoint: admission.pds_endpoint.clone(),
             signing_key: key.did_key(),
-            enrollment_rkey: Some(enrollment_rkey(self.deps.service_did.as_str())),
-            boundaries: admission
-                .boundaries
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            enrollment_rkey: Some(self.record_key()?),
+            boundaries: admission.boundaries.clone(),
         };
         self.deps.enrollments.enroll(&enrollment).await?;
         self.deps.records.forget_enrollment(did);
@@ -172,9 +168,11 @@ impl Enrollments {
         did: &Did,
         boundaries: &[Boundary],
     ) -> Result<EnrollOutcome, UseCaseError> {
-        let values: Vec<String> = boundaries.iter().map(ToString::to_string).collect();
         if self.deps.enrollments.get(did).await?.is_some() {
-            self.deps.enrollments.set_boundaries(did, &values).await?;
+            self.deps
+                .enrollments
+                .set_boundaries(did, boundaries)
+                .await?;
             self.deps.records.forget_enrollment(did);
             self.announce().await;
             let enrollment = self.require(did).await?;
@@ -188,12 +186,12 @@ impl Enrollments {
         self.deps.keys.put(did, &key).await?;
         self.deps.records.init_repo(did, &key).await?;
         let enrollment = Enrollment {
-            did: did.to_string(),
-            enrolled_at: Datetime::from_unix_millis(self.deps.clock.now_ms()).to_string(),
+            did: did.clone(),
+            enrolled_at: Datetime::from_unix_millis(self.deps.clock.now_ms()),
             pds_endpoint: None,
             signing_key: key.did_key(),
-            enrollment_rkey: Some(enrollment_rkey(self.deps.service_did.as_str())),
-            boundaries: values,
+            enrollment_rkey: Some(self.record_key()?),
+            boundaries: boundaries.to_vec(),
         };
         self.deps.enrollments.enroll(&enrollment).await?;
         self.deps.records.forget_enrollment(did);
@@ -212,15 +210,14 @@ impl Enrollments {
         &self,
         did: &Did,
         change: BoundaryChange<'_>,
-    ) -> Result<Vec<String>, UseCaseError> {
+    ) -> Result<Vec<Boundary>, UseCaseError> {
         self.require(did).await?;
         let store = &self.deps.enrollments;
         let now = match change {
-            BoundaryChange::Add(b) => store.add_boundary(did, b.as_str()).await?,
-            BoundaryChange::Remove(b) => store.remove_boundary(did, b.as_str()).await?,
+            BoundaryChange::Add(b) => store.add_boundary(did, b).await?,
+            BoundaryChange::Remove(b) => store.remove_boundary(did, b).await?,
             BoundaryChange::Set(all) => {
-                let values: Vec<String> = all.iter().map(ToString::to_string).collect();
-                store.set_boundaries(did, &values).await?;
+                store.set_boundaries(did, all).await?;
                 store.boundaries(did).await?
             }
         };
@@ -231,12 +228,17 @@ impl Enrollments {
         Ok(now)
     }
 
+    /// The record key of this service's enrollment record on a PDS.
+    fn record_key(&self) -> Result<RecordKey, UseCaseError> {
+        Ok(enrollment_rkey(&self.deps.service_did)?)
+    }
+
     async fn require(&self, did: &Did) -> Result<Enrollment, UseCaseError> {
         self.deps
             .enrollments
             .get(did)
             .await?
-            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))
+            .ok_or_else(|| UseCaseError::NotEnrolled(did.clone()))
     }
 
     /// Decides eligibility: configuration, the external list, then the DID document.
@@ -258,31 +260,34 @@ impl Enrollments {
 
     /// Queues the attested enrollment record for the account's PDS.
     async fn publish_record(&self, enrollment: &Enrollment) -> Result<(), UseCaseError> {
-        let did = Did::parse(&enrollment.did)?;
         let attestation = attestation::attest(
             self.deps.service_key.as_ref(),
-            &did,
+            &enrollment.did,
             &enrollment.boundaries,
             &enrollment.signing_key,
         )?;
         let record = EnrollmentRecord {
             service: self.deps.service_endpoint.clone(),
-            boundaries: enrollment.boundaries.clone(),
+            boundaries: enrollment
+                .boundaries
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             signing_key: enrollment.signing_key.clone(),
             attestation,
             created_at: Datetime::from_unix_millis(self.deps.clock.now_ms()),
         };
         let json = data::ipld_to_json(&record.to_ipld())?;
-        let rkey = enrollment
-            .enrollment_rkey
-            .clone()
-            .unwrap_or_else(|| enrollment_rkey(self.deps.service_did.as_str()));
+        let rkey = match &enrollment.enrollment_rkey {
+            Some(rkey) => rkey.clone(),
+            None => self.record_key()?,
+        };
         self.deps
             .outbox
             .enqueue(OutboxItem {
                 did: enrollment.did.clone(),
                 action: OutboxAction::PutRecord {
-                    collection: ENROLLMENT_COLLECTION.to_owned(),
+                    collection: enrollment_collection()?,
                     rkey,
                     record_json: json.to_string(),
                 },
@@ -316,7 +321,7 @@ impl Enrollments {
             .enrollments
             .get(did)
             .await?
-            .ok_or_else(|| UseCaseError::NotEnrolled(did.to_string()))?;
+            .ok_or_else(|| UseCaseError::NotEnrolled(did.clone()))?;
         self.deps.outbox.purge(did).await?;
         self.deps.enrollments.unenroll(did).await?;
         self.deps.repos.destroy_actor(did).await?;
@@ -326,19 +331,25 @@ impl Enrollments {
         self.announce().await;
         self.deps.keys.delete(did).await?;
         self.deps.blobs.delete_actor(did).await?;
-        let rkey = enrollment
-            .enrollment_rkey
-            .unwrap_or_else(|| enrollment_rkey(self.deps.service_did.as_str()));
+        let rkey = match enrollment.enrollment_rkey {
+            Some(rkey) => rkey,
+            None => self.record_key()?,
+        };
         self.deps
             .outbox
             .enqueue(OutboxItem {
-                did: did.to_string(),
+                did: did.clone(),
                 action: OutboxAction::DeleteRecord {
-                    collection: ENROLLMENT_COLLECTION.to_owned(),
+                    collection: enrollment_collection()?,
                     rkey,
                 },
             })
             .await?;
         Ok(())
     }
+}
+
+/// The enrollment record's collection.
+fn enrollment_collection() -> Result<Nsid, UseCaseError> {
+    Ok(Nsid::parse(ENROLLMENT_COLLECTION)?)
 }

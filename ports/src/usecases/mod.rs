@@ -27,6 +27,7 @@ pub mod transfer;
 pub mod writes;
 
 use stratos_domain::Error as DomainError;
+use stratos_domain::syntax::Did;
 
 use crate::blob_store::BlobStoreError;
 use crate::enrollment_store::EnrollmentStoreError;
@@ -49,7 +50,7 @@ pub enum UseCaseError {
     InvalidRequest(String),
     /// The caller is not enrolled (or has no repository).
     #[error("{0} is not enrolled in this Stratos service")]
-    NotEnrolled(String),
+    NotEnrolled(Did),
     /// The caller may not do this (e.g. write another account's repository).
     #[error("forbidden: {0}")]
     Forbidden(String),

@@ -1,7 +1,7 @@
 //! Sync reads that prove content ([`Proofs`]): `com.atproto.sync.getRecord`, a record with the
 //! MST path from the current commit, behind the same access decision as a read.
 
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Did, Nsid, RecordKey};
 use stratos_domain::{Error as DomainError, car, mst};
 
 use super::UseCaseError;
@@ -27,8 +27,8 @@ impl<'a> Proofs<'a> {
         &self,
         viewer: Option<&Did>,
         owner: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
     ) -> Result<Option<Vec<u8>>, UseCaseError> {
         let Some(view) = Reads::new(self.ctx)
             .get_record(viewer, owner, collection, rkey, None)

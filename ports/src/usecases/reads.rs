@@ -4,7 +4,7 @@
 use stratos_domain::Cid;
 use stratos_domain::boundary::{ReadFilter, Viewer, can_read, read_filter};
 use stratos_domain::data;
-use stratos_domain::syntax::{AtUri, Did, RecordKey};
+use stratos_domain::syntax::{AtUri, Did, Nsid, RecordKey};
 
 use serde_json::Value;
 
@@ -16,7 +16,7 @@ use crate::repo_store::ListQuery;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordView {
     /// The record URI.
-    pub uri: String,
+    pub uri: AtUri,
     /// The record CID.
     pub cid: Cid,
     /// The record as atproto JSON.
@@ -28,8 +28,8 @@ pub struct RecordView {
 pub struct RecordPage {
     /// The records.
     pub records: Vec<RecordView>,
-    /// The cursor for the next page, when the page was full.
-    pub cursor: Option<String>,
+    /// The cursor for the next page (the page's last record key), when the page was full.
+    pub cursor: Option<RecordKey>,
 }
 
 /// Most URIs one hydration request may name.
@@ -41,7 +41,7 @@ pub struct Hydrated {
     /// Records the viewer may read, in request order.
     pub records: Vec<RecordView>,
     /// URIs that are missing or that the viewer may not read.
-    pub not_found: Vec<String>,
+    pub not_found: Vec<AtUri>,
 }
 
 /// The read use cases over the shared per-account context (reached through
@@ -62,8 +62,8 @@ impl<'a> Reads<'a> {
         &self,
         viewer: Option<&Did>,
         owner: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
         expected_cid: Option<&Cid>,
     ) -> Result<Option<RecordView>, UseCaseError> {
         let held = self.ctx.viewer_boundaries(viewer).await?;
@@ -81,8 +81,8 @@ impl<'a> Reads<'a> {
         &self,
         viewer: Viewer<'_>,
         owner: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
         expected_cid: Option<&Cid>,
     ) -> Result<Option<RecordView>, UseCaseError> {
         if !self.ctx.deps.repos.actor_exists(owner).await? {
@@ -118,21 +118,12 @@ impl<'a> Reads<'a> {
         &self,
         viewer: Option<&Did>,
         owner: &Did,
-        collection: &str,
+        collection: &Nsid,
         limit: usize,
-        cursor: Option<String>,
+        cursor: Option<RecordKey>,
         reverse: bool,
     ) -> Result<RecordPage, UseCaseError> {
         let limit = limit.clamp(1, 100);
-        // Cursors are the last record key of a page; anything else is a client error, checked
-        // before the repository is looked at so every DID answers alike.
-        if let Some(c) = &cursor
-            && RecordKey::parse(c).is_err()
-        {
-            return Err(UseCaseError::InvalidRequest(
-                "`cursor` is not a record key".to_owned(),
-            ));
-        }
         let empty = RecordPage {
             records: Vec::new(),
             cursor: None,
@@ -147,7 +138,7 @@ impl<'a> Reads<'a> {
             return Ok(empty);
         }
         let query = ListQuery {
-            collection: collection.to_owned(),
+            collection: collection.clone(),
             limit,
             cursor,
             reverse,
@@ -181,7 +172,7 @@ impl<'a> Reads<'a> {
     pub async fn hydrate(
         &self,
         viewer: Option<&Did>,
-        uris: &[String],
+        uris: &[AtUri],
     ) -> Result<Hydrated, UseCaseError> {
         if uris.len() > MAX_HYDRATE {
             return Err(UseCaseError::InvalidRequest(format!(
@@ -192,20 +183,16 @@ impl<'a> Reads<'a> {
         let v = as_viewer(viewer, &held);
         let mut out = Hydrated::default();
         for uri in uris {
-            let parsed = AtUri::parse(uri)?;
             let (Ok(owner), Some(collection), Some(rkey)) = (
-                Did::parse(parsed.authority().as_str()),
-                parsed.collection(),
-                parsed.rkey(),
+                Did::parse(uri.authority().as_str()),
+                uri.collection(),
+                uri.rkey(),
             ) else {
                 return Err(UseCaseError::InvalidRequest(format!(
                     "{uri} is not a record URI with a DID authority"
                 )));
             };
-            match self
-                .read_one(v, &owner, collection.as_str(), rkey.as_str(), None)
-                .await?
-            {
+            match self.read_one(v, &owner, collection, rkey, None).await? {
                 Some(view) => out.records.push(view),
                 None => out.not_found.push(uri.clone()),
             }
@@ -216,14 +203,14 @@ impl<'a> Reads<'a> {
 
 fn view(
     owner: &Did,
-    collection: &str,
-    rkey: &str,
+    collection: &Nsid,
+    rkey: &RecordKey,
     cid: Cid,
     bytes: &[u8],
 ) -> Result<RecordView, UseCaseError> {
     let value = data::ipld_to_json(&data::decode(bytes)?)?;
     Ok(RecordView {
-        uri: format!("at://{owner}/{collection}/{rkey}"),
+        uri: AtUri::for_record(owner, collection, rkey),
         cid,
         value,
     })

@@ -16,7 +16,7 @@ use stratos_domain::Cid;
 use stratos_domain::crypto::Keypair;
 use stratos_domain::data::Blob;
 use stratos_domain::repo::RepoHead;
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{AtUri, Did, Nsid, RecordKey};
 
 use super::UseCaseError;
 use super::account::AccountContext;
@@ -96,8 +96,8 @@ impl Records {
         &self,
         author: &Did,
         repo: &Did,
-        collection: &str,
-        rkey: Option<&str>,
+        collection: &Nsid,
+        rkey: Option<&RecordKey>,
         value: Value,
     ) -> Result<CommitResult, UseCaseError> {
         self.writes()
@@ -110,8 +110,8 @@ impl Records {
         &self,
         author: &Did,
         repo: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
         value: Value,
     ) -> Result<CommitResult, UseCaseError> {
         self.writes()
@@ -124,8 +124,8 @@ impl Records {
         &self,
         author: &Did,
         repo: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
         value: Value,
         swaps: &Swaps,
     ) -> Result<CommitResult, UseCaseError> {
@@ -140,8 +140,8 @@ impl Records {
         &self,
         author: &Did,
         repo: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
     ) -> Result<Option<CommitResult>, UseCaseError> {
         self.writes()
             .delete_record(author, repo, collection, rkey)
@@ -187,8 +187,8 @@ impl Records {
         &self,
         viewer: Option<&Did>,
         owner: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
         expected_cid: Option<&Cid>,
     ) -> Result<Option<RecordView>, UseCaseError> {
         self.reads()
@@ -202,9 +202,9 @@ impl Records {
         &self,
         viewer: Option<&Did>,
         owner: &Did,
-        collection: &str,
+        collection: &Nsid,
         limit: usize,
-        cursor: Option<String>,
+        cursor: Option<RecordKey>,
         reverse: bool,
     ) -> Result<RecordPage, UseCaseError> {
         self.reads()
@@ -217,7 +217,7 @@ impl Records {
     pub async fn hydrate(
         &self,
         viewer: Option<&Did>,
-        uris: &[String],
+        uris: &[AtUri],
     ) -> Result<Hydrated, UseCaseError> {
         self.reads().hydrate(viewer, uris).await
     }
@@ -228,8 +228,8 @@ impl Records {
         &self,
         viewer: Option<&Did>,
         owner: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
     ) -> Result<Option<Vec<u8>>, UseCaseError> {
         self.proofs()
             .record_proof(viewer, owner, collection, rkey)

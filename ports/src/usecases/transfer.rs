@@ -67,11 +67,15 @@ impl<'a> Transfer<'a> {
         if entries.is_empty() {
             return Ok(0);
         }
-        let held: BTreeSet<String> = enrollment.boundaries.into_iter().collect();
+        let held: BTreeSet<String> = enrollment
+            .boundaries
+            .into_iter()
+            .map(String::from)
+            .collect();
         let now = Datetime::from_unix_millis(self.ctx.deps.clock.now_ms());
         let mut prepared = Vec::with_capacity(entries.len());
         for record in &entries {
-            let (collection, rkey) = writes::split_path(&record.path);
+            let (collection, rkey) = writes::parse_path(&record.path)?;
             let value = data::ipld_to_json(&data::decode(record.bytes)?)?;
             let op = WriteOp::Create {
                 collection,
@@ -97,7 +101,7 @@ impl<'a> Transfer<'a> {
             .ctx
             .build(author, Some(&head), &record_writes, rev, &key)
             .await?;
-        let unit = writes::commit_unit(author, &out, &prepared, &now);
+        let unit = writes::commit_unit(author, &out, &prepared, &now)?;
         let live = self.ctx.live_event(author, &unit);
         let seq = self.ctx.deps.repos.apply_commit(author, unit).await?;
         self.ctx.publish(live, seq);

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use ipld_core::ipld::Ipld;
 use serde_json::Value;
 
-use stratos_domain::boundary::{Viewer, can_read};
+use stratos_domain::boundary::{Boundary, Viewer, can_read};
 use stratos_domain::crypto::Keypair;
 use stratos_domain::repo::{Action, CommitOutput, RecordWrite, RepoHead};
-use stratos_domain::syntax::{AtUri, Datetime, Did, Nsid, RecordKey};
+use stratos_domain::syntax::{AtUri, Datetime, Did, Nsid, RecordKey, Tid};
 use stratos_domain::write::{WriteContext, reply_parent};
 use stratos_domain::{Cid, data, stub, tid};
 
@@ -32,27 +32,27 @@ pub enum WriteOp {
     /// Create a record; a TID key is generated when `rkey` is `None`.
     Create {
         /// Collection NSID.
-        collection: String,
+        collection: Nsid,
         /// Record key.
-        rkey: Option<String>,
+        rkey: Option<RecordKey>,
         /// The record as atproto JSON.
         value: Value,
     },
     /// Replace a record.
     Update {
         /// Collection NSID.
-        collection: String,
+        collection: Nsid,
         /// Record key.
-        rkey: String,
+        rkey: RecordKey,
         /// The record as atproto JSON.
         value: Value,
     },
     /// Delete a record.
     Delete {
         /// Collection NSID.
-        collection: String,
+        collection: Nsid,
         /// Record key.
-        rkey: String,
+        rkey: RecordKey,
     },
 }
 
@@ -64,7 +64,7 @@ pub struct Swaps {
     pub commit: Option<Cid>,
     /// `(collection, rkey, expected)`: the record's current CID must be `expected`
     /// (`None`: the record must not exist).
-    pub records: Vec<(String, String, Option<Cid>)>,
+    pub records: Vec<(Nsid, RecordKey, Option<Cid>)>,
 }
 
 /// The outcome of one write.
@@ -73,7 +73,7 @@ pub struct WriteResult {
     /// `create`, `update` or `delete`.
     pub action: Action,
     /// The record URI.
-    pub uri: String,
+    pub uri: AtUri,
     /// The new record CID (none for deletes).
     pub cid: Option<Cid>,
 }
@@ -84,7 +84,7 @@ pub struct CommitResult {
     /// The commit CID.
     pub commit: Cid,
     /// The commit revision.
-    pub rev: String,
+    pub rev: Tid,
     /// The sequence number of the commit's event.
     pub seq: u64,
     /// One result per write, in order.
@@ -94,7 +94,7 @@ pub struct CommitResult {
 /// A validated write, ready for the repository core.
 pub(super) struct Prepared {
     pub(super) write: RecordWrite,
-    pub(super) boundaries: Vec<String>,
+    pub(super) boundaries: Vec<Boundary>,
     /// Blobs the record references (creates/updates).
     pub(super) blobs: Vec<data::Blob>,
     /// Stub to publish (creates/updates).
@@ -118,13 +118,13 @@ impl<'a> Writes<'a> {
         &self,
         author: &Did,
         repo: &Did,
-        collection: &str,
-        rkey: Option<&str>,
+        collection: &Nsid,
+        rkey: Option<&RecordKey>,
         value: Value,
     ) -> Result<CommitResult, UseCaseError> {
         let op = WriteOp::Create {
-            collection: collection.to_owned(),
-            rkey: rkey.map(str::to_owned),
+            collection: collection.clone(),
+            rkey: rkey.cloned(),
             value,
         };
         self.apply_writes(author, repo, vec![op]).await
@@ -135,8 +135,8 @@ impl<'a> Writes<'a> {
         &self,
         author: &Did,
         repo: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
         value: Value,
     ) -> Result<CommitResult, UseCaseError> {
         self.put_record_with(author, repo, collection, rkey, value, &Swaps::default())
@@ -148,8 +148,8 @@ impl<'a> Writes<'a> {
         &self,
         author: &Did,
         repo: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
         value: Value,
         swaps: &Swaps,
     ) -> Result<CommitResult, UseCaseError> {
@@ -162,14 +162,14 @@ impl<'a> Writes<'a> {
             .is_some();
         let op = if exists {
             WriteOp::Update {
-                collection: collection.to_owned(),
-                rkey: rkey.to_owned(),
+                collection: collection.clone(),
+                rkey: rkey.clone(),
                 value,
             }
         } else {
             WriteOp::Create {
-                collection: collection.to_owned(),
-                rkey: Some(rkey.to_owned()),
+                collection: collection.clone(),
+                rkey: Some(rkey.clone()),
                 value,
             }
         };
@@ -181,8 +181,8 @@ impl<'a> Writes<'a> {
         &self,
         author: &Did,
         repo: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
     ) -> Result<Option<CommitResult>, UseCaseError> {
         check_owner(author, repo)?;
         if self
@@ -198,8 +198,8 @@ impl<'a> Writes<'a> {
             return Ok(None);
         }
         let op = WriteOp::Delete {
-            collection: collection.to_owned(),
-            rkey: rkey.to_owned(),
+            collection: collection.clone(),
+            rkey: rkey.clone(),
         };
         self.apply_writes(author, repo, vec![op]).await.map(Some)
     }
@@ -235,7 +235,11 @@ impl<'a> Writes<'a> {
         }
         let enrollment = self.ctx.enrollment(author).await?;
         let key = self.ctx.signer(author, &enrollment.signing_key).await?;
-        let held: BTreeSet<String> = enrollment.boundaries.into_iter().collect();
+        let held: BTreeSet<String> = enrollment
+            .boundaries
+            .into_iter()
+            .map(String::from)
+            .collect();
         let now = Datetime::from_unix_millis(self.ctx.deps.clock.now_ms());
         let mut prepared = Vec::with_capacity(ops.len());
         for op in ops {
@@ -294,7 +298,7 @@ impl<'a> Writes<'a> {
                 }
                 Err(e) => return Err(e),
             };
-            let unit = commit_unit(repo, &out, &prepared, now);
+            let unit = commit_unit(repo, &out, &prepared, now)?;
             let live = self.ctx.live_event(repo, &unit);
             match self.ctx.deps.repos.apply_commit(repo, unit).await {
                 Ok(seq) => {
@@ -305,7 +309,7 @@ impl<'a> Writes<'a> {
                         blobs::reclaim(self.ctx, repo, now.saturating_sub(blobs::UPLOAD_TTL_MS))
                             .await;
                     }
-                    return Ok(results(repo, &out, seq));
+                    return results(repo, &out, seq);
                 }
                 Err(e) => {
                     // Whatever happened, the cached head can no longer be trusted.
@@ -386,8 +390,6 @@ impl<'a> Writes<'a> {
     ) -> Result<Prepared, UseCaseError> {
         let (collection, rkey, value, create) = match op {
             WriteOp::Delete { collection, rkey } => {
-                let collection = Nsid::parse(&collection)?;
-                let rkey = RecordKey::parse(&rkey)?;
                 return Ok(Prepared {
                     write: RecordWrite::Delete { collection, rkey },
                     boundaries: Vec::new(),
@@ -406,10 +408,9 @@ impl<'a> Writes<'a> {
                 value,
             } => (collection, Some(rkey), value, false),
         };
-        let collection = Nsid::parse(&collection)?;
         let rkey = match rkey {
-            Some(r) => RecordKey::parse(&r)?,
-            None => RecordKey::parse(tid::next().as_str())?,
+            Some(r) => r,
+            None => RecordKey::from(tid::next()),
         };
         let mut record = data::json_to_object(&value)?;
         if let Ipld::Map(map) = &mut record {
@@ -453,7 +454,7 @@ impl<'a> Writes<'a> {
         };
         Ok(Prepared {
             write,
-            boundaries: boundaries.iter().map(ToString::to_string).collect(),
+            boundaries,
             blobs: blobs::blob_refs(&record),
             stub_json: Some(stub_json),
         })
@@ -468,7 +469,7 @@ impl<'a> Writes<'a> {
         record: &Ipld,
         author: &Did,
         held: &BTreeSet<String>,
-    ) -> Result<Option<Vec<String>>, UseCaseError> {
+    ) -> Result<Option<Vec<Boundary>>, UseCaseError> {
         let Some(parent) = reply_parent(record) else {
             return Ok(None);
         };
@@ -490,7 +491,7 @@ impl<'a> Writes<'a> {
             .ctx
             .deps
             .repos
-            .get_record(&did, collection.as_str(), rkey.as_str())
+            .get_record(&did, collection, rkey)
             .await?
             .filter(|r| can_read(viewer, did.as_str(), &r.boundaries))
             .map(|r| r.boundaries))
@@ -507,11 +508,12 @@ fn check_owner(author: &Did, repo: &Did) -> Result<(), UseCaseError> {
     }
 }
 
-pub(super) fn split_path(path: &str) -> (String, String) {
-    match path.split_once('/') {
-        Some((c, r)) => (c.to_owned(), r.to_owned()),
-        None => (path.to_owned(), String::new()),
-    }
+/// Splits a `collection/rkey` path of a repository (an MST key) into its typed parts.
+pub(super) fn parse_path(path: &str) -> Result<(Nsid, RecordKey), UseCaseError> {
+    let (collection, rkey) = path.split_once('/').ok_or_else(|| {
+        UseCaseError::InvalidRequest(format!("{path:?} is not a collection/rkey path"))
+    })?;
+    Ok((Nsid::parse(collection)?, RecordKey::parse(rkey)?))
 }
 
 pub(super) fn commit_unit(
@@ -519,15 +521,21 @@ pub(super) fn commit_unit(
     out: &CommitOutput,
     prepared: &[Prepared],
     now: &Datetime,
-) -> CommitUnit {
+) -> Result<CommitUnit, UseCaseError> {
     let mut index = Vec::with_capacity(out.ops.len());
     let mut ops = Vec::with_capacity(out.ops.len());
     let mut outbox = Vec::with_capacity(out.ops.len());
     let by_path: BTreeMap<String, &Prepared> =
         prepared.iter().map(|p| (p.write.path(), p)).collect();
     for op in &out.ops {
-        let (collection, rkey) = split_path(&op.path);
         let prep = by_path.get(&op.path);
+        let (collection, rkey) = match prep {
+            Some(p) => {
+                let (c, r) = p.write.key();
+                (c.clone(), r.clone())
+            }
+            None => parse_path(&op.path)?,
+        };
         let boundaries = prep.map(|p| p.boundaries.clone()).unwrap_or_default();
         match (op.action, op.cid) {
             (Action::Delete, _) | (_, None) => {
@@ -536,8 +544,11 @@ pub(super) fn commit_unit(
                     rkey: rkey.clone(),
                 });
                 outbox.push(OutboxItem {
-                    did: repo.to_string(),
-                    action: OutboxAction::DeleteRecord { collection, rkey },
+                    did: repo.clone(),
+                    action: OutboxAction::DeleteRecord {
+                        collection: collection.clone(),
+                        rkey: rkey.clone(),
+                    },
                 });
             }
             (_, Some(cid)) => {
@@ -552,10 +563,10 @@ pub(super) fn commit_unit(
                 });
                 if let Some(stub_json) = prep.and_then(|p| p.stub_json.clone()) {
                     outbox.push(OutboxItem {
-                        did: repo.to_string(),
+                        did: repo.clone(),
                         action: OutboxAction::PutRecord {
-                            collection,
-                            rkey,
+                            collection: collection.clone(),
+                            rkey: rkey.clone(),
                             record_json: stub_json,
                         },
                     });
@@ -563,13 +574,14 @@ pub(super) fn commit_unit(
             }
         }
         ops.push(EventOp {
-            action: op.action.as_str().to_owned(),
-            path: op.path.clone(),
+            action: op.action,
+            collection,
+            rkey,
             cid: op.cid,
             boundaries,
         });
     }
-    CommitUnit {
+    Ok(CommitUnit {
         prev: out.prev_head.as_ref().map(|h| h.commit),
         head: out.head.clone(),
         new_blocks: out.new_blocks.clone(),
@@ -577,28 +589,32 @@ pub(super) fn commit_unit(
         index,
         event: Some(SeqEvent {
             seq: 0,
-            rev: out.head.rev.to_string(),
+            rev: out.head.rev.clone(),
             commit: out.head.commit,
-            time: now.to_string(),
+            time: now.clone(),
             ops,
         }),
         outbox,
-    }
+    })
 }
 
-fn results(repo: &Did, out: &CommitOutput, seq: u64) -> CommitResult {
-    CommitResult {
-        commit: out.head.commit,
-        rev: out.head.rev.to_string(),
-        seq,
-        results: out
-            .ops
-            .iter()
-            .map(|op| WriteResult {
+fn results(repo: &Did, out: &CommitOutput, seq: u64) -> Result<CommitResult, UseCaseError> {
+    let results = out
+        .ops
+        .iter()
+        .map(|op| {
+            let (collection, rkey) = parse_path(&op.path)?;
+            Ok(WriteResult {
                 action: op.action,
-                uri: format!("at://{repo}/{}", op.path),
+                uri: AtUri::for_record(repo, &collection, &rkey),
                 cid: op.cid,
             })
-            .collect(),
-    }
+        })
+        .collect::<Result<_, UseCaseError>>()?;
+    Ok(CommitResult {
+        commit: out.head.commit,
+        rev: out.head.rev.clone(),
+        seq,
+        results,
+    })
 }

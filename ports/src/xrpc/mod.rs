@@ -16,7 +16,7 @@ pub mod reads;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{AtUri, Did, Nsid, RecordKey};
 
 use crate::usecases::records::RecordView;
 
@@ -239,6 +239,21 @@ pub fn parse_json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, XrpcError>
 /// A DID parameter; 400 `InvalidRequest` naming `field` otherwise.
 pub fn parse_did(s: &str, field: &str) -> Result<Did, XrpcError> {
     Did::parse(s).map_err(|_| XrpcError::invalid(format!("`{field}` must be a DID")))
+}
+
+/// An NSID parameter, as 400 `InvalidRequest` naming the field.
+pub fn parse_nsid(s: &str, field: &str) -> Result<Nsid, XrpcError> {
+    Nsid::parse(s).map_err(|_| XrpcError::invalid(format!("`{field}` must be an NSID")))
+}
+
+/// A record-key parameter, as 400 `InvalidRequest` naming the field.
+pub fn parse_rkey(s: &str, field: &str) -> Result<RecordKey, XrpcError> {
+    RecordKey::parse(s).map_err(|_| XrpcError::invalid(format!("`{field}` is not a record key")))
+}
+
+/// An AT-URI, with the same answer as the use cases give to a malformed one.
+pub fn parse_at_uri(s: &str) -> Result<AtUri, XrpcError> {
+    AtUri::parse(s).map_err(XrpcError::from)
 }
 
 /// A strict boolean parameter (the reference read `reverse=false` as true).

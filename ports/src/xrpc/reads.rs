@@ -39,7 +39,8 @@ use stratos_domain::Cid;
 use stratos_domain::syntax::Did;
 
 use super::{
-    XrpcError, XrpcResponse, parse_bool, parse_did, parse_json_body, parse_query, record_json,
+    XrpcError, XrpcResponse, parse_at_uri, parse_bool, parse_did, parse_json_body, parse_nsid,
+    parse_query, parse_rkey, record_json,
 };
 use crate::Stratos;
 use crate::auth::{DPOP_NONCE_HEADER, RequestView};
@@ -121,10 +122,12 @@ pub async fn get_record(stratos: &Stratos, req: &RequestView) -> Result<Value, X
                 .map_err(|_| XrpcError::invalid("`cid` is not a CID"))
         })
         .transpose()?;
+    let collection = parse_nsid(&p.collection, "collection")?;
+    let rkey = parse_rkey(&p.rkey, "rkey")?;
     let viewer = viewer(stratos, req).await?;
     let found = stratos
         .records()
-        .get_record(viewer.as_ref(), &repo, &p.collection, &p.rkey, cid.as_ref())
+        .get_record(viewer.as_ref(), &repo, &collection, &rkey, cid.as_ref())
         .await?;
     found
         .map(|v| record_json(&v))
@@ -157,21 +160,22 @@ pub async fn list_records(stratos: &Stratos, req: &RequestView) -> Result<Value,
         None => false,
         Some(s) => parse_bool(s, "reverse")?,
     };
+    let collection = parse_nsid(&p.collection, "collection")?;
+    // Cursors are the last record key of a page; anything else is a client error, checked
+    // before the repository is looked at so every DID answers alike.
+    let cursor = p
+        .cursor
+        .as_deref()
+        .map(|c| parse_rkey(c, "cursor"))
+        .transpose()?;
     let viewer = viewer(stratos, req).await?;
     let page = stratos
         .records()
-        .list_records(
-            viewer.as_ref(),
-            &repo,
-            &p.collection,
-            limit,
-            p.cursor,
-            reverse,
-        )
+        .list_records(viewer.as_ref(), &repo, &collection, limit, cursor, reverse)
         .await?;
     let mut out = json!({ "records": page.records.iter().map(record_json).collect::<Vec<_>>() });
     if let Some(c) = page.cursor {
-        out["cursor"] = Value::String(c);
+        out["cursor"] = Value::String(c.into());
     }
     Ok(out)
 }
@@ -184,10 +188,11 @@ struct UriParam {
 /// `zone.stratos.repo.hydrateRecord?uri`: one record by AT-URI, or 400 `RecordNotFound`.
 pub async fn hydrate_record(stratos: &Stratos, req: &RequestView) -> Result<Value, XrpcError> {
     let p: UriParam = parse_query(req.query())?;
+    let uri = parse_at_uri(&p.uri)?;
     let viewer = viewer(stratos, req).await?;
     let out = stratos
         .records()
-        .hydrate(viewer.as_ref(), std::slice::from_ref(&p.uri))
+        .hydrate(viewer.as_ref(), std::slice::from_ref(&uri))
         .await?;
     out.records
         .first()
@@ -226,7 +231,11 @@ pub async fn hydrate_for(
             "at most {MAX_HYDRATE} URIs per request"
         )));
     }
-    let out = stratos.records().hydrate(viewer, uris).await?;
+    let uris = uris
+        .iter()
+        .map(|u| parse_at_uri(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = stratos.records().hydrate(viewer, &uris).await?;
     Ok(json!({
         "records": out.records.iter().map(record_json).collect::<Vec<_>>(),
         "notFound": out.not_found,

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use stratos_domain::syntax::Did;
+use stratos_domain::boundary::Boundary;
+use stratos_domain::syntax::{Datetime, Did, RecordKey};
 use stratos_ports::enrollment_store::{
     Enrollment, EnrollmentAction, EnrollmentEvent, EnrollmentStore, EnrollmentStoreError,
 };
@@ -11,14 +12,22 @@ fn did(s: &str) -> Did {
     Did::parse(s).expect("suite DID")
 }
 
+fn b(s: &str) -> Boundary {
+    Boundary::parse(s).expect("suite boundary")
+}
+
+fn rkey(s: &str) -> RecordKey {
+    RecordKey::parse(s).expect("suite record key")
+}
+
 fn enrollment(d: &str, boundaries: &[&str]) -> Enrollment {
     Enrollment {
-        did: d.to_owned(),
-        enrolled_at: "2026-11-25T09:00:00.000Z".into(),
+        did: did(d),
+        enrolled_at: Datetime::parse("2026-11-25T09:00:00.000Z").expect("suite time"),
         pds_endpoint: None,
         signing_key: "did:key:zDnaembgSGUhZULN2Caob4HLJPaxBh92N7rtH21TErzqf8HQo".into(),
         enrollment_rkey: None,
-        boundaries: boundaries.iter().map(|b| (*b).to_owned()).collect(),
+        boundaries: boundaries.iter().map(|x| b(x)).collect(),
     }
 }
 
@@ -61,7 +70,7 @@ async fn boundary_changes(s: &dyn EnrollmentStore) {
     assert_eq!(s.get(&rei).await.expect("get"), None);
     assert!(s.boundaries(&rei).await.expect("boundaries").is_empty());
     assert!(matches!(
-        s.add_boundary(&rei, "did:web:s/x").await,
+        s.add_boundary(&rei, &b("did:web:s/x")).await,
         Err(EnrollmentStoreError::NotEnrolled(_))
     ));
 
@@ -84,18 +93,18 @@ async fn boundary_changes(s: &dyn EnrollmentStore) {
     assert_eq!(got.pds_endpoint.as_deref(), Some("https://pds.example"));
 
     assert_eq!(
-        s.add_boundary(&rei, "did:web:s/x").await.expect("add"),
+        s.add_boundary(&rei, &b("did:web:s/x")).await.expect("add"),
         ["did:web:s/x", "did:web:s/z"]
     );
     assert_eq!(
-        s.add_boundary(&rei, "did:web:s/x")
+        s.add_boundary(&rei, &b("did:web:s/x"))
             .await
             .expect("add twice"),
         ["did:web:s/x", "did:web:s/z"]
     );
     // Removing a boundary from one account leaves every other account alone (TS defect D8).
     assert_eq!(
-        s.remove_boundary(&rei, "did:web:s/x")
+        s.remove_boundary(&rei, &b("did:web:s/x"))
             .await
             .expect("remove"),
         ["did:web:s/z"]
@@ -105,7 +114,7 @@ async fn boundary_changes(s: &dyn EnrollmentStore) {
         ["did:web:s/x"]
     );
     assert_eq!(
-        s.set_boundaries(&rei, &["did:web:s/b".into(), "did:web:s/a".into()])
+        s.set_boundaries(&rei, &[b("did:web:s/b"), b("did:web:s/a")])
             .await
             .expect("set"),
         ["did:web:s/a", "did:web:s/b"]
@@ -120,7 +129,7 @@ async fn boundary_changes(s: &dyn EnrollmentStore) {
         s.boundaries(&asuka).await.expect("boundaries"),
         ["did:web:s/x"]
     );
-    s.set_enrollment_rkey(&rei, "did:web:s")
+    s.set_enrollment_rkey(&rei, &rkey("did:web:s"))
         .await
         .expect("rkey");
     assert_eq!(
@@ -129,7 +138,8 @@ async fn boundary_changes(s: &dyn EnrollmentStore) {
             .expect("get")
             .expect("enrolled")
             .enrollment_rkey
-            .as_deref(),
+            .as_ref()
+            .map(RecordKey::as_str),
         Some("did:web:s")
     );
 }
@@ -145,9 +155,9 @@ pub async fn listing_pages_are_disjoint_ordered_and_terminate(store: Subject) {
         .expect("enroll");
     enroll_pages(s).await;
     let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
+    let mut cursor: Option<Did> = None;
     for _ in 0..20 {
-        let page = s.list(cursor.as_deref(), 10).await.expect("list");
+        let page = s.list(cursor.as_ref(), 10).await.expect("list");
         assert!(page.len() <= 10, "at most the limit");
         if page.is_empty() {
             break;
@@ -193,7 +203,7 @@ pub async fn unenroll_removes_one_account(store: Subject) {
     assert_eq!(s.get(&rei).await.expect("get"), None);
     assert!(s.boundaries(&rei).await.expect("boundaries").is_empty());
     assert!(matches!(
-        s.add_boundary(&rei, "did:web:s/x").await,
+        s.add_boundary(&rei, &b("did:web:s/x")).await,
         Err(EnrollmentStoreError::NotEnrolled(_))
     ));
     assert_eq!(
@@ -216,7 +226,14 @@ async fn history(s: &dyn EnrollmentStore) {
 fn summary(events: &[EnrollmentEvent]) -> Vec<(u64, String, EnrollmentAction, Vec<String>)> {
     events
         .iter()
-        .map(|e| (e.seq, e.did.clone(), e.action, e.boundaries.clone()))
+        .map(|e| {
+            (
+                e.seq,
+                e.did.to_string(),
+                e.action,
+                e.boundaries.iter().map(ToString::to_string).collect(),
+            )
+        })
         .collect()
 }
 
@@ -233,7 +250,11 @@ pub async fn the_event_log_has_one_event_per_change(store: Subject) {
     assert_eq!(s.latest_event_seq().await.expect("latest"), 34);
     for (i, e) in all.iter().enumerate() {
         assert_eq!(e.seq, i as u64 + 1, "consecutive sequence numbers");
-        assert!(e.time.ends_with('Z') && e.time.len() >= 20, "{}", e.time);
+        assert!(
+            e.time.as_str().ends_with('Z') && e.time.as_str().len() >= 20,
+            "{}",
+            e.time
+        );
     }
     let b = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
     let head = summary(&all[..9]);
@@ -326,7 +347,7 @@ pub async fn concurrent_changes_are_logged_in_commit_order(store: Subject) {
                 .await
                 .expect("enroll");
             store
-                .add_boundary(&did(&d), "did:web:s/y")
+                .add_boundary(&did(&d), &b("did:web:s/y"))
                 .await
                 .expect("add");
         }));

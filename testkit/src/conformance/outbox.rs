@@ -30,10 +30,10 @@ macro_rules! outbox_conformance {
 
 fn item(did: &str, rkey: &str) -> OutboxItem {
     OutboxItem {
-        did: did.to_owned(),
+        did: crate::builders::did(did),
         action: OutboxAction::DeleteRecord {
-            collection: "zone.stratos.feed.post".into(),
-            rkey: rkey.to_owned(),
+            collection: crate::builders::nsid("zone.stratos.feed.post"),
+            rkey: crate::builders::rkey(rkey),
         },
     }
 }

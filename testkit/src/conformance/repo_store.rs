@@ -5,10 +5,10 @@ use std::sync::Arc;
 use serde_json::json;
 use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
-use stratos_domain::boundary::ReadFilter;
+use stratos_domain::boundary::{Boundary, ReadFilter};
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::repo::{self, Action, CommitOutput, RecordWrite, RepoHead};
-use stratos_domain::syntax::{Did, Nsid, RecordKey};
+use stratos_domain::syntax::{Datetime, Did, Nsid, RecordKey, Tid};
 use stratos_domain::{data, tid};
 use stratos_ports::repo_store::{
     BlobListQuery, BlobReference, CommitUnit, EventOp, IndexChange, ListQuery, ReleasedBlob,
@@ -16,6 +16,25 @@ use stratos_ports::repo_store::{
 };
 
 const POSTS: &str = "zone.stratos.feed.post";
+
+fn posts() -> Nsid {
+    Nsid::parse(POSTS).expect("suite NSID")
+}
+
+fn rk(s: &str) -> RecordKey {
+    RecordKey::parse(s).expect("suite record key")
+}
+
+fn time() -> Datetime {
+    Datetime::parse("2026-11-25T09:00:00.000Z").expect("suite time")
+}
+
+fn bounds(values: &[String]) -> Vec<Boundary> {
+    values
+        .iter()
+        .map(|b| Boundary::parse(b).expect("suite boundary"))
+        .collect()
+}
 
 /// What the cases run against.
 pub type Subject = Arc<dyn RepoStore>;
@@ -98,13 +117,14 @@ pub async fn removed_blocks_are_gone(store: Subject) {
     assert!(all.get(&head.data).is_some());
 }
 
-/// Values are stored as data whatever they contain (quotes, SQL, newlines-free unicode).
+/// Values are stored as data whatever they contain (quotes, SQL, comments, unicode; a boundary
+/// holds no whitespace).
 pub async fn hostile_values_are_data(store: Subject) {
     let store = store.as_ref();
     let mut b = Builder::new("did:plc:conformancehostile");
     store.create_actor(&b.did).await.expect("create");
     let keys = rkeys(2);
-    let hostile = "did:web:s/'); DROP TABLE record; --\u{1F600}\"x\"".to_owned();
+    let hostile = "did:web:s/');DROP/**/TABLE/**/record;--\u{1F600}\"x\"".to_owned();
     b.create(store, &[(keys[0].clone(), Some(vec![hostile.clone()]))])
         .await;
     b.create(
@@ -113,7 +133,7 @@ pub async fn hostile_values_are_data(store: Subject) {
     )
     .await;
     let rec = store
-        .get_record(&b.did, POSTS, &keys[0])
+        .get_record(&b.did, &posts(), &rk(&keys[0]))
         .await
         .expect("get")
         .expect("present");
@@ -122,7 +142,7 @@ pub async fn hostile_values_are_data(store: Subject) {
         .list_records(
             &b.did,
             &ListQuery {
-                collection: POSTS.into(),
+                collection: posts(),
                 limit: 10,
                 cursor: None,
                 reverse: true,
@@ -206,17 +226,22 @@ impl Builder {
                         }
                     });
                     index.push(IndexChange::Put {
-                        collection: POSTS.into(),
-                        rkey: rkey.clone(),
+                        collection: posts(),
+                        rkey: rk(rkey),
                         cid,
-                        boundaries: b.clone(),
+                        boundaries: bounds(b),
                         blobs: blobs.clone(),
                     });
                     ops.push(EventOp {
-                        action: if update { "update" } else { "create" }.into(),
-                        path: format!("{POSTS}/{rkey}"),
+                        action: if update {
+                            Action::Update
+                        } else {
+                            Action::Create
+                        },
+                        collection: posts(),
+                        rkey: rk(rkey),
                         cid: Some(cid),
-                        boundaries: b.clone(),
+                        boundaries: bounds(b),
                     });
                 }
                 None => {
@@ -225,12 +250,13 @@ impl Builder {
                         rkey: key,
                     });
                     index.push(IndexChange::Delete {
-                        collection: POSTS.into(),
-                        rkey: rkey.clone(),
+                        collection: posts(),
+                        rkey: rk(rkey),
                     });
                     ops.push(EventOp {
-                        action: "delete".into(),
-                        path: format!("{POSTS}/{rkey}"),
+                        action: Action::Delete,
+                        collection: posts(),
+                        rkey: rk(rkey),
                         cid: None,
                         boundaries: Vec::new(),
                     });
@@ -258,9 +284,9 @@ impl Builder {
             index,
             event: Some(SeqEvent {
                 seq: 0,
-                rev: out.head.rev.to_string(),
+                rev: out.head.rev.clone(),
                 commit: out.head.commit,
-                time: "2026-11-25T09:00:00.000Z".into(),
+                time: time(),
                 ops,
             }),
             outbox: Vec::new(),
@@ -369,7 +395,7 @@ pub async fn first_commit_and_blocks(store: Subject) {
             .is_empty()
     );
     let rec = store
-        .get_record(&b.did, POSTS, &keys[0])
+        .get_record(&b.did, &posts(), &rk(&keys[0]))
         .await
         .expect("get")
         .expect("present");
@@ -377,7 +403,7 @@ pub async fn first_commit_and_blocks(store: Subject) {
     assert_eq!(stratos_domain::cid::dag_cbor(&rec.bytes), rec.cid);
     assert_eq!(
         store
-            .get_record(&b.did, POSTS, "3zzzzzzzzzzzz")
+            .get_record(&b.did, &posts(), &rk("3zzzzzzzzzzzz"))
             .await
             .expect("get"),
         None
@@ -407,7 +433,7 @@ pub async fn stale_head_is_a_conflict_and_changes_nothing(store: Subject) {
     assert_eq!(store.head(&b.did).await.expect("head"), head);
     assert_eq!(
         store
-            .get_record(&b.did, POSTS, &keys[1])
+            .get_record(&b.did, &posts(), &rk(&keys[1]))
             .await
             .expect("get"),
         None
@@ -448,8 +474,8 @@ pub async fn index_mismatch_leaves_nothing_behind(store: Subject) {
     let (out, mut unit) = b.commit(&[(keys[1].clone(), Some(vec![]))]);
     // The unit also claims to delete a record that is not indexed.
     unit.index.push(IndexChange::Delete {
-        collection: POSTS.into(),
-        rkey: keys[2].clone(),
+        collection: posts(),
+        rkey: rk(&keys[2]),
     });
     assert!(store.apply_commit(&b.did, unit).await.is_err());
     assert_eq!(
@@ -459,7 +485,7 @@ pub async fn index_mismatch_leaves_nothing_behind(store: Subject) {
     );
     assert_eq!(
         store
-            .get_record(&b.did, POSTS, &keys[1])
+            .get_record(&b.did, &posts(), &rk(&keys[1]))
             .await
             .expect("get"),
         None
@@ -502,8 +528,8 @@ pub async fn listing_pages_cursor_reverse_and_filter(store: Subject) {
         })
         .collect();
     b.create(store, &writes).await;
-    let query = |cursor: Option<String>, reverse: bool, filter: ReadFilter| ListQuery {
-        collection: POSTS.into(),
+    let query = |cursor: Option<RecordKey>, reverse: bool, filter: ReadFilter| ListQuery {
+        collection: posts(),
         limit: 7,
         cursor,
         reverse,
@@ -516,7 +542,7 @@ pub async fn listing_pages_cursor_reverse_and_filter(store: Subject) {
         .expect("list");
     let expected: Vec<_> = keys.iter().rev().take(7).cloned().collect();
     assert_eq!(
-        page.iter().map(|r| r.rkey.clone()).collect::<Vec<_>>(),
+        page.iter().map(|r| r.rkey.to_string()).collect::<Vec<_>>(),
         expected
     );
     // Walking every page ascending visits every record once.
@@ -527,7 +553,7 @@ pub async fn listing_pages_cursor_reverse_and_filter(store: Subject) {
             .list_records(&b.did, &query(cursor.clone(), true, ReadFilter::All))
             .await
             .expect("list");
-        seen.extend(page.iter().map(|r| r.rkey.clone()));
+        seen.extend(page.iter().map(|r| r.rkey.to_string()));
         if page.len() < 7 {
             break;
         }
@@ -544,7 +570,7 @@ pub async fn listing_pages_cursor_reverse_and_filter(store: Subject) {
     assert!(page.iter().all(|r| r.boundaries == ["did:web:s/x"]));
     let expected: Vec<_> = keys.iter().step_by(2).take(7).cloned().collect();
     assert_eq!(
-        page.iter().map(|r| r.rkey.clone()).collect::<Vec<_>>(),
+        page.iter().map(|r| r.rkey.to_string()).collect::<Vec<_>>(),
         expected
     );
     let none = store
@@ -553,7 +579,7 @@ pub async fn listing_pages_cursor_reverse_and_filter(store: Subject) {
         .expect("list");
     assert!(none.is_empty());
     let other = ListQuery {
-        collection: "zone.stratos.feed.other".into(),
+        collection: Nsid::parse("zone.stratos.feed.other").expect("suite NSID"),
         ..query(None, true, ReadFilter::All)
     };
     assert!(
@@ -579,9 +605,10 @@ pub async fn events_are_sequenced_per_actor(store: Subject) {
     assert_eq!(a.create(store, &[(keys[0].clone(), None)]).await, 3);
     let events = store.events_after(&a.did, 0, 100).await.expect("events");
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
-    assert_eq!(events[2].ops[0].action, "delete");
+    assert_eq!(events[2].ops[0].action, Action::Delete);
     assert_eq!(events[2].ops[0].cid, None);
-    assert_eq!(events[0].ops[0].path, format!("{POSTS}/{}", keys[0]));
+    assert_eq!(events[0].ops[0].collection, POSTS);
+    assert_eq!(events[0].ops[0].rkey, keys[0]);
     let after = store.events_after(&a.did, 1, 1).await.expect("events");
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].seq, 2);
@@ -589,7 +616,7 @@ pub async fn events_are_sequenced_per_actor(store: Subject) {
     assert_eq!(store.latest_seq(&c.did).await.expect("seq"), 1);
     assert_eq!(
         store
-            .get_record(&a.did, POSTS, &keys[0])
+            .get_record(&a.did, &posts(), &rk(&keys[0]))
             .await
             .expect("get"),
         None
@@ -609,7 +636,7 @@ pub async fn destroy_removes_everything(store: Subject) {
     assert_eq!(store.head(&b.did).await.expect("head"), None);
     assert_eq!(
         store
-            .get_record(&b.did, POSTS, &keys[0])
+            .get_record(&b.did, &posts(), &rk(&keys[0]))
             .await
             .expect("get"),
         None
@@ -637,9 +664,9 @@ fn upload(bytes: &[u8], created_ms: i64) -> StoredBlob {
 
 fn reference(rkey: &str, boundary: &str) -> BlobReference {
     BlobReference {
-        collection: POSTS.into(),
-        rkey: rkey.to_owned(),
-        boundaries: vec![boundary.to_owned()],
+        collection: posts(),
+        rkey: rk(rkey),
+        boundaries: bounds(&[boundary.to_owned()]),
     }
 }
 
@@ -886,7 +913,13 @@ pub async fn a_commit_with_an_unknown_blob_changes_nothing(store: Subject) {
     assert_eq!(store.head(&b.did).await.expect("head"), head);
     assert_eq!(store.latest_seq(&b.did).await.expect("seq"), 1, "no event");
     for k in &keys[1..3] {
-        assert_eq!(store.get_record(&b.did, POSTS, k).await.expect("get"), None);
+        assert_eq!(
+            store
+                .get_record(&b.did, &posts(), &rk(k))
+                .await
+                .expect("get"),
+            None
+        );
     }
     assert_eq!(
         store.blob(&b.did, &known.cid).await.expect("blob"),
@@ -904,8 +937,8 @@ pub async fn a_commit_with_an_unknown_blob_changes_nothing(store: Subject) {
     let (_, mut unit) =
         b.commit_blobs(&[(keys[1].clone(), Some(vec![a.clone()]), vec![known.cid])]);
     unit.index.push(IndexChange::Delete {
-        collection: POSTS.into(),
-        rkey: keys[3].clone(),
+        collection: posts(),
+        rkey: rk(&keys[3]),
     });
     assert!(store.apply_commit(&b.did, unit).await.is_err());
     assert_eq!(
@@ -951,13 +984,7 @@ pub async fn blob_listing_pages_filters_and_since(store: Subject) {
         })
         .collect();
     b.write_blobs(store, &writes).await;
-    let since = store
-        .head(&b.did)
-        .await
-        .expect("head")
-        .expect("a head")
-        .rev
-        .to_string();
+    let since = store.head(&b.did).await.expect("head").expect("a head").rev;
     // Second commit: records 6..10 reference blobs 6..10, all in y.
     let writes: Vec<BlobWrite> = (6..10)
         .map(|i| (keys[i].clone(), Some(vec![y.clone()]), vec![blobs[i].cid]))
@@ -968,7 +995,7 @@ pub async fn blob_listing_pages_filters_and_since(store: Subject) {
         v.sort_by_key(ToString::to_string);
         v
     };
-    let query = |cursor: Option<String>, since: Option<String>, filter: ReadFilter| BlobListQuery {
+    let query = |cursor: Option<String>, since: Option<Tid>, filter: ReadFilter| BlobListQuery {
         limit: 3,
         cursor,
         since,
@@ -976,7 +1003,7 @@ pub async fn blob_listing_pages_filters_and_since(store: Subject) {
     };
     let d = b.did.clone();
     let d = &d;
-    let walk = |since: Option<String>, filter: ReadFilter| async move {
+    let walk = |since: Option<Tid>, filter: ReadFilter| async move {
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
@@ -1161,7 +1188,7 @@ pub async fn creates_on_a_stale_head_write_nothing(repos: Subject) {
         )
         .await;
     records
-        .create_record(&rei, &rei, POSTS, None, post("first", &["swordsmith"]))
+        .create_record(&rei, &rei, &posts(), None, post("first", &["swordsmith"]))
         .await
         .unwrap();
     let head = repos.head(&rei).await.unwrap().unwrap();
@@ -1175,7 +1202,7 @@ pub async fn creates_on_a_stale_head_write_nothing(repos: Subject) {
     new_blocks.insert(record_cid, record);
     new_blocks.insert(commit_cid, commit);
     let rev = stratos_domain::tid::next_after(&head.rev);
-    let boundaries = vec!["swordsmith".to_owned()];
+    let boundaries = bounds(&["did:web:nerv.tokyo.jp/swordsmith".to_owned()]);
     let unit = CommitUnit {
         prev: Some(dag_cbor(b"not the head")),
         head: RepoHead {
@@ -1186,20 +1213,21 @@ pub async fn creates_on_a_stale_head_write_nothing(repos: Subject) {
         new_blocks,
         removed_blocks: vec![head.data],
         index: vec![IndexChange::Put {
-            collection: POSTS.into(),
-            rkey: "3stale".into(),
+            collection: posts(),
+            rkey: rk("3stale"),
             cid: record_cid,
             boundaries: boundaries.clone(),
             blobs: Vec::new(),
         }],
         event: Some(SeqEvent {
             seq: 0,
-            rev: rev.to_string(),
+            rev: rev.clone(),
             commit: commit_cid,
-            time: "2026-11-25T09:00:00.000Z".into(),
+            time: time(),
             ops: vec![EventOp {
-                action: "create".into(),
-                path: format!("{POSTS}/3stale"),
+                action: Action::Create,
+                collection: posts(),
+                rkey: rk("3stale"),
                 cid: Some(record_cid),
                 boundaries,
             }],
@@ -1211,5 +1239,11 @@ pub async fn creates_on_a_stale_head_write_nothing(repos: Subject) {
     assert_eq!(repos.head(&rei).await.unwrap(), Some(head));
     assert_eq!(repos.all_blocks(&rei).await.unwrap(), blocks);
     assert_eq!(repos.latest_seq(&rei).await.unwrap(), seq);
-    assert_eq!(repos.get_record(&rei, POSTS, "3stale").await.unwrap(), None);
+    assert_eq!(
+        repos
+            .get_record(&rei, &posts(), &rk("3stale"))
+            .await
+            .unwrap(),
+        None
+    );
 }

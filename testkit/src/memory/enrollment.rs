@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use stratos_domain::syntax::{Datetime, Did};
+use stratos_domain::boundary::Boundary;
+use stratos_domain::syntax::{Datetime, Did, RecordKey};
 use stratos_ports::enrollment_store::{
     Enrollment, EnrollmentAction, EnrollmentEvent, EnrollmentResult, EnrollmentStore,
     EnrollmentStoreError,
@@ -25,11 +26,11 @@ struct State {
 }
 
 impl State {
-    fn append(&mut self, did: &str, action: EnrollmentAction, boundaries: Vec<String>) {
+    fn append(&mut self, did: &Did, action: EnrollmentAction, boundaries: Vec<Boundary>) {
         self.last_seq += 1;
         self.events.push_back(EnrollmentEvent {
             seq: self.last_seq,
-            did: did.to_owned(),
+            did: did.clone(),
             action,
             time: now(),
             boundaries,
@@ -37,12 +38,12 @@ impl State {
     }
 }
 
-fn now() -> String {
+fn now() -> Datetime {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    Datetime::from_unix_millis(ms).to_string()
+    Datetime::from_unix_millis(ms)
 }
 
 impl MemoryEnrollmentStore {
@@ -55,17 +56,21 @@ impl MemoryEnrollmentStore {
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn update(&self, did: &Did, f: impl FnOnce(&mut Vec<String>)) -> EnrollmentResult<Vec<String>> {
+    fn update(
+        &self,
+        did: &Did,
+        f: impl FnOnce(&mut Vec<Boundary>),
+    ) -> EnrollmentResult<Vec<Boundary>> {
         let mut state = self.lock();
         let row = state
             .enrollments
             .get_mut(did.as_str())
-            .ok_or_else(|| EnrollmentStoreError::NotEnrolled(did.to_string()))?;
+            .ok_or_else(|| EnrollmentStoreError::NotEnrolled(did.clone()))?;
         f(&mut row.boundaries);
         row.boundaries.sort();
         row.boundaries.dedup();
         let out = row.boundaries.clone();
-        state.append(did.as_str(), EnrollmentAction::Update, out.clone());
+        state.append(did, EnrollmentAction::Update, out.clone());
         Ok(out)
     }
 }
@@ -77,13 +82,13 @@ impl EnrollmentStore for MemoryEnrollmentStore {
         e.boundaries.sort();
         e.boundaries.dedup();
         let mut state = self.lock();
-        let action = if state.enrollments.contains_key(&e.did) {
+        let action = if state.enrollments.contains_key(e.did.as_str()) {
             EnrollmentAction::Update
         } else {
             EnrollmentAction::Enroll
         };
         state.append(&e.did, action, e.boundaries.clone());
-        state.enrollments.insert(e.did.clone(), e);
+        state.enrollments.insert(e.did.to_string(), e);
         Ok(())
     }
 
@@ -91,7 +96,7 @@ impl EnrollmentStore for MemoryEnrollmentStore {
         Ok(self.lock().enrollments.get(did.as_str()).cloned())
     }
 
-    async fn boundaries(&self, did: &Did) -> EnrollmentResult<Vec<String>> {
+    async fn boundaries(&self, did: &Did) -> EnrollmentResult<Vec<Boundary>> {
         Ok(self
             .lock()
             .enrollments
@@ -100,29 +105,37 @@ impl EnrollmentStore for MemoryEnrollmentStore {
             .unwrap_or_default())
     }
 
-    async fn add_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>> {
-        self.update(did, |b| b.push(boundary.to_owned()))
+    async fn add_boundary(
+        &self,
+        did: &Did,
+        boundary: &Boundary,
+    ) -> EnrollmentResult<Vec<Boundary>> {
+        self.update(did, |b| b.push(boundary.clone()))
     }
 
-    async fn remove_boundary(&self, did: &Did, boundary: &str) -> EnrollmentResult<Vec<String>> {
+    async fn remove_boundary(
+        &self,
+        did: &Did,
+        boundary: &Boundary,
+    ) -> EnrollmentResult<Vec<Boundary>> {
         self.update(did, |b| b.retain(|x| x != boundary))
     }
 
     async fn set_boundaries(
         &self,
         did: &Did,
-        boundaries: &[String],
-    ) -> EnrollmentResult<Vec<String>> {
+        boundaries: &[Boundary],
+    ) -> EnrollmentResult<Vec<Boundary>> {
         self.update(did, |b| *b = boundaries.to_vec())
     }
 
-    async fn set_enrollment_rkey(&self, did: &Did, rkey: &str) -> EnrollmentResult<()> {
+    async fn set_enrollment_rkey(&self, did: &Did, rkey: &RecordKey) -> EnrollmentResult<()> {
         let mut state = self.lock();
         let row = state
             .enrollments
             .get_mut(did.as_str())
-            .ok_or_else(|| EnrollmentStoreError::NotEnrolled(did.to_string()))?;
-        row.enrollment_rkey = Some(rkey.to_owned());
+            .ok_or_else(|| EnrollmentStoreError::NotEnrolled(did.clone()))?;
+        row.enrollment_rkey = Some(rkey.clone());
         Ok(())
     }
 
@@ -130,17 +143,17 @@ impl EnrollmentStore for MemoryEnrollmentStore {
         let mut state = self.lock();
         let existed = state.enrollments.remove(did.as_str()).is_some();
         if existed {
-            state.append(did.as_str(), EnrollmentAction::Unenroll, Vec::new());
+            state.append(did, EnrollmentAction::Unenroll, Vec::new());
         }
         Ok(existed)
     }
 
-    async fn list(&self, cursor: Option<&str>, limit: usize) -> EnrollmentResult<Vec<Enrollment>> {
+    async fn list(&self, cursor: Option<&Did>, limit: usize) -> EnrollmentResult<Vec<Enrollment>> {
         let state = self.lock();
         Ok(state
             .enrollments
             .values()
-            .filter(|e| cursor.is_none_or(|c| e.did.as_str() > c))
+            .filter(|e| cursor.is_none_or(|c| e.did.as_str() > c.as_str()))
             .take(limit)
             .cloned()
             .collect())

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
-use stratos_domain::boundary::ReadFilter;
+use stratos_domain::boundary::{Boundary, ReadFilter};
 use stratos_domain::repo::RepoHead;
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Did, Nsid, RecordKey};
 use stratos_ports::repo_store::{
     BlobListQuery, BlobReference, CommitUnit, IndexChange, ListQuery, ReleasedBlob, RepoResult,
     RepoStore, RepoStoreError, SeqEvent, StoredBlob, StoredRecord,
@@ -21,14 +21,14 @@ struct Actor {
     head: Option<RepoHead>,
     blocks: HashMap<Cid, Vec<u8>>,
     /// `(collection, rkey)` → `(cid, boundaries)`.
-    records: BTreeMap<(String, String), (Cid, Vec<String>)>,
+    records: BTreeMap<(Nsid, RecordKey), (Cid, Vec<Boundary>)>,
     events: Vec<SeqEvent>,
     next_seq: u64,
     /// CID string → `(blob, released)`; a released blob lost its last reference and waits for
     /// [`RepoStore::release_blobs`].
     blobs: BTreeMap<String, (StoredBlob, bool)>,
     /// `(collection, rkey)` → `(cid string, rev)` of every blob the record references.
-    record_blobs: BTreeMap<(String, String), Vec<(String, String)>>,
+    record_blobs: BTreeMap<(Nsid, RecordKey), Vec<(String, String)>>,
 }
 
 /// Repositories in a map; every operation holds one lock, so commits are atomic.
@@ -57,32 +57,32 @@ impl MemoryRepoStore {
     }
 }
 
-fn visible(filter: &ReadFilter, boundaries: &[String]) -> bool {
+fn visible(filter: &ReadFilter, boundaries: &[Boundary]) -> bool {
     match filter {
         ReadFilter::All => true,
         ReadFilter::Nothing => false,
-        ReadFilter::AnyOf(set) => boundaries.iter().any(|x| set.contains(x)),
+        ReadFilter::AnyOf(set) => boundaries.iter().any(|x| set.iter().any(|s| x == s)),
     }
 }
 
 fn missing(did: &Did) -> RepoStoreError {
-    RepoStoreError::ActorNotFound(did.to_string())
+    RepoStoreError::ActorNotFound(did.clone())
 }
 
 fn stored(
     actor: &Actor,
-    collection: &str,
-    rkey: &str,
+    collection: &Nsid,
+    rkey: &RecordKey,
     cid: Cid,
-    b: &[String],
+    b: &[Boundary],
 ) -> RepoResult<StoredRecord> {
     let bytes = actor
         .blocks
         .get(&cid)
         .ok_or_else(|| RepoStoreError::Corrupt(format!("record block {cid} missing")))?;
     Ok(StoredRecord {
-        collection: collection.to_owned(),
-        rkey: rkey.to_owned(),
+        collection: collection.clone(),
+        rkey: rkey.clone(),
         cid,
         boundaries: b.to_vec(),
         bytes: bytes.clone(),
@@ -225,12 +225,12 @@ impl RepoStore for MemoryRepoStore {
     async fn get_record(
         &self,
         did: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
     ) -> RepoResult<Option<StoredRecord>> {
         let actors = self.lock();
         let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
-        match actor.records.get(&(collection.to_owned(), rkey.to_owned())) {
+        match actor.records.get(&(collection.clone(), rkey.clone())) {
             None => Ok(None),
             Some((cid, b)) => stored(actor, collection, rkey, *cid, b).map(Some),
         }
@@ -241,13 +241,14 @@ impl RepoStore for MemoryRepoStore {
         let actor = actors.get(did.as_str()).ok_or_else(|| missing(did))?;
         let in_collection = actor
             .records
-            .range((query.collection.clone(), String::new())..)
+            .iter()
+            .skip_while(|((c, _), _)| *c < query.collection)
             .take_while(|((c, _), _)| *c == query.collection);
-        let visible = |b: &Vec<String>| visible(&query.filter, b);
-        let after_cursor = |rkey: &str| match &query.cursor {
+        let visible = |b: &Vec<Boundary>| visible(&query.filter, b);
+        let after_cursor = |rkey: &RecordKey| match &query.cursor {
             None => true,
-            Some(c) if query.reverse => rkey > c.as_str(),
-            Some(c) => rkey < c.as_str(),
+            Some(c) if query.reverse => rkey > c,
+            Some(c) => rkey < c,
         };
         let rows: Vec<_> = if query.reverse {
             in_collection
@@ -355,7 +356,10 @@ impl RepoStore for MemoryRepoStore {
             }
             for (c, rev) in refs {
                 let after_cursor = query.cursor.as_ref().is_none_or(|cur| c > cur);
-                let after_since = query.since.as_ref().is_none_or(|s| rev > s);
+                let after_since = query
+                    .since
+                    .as_ref()
+                    .is_none_or(|s| rev.as_str() > s.as_str());
                 if after_cursor && after_since {
                     let cid = stratos_domain::cid::parse(c)
                         .map_err(|e| RepoStoreError::Corrupt(e.to_string()))?;

@@ -9,7 +9,7 @@ use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Row as _};
 use stratos_domain::Cid;
 use stratos_domain::syntax::Did;
 use stratos_ports::repo_store::{CommitUnit, IndexChange, SeqEvent};
-use stratos_ports::storage_codec::{encode_item, encode_ops};
+use stratos_ports::storage_codec::{encode_item, encode_ops, join_boundaries};
 
 use crate::PostgresError;
 
@@ -159,12 +159,14 @@ pub(super) async fn apply(
                         )));
                     }
                 }
-                puts.collections.push(collection);
-                puts.rkeys.push(rkey);
+                puts.collections.push(collection.as_str());
+                puts.rkeys.push(rkey.as_str());
                 puts.cids.push(cid.to_bytes());
-                puts.boundaries.push(boundaries.join("\n"));
+                puts.boundaries.push(join_boundaries(boundaries));
             }
-            IndexChange::Delete { collection, rkey } => deletes.push((collection, rkey)),
+            IndexChange::Delete { collection, rkey } => {
+                deletes.push((collection.as_str(), rkey.as_str()));
+            }
         }
     }
     if !deletes.is_empty() {
@@ -211,9 +213,9 @@ pub(super) async fn apply(
             "INSERT INTO event (rev, commit_cid, time, ops) VALUES ($1, $2, $3, $4) \
                      RETURNING seq",
         )
-        .bind(&event.rev)
+        .bind(event.rev.as_str())
         .bind(event.commit.to_bytes())
-        .bind(&event.time)
+        .bind(event.time.as_str())
         .bind(encode_ops(&event.ops))
         .fetch_one(&mut **tx)
         .await?;
@@ -258,10 +260,10 @@ async fn apply_plain(
             ..
         } = change
         {
-            puts.collections.push(collection);
-            puts.rkeys.push(rkey);
+            puts.collections.push(collection.as_str());
+            puts.rkeys.push(rkey.as_str());
             puts.cids.push(cid.to_bytes());
-            puts.boundaries.push(boundaries.join("\n"));
+            puts.boundaries.push(join_boundaries(boundaries));
         }
     }
     let items: Vec<Vec<u8>> = unit.outbox.iter().map(encode_item).collect();
@@ -277,9 +279,9 @@ async fn apply_plain(
         .bind(puts.rkeys)
         .bind(puts.cids)
         .bind(puts.boundaries)
-        .bind(&event.rev)
+        .bind(event.rev.as_str())
         .bind(event.commit.to_bytes())
-        .bind(&event.time)
+        .bind(event.time.as_str())
         .bind(encode_ops(&event.ops))
         .bind(did.as_str())
         .bind(items)
@@ -323,16 +325,16 @@ async fn apply_blob_links(tx: &mut Tx, unit: &CommitUnit, rev: &str) -> Result<(
                     let c = cid.to_string();
                     wanted.insert(c.clone());
                     links.0.push(c);
-                    links.1.push(collection);
-                    links.2.push(rkey);
+                    links.1.push(collection.as_str());
+                    links.2.push(rkey.as_str());
                 }
                 (collection, rkey)
             }
             IndexChange::Delete { collection, rkey } => (collection, rkey),
         };
-        if !created.contains(format!("{collection}/{rkey}").as_str()) {
-            stale.0.push(collection);
-            stale.1.push(rkey);
+        if !created.contains(&(collection, rkey)) {
+            stale.0.push(collection.as_str());
+            stale.1.push(rkey.as_str());
         }
     }
     let mut lost = BTreeSet::new();

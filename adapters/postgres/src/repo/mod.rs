@@ -18,12 +18,12 @@ use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
 use stratos_domain::boundary::ReadFilter;
 use stratos_domain::repo::RepoHead;
-use stratos_domain::syntax::{Did, Tid};
+use stratos_domain::syntax::{Did, Nsid, RecordKey, Tid};
 use stratos_ports::repo_store::{
     BlobListQuery, BlobReference, CommitUnit, ListQuery, ReleasedBlob, RepoResult, RepoStore,
     RepoStoreError, SeqEvent, StoredBlob, StoredRecord,
 };
-use stratos_ports::storage_codec::{cid_from_bytes, decode_ops};
+use stratos_ports::storage_codec::{cid_from_bytes, decode_ops, parse, split_boundaries};
 
 use crate::{PostgresError, Row, Schemas, params, repo_err, sqlx_err, stmt};
 
@@ -120,13 +120,6 @@ fn joined(boundaries: &[String]) -> Value {
     Value::from(boundaries.join("\n"))
 }
 
-fn split(s: &str) -> Vec<String> {
-    s.split('\n')
-        .filter(|b| !b.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 const BOUNDARIES_IN: &str = "string_to_array";
 
 impl PostgresRepoStore {
@@ -175,20 +168,20 @@ impl PostgresRepoStore {
         if self.exists(did).await? {
             Ok(self.schemas.actor(did.as_str()))
         } else {
-            Err(PostgresError::ActorNotFound(did.to_string()))
+            Err(PostgresError::ActorNotFound(did.clone()))
         }
     }
 
     fn record_row(
         &self,
         row: &sea_orm::QueryResult,
-        collection: &str,
+        collection: &Nsid,
     ) -> Result<StoredRecord, PostgresError> {
         Ok(StoredRecord {
-            collection: collection.to_owned(),
-            rkey: row.text(0)?,
+            collection: collection.clone(),
+            rkey: parse(&row.text(0)?, "record key")?,
             cid: cid_from_bytes(&row.bytes(1)?)?,
-            boundaries: split(&row.text(2)?),
+            boundaries: split_boundaries(&row.text(2)?)?,
             bytes: row.bytes(3)?,
         })
     }
@@ -311,8 +304,8 @@ impl RepoStore for PostgresRepoStore {
     async fn get_record(
         &self,
         did: &Did,
-        collection: &str,
-        rkey: &str,
+        collection: &Nsid,
+        rkey: &RecordKey,
     ) -> RepoResult<Option<StoredRecord>> {
         let s = self.require(did).await.map_err(repo_err)?;
         let row = self
@@ -323,7 +316,7 @@ impl RepoStore for PostgresRepoStore {
                      FROM {s}.record r JOIN {s}.block b ON b.cid = r.cid \
                      WHERE r.collection = $1 AND r.rkey = $2"
                 ),
-                vec![collection.into(), rkey.into()],
+                vec![collection.as_str().into(), rkey.as_str().into()],
             ))
             .await
             .map_err(db_err)?;
@@ -338,9 +331,9 @@ impl RepoStore for PostgresRepoStore {
             "SELECT r.rkey, r.cid, array_to_string(r.boundaries, E'\\n'), b.content \
              FROM {s}.record r JOIN {s}.block b ON b.cid = r.cid WHERE r.collection = $1"
         );
-        let mut values: Vec<Value> = vec![query.collection.clone().into()];
+        let mut values: Vec<Value> = vec![query.collection.as_str().into()];
         if let Some(cursor) = &query.cursor {
-            values.push(cursor.clone().into());
+            values.push(cursor.as_str().into());
             sql.push_str(&format!(
                 " AND r.rkey {} ${}",
                 if query.reverse { ">" } else { "<" },
@@ -402,9 +395,9 @@ impl RepoStore for PostgresRepoStore {
         let parse = |row: &sea_orm::QueryResult| -> Result<SeqEvent, PostgresError> {
             Ok(SeqEvent {
                 seq: u64::try_from(row.int(0)?).unwrap_or(0),
-                rev: row.text(1)?,
+                rev: parse(&row.text(1)?, "event rev")?,
                 commit: cid_from_bytes(&row.bytes(2)?)?,
-                time: row.text(3)?,
+                time: parse(&row.text(3)?, "event time")?,
                 ops: decode_ops(&row.bytes(4)?)?,
             })
         };
@@ -514,9 +507,9 @@ impl RepoStore for PostgresRepoStore {
             .map_err(db_err)?;
         let parse = |row: &sea_orm::QueryResult| -> Result<BlobReference, PostgresError> {
             Ok(BlobReference {
-                collection: row.text(0)?,
-                rkey: row.text(1)?,
-                boundaries: split(&row.text(2)?),
+                collection: parse(&row.text(0)?, "collection")?,
+                rkey: parse(&row.text(1)?, "record key")?,
+                boundaries: split_boundaries(&row.text(2)?)?,
             })
         };
         rows.iter()
@@ -534,7 +527,7 @@ impl RepoStore for PostgresRepoStore {
             sql.push_str(&format!(" AND rb.cid > ${}", values.len()));
         }
         if let Some(since) = &query.since {
-            values.push(since.clone().into());
+            values.push(since.as_str().into());
             sql.push_str(&format!(" AND rb.rev > ${}", values.len()));
         }
         match &query.filter {

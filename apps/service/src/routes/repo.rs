@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use stratos_domain::Cid;
 use stratos_domain::repo::Action;
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Did, Nsid, RecordKey};
 use stratos_ports::usecases::records::{CommitResult, Swaps, WriteOp};
 use stratos_ports::xrpc::reads;
 
@@ -25,6 +25,16 @@ fn commit_json(c: &CommitResult) -> Value {
 fn parse_cid(s: &str, field: &str) -> Result<Cid, ApiError> {
     s.parse::<Cid>()
         .map_err(|_| ApiError::invalid(format!("`{field}` is not a CID")))
+}
+
+/// The answers for a bad collection or record key are the domain's (one mapping, in
+/// `stratos_ports::xrpc`).
+fn nsid(s: &str) -> Result<Nsid, ApiError> {
+    Ok(Nsid::parse(s)?)
+}
+
+fn rkey(s: &str) -> Result<RecordKey, ApiError> {
+    Ok(RecordKey::parse(s)?)
 }
 
 fn swap_commit(s: Option<&str>) -> Result<Option<Cid>, ApiError> {
@@ -54,8 +64,8 @@ pub(super) async fn create_record(
         records: Vec::new(),
     };
     let op = WriteOp::Create {
-        collection: input.collection,
-        rkey: input.rkey,
+        collection: nsid(&input.collection)?,
+        rkey: input.rkey.as_deref().map(rkey).transpose()?,
         value: input.record,
     };
     let out = state
@@ -95,8 +105,8 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 
 fn record_swaps(
     commit: Option<&str>,
-    collection: &str,
-    rkey: &str,
+    collection: &Nsid,
+    rkey: &RecordKey,
     record: Option<Option<&str>>,
 ) -> Result<Swaps, ApiError> {
     let mut swaps = Swaps {
@@ -107,7 +117,7 @@ fn record_swaps(
         let expected = expected.map(|c| parse_cid(c, "swapRecord")).transpose()?;
         swaps
             .records
-            .push((collection.to_owned(), rkey.to_owned(), expected));
+            .push((collection.clone(), rkey.clone(), expected));
     }
     Ok(swaps)
 }
@@ -120,23 +130,17 @@ pub(super) async fn put_record(
     let caller = require_caller(&req, &state).await?;
     let input: PutInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     let repo = parse_did(&input.repo, "repo")?;
+    let (collection, rkey) = (nsid(&input.collection)?, rkey(&input.rkey)?);
     let swaps = record_swaps(
         input.swap_commit.as_deref(),
-        &input.collection,
-        &input.rkey,
+        &collection,
+        &rkey,
         input.swap_record.as_ref().map(Option::as_deref),
     )?;
     let out = state
         .stratos
         .records()
-        .put_record_with(
-            &caller,
-            &repo,
-            &input.collection,
-            &input.rkey,
-            input.record,
-            &swaps,
-        )
+        .put_record_with(&caller, &repo, &collection, &rkey, input.record, &swaps)
         .await?;
     let first = out
         .results
@@ -169,23 +173,21 @@ pub(super) async fn delete_record(
     let caller = require_caller(&req, &state).await?;
     let input: DeleteInput = read_json(&req, body, state.config.limits.max_body_bytes).await?;
     let repo = parse_did(&input.repo, "repo")?;
+    let (collection, rkey) = (nsid(&input.collection)?, rkey(&input.rkey)?);
     let swaps = record_swaps(
         input.swap_commit.as_deref(),
-        &input.collection,
-        &input.rkey,
+        &collection,
+        &rkey,
         input.swap_record.as_ref().map(Option::as_deref),
     )?;
     let out = if swaps == Swaps::default() {
         state
             .stratos
             .records()
-            .delete_record(&caller, &repo, &input.collection, &input.rkey)
+            .delete_record(&caller, &repo, &collection, &rkey)
             .await?
     } else {
-        let op = WriteOp::Delete {
-            collection: input.collection,
-            rkey: input.rkey,
-        };
+        let op = WriteOp::Delete { collection, rkey };
         Some(
             state
                 .stratos
@@ -218,11 +220,15 @@ fn parse_write(w: Value) -> Result<WriteOp, ApiError> {
             .ok_or_else(|| ApiError::invalid(format!("a write needs a string `{name}`")))
     };
     let kind = field("$type")?;
-    let collection = field("collection")?;
+    let collection = nsid(&field("collection")?)?;
     match kind.strip_prefix(WRITE_PREFIX) {
         Some("create") => Ok(WriteOp::Create {
             collection,
-            rkey: w.get("rkey").and_then(Value::as_str).map(str::to_owned),
+            rkey: w
+                .get("rkey")
+                .and_then(Value::as_str)
+                .map(rkey)
+                .transpose()?,
             value: w
                 .get("value")
                 .cloned()
@@ -230,7 +236,7 @@ fn parse_write(w: Value) -> Result<WriteOp, ApiError> {
         }),
         Some("update") => Ok(WriteOp::Update {
             collection,
-            rkey: field("rkey")?,
+            rkey: rkey(&field("rkey")?)?,
             value: w
                 .get("value")
                 .cloned()
@@ -238,7 +244,7 @@ fn parse_write(w: Value) -> Result<WriteOp, ApiError> {
         }),
         Some("delete") => Ok(WriteOp::Delete {
             collection,
-            rkey: field("rkey")?,
+            rkey: rkey(&field("rkey")?)?,
         }),
         _ => Err(ApiError::invalid(format!("unknown write type {kind}"))),
     }
@@ -326,7 +332,7 @@ pub(super) async fn describe_repo(
         let page = state
             .stratos
             .records()
-            .list_records(viewer.as_ref(), &repo, collection, 1, None, false)
+            .list_records(viewer.as_ref(), &repo, &nsid(collection)?, 1, None, false)
             .await?;
         if !page.records.is_empty() {
             collections.push(*collection);

@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
+use stratos_ports::xrpc;
 
 use super::{parse_did, port, query};
 use crate::auth::{optional_caller, require_caller};
@@ -73,11 +74,13 @@ struct RecordParams {
 pub(super) async fn get_record(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let p: RecordParams = query(&req)?;
     let did = parse_did(&p.did, "did")?;
+    let collection = xrpc::parse_nsid(&p.collection, "collection")?;
+    let rkey = xrpc::parse_rkey(&p.rkey, "rkey")?;
     let viewer = optional_caller(&req, &state).await?;
     match state
         .stratos
         .records()
-        .record_proof(viewer.as_ref(), &did, &p.collection, &p.rkey)
+        .record_proof(viewer.as_ref(), &did, &collection, &rkey)
         .await?
     {
         Some(car) => Ok(HttpResponse::Ok()

@@ -401,7 +401,7 @@ impl StreamHub {
     /// path and from another instance's announcement).
     fn broadcast_commit(&self, event: CommitEvent) {
         let mut actors = lock(&self.actors);
-        let Some(channel) = actors.get_mut(&event.did) else {
+        let Some(channel) = actors.get_mut(event.did.as_str()) else {
             return;
         };
         if event.seq <= channel.last {
@@ -411,7 +411,7 @@ impl StreamHub {
         let did = event.did.clone();
         if channel.tx.send(Live::new(event)).is_err() {
             // Fails only without receivers: every subscriber has gone.
-            actors.remove(&did);
+            actors.remove(did.as_str());
         }
     }
 
@@ -431,7 +431,7 @@ impl StreamHub {
         if ends {
             // The account's repository is gone: end its per-actor streams (after the events
             // already broadcast, which receivers still drain).
-            lock(&self.actors).remove(&did);
+            lock(&self.actors).remove(did.as_str());
         }
         if local {
             self.announce_to_others(format!("e {} {seq}", self.instance));

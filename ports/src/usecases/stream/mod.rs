@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ipld_core::ipld::Ipld;
-use stratos_domain::syntax::Did;
+use stratos_domain::boundary::Boundary;
+use stratos_domain::repo::Action;
+use stratos_domain::syntax::{Datetime, Did, Nsid, RecordKey, Tid};
 use stratos_domain::{Cid, data};
 
 use super::UseCaseError;
@@ -28,14 +30,16 @@ pub const PAGE: usize = 100;
 /// One record operation of a committed event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitOp {
-    /// `create`, `update` or `delete`.
-    pub action: String,
-    /// `collection/rkey` (no leading slash: reference defect D12).
-    pub path: String,
+    /// What happened to the record.
+    pub action: Action,
+    /// Collection NSID.
+    pub collection: Nsid,
+    /// Record key.
+    pub rkey: RecordKey,
     /// The new record CID; `None` for deletes.
     pub cid: Option<Cid>,
     /// The record's boundaries (for the `domain` filter).
-    pub boundaries: Vec<String>,
+    pub boundaries: Vec<Boundary>,
     /// The record's DAG-CBOR bytes; `None` for deletes (or, on replay, when the block is gone).
     pub record: Option<Vec<u8>>,
 }
@@ -45,15 +49,15 @@ pub struct CommitOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitEvent {
     /// The actor.
-    pub did: String,
+    pub did: Did,
     /// Its per-actor sequence number.
     pub seq: u64,
     /// The commit revision.
-    pub rev: String,
+    pub rev: Tid,
     /// The commit CID.
     pub commit: Cid,
-    /// RFC 3339 time the event was sequenced.
-    pub time: String,
+    /// Time the event was sequenced.
+    pub time: Datetime,
     /// The operations, in commit order.
     pub ops: Vec<CommitOp>,
 }
@@ -79,7 +83,7 @@ pub fn live_event(
     blocks: &stratos_domain::blocks::BlockMap,
 ) -> CommitEvent {
     CommitEvent {
-        did: did.to_string(),
+        did: did.clone(),
         seq: event.seq,
         rev: event.rev.clone(),
         commit: event.commit,
@@ -88,8 +92,9 @@ pub fn live_event(
             .ops
             .iter()
             .map(|op| CommitOp {
-                action: op.action.clone(),
-                path: op.path.clone(),
+                action: op.action,
+                collection: op.collection.clone(),
+                rkey: op.rkey.clone(),
                 cid: op.cid,
                 boundaries: op.boundaries.clone(),
                 record: op.cid.and_then(|c| blocks.get(&c)).map(<[u8]>::to_vec),
@@ -238,12 +243,12 @@ pub fn info_frame(name: &str, message: &str) -> Result<Vec<u8>, UseCaseError> {
 pub fn enrollment_frame(e: &EnrollmentEvent) -> Result<Vec<u8>, UseCaseError> {
     let body = Ipld::Map(BTreeMap::from([
         ("seq".to_owned(), int(e.seq)),
-        ("did".to_owned(), text(&e.did)),
-        ("time".to_owned(), text(&e.time)),
+        ("did".to_owned(), text(e.did.as_str())),
+        ("time".to_owned(), text(e.time.as_str())),
         ("action".to_owned(), text(e.action.as_str())),
         (
             "boundaries".to_owned(),
-            Ipld::List(e.boundaries.iter().map(|b| text(b)).collect()),
+            Ipld::List(e.boundaries.iter().map(|b| text(b.as_str())).collect()),
         ),
     ]));
     message_frame(kind::ENROLLMENT, &body)
@@ -259,12 +264,12 @@ pub fn filter_ops<'a>(ops: &'a [CommitOp], domain: Option<&str>) -> Vec<Filtered
             let Some(domain) = domain else {
                 return Some(FilteredOp::Whole(op));
             };
-            let inside = op.boundaries.iter().any(|b| b == domain);
-            match op.action.as_str() {
-                "delete" => Some(FilteredOp::Whole(op)),
+            let inside = op.boundaries.iter().any(|b| b.as_str() == domain);
+            match op.action {
+                Action::Delete => Some(FilteredOp::Whole(op)),
                 _ if inside => Some(FilteredOp::Whole(op)),
-                "update" => Some(FilteredOp::AsDelete(op)),
-                _ => None,
+                Action::Update => Some(FilteredOp::AsDelete(op)),
+                Action::Create => None,
             }
         })
         .collect()
@@ -297,7 +302,11 @@ pub fn commit_frame(
         };
         let mut m = BTreeMap::from([
             ("action".to_owned(), text(action)),
-            ("path".to_owned(), text(&op.path)),
+            // No leading slash (reference defect D12).
+            (
+                "path".to_owned(),
+                Ipld::String(format!("{}/{}", op.collection, op.rkey)),
+            ),
             (
                 "cid".to_owned(),
                 match op.cid {
@@ -313,9 +322,9 @@ pub fn commit_frame(
     }
     let body = Ipld::Map(BTreeMap::from([
         ("seq".to_owned(), int(event.seq)),
-        ("did".to_owned(), text(&event.did)),
-        ("time".to_owned(), text(&event.time)),
-        ("rev".to_owned(), text(&event.rev)),
+        ("did".to_owned(), text(event.did.as_str())),
+        ("time".to_owned(), text(event.time.as_str())),
+        ("rev".to_owned(), text(event.rev.as_str())),
         ("commit".to_owned(), Ipld::Link(event.commit)),
         ("ops".to_owned(), Ipld::List(list)),
     ]));
