@@ -19,6 +19,8 @@
 //! - [`rate_limit`]: per-account sliding-window write limits.
 //! - [`auth`]: service-auth JWT, DPoP proof and access-token verification.
 //! - [`did_doc`]: the `#atproto` key and `#atproto_pds` service of a DID document.
+//! - [`oauth`]: the atproto OAuth client without I/O (PKCE, DPoP proofs, client assertions,
+//!   metadata, callback checks, sessions and their encryption at rest).
 #![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 pub mod attestation;
@@ -37,6 +39,7 @@ pub mod import;
 pub mod lexicon;
 pub mod mime;
 pub mod mst;
+pub mod oauth;
 pub mod rate_limit;
 pub mod repo;
 pub mod stub;

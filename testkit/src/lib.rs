@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod builders;
 pub mod conformance;
+pub mod e2e;
 pub mod hostile;
 pub mod http_stub;
 pub mod layering;

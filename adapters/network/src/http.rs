@@ -144,6 +144,81 @@ impl Fetcher {
     }
 }
 
+/// An answer of any status: the OAuth client reads error bodies and headers (`DPoP-Nonce`,
+/// `WWW-Authenticate`, `Retry-After`) as well as successes.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// A header's value as text, if present and visible ASCII.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Fetcher {
+    /// Sends one request under the same rules as [`Fetcher::fetch`] (scheme, address rule on
+    /// the URL, on DNS answers and on every redirect hop; timeout; bounded body) and returns the
+    /// answer whatever its status. `body` is `(content type, bytes)`.
+    pub(crate) async fn request(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<RawResponse, NetworkError> {
+        if !self.allowed(&url) {
+            return Err(NetworkError::InvalidUri(format!(
+                "{} is not an allowed URL (https://{})",
+                url.origin().ascii_serialization(),
+                if self.allow_http_for_localhost {
+                    ", or http:// on loopback"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if let Some(refused) = literal_refused(&url, self.targets) {
+            return Err(NetworkError::Refused(refused.to_string()));
+        }
+        let mut request = self.client.request(method, url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some((content_type, bytes)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes);
+        }
+        let mut response = request.send().await.map_err(|e| request_error(&e))?;
+        let status = response.status().as_u16();
+        let too_large = NetworkError::TooLarge(self.max_bytes);
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_bytes as u64)
+        {
+            return Err(too_large);
+        }
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| request_error(&e))? {
+            if body.len() + chunk.len() > self.max_bytes {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
 /// True for host names that can only mean this machine.
 pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.to_ascii_lowercase();

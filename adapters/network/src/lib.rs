@@ -7,18 +7,23 @@
 //!   and [`identity::pds_endpoint`] its `#atproto_pds` service.
 //! - [`oauth::HttpAuthorizationServers`]: the keys of the OAuth authorization server of an
 //!   account's PDS, discovered through the PDS's metadata and cached.
+//! - [`oauth_client::HttpOAuthClient`]: the atproto OAuth client (PAR, PKCE, DPoP with nonce
+//!   retry, loopback and `private_key_jwt` clients, refresh, revocation) and DPoP-authenticated
+//!   record writes on users' PDSes (the ports `AtprotoOAuthClient` and `PdsWriter`).
 #![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 pub mod allow_list;
 mod http;
 pub mod identity;
 pub mod oauth;
+pub mod oauth_client;
 
 pub use allow_list::{AllowListConfig, AllowListStatus, FetchReport, HttpAllowList, Mirror};
 pub use identity::{
     HttpIdentityResolver, IdentityConfig, pds_endpoint, signing_key, signing_public_key,
 };
 pub use oauth::{AuthServerConfig, HttpAuthorizationServers};
+pub use oauth_client::{HttpOAuthClient, OAuthClientConfig};
 
 /// Failures of this crate's adapters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

