@@ -38,6 +38,7 @@ use stratos_domain::boundary::Boundary;
 use stratos_domain::crypto::Keypair;
 use stratos_domain::enrollment::{EnrollmentMode, EnrollmentPolicy};
 use stratos_domain::lexicon::Catalog;
+use stratos_domain::oauth::SealKey;
 use stratos_domain::rate_limit::{DEFAULT_RATE_LIMIT, RateLimit};
 use stratos_domain::syntax::Did;
 use stratos_domain::write::WritePolicy;
@@ -46,8 +47,10 @@ use crate::auth::{AuthContext, AuthSettings, Authenticator};
 use crate::blob_store::BlobStore;
 use crate::block_cache::CachedBlocks;
 use crate::env::{AllowList, AuthorizationServers, Clock, IdentityResolver, Notifier, SystemClock};
+use crate::pds_client::AtprotoOAuthClient;
 use crate::storage::Storage;
 use crate::usecases::enrollment::{EnrollmentDeps, Enrollments};
+use crate::usecases::oauth::{OAuthDeps, OAuthEnrollment, RedirectPolicy};
 use crate::usecases::records::{RecordDeps, Records};
 use crate::usecases::stream::hub::{HubSettings, StreamHub};
 
@@ -83,6 +86,9 @@ pub enum BuildError {
     /// The storage could not be read (the enrollment log's position, for the stream).
     #[error("reading the storage")]
     Storage(#[source] crate::usecases::UseCaseError),
+    /// The key that seals OAuth sessions could not be derived from the service key.
+    #[error("deriving the OAuth sealing key")]
+    SealKey(#[source] stratos_domain::oauth::OAuthError),
 }
 
 /// Builds a [`Stratos`]; see [`Stratos::builder`].
@@ -106,6 +112,7 @@ pub struct StratosBuilder {
     block_cache: usize,
     stream: HubSettings,
     catalog: Option<Catalog>,
+    oauth: Option<(Arc<dyn AtprotoOAuthClient>, RedirectPolicy)>,
 }
 
 impl std::fmt::Debug for StratosBuilder {
@@ -164,6 +171,16 @@ impl StratosBuilder {
     /// admin password, DPoP nonces required); see [`Stratos::auth`].
     pub fn auth_settings(mut self, settings: AuthSettings) -> Self {
         self.auth = settings;
+        self
+    }
+
+    /// Enrollment through atproto OAuth at the users' own PDSes (default: none, and
+    /// [`Stratos::oauth`] is `None`): `client` runs the flows (production:
+    /// `stratos_network::HttpOAuthClient`), `redirects` says where the callback may send users
+    /// back to. Flows and sessions are kept in the storage's OAuth store, sealed with a key
+    /// derived from the service key.
+    pub fn oauth(mut self, client: Arc<dyn AtprotoOAuthClient>, redirects: RedirectPolicy) -> Self {
+        self.oauth = Some((client, redirects));
         self
     }
 
@@ -334,6 +351,19 @@ impl StratosBuilder {
             })
             .with_event_sink(streams.clone()),
         );
+        let oauth = match self.oauth {
+            Some((client, redirects)) => Some(Arc::new(OAuthEnrollment::new(
+                OAuthDeps {
+                    client,
+                    store: storage.oauth().clone(),
+                    seal: Arc::new(SealKey::derive(&service_key).map_err(BuildError::SealKey)?),
+                    clock: self.clock.clone(),
+                    redirects,
+                },
+                enrollments.clone(),
+            ))),
+            None => None,
+        };
         Ok(Stratos {
             inner: Arc::new(Inner {
                 service_did: self.service_did,
@@ -348,6 +378,7 @@ impl StratosBuilder {
                 records,
                 enrollments,
                 streams,
+                oauth,
             }),
         })
     }
@@ -376,6 +407,7 @@ struct Inner {
     records: Arc<Records>,
     enrollments: Arc<Enrollments>,
     streams: Arc<StreamHub>,
+    oauth: Option<Arc<OAuthEnrollment>>,
 }
 
 /// A composed Stratos instance: the services an app serves. Cheap to clone.
@@ -416,6 +448,7 @@ impl Stratos {
             block_cache: DEFAULT_BLOCK_CACHE,
             stream: DEFAULT_HUB_SETTINGS,
             catalog: None,
+            oauth: None,
         }
     }
 
@@ -429,6 +462,12 @@ impl Stratos {
     /// Enrollment, unenrollment and status.
     pub fn enrollments(&self) -> &Arc<Enrollments> {
         &self.inner.enrollments
+    }
+
+    /// Enrollment through atproto OAuth and the accounts' sessions, when built with
+    /// [`StratosBuilder::oauth`].
+    pub fn oauth(&self) -> Option<&Arc<OAuthEnrollment>> {
+        self.inner.oauth.as_ref()
     }
 
     /// Authentication of requests: the caller of a [`RequestView`](crate::auth::RequestView)

@@ -17,7 +17,10 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use std::collections::BTreeMap;
+
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
 
 /// The workspace root (the directory holding `e2e/` and `target/`).
 pub fn workspace_root() -> PathBuf {
@@ -279,5 +282,157 @@ impl Drop for Harness {
             std::io::stderr(),
             "e2e harness did not stop within 10 s of stdin closing; killed. stderr:\n{log}"
         );
+    }
+}
+
+/// The path of `@atproto/oauth-provider`'s API (sign-in, consent, reject).
+const PROVIDER_API: &str = "/@atproto/oauth-provider/~api";
+
+/// The user's side of an authorization, driven through the authorization server's own HTTP
+/// API (the one its page calls), with no browser: a cookie jar and the headers the provider checks on its page and API requests
+/// (`Sec-Fetch-*`, `Origin`, `Referer` = the authorize page, `x-csrf-token` = the
+/// `csrf-token` cookie).
+#[derive(Debug)]
+pub struct Browser {
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+    origin: String,
+    page: String,
+}
+
+impl Browser {
+    /// A browser that opens `authorize_url` on the authorization server at `origin` (the
+    /// harness's PDS URL).
+    pub fn new(origin: &str, authorize_url: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+            origin: origin.to_owned(),
+            page: authorize_url.to_owned(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&mut self, res: &reqwest::Response) {
+        for value in res.headers().get_all(SET_COOKIE) {
+            let pair = value.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.insert(name.trim().into(), value.trim().into());
+        }
+    }
+
+    /// A top-level navigation (`Sec-Fetch-Mode: navigate`).
+    async fn navigate(
+        &mut self,
+        url: &str,
+        site: &str,
+        referer: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .get(url)
+            .header("sec-fetch-site", site)
+            .header("sec-fetch-mode", "navigate")
+            .header("sec-fetch-dest", "document")
+            .header(COOKIE, self.cookie_header());
+        if let Some(r) = referer {
+            req = req.header("referer", r);
+        }
+        let res = req.send().await.unwrap();
+        self.keep_cookies(&res);
+        res
+    }
+
+    /// A same-origin `fetch` from the authorize page to the provider's API.
+    async fn api(&mut self, endpoint: &str, body: Value) -> (u16, Value) {
+        let csrf = self.cookies.get("csrf-token").cloned().unwrap_or_default();
+        let res = self
+            .http
+            .post(format!("{}{PROVIDER_API}{endpoint}", self.origin))
+            .header("sec-fetch-site", "same-origin")
+            .header("sec-fetch-mode", "same-origin")
+            .header("sec-fetch-dest", "empty")
+            .header("origin", &self.origin)
+            .header("referer", &self.page)
+            .header("x-csrf-token", csrf)
+            .header("content-type", "application/json")
+            .header(COOKIE, self.cookie_header())
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        self.keep_cookies(&res);
+        let status = res.status().as_u16();
+        let body = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Opens the authorize page and tries to sign in as `account` with `password`: the
+    /// provider's answer (status, JSON body). For refusals (a wrong password).
+    pub async fn try_sign_in(&mut self, account: &Account, password: &str) -> (u16, Value) {
+        let page = self.page.clone();
+        let res = self.navigate(&page, "cross-site", None).await;
+        assert_eq!(res.status(), 200, "authorize page");
+        self.api(
+            "/sign-in",
+            json!({"locale": "en", "username": account.handle, "password": password, "remember": true}),
+        )
+        .await
+    }
+
+    /// Opens the authorize page, signs `account` in, then consents (or rejects) and follows the
+    /// provider's redirect page: the `Location` it sends the user to (the client's callback).
+    pub async fn authorize(&mut self, account: &Account, consent: bool) -> String {
+        let page = self.page.clone();
+        let res = self.navigate(&page, "cross-site", None).await;
+        assert_eq!(
+            res.status(),
+            200,
+            "authorize page: {}",
+            res.text().await.unwrap()
+        );
+        assert!(
+            self.cookies.contains_key("csrf-token"),
+            "{:?}",
+            self.cookies.keys()
+        );
+
+        let (status, body) = self
+            .api(
+                "/sign-in",
+                json!({"locale": "en", "username": account.handle, "password": account.password, "remember": true}),
+            )
+            .await;
+        assert_eq!(status, 200, "sign-in: {body}");
+        assert_eq!(body["account"]["did"], json!(account.did), "{body}");
+
+        let (status, body) = if consent {
+            self.api("/consent", json!({"did": account.did})).await
+        } else {
+            self.api("/reject", json!({})).await
+        };
+        assert_eq!(status, 200, "consent: {body}");
+        let next = body["url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .to_owned();
+        let res = self.navigate(&next, "same-origin", Some(&page)).await;
+        assert_eq!(res.status(), 303, "redirect page");
+        res.headers()
+            .get(LOCATION)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
     }
 }

@@ -18,11 +18,9 @@
 //! PDS's own `com.atproto.identity.resolveHandle` ([`PdsHandles`]); DIDs resolve for real
 //! through the harness's PLC directory with `HttpIdentityResolver`.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::oauth::{
@@ -34,7 +32,7 @@ use stratos_network::{HttpIdentityResolver, HttpOAuthClient, OAuthClientConfig};
 use stratos_ports::env::{EnvError, IdentityResolver};
 use stratos_ports::oauth_store::OAuthStore;
 use stratos_ports::pds_client::{AtprotoOAuthClient, PdsClientError, PdsWriter, StartOptions};
-use stratos_testkit::e2e::{Account, Harness, installed_node};
+use stratos_testkit::e2e::{Account, Browser, Harness, installed_node};
 use stratos_testkit::memory::MemoryOAuthStore;
 
 /// The scope Stratos asks for (apps/service `OAUTH_SCOPE`).
@@ -42,7 +40,6 @@ const SCOPE: &str = "atproto repo:zone.stratos.actor.enrollment repo:zone.strato
 /// A loopback redirect URI: nothing listens there; the tests read the redirect's `Location`.
 const REDIRECT_URI: &str = "http://127.0.0.1:9/oauth/callback";
 const ENROLLMENT: &str = "zone.stratos.actor.enrollment";
-const API: &str = "/@atproto/oauth-provider/~api";
 
 fn harness() -> Option<&'static Harness> {
     static SHARED: OnceLock<Result<Harness, String>> = OnceLock::new();
@@ -106,141 +103,6 @@ fn client(h: &Harness) -> HttpOAuthClient {
     HttpOAuthClient::new(config, identity(h)).unwrap()
 }
 
-// ---------------------------------------------------------------------------------------------
-// The user's side: the authorization server's sign-in and consent API, as its page calls it.
-
-/// A cookie jar and the headers the provider checks on its page and API requests
-/// (`Sec-Fetch-*`, `Origin`, `Referer` = the authorize page, `x-csrf-token` = the
-/// `csrf-token` cookie).
-struct Browser {
-    http: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-    origin: String,
-    page: String,
-}
-
-impl Browser {
-    fn new(h: &Harness, authorize_url: &str) -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: BTreeMap::new(),
-            origin: h.pds_url.clone(),
-            page: authorize_url.to_owned(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn keep_cookies(&mut self, res: &reqwest::Response) {
-        for value in res.headers().get_all(SET_COOKIE) {
-            let pair = value.to_str().unwrap().split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.insert(name.trim().into(), value.trim().into());
-        }
-    }
-
-    /// A top-level navigation (`Sec-Fetch-Mode: navigate`).
-    async fn navigate(
-        &mut self,
-        url: &str,
-        site: &str,
-        referer: Option<&str>,
-    ) -> reqwest::Response {
-        let mut req = self
-            .http
-            .get(url)
-            .header("sec-fetch-site", site)
-            .header("sec-fetch-mode", "navigate")
-            .header("sec-fetch-dest", "document")
-            .header(COOKIE, self.cookie_header());
-        if let Some(r) = referer {
-            req = req.header("referer", r);
-        }
-        let res = req.send().await.unwrap();
-        self.keep_cookies(&res);
-        res
-    }
-
-    /// A same-origin `fetch` from the authorize page to the provider's API.
-    async fn api(&mut self, endpoint: &str, body: Value) -> (u16, Value) {
-        let csrf = self.cookies.get("csrf-token").cloned().unwrap_or_default();
-        let res = self
-            .http
-            .post(format!("{}{API}{endpoint}", self.origin))
-            .header("sec-fetch-site", "same-origin")
-            .header("sec-fetch-mode", "same-origin")
-            .header("sec-fetch-dest", "empty")
-            .header("origin", &self.origin)
-            .header("referer", &self.page)
-            .header("x-csrf-token", csrf)
-            .header("content-type", "application/json")
-            .header(COOKIE, self.cookie_header())
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        self.keep_cookies(&res);
-        let status = res.status().as_u16();
-        let body = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap_or(Value::Null);
-        (status, body)
-    }
-
-    /// Opens the authorize page, signs `account` in, then consents (or rejects) and follows the
-    /// provider's redirect page: the `Location` it sends the user to (the client's callback).
-    async fn authorize(&mut self, account: &Account, consent: bool) -> String {
-        let page = self.page.clone();
-        let res = self.navigate(&page, "cross-site", None).await;
-        assert_eq!(
-            res.status(),
-            200,
-            "authorize page: {}",
-            res.text().await.unwrap()
-        );
-        assert!(
-            self.cookies.contains_key("csrf-token"),
-            "{:?}",
-            self.cookies.keys()
-        );
-
-        let (status, body) = self
-            .api(
-                "/sign-in",
-                json!({"locale": "en", "username": account.handle, "password": account.password, "remember": true}),
-            )
-            .await;
-        assert_eq!(status, 200, "sign-in: {body}");
-        assert_eq!(body["account"]["did"], json!(account.did), "{body}");
-
-        let (status, body) = if consent {
-            self.api("/consent", json!({"did": account.did})).await
-        } else {
-            self.api("/reject", json!({})).await
-        };
-        assert_eq!(status, 200, "consent: {body}");
-        let next = body["url"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{body}"))
-            .to_owned();
-        let res = self.navigate(&next, "same-origin", Some(&page)).await;
-        assert_eq!(res.status(), 303, "redirect page");
-        res.headers()
-            .get(LOCATION)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned()
-    }
-}
-
 fn callback_of(location: &str) -> CallbackParams {
     let (base, query) = location.split_once('?').unwrap();
     assert_eq!(base, REDIRECT_URI, "sent to the client's redirect URI");
@@ -266,7 +128,9 @@ async fn authorize(
         request.url
     );
     assert_eq!(request.state, state.state);
-    let location = Browser::new(h, &request.url).authorize(account, true).await;
+    let location = Browser::new(&h.pds_url, &request.url)
+        .authorize(account, true)
+        .await;
     (state, callback_of(&location))
 }
 
@@ -334,7 +198,9 @@ async fn a_session_authorized_on_the_real_pds_writes_refreshes_and_is_revoked() 
         .unwrap();
 
     // The user signs in and consents on the authorization server.
-    let location = Browser::new(h, &request.url).authorize(&alice, true).await;
+    let location = Browser::new(&h.pds_url, &request.url)
+        .authorize(&alice, true)
+        .await;
     let params = callback_of(&location);
     assert_eq!(params.iss.as_deref(), Some(h.pds_url.as_str()));
     let key = params.state.clone().unwrap();
@@ -535,7 +401,9 @@ async fn tokens_for_another_account_than_the_flow_started_for_are_refused() {
         state.expected_did.as_ref().map(Did::as_str),
         Some(dave.did.as_str())
     );
-    let location = Browser::new(h, &request.url).authorize(&erin, true).await;
+    let location = Browser::new(&h.pds_url, &request.url)
+        .authorize(&erin, true)
+        .await;
     let err = client
         .finish_authorization(state, &callback_of(&location))
         .await;
@@ -560,7 +428,9 @@ async fn a_refusal_at_the_authorization_server_is_a_typed_error() {
         .start_authorization(&target, &StartOptions::default())
         .await
         .unwrap();
-    let location = Browser::new(h, &request.url).authorize(&frank, false).await;
+    let location = Browser::new(&h.pds_url, &request.url)
+        .authorize(&frank, false)
+        .await;
     let params = callback_of(&location);
     assert_eq!(params.code, None);
     let err = client.finish_authorization(state, &params).await;

@@ -43,6 +43,12 @@ impl From<DomainError> for ApiError {
     }
 }
 
+impl From<stratos_ports::usecases::oauth::OAuthFlowError> for ApiError {
+    fn from(e: stratos_ports::usecases::oauth::OAuthFlowError) -> Self {
+        XrpcError::from(e).into()
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         XrpcError::from(e).into()

@@ -34,7 +34,7 @@ pub fn client_metadata(config: &Config) -> anyhow::Result<Value> {
         (None, true) => format!("{public}/client-metadata.json"),
         (None, false) => format!(
             "http://localhost?redirect_uri={}&scope={}",
-            form_encode(&redirect_uri),
+            form_encode(&loopback_redirect(public).unwrap_or_else(|| redirect_uri.clone())),
             form_encode(OAUTH_SCOPE)
         ),
     };
@@ -70,6 +70,82 @@ pub fn client_metadata(config: &Config) -> anyhow::Result<Value> {
         doc["jwks"] = json!({ "keys": [jwk] });
     }
     Ok(doc)
+}
+
+/// Why the service cannot run OAuth flows with this configuration, if it cannot.
+pub fn unavailable_reason(config: &Config) -> Option<&'static str> {
+    let public = config.public_url.as_str();
+    match (&config.oauth.client_secret, config.public_url.is_https()) {
+        (Some(_), true) => None,
+        (Some(_), false) => Some(
+            "a confidential OAuth client (STRATOS_OAUTH_CLIENT_SECRET) needs an https \
+             STRATOS_PUBLIC_URL",
+        ),
+        (None, false) if loopback_redirect(public).is_some() => None,
+        (None, false) => Some(
+            "an http STRATOS_PUBLIC_URL runs the atproto loopback client, which needs a \
+             loopback host (127.0.0.1, [::1] or localhost)",
+        ),
+        (None, true) => Some(
+            "OAuth enrollment on an https STRATOS_PUBLIC_URL needs STRATOS_OAUTH_CLIENT_SECRET \
+             (a confidential client)",
+        ),
+    }
+}
+
+/// The loopback client's `redirect_uri` for an http public URL on a loopback host: atproto
+/// wants an IP literal, so `localhost` becomes `127.0.0.1` (the same server).
+fn loopback_redirect(public: &str) -> Option<String> {
+    let url = url::Url::parse(public).ok()?;
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let host = match url.host()? {
+        url::Host::Domain("localhost") => "127.0.0.1".to_owned(),
+        url::Host::Ipv4(ip) if ip.is_loopback() => ip.to_string(),
+        url::Host::Ipv6(ip) if ip.is_loopback() => format!("[{ip}]"),
+        _ => return None,
+    };
+    Some(format!("http://{host}{port}/oauth/callback"))
+}
+
+/// The OAuth client's settings: a confidential client (`private_key_jwt`) on an https public
+/// URL with `STRATOS_OAUTH_CLIENT_SECRET`, the atproto loopback client on an http loopback one;
+/// `None` otherwise ([`unavailable_reason`]).
+pub fn http_client_config(
+    config: &Config,
+) -> anyhow::Result<Option<stratos_network::OAuthClientConfig>> {
+    if unavailable_reason(config).is_some() {
+        return Ok(None);
+    }
+    let public = config.public_url.as_str().trim_end_matches('/');
+    let mut out = match &config.oauth.client_secret {
+        Some(secret) => {
+            let client_id = match &config.oauth.client_id {
+                Some(id) => id.as_str().to_owned(),
+                None => format!("{public}/client-metadata.json"),
+            };
+            let key = std::sync::Arc::new(client_key(secret.expose())?);
+            let credentials = stratos_domain::oauth::ClientCredentials::private_key_jwt(
+                client_id,
+                key,
+                CLIENT_KEY_ID,
+            )
+            .map_err(|e| anyhow::anyhow!("STRATOS_OAUTH_CLIENT_SECRET: {e}"))?;
+            stratos_network::OAuthClientConfig::confidential(
+                credentials,
+                format!("{public}/oauth/callback"),
+                OAUTH_SCOPE,
+            )
+        }
+        None => {
+            let redirect = loopback_redirect(public)
+                .ok_or_else(|| anyhow::anyhow!("no loopback redirect for {public}"))?;
+            stratos_network::OAuthClientConfig::loopback(redirect, OAUTH_SCOPE)
+        }
+    };
+    // As for identity lookups: plain http only to loopback, only in development.
+    out.allow_http_for_localhost = config.auth.dev_mode;
+    out.allow_private_targets = config.outbound_allow_private;
+    Ok(Some(out))
 }
 
 /// The client's P-256 key from a private JWK (`kty` EC, `crv` P-256, `d`).

@@ -10,6 +10,7 @@ use stratos_ports::Stratos;
 use stratos_ports::auth::AuthSettings;
 use stratos_ports::blob_store::BlobStore;
 use stratos_ports::env::{AllowList, AuthorizationServers, IdentityResolver};
+use stratos_ports::usecases::oauth::RedirectPolicy;
 use stratos_ports::usecases::stream::hub::HubSettings;
 
 use crate::config::{BlobStorage, Config, SqliteDurability, StorageBackend};
@@ -224,7 +225,7 @@ impl AppState {
             .service_fragment(config.service_fragment.clone())
             .storage(storage)
             .blob_store(blobs)
-            .identity(identity)
+            .identity(identity.clone())
             .authorization_servers(auth_servers)
             .auth_settings(auth_settings(&config))
             .enrollment_policy(policy)
@@ -235,6 +236,22 @@ impl AppState {
                 heartbeat: std::time::Duration::from_secs(s.heartbeat_secs),
                 send_timeout: std::time::Duration::from_secs(s.send_timeout_secs),
             });
+        match crate::oauth_client::http_client_config(&config)? {
+            Some(oauth) => {
+                let client = stratos_network::HttpOAuthClient::new(oauth, identity.clone())
+                    .map_err(|e| anyhow::anyhow!("OAuth client: {e}"))?;
+                let redirects = RedirectPolicy::new(
+                    config.oauth.redirect_origins.iter().map(|u| u.as_str()),
+                    !config.public_url.is_https(),
+                );
+                builder = builder.oauth(Arc::new(client), redirects);
+            }
+            None => {
+                if let Some(why) = crate::oauth_client::unavailable_reason(&config) {
+                    tracing::warn!("OAuth enrollment is off: {why}");
+                }
+            }
+        }
         if let Some(list) = open_allow_list(&config).await? {
             builder = builder.allow_list(list);
         }

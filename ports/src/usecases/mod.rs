@@ -19,6 +19,7 @@ mod account;
 pub mod blobs;
 pub mod enrollment;
 mod node_cache;
+pub mod oauth;
 pub mod proofs;
 pub mod reads;
 pub mod records;

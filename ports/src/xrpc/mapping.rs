@@ -7,6 +7,7 @@ use stratos_domain::auth::TokenError;
 use super::XrpcError;
 use crate::auth::{AuthError, DpopError};
 use crate::usecases::UseCaseError;
+use crate::usecases::oauth::OAuthFlowError;
 
 fn bad(name: &'static str, e: &DomainError) -> XrpcError {
     XrpcError::new(400, name, e.to_string())
@@ -51,6 +52,40 @@ impl From<DomainError> for XrpcError {
             }
             E::Token(t) => XrpcError::new(401, t.code(), e.to_string()),
             _ => XrpcError::internal(&e.to_string()),
+        }
+    }
+}
+
+impl From<OAuthFlowError> for XrpcError {
+    fn from(e: OAuthFlowError) -> Self {
+        match e {
+            OAuthFlowError::InvalidRequest(m) => XrpcError::invalid(m),
+            OAuthFlowError::Resolution(cause) => XrpcError::new(
+                400,
+                "AuthorizationError",
+                format!("Failed to start authorization flow: {cause}"),
+            ),
+            OAuthFlowError::Callback(m) => XrpcError::new(400, "CallbackError", m),
+            OAuthFlowError::Denied(reason) => {
+                XrpcError::new(403, "EnrollmentDenied", reason.message())
+            }
+            OAuthFlowError::ReauthorizationRequired(did) => XrpcError::new(
+                401,
+                "ReauthorizationRequired",
+                format!("{did} must sign in again"),
+            ),
+            OAuthFlowError::Upstream(cause) => {
+                tracing::warn!(error = %cause, "OAuth upstream failure");
+                XrpcError::new(
+                    502,
+                    "UpstreamFailure",
+                    "the authorization server or PDS failed; try again",
+                )
+            }
+            OAuthFlowError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "OAuth storage unavailable");
+                XrpcError::new(503, "ServiceUnavailable", "storage is unavailable")
+            }
         }
     }
 }

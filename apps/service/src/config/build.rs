@@ -132,6 +132,7 @@ pub(super) fn read_config(v: &mut Values) -> Option<Config> {
         logo_uri: v.url("STRATOS_OAUTH_LOGO_URI"),
         tos_uri: v.url("STRATOS_OAUTH_TOS_URI"),
         policy_uri: v.url("STRATOS_OAUTH_POLICY_URI"),
+        redirect_origins: v.urls("STRATOS_OAUTH_REDIRECT_ORIGINS"),
     };
 
     // ---- identity resolution, User-Agent, logging

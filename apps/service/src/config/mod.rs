@@ -276,6 +276,8 @@ pub struct OAuthClientConfig {
     pub tos_uri: Option<HttpUrl>,
     /// `STRATOS_OAUTH_POLICY_URI`.
     pub policy_uri: Option<HttpUrl>,
+    /// `STRATOS_OAUTH_REDIRECT_ORIGINS`: where `/oauth/authorize?redirect_uri=` may lead.
+    pub redirect_origins: Vec<HttpUrl>,
 }
 
 /// `LOG_LEVEL`, in the reference service's (pino) vocabulary.

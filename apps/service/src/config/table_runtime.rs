@@ -306,6 +306,16 @@ pub(super) const OAUTH: Section = Section {
             doc: "Privacy policy link.",
             show: |c| Shown::opt(c.oauth.policy_uri.as_ref()),
         },
+        Setting {
+            name: "STRATOS_OAUTH_REDIRECT_ORIGINS",
+            parser: Parser::BaseUrlList,
+            default: Default::Unset,
+            secret: Secrecy::Public,
+            doc: "Applications `/oauth/authorize?redirect_uri=` may send the user back to, by \
+                  origin (`https://app.example`). A `redirect_uri` elsewhere is refused (400), \
+                  so the service is no open redirect; without one the callback answers JSON.",
+            show: |c| Shown::list(&c.oauth.redirect_origins),
+        },
     ],
 };
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod blob;
+mod oauth;
 mod ops;
 mod repo;
 mod stratos;
@@ -224,6 +225,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/robots.txt", web::get().to(ops::robots))
         .route("/.well-known/did.json", web::get().to(ops::did_document))
         .route("/client-metadata.json", web::get().to(ops::client_metadata))
+        .route("/oauth/authorize", web::get().to(oauth::authorize))
+        .route("/oauth/callback", web::get().to(oauth::callback))
+        .route("/oauth/status", web::get().to(oauth::status))
+        .route("/oauth/revoke", web::post().to(oauth::revoke))
         .route(
             "/.well-known/oauth-client-metadata.json",
             web::get().to(ops::client_metadata),

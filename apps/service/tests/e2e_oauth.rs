@@ -1,0 +1,330 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+//! Enrollment through `/oauth/authorize` → the REAL PDS's sign-in and consent → `/oauth/callback`,
+//! against `e2e/harness.mjs` (`@atproto/pds` with its authorization server, `@did-plc/server`),
+//! started through `stratos_testkit::e2e`. PAR, PKCE, DPoP and the token exchange run for real;
+//! the user's part is driven through the authorization server's own HTTP API
+//! (`stratos_testkit::e2e::Browser`). Without the install every test prints `SKIPPED:` and
+//! passes, except under `CI=true`, where it fails.
+//!
+//! The service runs the atproto loopback client (its public URL is `http://127.0.0.1:9`, where
+//! nothing listens: the tests read the authorization server's redirect and call the service's
+//! callback with its query, as a browser would on a real deployment). Accounts are named by DID
+//! at `/oauth/authorize` because the harness's `.test` handles resolve nowhere.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use reqwest::StatusCode;
+use reqwest::header::LOCATION;
+use serde_json::Value;
+use stratos_testkit::e2e::{Account, Browser, Harness, installed_node};
+
+mod common;
+
+const SERVICE_DID: &str = "did:web:nerv.tokyo.jp";
+/// The service's public URL: the loopback client's redirect URI is `{this}/oauth/callback`.
+const PUBLIC: &str = "http://127.0.0.1:9";
+
+fn harness() -> Option<&'static Harness> {
+    static H: OnceLock<Harness> = OnceLock::new();
+    let node = installed_node()?;
+    Some(H.get_or_init(|| {
+        Harness::start(
+            &node,
+            &["rei", "sakura", "kaoruko", "fuyuko", "haruki", "misato"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }))
+}
+
+/// A service running the loopback OAuth client against the harness, with `extra` settings.
+async fn stratos(
+    h: &Harness,
+    dir: &Path,
+    extra: &[(&str, &str)],
+) -> stratos_service::RunningServer {
+    let mut vars = vec![
+        ("STRATOS_PLC_URL", h.plc_url.as_str()),
+        ("STRATOS_OUTBOUND_ALLOW_PRIVATE", "true"),
+        ("STRATOS_PUBLIC_URL", PUBLIC),
+        ("STRATOS_ALLOWED_DOMAINS", "swordsmith,aekea"),
+        ("STRATOS_OAUTH_REDIRECT_ORIGINS", "http://app.example"),
+    ];
+    vars.extend_from_slice(extra);
+    let config = common::config(dir, &vars);
+    stratos_service::start(config, 1).await.unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `/oauth/authorize` for `account` (by DID): the authorization server's URL it redirects to.
+async fn authorize(http: &reqwest::Client, base: &str, query: &str) -> reqwest::Response {
+    http.get(format!("{base}/oauth/authorize?{query}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn start_flow(http: &reqwest::Client, base: &str, account: &Account) -> String {
+    let res = authorize(http, base, &format!("handle={}", account.did)).await;
+    assert_eq!(res.status(), StatusCode::FOUND, "{:?}", res.text().await);
+    res.headers()
+        .get(LOCATION)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The service's callback with the query the authorization server redirected `location` with.
+async fn callback(http: &reqwest::Client, base: &str, location: &str) -> reqwest::Response {
+    let (target, query) = location.split_once('?').unwrap();
+    assert_eq!(
+        target,
+        format!("{PUBLIC}/oauth/callback"),
+        "the service's redirect URI"
+    );
+    http.get(format!("{base}/oauth/callback?{query}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs `account` in at the PDS and consents: the authorization server's redirect.
+async fn consent(h: &Harness, authorize_url: &str, account: &Account) -> String {
+    Browser::new(&h.pds_url, authorize_url)
+        .authorize(account, true)
+        .await
+}
+
+async fn status(http: &reqwest::Client, base: &str, did: &str) -> Value {
+    // Dev mode's `Bearer <did>` stands in for the account's own token (the harness's PDS signs
+    // its access tokens with a secret only it holds).
+    let res = http
+        .get(format!("{base}/oauth/status"))
+        .bearer_auth(did)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+fn boundary_values(status: &Value) -> Vec<String> {
+    let mut out: Vec<String> = status["boundaries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|b| b["value"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// S2: authorize → PDS sign-in → consent → callback enrolls the account; status says so. A
+/// second round for the same account is "already enrolled". S5: the enrollment holds the
+/// configured boundaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_oauth_enrollment_through_the_real_pds() {
+    let Some(h) = harness() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos(h, dir.path(), &[]).await;
+    let (http, base) = (client(), server.url());
+    let rei = h.account("rei.test");
+
+    let before = status(&http, &base, &rei.did).await;
+    assert_eq!(before["enrolled"], false, "{before}");
+
+    let location = consent(h, &start_flow(&http, &base, &rei).await, &rei).await;
+    let res = callback(&http, &base, &location).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(body["did"], rei.did.as_str());
+    assert_eq!(body["enrolled"], true, "a new enrollment: {body}");
+
+    let after = status(&http, &base, &rei.did).await;
+    assert_eq!(after["enrolled"], true, "{after}");
+    assert_eq!(
+        boundary_values(&after),
+        [
+            format!("{SERVICE_DID}/aekea"),
+            format!("{SERVICE_DID}/swordsmith")
+        ],
+        "open enrollment grants every offered boundary"
+    );
+
+    // Again: the same account comes back already enrolled.
+    let location = consent(h, &start_flow(&http, &base, &rei).await, &rei).await;
+    let body: Value = callback(&http, &base, &location)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(body["enrolled"], false, "already enrolled: {body}");
+    server.stop().await.unwrap();
+}
+
+/// S4: a wrong password is refused by the PDS, and nothing is enrolled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s4_a_wrong_password_enrolls_nothing() {
+    let Some(h) = harness() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos(h, dir.path(), &[]).await;
+    let (http, base) = (client(), server.url());
+    let sakura = h.account("sakura.test");
+    let url = start_flow(&http, &base, &sakura).await;
+    let (code, body) = Browser::new(&h.pds_url, &url)
+        .try_sign_in(&sakura, "not the password")
+        .await;
+    assert!((400..500).contains(&code), "{code} {body}");
+    assert_eq!(status(&http, &base, &sakura.did).await["enrolled"], false);
+    server.stop().await.unwrap();
+}
+
+/// S15: with `STRATOS_AUTO_ENROLL_DOMAINS`, a fresh enrollment gets exactly those boundaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s15_auto_enroll_domains_are_granted() {
+    let Some(h) = harness() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos(h, dir.path(), &[("STRATOS_AUTO_ENROLL_DOMAINS", "aekea")]).await;
+    let (http, base) = (client(), server.url());
+    let haruki = h.account("haruki.test");
+    let location = consent(h, &start_flow(&http, &base, &haruki).await, &haruki).await;
+    assert_eq!(
+        callback(&http, &base, &location).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        boundary_values(&status(&http, &base, &haruki.did).await),
+        [format!("{SERVICE_DID}/aekea")]
+    );
+    server.stop().await.unwrap();
+}
+
+/// The callback refuses a replayed `state`, a wrong `iss` and a flow it never started; none of
+/// them enrolls anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_refuses_replays_foreign_issuers_and_unknown_flows() {
+    let Some(h) = harness() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos(h, dir.path(), &[]).await;
+    let (http, base) = (client(), server.url());
+    let fuyuko = h.account("fuyuko.test");
+    let location = consent(h, &start_flow(&http, &base, &fuyuko).await, &fuyuko).await;
+
+    // Another issuer's answer with this flow's state: refused, and the flow is spent.
+    let forged = location.replace("iss=", "iss=https%3A%2F%2Fevil.example&was=");
+    let res = callback(&http, &base, &forged).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "CallbackError", "{body}");
+    // The genuine answer now finds its flow used.
+    let res = callback(&http, &base, &location).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "single use");
+    assert_eq!(status(&http, &base, &fuyuko.did).await["enrolled"], false);
+
+    // A flow this service never started.
+    let res = http
+        .get(format!(
+            "{base}/oauth/callback?state=made-up&code=x&iss={}",
+            h.pds_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // A clean run afterwards still works (nothing was left half-done).
+    let location = consent(h, &start_flow(&http, &base, &fuyuko).await, &fuyuko).await;
+    assert_eq!(
+        callback(&http, &base, &location).await.status(),
+        StatusCode::OK
+    );
+    server.stop().await.unwrap();
+}
+
+/// An account the allow-list does not admit signs in, is refused with 403 `EnrollmentDenied`,
+/// and is not enrolled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ineligible_account_is_refused_after_sign_in() {
+    let Some(h) = harness() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let misato = h.account("misato.test");
+    let server = stratos(
+        h,
+        dir.path(),
+        &[
+            ("STRATOS_ENROLLMENT_MODE", "allowlist"),
+            ("STRATOS_ALLOWED_DIDS", "did:plc:someoneelse"),
+        ],
+    )
+    .await;
+    let (http, base) = (client(), server.url());
+    let location = consent(h, &start_flow(&http, &base, &misato).await, &misato).await;
+    let res = callback(&http, &base, &location).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "EnrollmentDenied", "{body}");
+    assert_eq!(status(&http, &base, &misato.did).await["enrolled"], false);
+    server.stop().await.unwrap();
+}
+
+/// `redirect_uri`: an application on the allow-list gets the user back with
+/// `stratos_enrolled=true`; anything else is refused before the flow starts (no open redirect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_go_only_to_listed_applications() {
+    let Some(h) = harness() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos(h, dir.path(), &[]).await;
+    let (http, base) = (client(), server.url());
+    let kaoruko = h.account("kaoruko.test");
+
+    let res = authorize(
+        &http,
+        &base,
+        &format!(
+            "handle={}&redirect_uri=https%3A%2F%2Fevil.example%2Fgrab",
+            kaoruko.did
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = authorize(&http, &base, "redirect_uri=http%3A%2F%2Fapp.example%2F").await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "no handle");
+
+    let res = authorize(
+        &http,
+        &base,
+        &format!(
+            "handle={}&redirect_uri=http%3A%2F%2Fapp.example%2Fdone",
+            kaoruko.did
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let url = res
+        .headers()
+        .get(LOCATION)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let location = consent(h, &url, &kaoruko).await;
+    let res = callback(&http, &base, &location).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let back = res.headers().get(LOCATION).unwrap().to_str().unwrap();
+    assert!(
+        back.starts_with("http://app.example/done?stratos_enrolled=true"),
+        "{back}"
+    );
+    assert_eq!(status(&http, &base, &kaoruko.did).await["enrolled"], true);
+    server.stop().await.unwrap();
+}
