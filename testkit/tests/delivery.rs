@@ -218,7 +218,11 @@ async fn needs_reauthorization_holds_items_without_counting_attempts() {
     w.enqueue(&[put("did:plc:asuka", "z", "3")]).await;
     for round in 0..3 {
         let report = w.run().await;
-        assert_eq!(report.needs_reauthorization, [rei.clone()], "round {round}");
+        assert_eq!(
+            report.needs_reauthorization,
+            std::slice::from_ref(&rei),
+            "round {round}"
+        );
         assert_eq!(report.held, 3);
         assert_eq!(report.dead + report.retried, 0);
         assert_eq!(w.run().await.claimed, 0, "held for the wait");

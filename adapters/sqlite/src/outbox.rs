@@ -178,9 +178,12 @@ pub struct SqliteOutbox {
 /// A claimed row as read: local id, item bytes, attempts so far, lease end.
 type RawClaim = (i64, Vec<u8>, i64, i64);
 
+/// Decoded claims by local id, and the local ids of rows to bury with their error text.
+type Decoded = (Vec<(u64, ClaimedItem)>, Vec<(u64, String)>);
+
 /// Decodes claimed rows; a row that does not decode is returned apart, with its error text, to
 /// be buried.
-fn decode_claims(rows: Vec<RawClaim>) -> (Vec<(u64, ClaimedItem)>, Vec<(u64, String)>) {
+fn decode_claims(rows: Vec<RawClaim>) -> Decoded {
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for (id, bytes, attempts, until) in rows {
