@@ -97,8 +97,8 @@ pub struct DeliveryReport {
     /// Accounts whose PDS said they must authorise Stratos again (each once, in DID order):
     /// mark their enrollments.
     pub needs_reauthorization: Vec<Did>,
-    /// Outbox calls that failed after the claim (a lost lease, the backend): those items are
-    /// claimable again when their lease runs out.
+    /// Outbox calls that failed after the claim (a lost lease, the backend), and accounts whose
+    /// delivery panicked: those items are claimable again when their lease runs out.
     pub outbox_errors: usize,
 }
 
