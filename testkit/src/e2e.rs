@@ -303,16 +303,16 @@ pub struct Browser {
 impl Browser {
     /// A browser that opens `authorize_url` on the authorization server at `origin` (the
     /// harness's PDS URL).
-    pub fn new(origin: &str, authorize_url: &str) -> Self {
-        Self {
+    pub fn new(origin: &str, authorize_url: &str) -> Result<Self, String> {
+        Ok(Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .unwrap(),
+                .map_err(|e| format!("http client: {e}"))?,
             cookies: BTreeMap::new(),
             origin: origin.to_owned(),
             page: authorize_url.to_owned(),
-        }
+        })
     }
 
     fn cookie_header(&self) -> String {
@@ -325,9 +325,12 @@ impl Browser {
 
     fn keep_cookies(&mut self, res: &reqwest::Response) {
         for value in res.headers().get_all(SET_COOKIE) {
-            let pair = value.to_str().unwrap().split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.insert(name.trim().into(), value.trim().into());
+            // A cookie the provider sends that is not `name=value` ASCII is not one it reads back.
+            let Ok(text) = value.to_str() else { continue };
+            let pair = text.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                self.cookies.insert(name.trim().into(), value.trim().into());
+            }
         }
     }
 
@@ -337,7 +340,7 @@ impl Browser {
         url: &str,
         site: &str,
         referer: Option<&str>,
-    ) -> reqwest::Response {
+    ) -> Result<reqwest::Response, String> {
         let mut req = self
             .http
             .get(url)
@@ -348,13 +351,13 @@ impl Browser {
         if let Some(r) = referer {
             req = req.header("referer", r);
         }
-        let res = req.send().await.unwrap();
+        let res = req.send().await.map_err(|e| format!("GET {url}: {e}"))?;
         self.keep_cookies(&res);
-        res
+        Ok(res)
     }
 
     /// A same-origin `fetch` from the authorize page to the provider's API.
-    async fn api(&mut self, endpoint: &str, body: Value) -> (u16, Value) {
+    async fn api(&mut self, endpoint: &str, body: Value) -> Result<(u16, Value), String> {
         let csrf = self.cookies.get("csrf-token").cloned().unwrap_or_default();
         let res = self
             .http
@@ -370,19 +373,28 @@ impl Browser {
             .body(body.to_string())
             .send()
             .await
-            .unwrap();
+            .map_err(|e| format!("POST {endpoint}: {e}"))?;
         self.keep_cookies(&res);
         let status = res.status().as_u16();
-        let body = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap_or(Value::Null);
-        (status, body)
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| format!("POST {endpoint}: body: {e}"))?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
     }
 
     /// Opens the authorize page and tries to sign in as `account` with `password`: the
     /// provider's answer (status, JSON body). For refusals (a wrong password).
-    pub async fn try_sign_in(&mut self, account: &Account, password: &str) -> (u16, Value) {
+    pub async fn try_sign_in(
+        &mut self,
+        account: &Account,
+        password: &str,
+    ) -> Result<(u16, Value), String> {
         let page = self.page.clone();
-        let res = self.navigate(&page, "cross-site", None).await;
-        assert_eq!(res.status(), 200, "authorize page");
+        let res = self.navigate(&page, "cross-site", None).await?;
+        if res.status() != 200 {
+            return Err(format!("authorize page: {}", res.status()));
+        }
         self.api(
             "/sign-in",
             json!({"locale": "en", "username": account.handle, "password": password, "remember": true}),
@@ -392,47 +404,48 @@ impl Browser {
 
     /// Opens the authorize page, signs `account` in, then consents (or rejects) and follows the
     /// provider's redirect page: the `Location` it sends the user to (the client's callback).
-    pub async fn authorize(&mut self, account: &Account, consent: bool) -> String {
+    /// Any step the provider does not answer as a user's browser expects is an `Err` naming it.
+    pub async fn authorize(&mut self, account: &Account, consent: bool) -> Result<String, String> {
         let page = self.page.clone();
-        let res = self.navigate(&page, "cross-site", None).await;
-        assert_eq!(
-            res.status(),
-            200,
-            "authorize page: {}",
-            res.text().await.unwrap()
-        );
-        assert!(
-            self.cookies.contains_key("csrf-token"),
-            "{:?}",
-            self.cookies.keys()
-        );
+        let res = self.navigate(&page, "cross-site", None).await?;
+        if res.status() != 200 {
+            let status = res.status();
+            return Err(format!(
+                "authorize page: {status}: {}",
+                res.text().await.unwrap_or_default()
+            ));
+        }
+        if !self.cookies.contains_key("csrf-token") {
+            return Err(format!("no csrf-token cookie: {:?}", self.cookies.keys()));
+        }
 
         let (status, body) = self
             .api(
                 "/sign-in",
                 json!({"locale": "en", "username": account.handle, "password": account.password, "remember": true}),
             )
-            .await;
-        assert_eq!(status, 200, "sign-in: {body}");
-        assert_eq!(body["account"]["did"], json!(account.did), "{body}");
+            .await?;
+        if status != 200 || body["account"]["did"] != json!(account.did) {
+            return Err(format!("sign-in: {status}: {body}"));
+        }
 
         let (status, body) = if consent {
-            self.api("/consent", json!({"did": account.did})).await
+            self.api("/consent", json!({"did": account.did})).await?
         } else {
-            self.api("/reject", json!({})).await
+            self.api("/reject", json!({})).await?
         };
-        assert_eq!(status, 200, "consent: {body}");
-        let next = body["url"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{body}"))
-            .to_owned();
-        let res = self.navigate(&next, "same-origin", Some(&page)).await;
-        assert_eq!(res.status(), 303, "redirect page");
+        let next = match (status, body["url"].as_str()) {
+            (200, Some(url)) => url.to_owned(),
+            _ => return Err(format!("consent: {status}: {body}")),
+        };
+        let res = self.navigate(&next, "same-origin", Some(&page)).await?;
+        if res.status() != 303 {
+            return Err(format!("redirect page: {}", res.status()));
+        }
         res.headers()
             .get(LOCATION)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| "redirect page without a Location".to_owned())
     }
 }

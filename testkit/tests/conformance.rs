@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
+use stratos_testkit::conformance::Fixture;
 use stratos_testkit::conformance::cache::TimedCache;
+use stratos_testkit::conformance::outbox::OutboxUnderTest;
 use stratos_testkit::memory::{
     ManualClock, MemoryBlobStore, MemoryCache, MemoryEnrollmentStore, MemoryKeyStore,
     MemoryNotifier, MemoryOAuthStore, MemoryOutbox, MemoryRepoStore,
@@ -12,7 +14,18 @@ use stratos_testkit::memory::{
 
 stratos_testkit::repo_store_conformance!(async { Arc::new(MemoryRepoStore::new()) });
 stratos_testkit::enrollment_store_conformance!(async { Arc::new(MemoryEnrollmentStore::new()) });
-stratos_testkit::outbox_conformance!(async { Arc::new(MemoryOutbox::new()) });
+stratos_testkit::outbox_conformance!(async {
+    let outbox = Arc::new(MemoryOutbox::new());
+    let plant = outbox.clone();
+    Fixture::new(OutboxUnderTest::new(
+        outbox.clone(),
+        Arc::new(MemoryRepoStore::with_outbox(outbox)),
+        move |did| {
+            plant.push_raw(&did, b"\xff not an item".to_vec());
+            async {}
+        },
+    ))
+});
 stratos_testkit::blob_store_conformance!(async { Arc::new(MemoryBlobStore::new()) });
 stratos_testkit::key_store_conformance!(async { Arc::new(MemoryKeyStore::new()) });
 stratos_testkit::oauth_store_conformance!(async { Arc::new(MemoryOAuthStore::new()) });

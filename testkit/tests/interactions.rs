@@ -11,7 +11,10 @@ use stratos_domain::boundary::Boundary;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::enrollment::{EnrollmentMode, EnrollmentPolicy};
 use stratos_domain::syntax::Did;
-use stratos_ports::outbox::{ClaimedItem, Outbox, OutboxAction, OutboxError, OutboxItem};
+use stratos_ports::outbox::{
+    ClaimedItem, DeadLetter, Disposition, FailedAttempt, Lease, Outbox, OutboxAction, OutboxError,
+    OutboxItem,
+};
 use stratos_ports::usecases::enrollment::{EnrollmentDeps, Enrollments};
 use stratos_testkit::builders::{SERVICE_DID, TestService, did};
 use stratos_testkit::memory::{MemoryBlobStore, MemoryIdentity};
@@ -22,9 +25,14 @@ mockall::mock! {
     impl Outbox for Outbox {
         async fn enqueue(&self, item: OutboxItem) -> Result<u64, OutboxError>;
         async fn claim(&self, now_ms: i64, lease_ms: i64, limit: usize) -> Result<Vec<ClaimedItem>, OutboxError>;
-        async fn complete(&self, id: u64) -> Result<(), OutboxError>;
-        async fn fail(&self, id: u64, retry_at_ms: i64) -> Result<(), OutboxError>;
+        async fn complete(&self, lease: Lease) -> Result<(), OutboxError>;
+        async fn fail(&self, lease: Lease, attempt: FailedAttempt) -> Result<Disposition, OutboxError>;
+        async fn release(&self, lease: Lease, due_ms: i64) -> Result<(), OutboxError>;
         async fn pending(&self) -> Result<usize, OutboxError>;
+        async fn dead_letters(&self, limit: usize, cursor: Option<u64>) -> Result<Vec<DeadLetter>, OutboxError>;
+        async fn retry_dead(&self, id: u64) -> Result<u64, OutboxError>;
+        async fn dead_count(&self, did: &Did) -> Result<u64, OutboxError>;
+        async fn dead_total(&self) -> Result<u64, OutboxError>;
         async fn purge(&self, did: &Did) -> Result<(), OutboxError>;
     }
 }

@@ -129,8 +129,10 @@ async fn authorize(
     );
     assert_eq!(request.state, state.state);
     let location = Browser::new(&h.pds_url, &request.url)
+        .unwrap()
         .authorize(account, true)
-        .await;
+        .await
+        .unwrap();
     (state, callback_of(&location))
 }
 
@@ -199,8 +201,10 @@ async fn a_session_authorized_on_the_real_pds_writes_refreshes_and_is_revoked() 
 
     // The user signs in and consents on the authorization server.
     let location = Browser::new(&h.pds_url, &request.url)
+        .unwrap()
         .authorize(&alice, true)
-        .await;
+        .await
+        .unwrap();
     let params = callback_of(&location);
     assert_eq!(params.iss.as_deref(), Some(h.pds_url.as_str()));
     let key = params.state.clone().unwrap();
@@ -402,8 +406,10 @@ async fn tokens_for_another_account_than_the_flow_started_for_are_refused() {
         Some(dave.did.as_str())
     );
     let location = Browser::new(&h.pds_url, &request.url)
+        .unwrap()
         .authorize(&erin, true)
-        .await;
+        .await
+        .unwrap();
     let err = client
         .finish_authorization(state, &callback_of(&location))
         .await;
@@ -429,8 +435,10 @@ async fn a_refusal_at_the_authorization_server_is_a_typed_error() {
         .await
         .unwrap();
     let location = Browser::new(&h.pds_url, &request.url)
+        .unwrap()
         .authorize(&frank, false)
-        .await;
+        .await
+        .unwrap();
     let params = callback_of(&location);
     assert_eq!(params.code, None);
     let err = client.finish_authorization(state, &params).await;

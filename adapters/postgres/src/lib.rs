@@ -12,6 +12,7 @@
 //! schema and run unnamed (never cached). See docs/performance.md.
 #![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
+mod outbox;
 mod repo;
 mod service;
 
@@ -30,8 +31,9 @@ use stratos_ports::repo_store::RepoStoreError;
 use stratos_ports::storage_sql::{ServiceSql, SqlError};
 use stratos_ports::{Cause, Storage, StorageParts};
 
+pub use outbox::PostgresOutbox;
 pub use repo::PostgresRepoStore;
-pub use service::{PostgresEnrollmentStore, PostgresKeyStore, PostgresOAuthStore, PostgresOutbox};
+pub use service::{PostgresEnrollmentStore, PostgresKeyStore, PostgresOAuthStore};
 
 /// Failures of this adapter (mapped into each port's error at the trait boundary).
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +277,9 @@ impl PostgresStorage {
         };
         let sql = ServiceSql::postgres(&schemas.service_bare());
         for sql in sql.create_tables() {
+            db.execute_unprepared(&sql).await?;
+        }
+        for (_, sql) in sql.outbox_added_columns() {
             db.execute_unprepared(&sql).await?;
         }
         repo::upgrade_actor_schemas(&db, &schemas).await?;

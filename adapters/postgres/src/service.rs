@@ -1,4 +1,5 @@
-//! The service schema: enrollments, signing keys, OAuth states and sessions, the outbox.
+//! The service schema: enrollments, signing keys, OAuth states and sessions (the outbox is in
+//! `outbox.rs`).
 
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
@@ -11,10 +12,8 @@ use stratos_ports::enrollment_store::{
 };
 use stratos_ports::keys::{KeyStoreError, SigningKeyStore};
 use stratos_ports::oauth_store::{OAuthStore, OAuthStoreError};
-use stratos_ports::outbox::{ClaimedItem, Outbox, OutboxError, OutboxItem};
 use stratos_ports::storage_codec::{
-    decode_item, decode_key, encode_item, encode_key, enrollment_from_columns, event_from_columns,
-    parse,
+    decode_key, encode_key, enrollment_from_columns, event_from_columns, parse,
 };
 
 use stratos_ports::storage_sql::{ServiceSql, Sql};
@@ -22,7 +21,7 @@ use stratos_ports::storage_sql::{ServiceSql, Sql};
 use crate::{PostgresError, Row, stmt};
 
 /// A shared statement as sea-orm runs it.
-fn q(sql: Sql) -> sea_orm::Statement {
+pub(crate) fn q(sql: Sql) -> sea_orm::Statement {
     stmt(&sql.text, sql.values)
 }
 
@@ -421,107 +420,6 @@ impl OAuthStore for PostgresOAuthStore {
             .execute_raw(q(self.sql.oauth_session_delete(did.as_str())))
             .await
             .map_err(oauth_err)?;
-        Ok(())
-    }
-}
-
-/// [`Outbox`] over the service schema; commits insert their items in the same transaction.
-#[derive(Debug, Clone)]
-pub struct PostgresOutbox {
-    pub(crate) db: DatabaseConnection,
-    pub(crate) sql: ServiceSql,
-}
-
-fn outbox_err(e: impl Into<PostgresError>) -> OutboxError {
-    OutboxError::Backend(stratos_ports::Cause::new(e.into()))
-}
-
-#[async_trait]
-impl Outbox for PostgresOutbox {
-    async fn enqueue(&self, item: OutboxItem) -> Result<u64, OutboxError> {
-        let insert = self
-            .sql
-            .outbox_enqueue(item.did.as_str(), encode_item(&item))
-            .map_err(outbox_err)?;
-        let row = self
-            .db
-            .query_one_raw(q(insert))
-            .await
-            .map_err(outbox_err)?
-            .ok_or_else(|| OutboxError::Backend(stratos_ports::Cause::message("no id returned")))?;
-        Ok(u64::try_from(row.int(0).map_err(outbox_err)?).unwrap_or(0))
-    }
-
-    async fn claim(
-        &self,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<ClaimedItem>, OutboxError> {
-        let rows = self
-            .db
-            .query_all_raw(q(self.sql.outbox_claim(now_ms, lease_ms, limit)))
-            .await
-            .map_err(outbox_err)?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(ClaimedItem {
-                    id: u64::try_from(r.int(0)?).unwrap_or(0),
-                    item: decode_item(&r.bytes(1)?)?,
-                    attempts: u32::try_from(r.int(2)?).unwrap_or(u32::MAX),
-                })
-            })
-            .collect::<Result<Vec<_>, PostgresError>>()
-            .map_err(outbox_err)?;
-        out.sort_by_key(|c| c.id);
-        Ok(out)
-    }
-
-    async fn complete(&self, id: u64) -> Result<(), OutboxError> {
-        let n = self
-            .db
-            .execute_raw(q(self.sql.outbox_complete(id)))
-            .await
-            .map_err(outbox_err)?
-            .rows_affected();
-        if n == 0 {
-            return Err(OutboxError::NotClaimed(id));
-        }
-        Ok(())
-    }
-
-    async fn fail(&self, id: u64, retry_at_ms: i64) -> Result<(), OutboxError> {
-        let n = self
-            .db
-            .execute_raw(q(self.sql.outbox_fail(id, retry_at_ms)))
-            .await
-            .map_err(outbox_err)?
-            .rows_affected();
-        if n == 0 {
-            return Err(OutboxError::NotClaimed(id));
-        }
-        Ok(())
-    }
-
-    async fn pending(&self) -> Result<usize, OutboxError> {
-        let row = self
-            .db
-            .query_one_raw(q(self.sql.outbox_count()))
-            .await
-            .map_err(outbox_err)?;
-        let n = match row {
-            Some(r) => r.int(0).map_err(outbox_err)?,
-            None => 0,
-        };
-        Ok(usize::try_from(n).unwrap_or(0))
-    }
-
-    async fn purge(&self, did: &Did) -> Result<(), OutboxError> {
-        self.db
-            .execute_raw(q(self.sql.outbox_purge(did.as_str())))
-            .await
-            .map_err(outbox_err)?;
         Ok(())
     }
 }

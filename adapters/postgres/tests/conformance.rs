@@ -13,6 +13,7 @@ use rand_core::{OsRng, RngCore};
 use stratos_postgres::{PostgresConfig, PostgresStorage};
 use stratos_testkit::builders::{build_records, enroll_into, nsid, post};
 use stratos_testkit::conformance::Fixture;
+use stratos_testkit::conformance::outbox::OutboxUnderTest;
 use stratos_testkit::memory::ManualClock;
 
 /// The server's URL, or `None` (with one `SKIPPED:` line per run) when none is configured.
@@ -38,17 +39,35 @@ fn server() -> Option<String> {
 
 /// A connection under a fresh schema prefix, or `None` without a server.
 async fn storage() -> Option<PostgresStorage> {
+    Some(storage_with_prefix().await?.0)
+}
+
+/// [`storage`] and its schema prefix.
+async fn storage_with_prefix() -> Option<(PostgresStorage, String)> {
     let url = server()?;
     let prefix = format!("t{:012x}_", OsRng.next_u64() & 0xffff_ffff_ffff);
-    Some(
-        PostgresStorage::connect(&PostgresConfig {
-            url,
-            pool_size: 8,
-            schema_prefix: prefix,
-        })
-        .await
-        .unwrap(),
-    )
+    let s = PostgresStorage::connect(&PostgresConfig {
+        url,
+        pool_size: 8,
+        schema_prefix: prefix.clone(),
+    })
+    .await
+    .unwrap();
+    Some((s, prefix))
+}
+
+/// Runs `sql` on a connection of its own (as another program would).
+async fn run_sql(sql: String, values: Vec<sea_orm::Value>) {
+    use sea_orm::ConnectionTrait as _;
+    let db = sea_orm::Database::connect(server().unwrap()).await.unwrap();
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await
+    .unwrap();
+    db.close().await.unwrap();
 }
 
 /// A fresh schema prefix per case, dropped after it; `port` picks the store under test.
@@ -64,7 +83,23 @@ async fn fixture<P: ?Sized>(
 // repo_store::lifecycle`), each under its own schemas.
 stratos_testkit::repo_store_conformance!(fixture(|s| Arc::new(s.repos.clone())));
 stratos_testkit::enrollment_store_conformance!(fixture(|s| Arc::new(s.enrollments.clone())));
-stratos_testkit::outbox_conformance!(fixture(|s| Arc::new(s.outbox.clone())));
+stratos_testkit::outbox_conformance!(async {
+    let (s, prefix) = storage_with_prefix().await?;
+    let subject = OutboxUnderTest::new(
+        Arc::new(s.outbox.clone()),
+        Arc::new(s.repos.clone()),
+        move |did| {
+            run_sql(
+                format!(
+                    "INSERT INTO \"{prefix}stratos\".outbox (did, item, due_ms) \
+                     VALUES ($1, '\\xff00'::bytea, $2)"
+                ),
+                vec![did.to_string().into(), i64::MIN.into()],
+            )
+        },
+    );
+    Some(Fixture::new(subject).cleanup(async move { s.drop_everything().await.unwrap() }))
+});
 stratos_testkit::key_store_conformance!(fixture(|s| Arc::new(s.keys.clone())));
 stratos_testkit::oauth_store_conformance!(fixture(|s| Arc::new(s.oauth.clone())));
 
@@ -138,6 +173,71 @@ async fn records_over_postgres() {
         1,
         "the stub write is queued with the commit"
     );
+    s.drop_everything().await.unwrap();
+}
+
+/// An outbox table from before dead letters gets `last_error` and `dead_ms` at the next
+/// connect, keeps its items, and they can then fail into dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_table_from_before_dead_letters_is_upgraded() {
+    use stratos_ports::outbox::{FailedAttempt, Outbox as _, OutboxAction, OutboxItem};
+    let Some((s, prefix)) = storage_with_prefix().await else {
+        return;
+    };
+    let rei = stratos_testkit::builders::did("did:plc:rei");
+    let item = OutboxItem {
+        did: rei.clone(),
+        action: OutboxAction::DeleteRecord {
+            collection: nsid("zone.stratos.feed.post"),
+            rkey: stratos_testkit::builders::rkey("old1"),
+        },
+    };
+    let table = format!("\"{prefix}stratos\".outbox");
+    // The table as the previous build created it, with one item.
+    run_sql(format!("DROP TABLE {table}"), vec![]).await;
+    run_sql(
+        format!(
+            "CREATE TABLE {table} (id BIGSERIAL PRIMARY KEY, did TEXT NOT NULL, item BYTEA NOT \
+             NULL, attempts INT NOT NULL DEFAULT 0, due_ms BIGINT NOT NULL, leased_until BIGINT)"
+        ),
+        vec![],
+    )
+    .await;
+    run_sql(
+        format!("INSERT INTO {table} (did, item, due_ms) VALUES ($1, $2, 0)"),
+        vec![
+            rei.to_string().into(),
+            stratos_ports::storage_codec::encode_item(&item).into(),
+        ],
+    )
+    .await;
+    let again = PostgresStorage::connect(&PostgresConfig {
+        url: server().unwrap(),
+        pool_size: 2,
+        schema_prefix: prefix.clone(),
+    })
+    .await
+    .unwrap();
+    let claimed = again.outbox.claim(1_000, 500, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the old item survives");
+    assert_eq!(claimed[0].item, item);
+    again
+        .outbox
+        .fail(
+            claimed[0].lease(),
+            FailedAttempt {
+                now_ms: 1_000,
+                retry_at_ms: 2_000,
+                max_attempts: 1,
+                permanent: false,
+                error: "gone".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let dead = again.outbox.dead_letters(10, None).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error, "gone");
     s.drop_everything().await.unwrap();
 }
 

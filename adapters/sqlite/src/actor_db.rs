@@ -20,6 +20,8 @@ use tokio::sync::Semaphore;
 
 use stratos_domain::syntax::Did;
 
+use stratos_ports::storage_sql::ServiceSql;
+
 use crate::SqliteError;
 use crate::db::Durability;
 
@@ -88,8 +90,9 @@ CREATE TABLE IF NOT EXISTS record_blob (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_blob_path ON record_blob (collection, rkey);";
 
-/// The actor schema version (`PRAGMA user_version`) this build writes.
-const ACTOR_SCHEMA_VERSION: i64 = 1;
+/// The actor schema version (`PRAGMA user_version`) this build writes: 1 added blob tracking,
+/// 2 the outbox's dead-letter columns (`last_error`, `dead_ms`).
+const ACTOR_SCHEMA_VERSION: i64 = 2;
 
 /// Open actor databases kept before one is closed.
 const MAX_OPEN: usize = 512;
@@ -249,11 +252,26 @@ fn open_file(file: &Path, durability: Durability, create: bool) -> Result<Connec
     Ok(conn)
 }
 
-/// Databases created before blob tracking get its tables when first opened.
+/// Databases of an older schema version are brought up to date when first opened (a new file
+/// starts at version 0 and takes the same steps): blob tracking's tables (1), the outbox's
+/// dead-letter columns (2, from the shared statements; a column already there is left alone).
 fn upgrade(conn: &Connection) -> Result<(), SqliteError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version < ACTOR_SCHEMA_VERSION {
+    if version < 1 {
         conn.execute_batch(BLOB_SCHEMA)?;
+        conn.pragma_update(None, "user_version", 1)?;
+    }
+    if version < 2 {
+        for (column, ddl) in ServiceSql::account_outbox().outbox_added_columns() {
+            let present: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('outbox') WHERE name = ?1)",
+                [column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                conn.execute_batch(&ddl)?;
+            }
+        }
         conn.pragma_update(None, "user_version", ACTOR_SCHEMA_VERSION)?;
     }
     Ok(())

@@ -144,6 +144,7 @@ impl SqliteStorage {
         for ddl in service::sql().create_tables() {
             db::migrate(&service, &ddl).await?;
         }
+        service::add_missing_columns(&service).await?;
         db::migrate(&service, service::OUTBOX_ACTOR_DDL).await?;
         let dbs = Arc::new(ActorDbs::new(data_dir.to_path_buf(), durability));
         let hints = Arc::new(OutboxHints::new(service.clone()));
@@ -195,7 +196,7 @@ impl SqliteStorage {
                 let Some(actor) = self.repos.dbs.get(&did).await? else {
                     continue;
                 };
-                if outbox::actor_pending(&actor).await? > 0 {
+                if outbox::actor_rows(&actor).await? > 0 {
                     self.repos.hints.remember(&did).await?;
                 }
             }

@@ -2,25 +2,90 @@
 //! the commit's transaction); items enqueued outside a commit live in the service database. A
 //! service-level table of "actors with outbox items" tells the worker where to look.
 //!
-//! Item ids: service items use their row id; actor items use `(hint id << 32) | row id`.
+//! Both kinds of table run the shared statements of `stratos_ports::storage_sql` (the actor
+//! databases' table has no `did` column: [`ServiceSql::account_outbox`]). Order per account holds
+//! within each database (see `stratos_ports::outbox`): an actor's stubs among themselves, its
+//! service-level items (the enrollment record) among themselves.
+//!
+//! Item ids: service items use their row id; actor items use `(hint id << 32) | row id`. A
+//! claim takes the service database's items first, then each actor's in hint order; dead
+//! letters are listed in the same order, which is id order.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use stratos_domain::syntax::Did;
-use stratos_ports::outbox::{ClaimedItem, Outbox, OutboxError, OutboxItem};
+use stratos_ports::outbox::{
+    ClaimedItem, DeadLetter, Disposition, FailedAttempt, Lease, Outbox, OutboxError, OutboxItem,
+    short_error,
+};
+use stratos_ports::storage_codec::{decode_item, encode_item};
+use stratos_ports::storage_sql::{ServiceSql, Sql, Value};
 
 use crate::SqliteError;
 use crate::actor_db::{ActorDb, ActorDbs};
 use crate::db::{Row, returning_one, stmt};
 use crate::service::{q, sql};
-use stratos_ports::storage_codec::{decode_item, encode_item};
 
 const LOCAL_BITS: u32 = 32;
+const LOCAL_MASK: u64 = (1 << LOCAL_BITS) - 1;
 
-fn outbox_err(e: SqliteError) -> OutboxError {
-    OutboxError::Backend(stratos_ports::Cause::new(e))
+fn outbox_err(e: impl Into<SqliteError>) -> OutboxError {
+    OutboxError::Backend(stratos_ports::Cause::new(e.into()))
+}
+
+/// The statements of an actor database's outbox table.
+fn own() -> ServiceSql {
+    ServiceSql::account_outbox()
+}
+
+/// A shared statement's parameters as rusqlite binds them.
+fn params(values: Vec<Value>) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value as V;
+    values
+        .into_iter()
+        .map(|v| match v {
+            Value::Bool(b) => b.map_or(V::Null, |b| V::Integer(i64::from(b))),
+            Value::Int(n) => n.map_or(V::Null, |n| V::Integer(i64::from(n))),
+            Value::BigInt(n) => n.map_or(V::Null, V::Integer),
+            Value::Unsigned(n) => n.map_or(V::Null, |n| V::Integer(i64::from(n))),
+            Value::BigUnsigned(n) => n.map_or(V::Null, |n| {
+                V::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+            }),
+            Value::String(s) => s.map_or(V::Null, V::Text),
+            Value::Bytes(b) => b.map_or(V::Null, V::Blob),
+            // The outbox statements bind nothing else; a new kind would be a defect here.
+            other => V::Text(format!("{other:?}")),
+        })
+        .collect()
+}
+
+/// Runs a shared statement on an actor connection; the number of rows changed.
+fn execute(conn: &rusqlite::Connection, sql: Sql) -> Result<usize, SqliteError> {
+    let mut statement = conn.prepare_cached(&sql.text)?;
+    Ok(statement.execute(rusqlite::params_from_iter(params(sql.values)))?)
+}
+
+/// Runs a shared query on an actor connection, reading every row with `read`.
+fn query<T>(
+    conn: &rusqlite::Connection,
+    sql: Sql,
+    read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, SqliteError> {
+    let mut statement = conn.prepare_cached(&sql.text)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(params(sql.values)), read)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row?);
+    }
+    Ok(out)
+}
+
+/// One integer of a one-row, one-column query.
+fn count(conn: &rusqlite::Connection, sql: Sql) -> Result<u64, SqliteError> {
+    let n = query(conn, sql, |r| r.get::<_, i64>(0))?;
+    Ok(n.first().map_or(0, |n| u64::try_from(*n).unwrap_or(0)))
 }
 
 /// Which actors have (or had) outbox items.
@@ -88,6 +153,18 @@ impl OutboxHints {
             .await?;
         row.map(|r| r.text(0)).transpose().map_err(Into::into)
     }
+
+    async fn hint_of(&self, did: &str) -> Result<Option<u64>, SqliteError> {
+        let row = self
+            .service
+            .query_one_raw(stmt(
+                "SELECT id FROM outbox_actor WHERE did = ?",
+                vec![did.into()],
+            ))
+            .await?;
+        row.map(|r| Ok(u64::try_from(r.int(0)?).unwrap_or(0)))
+            .transpose()
+    }
 }
 
 /// [`Outbox`] over the service database and the actors' databases.
@@ -98,31 +175,34 @@ pub struct SqliteOutbox {
     pub(crate) hints: Arc<OutboxHints>,
 }
 
-/// Leases up to `limit` due items of an actor's outbox table, in id order. (The service
-/// database's outbox table runs the shared statements of `stratos_ports::storage_sql`; the
-/// actor databases are this adapter's own.)
-const CLAIM: &str = "UPDATE outbox SET leased_until = ?1 WHERE id IN (\
-       SELECT id FROM outbox WHERE due_ms <= ?2 \
-       AND (leased_until IS NULL OR leased_until <= ?2) ORDER BY id LIMIT ?3) \
-     RETURNING id, item, attempts";
-const COMPLETE: &str = "DELETE FROM outbox WHERE id = ?";
-const FAIL: &str =
-    "UPDATE outbox SET attempts = attempts + 1, due_ms = ?, leased_until = NULL WHERE id = ?";
-const COUNT: &str = "SELECT COUNT(*) FROM outbox";
+/// A claimed row as read: local id, item bytes, attempts so far, lease end.
+type RawClaim = (i64, Vec<u8>, i64, i64);
 
-/// A claimed row: local id, item, attempts so far.
-type Claimed = (u64, OutboxItem, u32);
+/// Decoded claims by local id, and the local ids of rows to bury with their error text.
+type Decoded = (Vec<(u64, ClaimedItem)>, Vec<(u64, String)>);
 
-fn claimed(id: i64, item: &[u8], attempts: i64) -> Result<Claimed, SqliteError> {
-    Ok((
-        u64::try_from(id).unwrap_or(0),
-        decode_item(item)?,
-        u32::try_from(attempts).unwrap_or(u32::MAX),
-    ))
-}
-
-fn limit_of(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
+/// Decodes claimed rows; a row that does not decode is returned apart, with its error text, to
+/// be buried.
+fn decode_claims(rows: Vec<RawClaim>) -> Decoded {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (id, bytes, attempts, until) in rows {
+        let local = u64::try_from(id).unwrap_or(0);
+        match decode_item(&bytes) {
+            Ok(item) => good.push((
+                local,
+                ClaimedItem {
+                    id: local,
+                    item,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    leased_until_ms: until,
+                },
+            )),
+            Err(e) => bad.push((local, short_error(&format!("corrupt item: {e}")))),
+        }
+    }
+    good.sort_by_key(|(id, _)| *id);
+    (good, bad)
 }
 
 async fn claim_service(
@@ -130,16 +210,20 @@ async fn claim_service(
     now_ms: i64,
     lease_ms: i64,
     limit: usize,
-) -> Result<Vec<Claimed>, SqliteError> {
+) -> Result<Vec<ClaimedItem>, SqliteError> {
     let rows = conn
         .query_all_raw(q(sql().outbox_claim(now_ms, lease_ms, limit)))
         .await?;
-    let mut out = rows
+    let raw = rows
         .iter()
-        .map(|r| claimed(r.int(0)?, &r.bytes(1)?, r.int(2)?))
+        .map(|r| Ok((r.int(0)?, r.bytes(1)?, r.int(2)?, r.int(3)?)))
         .collect::<Result<Vec<_>, SqliteError>>()?;
-    out.sort_by_key(|(id, _, _)| *id);
-    Ok(out)
+    let (good, bad) = decode_claims(raw);
+    for (id, error) in bad {
+        conn.execute_raw(q(sql().outbox_bury(id, now_ms, &error)))
+            .await?;
+    }
+    Ok(good.into_iter().map(|(_, c)| c).collect())
 }
 
 async fn claim_actor(
@@ -147,50 +231,58 @@ async fn claim_actor(
     now_ms: i64,
     lease_ms: i64,
     limit: usize,
-) -> Result<Vec<Claimed>, SqliteError> {
+) -> Result<Vec<(u64, ClaimedItem)>, SqliteError> {
     db.call(move |conn| {
-        let mut statement = conn.prepare_cached(CLAIM)?;
-        let rows = statement.query_map(
-            rusqlite::params![now_ms.saturating_add(lease_ms), now_ms, limit_of(limit)],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            },
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, item, attempts) = row?;
-            out.push(claimed(id, &item, attempts)?);
+        let raw = query(conn, own().outbox_claim(now_ms, lease_ms, limit), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        let (good, bad) = decode_claims(raw);
+        for (id, error) in bad {
+            execute(conn, own().outbox_bury(id, now_ms, &error))?;
         }
-        out.sort_by_key(|(id, _, _)| *id);
-        Ok(out)
+        Ok(good)
     })
     .await
 }
 
-/// Items in an actor's outbox table.
-pub(crate) async fn actor_pending(db: &ActorDb) -> Result<usize, SqliteError> {
-    db.call(|conn| {
-        let n: i64 = conn.prepare_cached(COUNT)?.query_row([], |r| r.get(0))?;
-        Ok(usize::try_from(n).unwrap_or(0))
+/// Rows in an actor's outbox table, live or dead (whether the actor needs a hint).
+pub(crate) async fn actor_rows(db: &ActorDb) -> Result<usize, SqliteError> {
+    db.call(|conn| Ok(usize::try_from(count(conn, own().outbox_rows())?).unwrap_or(0)))
+        .await
+}
+
+/// A dead-letter row as read: local id, item bytes, attempts, last error, death time.
+type RawDead = (i64, Vec<u8>, i64, String, i64);
+
+fn dead_letter(id: u64, did: Did, (_, bytes, attempts, error, dead): RawDead) -> DeadLetter {
+    DeadLetter {
+        id,
+        did,
+        item: decode_item(&bytes).ok(),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        last_error: error,
+        dead_at_ms: dead,
+    }
+}
+
+fn parse_did(id: u64, text: &str) -> Result<Did, OutboxError> {
+    Did::parse(text).map_err(|e| OutboxError::Corrupt {
+        id,
+        reason: e.to_string(),
     })
-    .await
 }
 
 /// Where an item lives: the service database or an actor's, with its row id there.
 enum Located {
-    Service(i64),
-    Actor(ActorDb, i64),
+    Service(u64),
+    Actor(ActorDb, u64, u64),
 }
 
 impl SqliteOutbox {
     /// The database holding item `id` and the row id inside it.
     async fn locate(&self, id: u64) -> Result<Option<Located>, SqliteError> {
         let hint = id >> LOCAL_BITS;
-        let local = i64::try_from(id & ((1 << LOCAL_BITS) - 1)).unwrap_or(-1);
+        let local = id & LOCAL_MASK;
         if hint == 0 {
             return Ok(Some(Located::Service(local)));
         }
@@ -201,46 +293,91 @@ impl SqliteOutbox {
             .dbs
             .get(&did)
             .await?
-            .map(|db| Located::Actor(db, local)))
+            .map(|db| Located::Actor(db, hint, local)))
     }
 
-    /// Completes the item (`retry_at` `None`) or releases it for a retry; it must exist.
-    async fn update(&self, id: u64, retry_at: Option<i64>) -> Result<(), OutboxError> {
-        let located = self
-            .locate(id)
+    /// Runs `statement(local id, table's statements)` where the leased item lives; an error
+    /// when it changed nothing (the lease does not match).
+    async fn change_leased(
+        &self,
+        lease: Lease,
+        statement: impl Fn(&ServiceSql, u64) -> Sql + Send + 'static,
+    ) -> Result<(), OutboxError> {
+        let changed = match self
+            .locate(lease.id)
             .await
             .map_err(outbox_err)?
-            .ok_or(OutboxError::NotClaimed(id))?;
-        let done = match located {
-            Located::Service(local) => {
-                let local = u64::try_from(local).unwrap_or(u64::MAX);
-                let statement = match retry_at {
-                    Some(at) => sql().outbox_fail(local, at),
-                    None => sql().outbox_complete(local),
-                };
-                self.service
-                    .execute_raw(q(statement))
-                    .await
-                    .map_err(|e| outbox_err(e.into()))?
-                    .rows_affected()
-            }
-            Located::Actor(db, local) => db
-                .call(move |conn| {
-                    let sql = if retry_at.is_some() { FAIL } else { COMPLETE };
-                    let mut statement = conn.prepare_cached(sql)?;
-                    let n = match retry_at {
-                        Some(at) => statement.execute(rusqlite::params![at, local])?,
-                        None => statement.execute(rusqlite::params![local])?,
-                    };
-                    Ok(u64::try_from(n).unwrap_or(0))
-                })
+            .ok_or(OutboxError::NotClaimed(lease.id))?
+        {
+            Located::Service(local) => self
+                .service
+                .execute_raw(q(statement(&sql(), local)))
                 .await
-                .map_err(outbox_err)?,
+                .map_err(outbox_err)?
+                .rows_affected(),
+            Located::Actor(db, _, local) => db
+                .call(move |conn| execute(conn, statement(&own(), local)))
+                .await
+                .map_err(outbox_err)?
+                .try_into()
+                .unwrap_or(0),
         };
-        if done == 0 {
-            return Err(OutboxError::NotClaimed(id));
+        if changed == 0 {
+            return Err(OutboxError::NotClaimed(lease.id));
         }
         Ok(())
+    }
+
+    /// The actor databases with outbox rows, as `(hint, did, database)`, in hint order.
+    async fn actors(&self) -> Result<Vec<(u64, String, ActorDb)>, SqliteError> {
+        let mut out = Vec::new();
+        for (hint, did) in self.hints.all().await? {
+            if let Some(db) = self.dbs.get(&did).await? {
+                out.push((hint, did, db));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The number of dead letters of one account, or of all.
+    async fn dead_letters_of(&self, did: Option<&Did>) -> Result<u64, OutboxError> {
+        let mut total = self
+            .service_count(sql().outbox_dead_count(did.map(Did::as_str)))
+            .await
+            .map_err(outbox_err)?;
+        let actors: Vec<ActorDb> = match did {
+            Some(did) => match self.hints.hint_of(did.as_str()).await.map_err(outbox_err)? {
+                Some(_) => self
+                    .dbs
+                    .get(did.as_str())
+                    .await
+                    .map_err(outbox_err)?
+                    .into_iter()
+                    .collect(),
+                None => Vec::new(),
+            },
+            None => self
+                .actors()
+                .await
+                .map_err(outbox_err)?
+                .into_iter()
+                .map(|(_, _, db)| db)
+                .collect(),
+        };
+        for db in actors {
+            total += db
+                .call(|conn| count(conn, own().outbox_dead_count(None)))
+                .await
+                .map_err(outbox_err)?;
+        }
+        Ok(total)
+    }
+
+    async fn service_count(&self, statement: Sql) -> Result<u64, SqliteError> {
+        Ok(match self.service.query_one_raw(q(statement)).await? {
+            Some(r) => u64::try_from(r.int(0)?).unwrap_or(0),
+            None => 0,
+        })
     }
 }
 
@@ -249,12 +386,12 @@ impl Outbox for SqliteOutbox {
     async fn enqueue(&self, item: OutboxItem) -> Result<u64, OutboxError> {
         let insert = sql()
             .outbox_enqueue(item.did.as_str(), encode_item(&item))
-            .map_err(|e| outbox_err(e.into()))?;
+            .map_err(outbox_err)?;
         let row = returning_one(&self.service, q(insert))
             .await
-            .map_err(|e| outbox_err(e.into()))?
+            .map_err(outbox_err)?
             .ok_or_else(|| OutboxError::Backend(stratos_ports::Cause::message("no id returned")))?;
-        let id = row.int(0).map_err(|e| outbox_err(e.into()))?;
+        let id = row.int(0).map_err(outbox_err)?;
         Ok(u64::try_from(id).unwrap_or(0))
     }
 
@@ -264,12 +401,9 @@ impl Outbox for SqliteOutbox {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<ClaimedItem>, OutboxError> {
-        let mut out: Vec<ClaimedItem> = claim_service(&self.service, now_ms, lease_ms, limit)
+        let mut out = claim_service(&self.service, now_ms, lease_ms, limit)
             .await
-            .map_err(outbox_err)?
-            .into_iter()
-            .map(|(id, item, attempts)| ClaimedItem { id, item, attempts })
-            .collect();
+            .map_err(outbox_err)?;
         for (hint, did) in self.hints.all().await.map_err(outbox_err)? {
             if out.len() >= limit {
                 break;
@@ -280,53 +414,198 @@ impl Outbox for SqliteOutbox {
             let claimed = claim_actor(&db, now_ms, lease_ms, limit - out.len())
                 .await
                 .map_err(outbox_err)?;
-            out.extend(
-                claimed
-                    .into_iter()
-                    .map(|(local, item, attempts)| ClaimedItem {
-                        id: (hint << LOCAL_BITS) | local,
-                        item,
-                        attempts,
-                    }),
-            );
+            out.extend(claimed.into_iter().map(|(local, c)| ClaimedItem {
+                id: (hint << LOCAL_BITS) | local,
+                ..c
+            }));
         }
         Ok(out)
     }
 
-    async fn complete(&self, id: u64) -> Result<(), OutboxError> {
-        self.update(id, None).await
+    async fn complete(&self, lease: Lease) -> Result<(), OutboxError> {
+        self.change_leased(lease, move |s, local| {
+            s.outbox_complete(local, lease.until_ms)
+        })
+        .await
     }
 
-    async fn fail(&self, id: u64, retry_at_ms: i64) -> Result<(), OutboxError> {
-        self.update(id, Some(retry_at_ms)).await
+    async fn fail(&self, lease: Lease, attempt: FailedAttempt) -> Result<Disposition, OutboxError> {
+        let error = short_error(&attempt.error);
+        let dead_after = if attempt.permanent {
+            0
+        } else {
+            attempt.max_attempts
+        };
+        let statement = move |s: &ServiceSql, local: u64| {
+            s.outbox_fail(
+                local,
+                lease.until_ms,
+                attempt.retry_at_ms,
+                dead_after,
+                attempt.now_ms,
+                &error,
+            )
+        };
+        let located = self
+            .locate(lease.id)
+            .await
+            .map_err(outbox_err)?
+            .ok_or(OutboxError::NotClaimed(lease.id))?;
+        // `None`: no row (the lease does not match); `Some(dead_ms)` otherwise.
+        let outcome: Option<Option<i64>> = match located {
+            Located::Service(local) => {
+                match returning_one(&self.service, q(statement(&sql(), local)))
+                    .await
+                    .map_err(outbox_err)?
+                {
+                    Some(row) => Some(row.try_get_by_index(0).map_err(outbox_err)?),
+                    None => None,
+                }
+            }
+            Located::Actor(db, _, local) => db
+                .call(move |conn| {
+                    let rows = query(conn, statement(&own(), local), |r| r.get(0))?;
+                    Ok(rows.into_iter().next())
+                })
+                .await
+                .map_err(outbox_err)?,
+        };
+        match outcome {
+            None => Err(OutboxError::NotClaimed(lease.id)),
+            Some(None) => Ok(Disposition::Retry),
+            Some(Some(_)) => Ok(Disposition::Dead),
+        }
+    }
+
+    async fn release(&self, lease: Lease, due_ms: i64) -> Result<(), OutboxError> {
+        self.change_leased(lease, move |s, local| {
+            s.outbox_release(local, lease.until_ms, due_ms)
+        })
+        .await
     }
 
     async fn pending(&self) -> Result<usize, OutboxError> {
-        let n = match self
-            .service
-            .query_one_raw(q(sql().outbox_count()))
+        let mut total = self
+            .service_count(sql().outbox_count())
             .await
-            .map_err(|e| outbox_err(e.into()))?
-        {
-            Some(r) => r.int(0).map_err(|e| outbox_err(e.into()))?,
-            None => 0,
-        };
-        let mut total = usize::try_from(n).unwrap_or(0);
-        for (_, did) in self.hints.all().await.map_err(outbox_err)? {
-            if let Some(db) = self.dbs.get(&did).await.map_err(outbox_err)? {
-                total += actor_pending(&db).await.map_err(outbox_err)?;
+            .map_err(outbox_err)?;
+        for (_, _, db) in self.actors().await.map_err(outbox_err)? {
+            total += db
+                .call(|conn| count(conn, own().outbox_count()))
+                .await
+                .map_err(outbox_err)?;
+        }
+        Ok(usize::try_from(total).unwrap_or(usize::MAX))
+    }
+
+    async fn dead_letters(
+        &self,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<Vec<DeadLetter>, OutboxError> {
+        let after = cursor.unwrap_or(0);
+        let (after_hint, after_local) = (after >> LOCAL_BITS, after & LOCAL_MASK);
+        let mut out = Vec::new();
+        if after_hint == 0 && limit > 0 {
+            let local = i64::try_from(after_local).unwrap_or(i64::MAX);
+            let rows = self
+                .service
+                .query_all_raw(q(sql().outbox_dead_letters(local, limit)))
+                .await
+                .map_err(outbox_err)?;
+            for r in rows {
+                let raw: RawDead = (
+                    r.int(0).map_err(outbox_err)?,
+                    r.bytes(1).map_err(outbox_err)?,
+                    r.int(2).map_err(outbox_err)?,
+                    r.text(3).map_err(outbox_err)?,
+                    r.int(4).map_err(outbox_err)?,
+                );
+                let id = u64::try_from(raw.0).unwrap_or(0);
+                let did = parse_did(id, &r.text(5).map_err(outbox_err)?)?;
+                out.push(dead_letter(id, did, raw));
             }
         }
-        Ok(total)
+        for (hint, did, db) in self.actors().await.map_err(outbox_err)? {
+            if out.len() >= limit {
+                break;
+            }
+            if hint < after_hint {
+                continue;
+            }
+            let local = if hint == after_hint { after_local } else { 0 };
+            let local = i64::try_from(local).unwrap_or(i64::MAX);
+            let n = limit - out.len();
+            let rows: Vec<RawDead> = db
+                .call(move |conn| {
+                    query(conn, own().outbox_dead_letters(local, n), |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                })
+                .await
+                .map_err(outbox_err)?;
+            for raw in rows {
+                let id = (hint << LOCAL_BITS) | u64::try_from(raw.0).unwrap_or(0);
+                out.push(dead_letter(id, parse_did(id, &did)?, raw));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn retry_dead(&self, id: u64) -> Result<u64, OutboxError> {
+        let located = self
+            .locate(id)
+            .await
+            .map_err(outbox_err)?
+            .ok_or(OutboxError::NotDead(id))?;
+        let new_local = match located {
+            Located::Service(local) => {
+                let requeue = sql().outbox_requeue(local).map_err(outbox_err)?;
+                let tx = self.service.begin().await.map_err(outbox_err)?;
+                let row = tx.query_all_raw(q(requeue)).await.map_err(outbox_err)?;
+                let Some(row) = row.first() else {
+                    return Err(OutboxError::NotDead(id));
+                };
+                let new = row.int(0).map_err(outbox_err)?;
+                tx.execute_raw(q(sql().outbox_delete_dead(local)))
+                    .await
+                    .map_err(outbox_err)?;
+                tx.commit().await.map_err(outbox_err)?;
+                return Ok(u64::try_from(new).unwrap_or(0));
+            }
+            Located::Actor(db, hint, local) => db
+                .call(move |conn| {
+                    let tx = conn.transaction()?;
+                    let new = query(&tx, own().outbox_requeue(local)?, |r| r.get::<_, i64>(0))?;
+                    let Some(new) = new.first().copied() else {
+                        return Ok(None);
+                    };
+                    execute(&tx, own().outbox_delete_dead(local))?;
+                    tx.commit()?;
+                    Ok(Some((hint, new)))
+                })
+                .await
+                .map_err(outbox_err)?,
+        };
+        let (hint, new) = new_local.ok_or(OutboxError::NotDead(id))?;
+        Ok((hint << LOCAL_BITS) | u64::try_from(new).unwrap_or(0))
+    }
+
+    async fn dead_count(&self, did: &Did) -> Result<u64, OutboxError> {
+        self.dead_letters_of(Some(did)).await
+    }
+
+    async fn dead_total(&self) -> Result<u64, OutboxError> {
+        self.dead_letters_of(None).await
     }
 
     async fn purge(&self, did: &Did) -> Result<(), OutboxError> {
         self.service
             .execute_raw(q(sql().outbox_purge(did.as_str())))
             .await
-            .map_err(|e| outbox_err(e.into()))?;
+            .map_err(outbox_err)?;
         if let Some(db) = self.dbs.get(did.as_str()).await.map_err(outbox_err)? {
-            db.call(|conn| Ok(conn.execute("DELETE FROM outbox", [])?))
+            db.call(|conn| execute(conn, own().outbox_purge("")))
                 .await
                 .map_err(outbox_err)?;
         }

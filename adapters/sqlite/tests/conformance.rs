@@ -11,6 +11,7 @@ use stratos_ports::usecases::records::Records;
 use stratos_sqlite::{Durability, SqliteStorage};
 use stratos_testkit::builders::{build_records_with, did, enroll_into, nsid, post};
 use stratos_testkit::conformance::Fixture;
+use stratos_testkit::conformance::outbox::OutboxUnderTest;
 use stratos_testkit::memory::ManualClock;
 
 /// The record use cases over `s`, for the given service boundaries.
@@ -53,7 +54,27 @@ stratos_testkit::repo_store_conformance!(fixture(Durability::Durable, |s| Arc::n
 stratos_testkit::enrollment_store_conformance!(fixture(Durability::Durable, |s| Arc::new(
     s.enrollments.clone()
 )));
-stratos_testkit::outbox_conformance!(fixture(Durability::Durable, |s| Arc::new(s.outbox.clone())));
+stratos_testkit::outbox_conformance!(async {
+    let (dir, s) = storage(Durability::Durable).await;
+    let service = dir.path().join("service.sqlite");
+    Fixture::new(OutboxUnderTest::new(
+        Arc::new(s.outbox.clone()),
+        Arc::new(s.repos.clone()),
+        move |did| {
+            // A second connection to the service database, as another process would open it.
+            let conn = rusqlite::Connection::open(&service).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(10))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO outbox (did, item, due_ms) VALUES (?1, x'ff00', ?2)",
+                rusqlite::params![did.as_str(), i64::MIN],
+            )
+            .unwrap();
+            async {}
+        },
+    ))
+    .keep((s, dir))
+});
 stratos_testkit::oauth_store_conformance!(fixture(Durability::Durable, |s| Arc::new(
     s.oauth.clone()
 )));
@@ -128,7 +149,7 @@ async fn records_over_sqlite_survive_a_reopen() {
         claimed[0].item.action,
         OutboxAction::PutRecord { .. }
     ));
-    s.outbox.complete(claimed[0].id).await.unwrap();
+    s.outbox.complete(claimed[0].lease()).await.unwrap();
     assert_eq!(s.outbox.pending().await.unwrap(), 0);
     // The actor's file sits where the layout says.
     assert!(
@@ -211,6 +232,114 @@ async fn actor_databases_from_before_blob_tracking_are_upgraded() {
         None
     );
     assert_eq!(s.repos.blob(&rei, &upload.cid).await.unwrap(), Some(upload));
+}
+
+/// Outbox tables from before dead letters (service and actor databases, the actor's at schema
+/// version 1) get `last_error` and `dead_ms` when next opened, keep their items, and those
+/// items can then fail into dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_tables_from_before_dead_letters_are_upgraded() {
+    use stratos_ports::outbox::{FailedAttempt, OutboxItem};
+    let dir = tempfile::tempdir().unwrap();
+    let rei = did("did:plc:rei");
+    let item = |rkey: &str| OutboxItem {
+        did: rei.clone(),
+        action: OutboxAction::DeleteRecord {
+            collection: nsid("zone.stratos.feed.post"),
+            rkey: stratos_testkit::builders::rkey(rkey),
+        },
+    };
+    {
+        let s = SqliteStorage::open(dir.path(), Durability::Durable)
+            .await
+            .unwrap();
+        s.repos.create_actor(&rei).await.unwrap();
+    }
+    let old_outbox = |did_column: &str| {
+        format!(
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, {did_column}item BLOB NOT \
+             NULL, attempts INTEGER NOT NULL DEFAULT 0, due_ms INTEGER NOT NULL, leased_until \
+             INTEGER)"
+        )
+    };
+    let encoded = stratos_ports::storage_codec::encode_item(&item("old1"));
+    let actor = stratos_sqlite::actor_dir(dir.path(), rei.as_str()).join("stratos.sqlite");
+    {
+        // The tables as the previous build created them, with one item each.
+        let conn = rusqlite::Connection::open(&actor).unwrap();
+        conn.execute_batch(&format!(
+            "DROP TABLE outbox; {}; PRAGMA user_version = 1;",
+            old_outbox("")
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO outbox (item, due_ms) VALUES (?1, 0)",
+            rusqlite::params![encoded],
+        )
+        .unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("service.sqlite")).unwrap();
+        conn.execute_batch(&format!(
+            "DROP TABLE outbox; {};",
+            old_outbox("did TEXT NOT NULL, ")
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO outbox (did, item, due_ms) VALUES (?1, ?2, 0)",
+            rusqlite::params![rei.as_str(), encoded],
+        )
+        .unwrap();
+    }
+    let s = SqliteStorage::open(dir.path(), Durability::Durable)
+        .await
+        .unwrap();
+    for file in [actor.clone(), dir.path().join("service.sqlite")] {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('outbox')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            columns.contains(&"last_error".to_owned()),
+            "{file:?}: {columns:?}"
+        );
+        assert!(
+            columns.contains(&"dead_ms".to_owned()),
+            "{file:?}: {columns:?}"
+        );
+    }
+    let user_version: i64 = rusqlite::Connection::open(&actor)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(user_version, 2);
+    let claimed = s.outbox.claim(1_000, 500, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2, "both old items survive");
+    for c in &claimed {
+        assert_eq!(c.item, item("old1"));
+        s.outbox
+            .fail(
+                c.lease(),
+                FailedAttempt {
+                    now_ms: 1_000,
+                    retry_at_ms: 2_000,
+                    max_attempts: 1,
+                    permanent: false,
+                    error: "gone".into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.outbox.dead_count(&rei).await.unwrap(), 2);
+    drop(s);
+    // Opening again changes nothing.
+    let s = SqliteStorage::open(dir.path(), Durability::Durable)
+        .await
+        .unwrap();
+    assert_eq!(s.outbox.dead_total().await.unwrap(), 2);
 }
 
 /// An actor's WAL stays bounded while it is written without pause. Background checkpoints alone

@@ -98,8 +98,10 @@ async fn callback(http: &reqwest::Client, base: &str, location: &str) -> reqwest
 /// Signs `account` in at the PDS and consents: the authorization server's redirect.
 async fn consent(h: &Harness, authorize_url: &str, account: &Account) -> String {
     Browser::new(&h.pds_url, authorize_url)
+        .unwrap()
         .authorize(account, true)
         .await
+        .unwrap()
 }
 
 async fn status(http: &reqwest::Client, base: &str, did: &str) -> Value {
@@ -183,8 +185,10 @@ async fn s4_a_wrong_password_enrolls_nothing() {
     let sakura = h.account("sakura.test");
     let url = start_flow(&http, &base, &sakura).await;
     let (code, body) = Browser::new(&h.pds_url, &url)
+        .unwrap()
         .try_sign_in(&sakura, "not the password")
-        .await;
+        .await
+        .unwrap();
     assert!((400..500).contains(&code), "{code} {body}");
     assert_eq!(status(&http, &base, &sakura.did).await["enrolled"], false);
     server.stop().await.unwrap();

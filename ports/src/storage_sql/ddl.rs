@@ -7,6 +7,9 @@ use super::{Dialect, ServiceSql};
 impl ServiceSql {
     /// Creates the schema (PostgreSQL) and every service table, if missing; one statement per
     /// element, in order. Adapter-specific tables (SQLite's `outbox_actor`) are the adapter's.
+    /// Tables created by an older build are brought up to date by the statements of
+    /// [`ServiceSql::outbox_added_columns`], run after these (the index here only needs columns
+    /// every version had).
     pub fn create_tables(&self) -> Vec<String> {
         // (event number key, row-id key, binary, 64-bit integer, attempts, boundary table suffix)
         let (seq_key, id_key, blob, bigint, attempts, no_rowid) = match self.dialect {
@@ -34,7 +37,7 @@ impl ServiceSql {
         let state = self.table_text("oauth_state");
         let session = self.table_text("oauth_session");
         let outbox = self.table_text("outbox");
-        let mut out = Vec::with_capacity(8);
+        let mut out = Vec::with_capacity(9);
         if let Some(schema) = &self.schema {
             out.push(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""));
         }
@@ -64,8 +67,10 @@ impl ServiceSql {
             format!(
                 "CREATE TABLE IF NOT EXISTS {outbox} (id {id_key}, did TEXT NOT NULL, item {blob} \
                  NOT NULL, attempts {attempts} NOT NULL DEFAULT 0, due_ms {bigint} NOT NULL, \
-                 leased_until {bigint})"
+                 leased_until {bigint}, last_error TEXT, dead_ms {bigint})"
             ),
+            // A claim looks for older live rows of each candidate's account.
+            format!("CREATE INDEX IF NOT EXISTS outbox_did_id ON {outbox} (did, id)"),
         ]);
         out
     }

@@ -57,6 +57,9 @@ impl From<sea_query::error::Error> for SqlError {
 pub struct ServiceSql {
     dialect: Dialect,
     schema: Option<String>,
+    /// The outbox table is one account's own (no `did` column): see
+    /// [`ServiceSql::account_outbox`].
+    account_outbox: bool,
 }
 
 impl ServiceSql {
@@ -65,6 +68,18 @@ impl ServiceSql {
         Self {
             dialect: Dialect::Sqlite,
             schema: None,
+            account_outbox: false,
+        }
+    }
+
+    /// The outbox statements for an outbox table that belongs to one account — SQLite's actor
+    /// databases, whose `outbox` has no `did` column (every row is the file's account). Only the
+    /// `outbox_*` statements that do not take a DID apply; they return no `did` column.
+    pub fn account_outbox() -> Self {
+        Self {
+            dialect: Dialect::Sqlite,
+            schema: None,
+            account_outbox: true,
         }
     }
 
@@ -74,6 +89,7 @@ impl ServiceSql {
         Self {
             dialect: Dialect::Postgres,
             schema: Some(schema.to_owned()),
+            account_outbox: false,
         }
     }
 

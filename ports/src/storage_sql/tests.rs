@@ -48,9 +48,17 @@ fn every(s: &ServiceSql) -> Vec<Sql> {
         s.oauth_session_delete("d"),
         s.outbox_enqueue("d", vec![1]).unwrap(),
         s.outbox_claim(1, 2, 3),
-        s.outbox_complete(1),
-        s.outbox_fail(1, 2),
+        s.outbox_bury(1, 2, "e"),
+        s.outbox_complete(1, 2),
+        s.outbox_fail(1, 2, 3, 4, 5, "e"),
+        s.outbox_release(1, 2, 3),
         s.outbox_count(),
+        s.outbox_rows(),
+        s.outbox_dead_count(Some("d")),
+        s.outbox_dead_count(None),
+        s.outbox_dead_letters(1, 2),
+        s.outbox_requeue(1).unwrap(),
+        s.outbox_delete_dead(1),
         s.outbox_purge("d"),
     ]
 }
@@ -98,8 +106,54 @@ fn only_postgres_locks() {
     assert!(postgres.enrollment_exists("d").text.ends_with("FOR UPDATE"));
     assert!(!sqlite.enrollment_exists("d").text.contains("FOR"));
     let claim = postgres.outbox_claim(1, 2, 3).text;
-    assert!(claim.contains("FOR UPDATE SKIP LOCKED"), "{claim}");
+    assert!(claim.contains(" FOR UPDATE) RETURNING "), "{claim}");
+    assert!(!claim.contains("SKIP LOCKED"), "{claim}");
     assert!(!sqlite.outbox_claim(1, 2, 3).text.contains("FOR UPDATE"));
+    assert!(sqlite.outbox_lock(true).is_none());
+    assert_eq!(
+        postgres.outbox_lock(true).as_deref(),
+        Some("SELECT pg_advisory_xact_lock(hashtext('\"p_stratos\".\"outbox\"'))")
+    );
+    assert!(
+        postgres
+            .outbox_lock(false)
+            .unwrap()
+            .contains("pg_advisory_xact_lock_shared(")
+    );
+}
+
+#[test]
+fn an_accounts_own_outbox_has_no_did_column() {
+    let own = ServiceSql::account_outbox();
+    for q in [
+        own.outbox_claim(1, 2, 3),
+        own.outbox_dead_letters(0, 5),
+        own.outbox_requeue(1).unwrap(),
+        own.outbox_purge("d"),
+    ] {
+        assert!(!q.text.contains("did"), "{}", q.text);
+    }
+    let shared = ServiceSql::sqlite().outbox_claim(1, 2, 3).text;
+    assert!(shared.contains("\"o\".\"did\" = \"r\".\"did\""), "{shared}");
+    assert!(shared.ends_with("\"did\""), "{shared}");
+}
+
+#[test]
+fn added_outbox_columns_are_idempotent_on_postgres() {
+    for (column, ddl) in ServiceSql::postgres("p").outbox_added_columns() {
+        assert!(
+            ddl.contains(&format!("ADD COLUMN IF NOT EXISTS {column} ")),
+            "{ddl}"
+        );
+    }
+    for (column, ddl) in ServiceSql::sqlite().outbox_added_columns() {
+        assert!(ddl.contains(&format!("ADD COLUMN {column} ")), "{ddl}");
+        let created = ServiceSql::sqlite().create_tables().join("\n");
+        assert!(
+            created.contains(&format!(" {column} ")),
+            "new tables have {column}"
+        );
+    }
 }
 
 #[test]

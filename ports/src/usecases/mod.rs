@@ -10,6 +10,7 @@
 //! | facade | [`records`] | [`records::Records`]: owns the context, hands out the services, keeps the one-call API |
 //! | services | [`transfer`] → [`writes`] → [`blobs`]; [`proofs`] → [`reads`] | export/import; the commit path; uploads, downloads, listings and the blob steps of a commit; record proofs; boundary-filtered reads |
 //! | context | `account` | `AccountContext`: the dependencies ([`records::RecordDeps`]), the enrollment and signing-key caches, writer locks, rate limiter, node cache, event sink |
+//! | background | [`delivery`] | [`delivery::Delivery`]: drains the outbox into users' PDSes (claims, retries, dead letters) |
 //! | support | `node_cache`, [`stream`] | the MST node cache; the sync stream (its [`stream::EventSink`] is the one trait here: a seam between use cases, not a port) |
 //!
 //! Port traits live outside this module, one module per port at the crate root; a use case only
@@ -17,6 +18,7 @@
 
 mod account;
 pub mod blobs;
+pub mod delivery;
 pub mod enrollment;
 mod node_cache;
 pub mod oauth;

@@ -25,10 +25,10 @@
 //! ```no_run
 //! use std::sync::Arc;
 //!
-//! use stratos_testkit::memory::{MemoryOutbox, MemoryRepoStore};
+//! use stratos_testkit::memory::{MemoryKeyStore, MemoryRepoStore};
 //!
 //! stratos_testkit::repo_store_conformance!(async { Arc::new(MemoryRepoStore::new()) });
-//! stratos_testkit::outbox_conformance!(async { Arc::new(MemoryOutbox::new()) });
+//! stratos_testkit::key_store_conformance!(async { Arc::new(MemoryKeyStore::new()) });
 //! # fn main() {}
 //! ```
 //!

@@ -7,6 +7,7 @@ mod env;
 mod keys;
 mod oauth;
 mod outbox;
+mod pds;
 mod repo;
 
 pub use blobs::MemoryBlobStore;
@@ -18,6 +19,7 @@ pub use env::{
 pub use keys::MemoryKeyStore;
 pub use oauth::MemoryOAuthStore;
 pub use outbox::MemoryOutbox;
+pub use pds::{MemoryPds, Script};
 pub use repo::MemoryRepoStore;
 
 use std::sync::Arc;
