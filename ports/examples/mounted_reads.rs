@@ -64,6 +64,12 @@ async fn handle(
 fn request_view(req: &Request<Incoming>) -> RequestView {
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let mut view = RequestView::new(req.method().as_str(), target);
+    let bytes = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    view.reserve_headers(req.headers().len(), bytes);
     for (name, value) in req.headers() {
         view.push_header(name.as_str(), value.as_bytes());
     }

@@ -179,7 +179,7 @@ async fn malformed_headers_and_unknown_schemes_are_invalid_tokens() {
     let path = format!("/xrpc/{METHOD}");
     for req in [
         post(&path).with_header("authorization", "Bearer"),
-        post(&path).with_header("authorization", b"Bearer \xff".to_vec()),
+        post(&path).with_header("authorization", b"Bearer \xff"),
         post(&path).with_header("authorization", "Negotiate abc"),
     ] {
         let e = xrpc(w.caller(&req).await.unwrap_err());

@@ -17,6 +17,12 @@ pub fn view(req: &HttpRequest) -> RequestView {
         .path_and_query()
         .map_or_else(|| req.path(), |pq| pq.as_str());
     let mut view = RequestView::new(req.method().as_str(), target);
+    let bytes = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    view.reserve_headers(req.headers().len(), bytes);
     for (name, value) in req.headers() {
         view.push_header(name.as_str(), value.as_bytes());
     }

@@ -1,6 +1,8 @@
 //! [`RequestView`]: what authentication and the XRPC handlers read of an HTTP request, with no
 //! HTTP framework in sight.
 
+use std::borrow::Cow;
+
 /// The parts of an HTTP request that authentication and the framework-free XRPC handlers read:
 /// the method, the path (as the client called it, below the public URL), the query string and
 /// the headers. An app builds one per request from its framework's request type; the body is
@@ -22,11 +24,17 @@
 /// ```
 #[derive(Clone, Default)]
 pub struct RequestView {
-    method: String,
-    path: String,
-    query: String,
-    /// Lower-cased names, values as received, in arrival order.
-    headers: Vec<(String, Vec<u8>)>,
+    method: Cow<'static, str>,
+    /// The path followed by the query (without the `?`): `target[..path_end]` and
+    /// `target[path_end..]`. One buffer, and one for all headers below, because a view is
+    /// built for every request on the read path (each allocation there shows in the profile).
+    target: String,
+    path_end: usize,
+    /// Every header's lower-cased name then value, back to back.
+    header_bytes: Vec<u8>,
+    /// Per header, in arrival order: where its name starts, where its value starts (= where the
+    /// name ends) and where the value ends in `header_bytes`.
+    headers: Vec<(usize, usize, usize)>,
 }
 
 /// A header value that is not visible ASCII text (see [`RequestView::header_text`]).
@@ -37,43 +45,78 @@ pub struct NotText;
 impl std::fmt::Debug for RequestView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Header values carry credentials (Authorization, DPoP): names only.
-        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = self.entries().map(|(n, _)| n).collect();
         f.debug_struct("RequestView")
             .field("method", &self.method)
-            .field("path", &self.path)
-            .field("query", &self.query)
+            .field("path", &self.path())
+            .field("query", &self.query())
             .field("headers", &names)
             .finish()
     }
 }
+
+/// The standard methods, kept without an allocation.
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
 
 impl RequestView {
     /// A request with `method` (as sent: `GET`, `POST`, …) for `target`: the request target
     /// as on the request line, origin form (`/xrpc/nsid?a=b`) or absolute form
     /// (`http://host/xrpc/nsid?a=b`, of which only the path and query are kept). A fragment is
     /// dropped.
-    pub fn new(method: impl Into<String>, target: &str) -> Self {
+    pub fn new(method: &str, target: &str) -> Self {
         let target = target.split_once('#').map_or(target, |(t, _)| t);
         let target = strip_origin(target);
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let path = if path.is_empty() { "/" } else { path };
+        let mut joined = String::with_capacity(path.len() + query.len());
+        joined.push_str(path);
+        joined.push_str(query);
         Self {
-            method: method.into(),
-            path: if path.is_empty() { "/" } else { path }.to_owned(),
-            query: query.to_owned(),
+            method: METHODS
+                .iter()
+                .find(|m| **m == method)
+                .map_or_else(|| Cow::Owned(method.to_owned()), |m| Cow::Borrowed(*m)),
+            target: joined,
+            path_end: path.len(),
+            header_bytes: Vec::new(),
             headers: Vec::new(),
         }
     }
 
+    /// Makes room for `count` more headers of `bytes` bytes in all (names and values), so an
+    /// app that knows them (its framework's header map) fills the view without reallocating.
+    pub fn reserve_headers(&mut self, count: usize, bytes: usize) {
+        self.headers.reserve(count);
+        self.header_bytes.reserve(bytes);
+    }
+
     /// The same request with one more header value.
     #[must_use]
-    pub fn with_header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+    pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         self.push_header(name, value);
         self
     }
 
     /// Adds a header value (after any earlier values of the same name).
-    pub fn push_header(&mut self, name: &str, value: impl Into<Vec<u8>>) {
-        self.headers.push((name.to_ascii_lowercase(), value.into()));
+    pub fn push_header(&mut self, name: &str, value: impl AsRef<[u8]>) {
+        let start = self.header_bytes.len();
+        self.header_bytes
+            .extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+        let value_start = self.header_bytes.len();
+        self.header_bytes.extend_from_slice(value.as_ref());
+        self.headers
+            .push((start, value_start, self.header_bytes.len()));
+    }
+
+    /// Every header as (lower-cased name, value), in arrival order.
+    fn entries(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.headers.iter().map(|&(start, value_start, end)| {
+            // Names come in as `&str` and ASCII lower-casing keeps them UTF-8.
+            let name = std::str::from_utf8(&self.header_bytes[start..value_start]).unwrap_or("");
+            (name, &self.header_bytes[value_start..end])
+        })
     }
 
     /// The request method, as sent.
@@ -83,28 +126,26 @@ impl RequestView {
 
     /// The path, without the query (`/xrpc/com.atproto.repo.getRecord`).
     pub fn path(&self) -> &str {
-        &self.path
+        &self.target[..self.path_end]
     }
 
     /// The query string without the `?` (empty when there is none).
     pub fn query(&self) -> &str {
-        &self.query
+        &self.target[self.path_end..]
     }
 
     /// Every value of the header `name` (any case), in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
+        self.entries()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v)
     }
 
     /// The first value of the header `name`, if any.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
+        self.entries()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v)
     }
 
     /// True when the request carries the header `name`.
@@ -135,6 +176,10 @@ pub(crate) fn as_text(value: &[u8]) -> Result<&str, NotText> {
 /// `/path?query` of an absolute-form target (`scheme://authority/path?query`); other targets
 /// unchanged.
 fn strip_origin(target: &str) -> &str {
+    // Origin form, what every client sends to a server (not a proxy): nothing to strip.
+    if target.starts_with('/') {
+        return target;
+    }
     let Some((scheme, rest)) = target.split_once("://") else {
         return target;
     };

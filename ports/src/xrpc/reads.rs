@@ -40,7 +40,7 @@ use stratos_domain::syntax::Did;
 
 use super::{
     XrpcError, XrpcResponse, parse_at_uri, parse_bool, parse_did, parse_json_body, parse_nsid,
-    parse_query, parse_rkey, record_json,
+    parse_query, parse_rkey, query_params, record_json, required,
 };
 use crate::Stratos;
 use crate::auth::{DPOP_NONCE_HEADER, RequestView};
@@ -101,29 +101,21 @@ async fn viewer(stratos: &Stratos, req: &RequestView) -> Result<Option<Did>, Xrp
     Ok(stratos.auth().optional_caller(req).await?)
 }
 
-#[derive(Deserialize)]
-struct GetParams {
-    repo: String,
-    collection: String,
-    rkey: String,
-    cid: Option<String>,
-}
-
 /// `com.atproto.repo.getRecord?repo&collection&rkey[&cid]`: `{"uri", "cid", "value"}`, or 400
 /// `RecordNotFound` for a record that is missing or that the viewer may not read.
 pub async fn get_record(stratos: &Stratos, req: &RequestView) -> Result<Value, XrpcError> {
-    let p: GetParams = parse_query(req.query())?;
-    let repo = parse_did(&p.repo, "repo")?;
-    let cid = p
-        .cid
+    let [repo, collection, rkey, cid] =
+        query_params(req.query(), ["repo", "collection", "rkey", "cid"])?;
+    let repo = parse_did(&required(repo, "repo")?, "repo")?;
+    let cid = cid
         .as_deref()
         .map(|c| {
             c.parse::<Cid>()
                 .map_err(|_| XrpcError::invalid("`cid` is not a CID"))
         })
         .transpose()?;
-    let collection = parse_nsid(&p.collection, "collection")?;
-    let rkey = parse_rkey(&p.rkey, "rkey")?;
+    let collection = parse_nsid(&required(collection, "collection")?, "collection")?;
+    let rkey = parse_rkey(&required(rkey, "rkey")?, "rkey")?;
     let viewer = viewer(stratos, req).await?;
     let found = stratos
         .records()
