@@ -77,6 +77,14 @@ pub enum OutboxAction {
         /// Record key.
         rkey: RecordKey,
     },
+    /// Ends the account's OAuth session (revoked at its authorization server, forgotten here).
+    /// Queued last when an account leaves, so the deletes of its PDS records, queued before it,
+    /// are delivered with the session first. Only a session authorised at or before
+    /// `authorized_by` (unix seconds) is ended: one from a later re-enrollment is kept.
+    EndSession {
+        /// The time the account left, unix seconds.
+        authorized_by: i64,
+    },
 }
 
 /// One queued PDS write.

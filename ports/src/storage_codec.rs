@@ -166,6 +166,9 @@ pub fn encode_item(item: &OutboxItem) -> Vec<u8> {
         OutboxAction::DeleteRecord { collection, rkey } => {
             json!({"did": item.did, "op": "delete", "collection": collection, "rkey": rkey})
         }
+        OutboxAction::EndSession { authorized_by } => {
+            json!({"did": item.did, "op": "end_session", "authorizedBy": authorized_by})
+        }
     };
     value.to_string().into_bytes()
 }
@@ -190,6 +193,12 @@ pub fn decode_item(bytes: &[u8]) -> Result<OutboxItem, CodecError> {
         "delete" => OutboxAction::DeleteRecord {
             collection: collection()?,
             rkey: rkey()?,
+        },
+        "end_session" => OutboxAction::EndSession {
+            authorized_by: v
+                .get("authorizedBy")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| corrupt("outbox item"))?,
         },
         _ => return Err(corrupt("outbox item")),
     };

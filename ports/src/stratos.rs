@@ -47,12 +47,14 @@ use crate::auth::{AuthContext, AuthSettings, Authenticator};
 use crate::blob_store::BlobStore;
 use crate::block_cache::CachedBlocks;
 use crate::env::{AllowList, AuthorizationServers, Clock, IdentityResolver, Notifier, SystemClock};
-use crate::pds_client::AtprotoOAuthClient;
+use crate::pds_client::{AtprotoOAuthClient, PdsWriter};
 use crate::storage::Storage;
+use crate::usecases::delivery::{Deliver, Delivery, DeliverySettings};
 use crate::usecases::enrollment::{EnrollmentDeps, Enrollments};
 use crate::usecases::oauth::{OAuthDeps, OAuthEnrollment, RedirectPolicy};
 use crate::usecases::records::{RecordDeps, Records};
 use crate::usecases::stream::hub::{HubSettings, StreamHub};
+use crate::usecases::write_back::SessionWriteBack;
 
 /// Blocks kept by the default block cache (the service's `STRATOS_BLOCK_CACHE_SIZE` default).
 pub const DEFAULT_BLOCK_CACHE: usize = 50_000;
@@ -91,6 +93,13 @@ pub enum BuildError {
     SealKey(#[source] stratos_domain::oauth::OAuthError),
 }
 
+/// What [`StratosBuilder::oauth`] was given: the flows' client, the PDS writer, the redirects.
+type OAuthParts = (
+    Arc<dyn AtprotoOAuthClient>,
+    Arc<dyn PdsWriter>,
+    RedirectPolicy,
+);
+
 /// Builds a [`Stratos`]; see [`Stratos::builder`].
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct StratosBuilder {
@@ -112,7 +121,7 @@ pub struct StratosBuilder {
     block_cache: usize,
     stream: HubSettings,
     catalog: Option<Catalog>,
-    oauth: Option<(Arc<dyn AtprotoOAuthClient>, RedirectPolicy)>,
+    oauth: Option<OAuthParts>,
 }
 
 impl std::fmt::Debug for StratosBuilder {
@@ -175,12 +184,16 @@ impl StratosBuilder {
     }
 
     /// Enrollment through atproto OAuth at the users' own PDSes (default: none, and
-    /// [`Stratos::oauth`] is `None`): `client` runs the flows (production:
-    /// `stratos_network::HttpOAuthClient`), `redirects` says where the callback may send users
-    /// back to. Flows and sessions are kept in the storage's OAuth store, sealed with a key
-    /// derived from the service key.
-    pub fn oauth(mut self, client: Arc<dyn AtprotoOAuthClient>, redirects: RedirectPolicy) -> Self {
-        self.oauth = Some((client, redirects));
+    /// [`Stratos::oauth`] is `None`): `client` runs the flows and writes to the users' PDSes
+    /// with their sessions (production: `stratos_network::HttpOAuthClient`), `redirects` says
+    /// where the callback may send users back to. Flows and sessions are kept in the storage's
+    /// OAuth store, sealed with a key derived from the service key. With it,
+    /// [`Stratos::delivery`] drains the outbox into the PDSes.
+    pub fn oauth<C>(mut self, client: Arc<C>, redirects: RedirectPolicy) -> Self
+    where
+        C: AtprotoOAuthClient + PdsWriter + 'static,
+    {
+        self.oauth = Some((client.clone(), client, redirects));
         self
     }
 
@@ -351,18 +364,21 @@ impl StratosBuilder {
             })
             .with_event_sink(streams.clone()),
         );
-        let oauth = match self.oauth {
-            Some((client, redirects)) => Some(Arc::new(OAuthEnrollment::new(
-                OAuthDeps {
-                    client,
-                    store: storage.oauth().clone(),
-                    seal: Arc::new(SealKey::derive(&service_key).map_err(BuildError::SealKey)?),
-                    clock: self.clock.clone(),
-                    redirects,
-                },
-                enrollments.clone(),
-            ))),
-            None => None,
+        let (oauth, writer) = match self.oauth {
+            Some((client, writer, redirects)) => (
+                Some(Arc::new(OAuthEnrollment::new(
+                    OAuthDeps {
+                        client,
+                        store: storage.oauth().clone(),
+                        seal: Arc::new(SealKey::derive(&service_key).map_err(BuildError::SealKey)?),
+                        clock: self.clock.clone(),
+                        redirects,
+                    },
+                    enrollments.clone(),
+                ))),
+                Some(writer),
+            ),
+            None => (None, None),
         };
         Ok(Stratos {
             inner: Arc::new(Inner {
@@ -378,6 +394,10 @@ impl StratosBuilder {
                 records,
                 enrollments,
                 streams,
+                write_back: oauth
+                    .clone()
+                    .zip(writer)
+                    .map(|(o, w)| Arc::new(SessionWriteBack::new(o, w)) as Arc<dyn Deliver>),
                 oauth,
             }),
         })
@@ -408,6 +428,7 @@ struct Inner {
     enrollments: Arc<Enrollments>,
     streams: Arc<StreamHub>,
     oauth: Option<Arc<OAuthEnrollment>>,
+    write_back: Option<Arc<dyn Deliver>>,
 }
 
 /// A composed Stratos instance: the services an app serves. Cheap to clone.
@@ -468,6 +489,25 @@ impl Stratos {
     /// [`StratosBuilder::oauth`].
     pub fn oauth(&self) -> Option<&Arc<OAuthEnrollment>> {
         self.inner.oauth.as_ref()
+    }
+
+    /// Write-back to the users' PDSes with their OAuth sessions, when built with
+    /// [`StratosBuilder::oauth`]: what [`Stratos::delivery`] performs each outbox item with.
+    pub fn write_back(&self) -> Option<&Arc<dyn Deliver>> {
+        self.inner.write_back.as_ref()
+    }
+
+    /// The outbox's delivery worker over [`Stratos::write_back`] (`None` without
+    /// [`StratosBuilder::oauth`]): run it in the background with [`Delivery::run`] so enrollment
+    /// records and stubs reach the PDSes.
+    pub fn delivery(&self, settings: DeliverySettings) -> Option<Delivery> {
+        let pds = self.inner.write_back.clone()?;
+        Some(Delivery::new(
+            self.inner.storage.outbox().clone(),
+            pds,
+            self.inner.clock.clone(),
+            settings,
+        ))
     }
 
     /// Authentication of requests: the caller of a [`RequestView`](crate::auth::RequestView)

@@ -380,7 +380,10 @@ impl Browser {
             .bytes()
             .await
             .map_err(|e| format!("POST {endpoint}: body: {e}"))?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     /// Opens the authorize page and tries to sign in as `account` with `password`: the

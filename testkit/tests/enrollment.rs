@@ -5,6 +5,7 @@ use serde_json::json;
 use stratos_domain::enrollment::{DenialReason, EnrollmentMode, EnrollmentRecord};
 use stratos_domain::{Error as DomainError, attestation, data};
 use stratos_ports::enrollment_store::EnrollmentStore;
+use stratos_ports::env::Clock;
 use stratos_ports::keys::SigningKeyStore;
 use stratos_ports::outbox::{Outbox, OutboxAction};
 use stratos_ports::repo_store::RepoStore;
@@ -170,26 +171,36 @@ async fn unenroll_deletes_private_data_and_queues_the_record_deletion() {
     let w = world();
     let rei = did("did:plc:rei");
     w.enrollment.enroll(&rei).await.unwrap();
-    w.records
+    let created = w
+        .records
         .create_record(&rei, &rei, &posts(), None, post("bye", &["swordsmith"]))
         .await
         .unwrap();
+    let now_s = w.clock.now_ms().div_euclid(1000);
     w.enrollment.unenroll(&rei).await.unwrap();
     assert!(w.enrollments.get(&rei).await.unwrap().is_none());
     assert!(!w.repos.actor_exists(&rei).await.unwrap());
     assert!(w.keys.get(&rei).await.unwrap().is_none());
+    // Pending writes are dropped; the stub's and the enrollment record's deletions are queued,
+    // then the end of the session, in that order.
     let items = w.outbox.items();
-    assert_eq!(
-        items.len(),
-        1,
-        "pending writes dropped, record deletion queued: {items:?}"
+    let actions: Vec<&OutboxAction> = items.iter().map(|i| &i.action).collect();
+    let stub_rkey = created.results[0].uri.rkey().unwrap().clone();
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [
+                OutboxAction::DeleteRecord { collection: c1, rkey: r1 },
+                OutboxAction::DeleteRecord { collection: c2, rkey: r2 },
+                OutboxAction::EndSession { authorized_by },
+            ] if *c1 == POSTS && *r1 == stub_rkey
+                && *c2 == "zone.stratos.actor.enrollment" && *r2 == SERVICE_DID
+                && *authorized_by == now_s
+        ),
+        "{items:?}"
     );
-    assert!(matches!(
-        &items[0].action,
-        OutboxAction::DeleteRecord { collection, rkey }
-            if collection == "zone.stratos.actor.enrollment" && rkey == SERVICE_DID
-    ));
-    assert_eq!(w.outbox.pending().await.unwrap(), 1);
+    assert!(items.iter().all(|i| i.did == rei));
+    assert_eq!(w.outbox.pending().await.unwrap(), 3);
     // Writes are now rejected; unenrolling twice says so.
     assert!(matches!(
         w.records

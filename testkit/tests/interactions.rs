@@ -74,7 +74,7 @@ async fn enrollment_publishes_its_record_exactly_once() {
 }
 
 #[tokio::test]
-async fn unenrollment_purges_before_queueing_the_record_deletion() {
+async fn unenrollment_purges_before_queueing_the_deletions_then_the_end_of_the_session() {
     let svc = TestService::new(&["swordsmith"]);
     let mut outbox = MockOutbox::new();
     let mut seq = Sequence::new();
@@ -95,6 +95,13 @@ async fn unenrollment_purges_before_queueing_the_record_deletion() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(2));
+    // The session ends last, after the deletes it is needed for.
+    outbox
+        .expect_enqueue()
+        .withf(|item| matches!(item.action, OutboxAction::EndSession { .. }))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(3));
     let e = enrollments(&svc, outbox);
     let rei = did("did:plc:rei");
     e.enroll(&rei).await.unwrap();

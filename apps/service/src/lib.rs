@@ -32,6 +32,12 @@ pub struct RunningServer {
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     streams: std::sync::Arc<routes::StreamHub>,
+    /// The outbox's delivery to the users' PDSes (with OAuth configured): its stop signal and
+    /// task.
+    delivery: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl RunningServer {
@@ -45,6 +51,11 @@ impl RunningServer {
         // Stream subscriptions never finish on their own: close them first.
         self.streams.shut_down();
         self.handle.stop(true).await;
+        if let Some((stop, task)) = self.delivery {
+            // The batch in progress finishes (each attempt is bounded by its timeout).
+            let _ = stop.send(());
+            task.await.context("delivery task")?;
+        }
         self.task.await.context("server task")??;
         Ok(())
     }
@@ -69,6 +80,21 @@ pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServ
     let bodies = web::Data::from(state.bodies.clone());
     let streams = state.stratos.streams().clone();
     tokio::spawn(routes::close_streams_on_signal(streams.clone()));
+    // Enrollment records and stubs reach the PDSes only with the accounts' OAuth sessions.
+    let delivery = state
+        .stratos
+        .delivery(stratos_ports::usecases::delivery::DeliverySettings::default())
+        .map(|delivery| {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                delivery
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+            (stop, task)
+        });
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(middleware::response_headers))
@@ -93,5 +119,6 @@ pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServ
         handle,
         task,
         streams,
+        delivery,
     })
 }

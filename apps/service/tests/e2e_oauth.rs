@@ -31,7 +31,9 @@ fn harness() -> Option<&'static Harness> {
     Some(H.get_or_init(|| {
         Harness::start(
             &node,
-            &["rei", "sakura", "kaoruko", "fuyuko", "haruki", "misato"],
+            &[
+                "rei", "sakura", "kaoruko", "fuyuko", "haruki", "misato", "asuka",
+            ],
         )
         .unwrap_or_else(|e| panic!("{e}"))
     }))
@@ -330,5 +332,110 @@ async fn redirects_go_only_to_listed_applications() {
         "{back}"
     );
     assert_eq!(status(&http, &base, &kaoruko.did).await["enrolled"], true);
+    server.stop().await.unwrap();
+}
+
+/// The account's records of `collection` on the PDS, read as anyone can (no credentials).
+async fn pds_records(h: &Harness, did: &str, collection: &str) -> Vec<Value> {
+    let res = reqwest::get(format!(
+        "{}/xrpc/com.atproto.repo.listRecords?repo={did}&collection={collection}",
+        h.pds_url
+    ))
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    body["records"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits (at most 30 s) until `collection` on the PDS holds `n` records of the account: the
+/// records then. Delivery runs in the background, so the PDS catches up a moment later.
+async fn pds_eventually(h: &Harness, did: &str, collection: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let records = pds_records(h, did, collection).await;
+        if records.len() == n || std::time::Instant::now() > deadline {
+            assert_eq!(records.len(), n, "{collection} on the PDS: {records:?}");
+            return records;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// S3 and S14 against the real PDS: after the OAuth enrollment the enrollment record appears in
+/// the account's PDS repository; a private post's content-free stub appears there at the same
+/// collection and key; leaving through `/oauth/revoke` removes both from the PDS (the deletes go
+/// out with the session before the session is ended) and nothing of the account stays here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_s14_records_reach_the_pds_and_leave_with_the_account() {
+    let Some(h) = harness() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos(h, dir.path(), &[]).await;
+    let (http, base) = (client(), server.url());
+    let asuka = h.account("asuka.test");
+    const ENROLLMENT: &str = "zone.stratos.actor.enrollment";
+    const POST: &str = "zone.stratos.feed.post";
+
+    let location = consent(h, &start_flow(&http, &base, &asuka).await, &asuka).await;
+    assert_eq!(
+        callback(&http, &base, &location).await.status(),
+        StatusCode::OK
+    );
+
+    // S3: the enrollment record, signed by the service, names this service and its boundaries.
+    let enrollment = pds_eventually(h, &asuka.did, ENROLLMENT, 1).await;
+    let value = &enrollment[0]["value"];
+    assert_eq!(value["$type"], ENROLLMENT, "{value}");
+    assert_eq!(value["service"], PUBLIC, "{value}");
+    assert_eq!(
+        value["boundaries"].as_array().map(Vec::len),
+        Some(2),
+        "{value}"
+    );
+    assert!(value["attestation"].is_object(), "{value}");
+    let now = status(&http, &base, &asuka.did).await;
+    assert_eq!(now["needsAuthorization"], false, "{now}");
+    assert_eq!(now["pdsDeadLetters"], 0, "{now}");
+
+    // A private post: its stub reaches the PDS with no content.
+    let record = common::post_record(SERVICE_DID, "only for swordsmiths", &["swordsmith"]);
+    let res = http
+        .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+        .bearer_auth(&asuka.did)
+        .json(&serde_json::json!({"repo": asuka.did, "collection": POST, "record": record}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let created: Value = res.json().await.unwrap();
+    let uri = created["uri"].as_str().unwrap().to_owned();
+    let stubs = pds_eventually(h, &asuka.did, POST, 1).await;
+    let rkey = uri.rsplit('/').next().unwrap();
+    assert!(
+        stubs[0]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{POST}/{rkey}")),
+        "the stub sits at the record's collection and key: {stubs:?}"
+    );
+    let stub = &stubs[0]["value"];
+    assert_eq!(stub["source"]["subject"]["uri"], uri.as_str(), "{stub}");
+    assert_eq!(stub["source"]["subject"]["cid"], created["cid"], "{stub}");
+    assert!(
+        !stub.to_string().contains("only for swordsmiths"),
+        "a stub carries no content: {stub}"
+    );
+
+    // S14: leaving removes what Stratos wrote to the PDS.
+    let res = http
+        .post(format!("{base}/oauth/revoke"))
+        .bearer_auth(&asuka.did)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    pds_eventually(h, &asuka.did, POST, 0).await;
+    pds_eventually(h, &asuka.did, ENROLLMENT, 0).await;
+    assert_eq!(status(&http, &base, &asuka.did).await["enrolled"], false);
     server.stop().await.unwrap();
 }

@@ -313,8 +313,10 @@ impl Enrollments {
         }))
     }
 
-    /// Hard-deletes the account's private data: enrollment, repository, key and blobs. Pending
-    /// stub writes are dropped and the PDS enrollment record's deletion is queued.
+    /// Hard-deletes the account's private data: enrollment, repository, key and blobs. What
+    /// Stratos wrote to the account's PDS goes too: pending writes are dropped, and the
+    /// deletions of every record's stub and of the enrollment record are queued, followed by the
+    /// end of the account's OAuth session (so the deletes are delivered with it first).
     pub async fn unenroll(&self, did: &Did) -> Result<(), UseCaseError> {
         let enrollment = self
             .deps
@@ -322,6 +324,8 @@ impl Enrollments {
             .get(did)
             .await?
             .ok_or_else(|| UseCaseError::NotEnrolled(did.clone()))?;
+        // Read before the repository is destroyed: every record has its stub on the PDS.
+        let stubs = self.record_paths(did).await?;
         self.deps.outbox.purge(did).await?;
         self.deps.enrollments.unenroll(did).await?;
         self.deps.repos.destroy_actor(did).await?;
@@ -335,17 +339,42 @@ impl Enrollments {
             Some(rkey) => rkey,
             None => self.record_key()?,
         };
+        let deletes = stubs
+            .into_iter()
+            .chain(std::iter::once((enrollment_collection()?, rkey)));
+        for (collection, rkey) in deletes {
+            self.deps
+                .outbox
+                .enqueue(OutboxItem {
+                    did: did.clone(),
+                    action: OutboxAction::DeleteRecord { collection, rkey },
+                })
+                .await?;
+        }
         self.deps
             .outbox
             .enqueue(OutboxItem {
                 did: did.clone(),
-                action: OutboxAction::DeleteRecord {
-                    collection: enrollment_collection()?,
-                    rkey,
+                action: OutboxAction::EndSession {
+                    authorized_by: self.deps.clock.now_ms().div_euclid(1000),
                 },
             })
             .await?;
         Ok(())
+    }
+
+    /// Collection and key of every record in the account's repository (its MST's keys).
+    async fn record_paths(&self, did: &Did) -> Result<Vec<(Nsid, RecordKey)>, UseCaseError> {
+        let Some(head) = self.deps.repos.head(did).await? else {
+            return Ok(Vec::new());
+        };
+        // The whole repository in memory once; an account leaves rarely, and the export
+        // (getRepo) needs the same.
+        let blocks = self.deps.repos.all_blocks(did).await?;
+        let keys = stratos_domain::mst::Mst::load(&blocks, head.data).entries()?;
+        keys.iter()
+            .map(|(path, _)| super::writes::parse_path(path))
+            .collect()
     }
 }
 

@@ -2,7 +2,7 @@
 //! constructing them.
 //!
 //! The record use cases are split by concern around one shared per-account context; modules
-//! depend downward only (`ports/tests/usecase_layering.rs` fails on a circle):
+//! depend downward only (`ports/tests/layout.rs` fails on a circle):
 //!
 //! | layer | modules | role |
 //! |---|---|---|
@@ -10,7 +10,7 @@
 //! | facade | [`records`] | [`records::Records`]: owns the context, hands out the services, keeps the one-call API |
 //! | services | [`transfer`] → [`writes`] → [`blobs`]; [`proofs`] → [`reads`] | export/import; the commit path; uploads, downloads, listings and the blob steps of a commit; record proofs; boundary-filtered reads |
 //! | context | `account` | `AccountContext`: the dependencies ([`records::RecordDeps`]), the enrollment and signing-key caches, writer locks, rate limiter, node cache, event sink |
-//! | background | [`delivery`] | [`delivery::Delivery`]: drains the outbox into users' PDSes (claims, retries, dead letters) |
+//! | background | [`delivery`], [`write_back`] | [`delivery::Delivery`]: drains the outbox into users' PDSes (claims, retries, dead letters); [`write_back::SessionWriteBack`]: performs each item with the account's OAuth session |
 //! | support | `node_cache`, [`stream`] | the MST node cache; the sync stream (its [`stream::EventSink`] is the one trait here: a seam between use cases, not a port) |
 //!
 //! Port traits live outside this module, one module per port at the crate root; a use case only
@@ -27,6 +27,7 @@ pub mod reads;
 pub mod records;
 pub mod stream;
 pub mod transfer;
+pub mod write_back;
 pub mod writes;
 
 use stratos_domain::Error as DomainError;

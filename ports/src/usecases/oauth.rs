@@ -304,6 +304,46 @@ impl OAuthEnrollment {
         }
     }
 
+    /// Forgets the account's session without calling anyone: its grant is dead (revoked or
+    /// expired at the authorization server), and the account must authorise again
+    /// ([`Self::has_session`] is false until it does).
+    pub async fn forget_session(&self, did: &Did) -> Result<(), OAuthFlowError> {
+        self.deps.store.delete_session(did).await?;
+        Ok(())
+    }
+
+    /// Whether the account has a stored session (it authorised Stratos and the grant was not
+    /// found dead since): without one nothing reaches its PDS.
+    pub async fn has_session(&self, did: &Did) -> Result<bool, OAuthFlowError> {
+        Ok(self.deps.store.get_session(did).await?.is_some())
+    }
+
+    /// [`Self::end_session`] for a session authorised at or before `authorized_by` (unix
+    /// seconds); a newer one (the account enrolled again since) is kept. No session: done.
+    pub async fn end_session_authorized_by(
+        &self,
+        did: &Did,
+        authorized_by: i64,
+    ) -> Result<(), OAuthFlowError> {
+        let Some(sealed) = self.deps.store.get_session(did).await? else {
+            return Ok(());
+        };
+        match self.deps.seal.open_session(&sealed, did) {
+            Ok(session) if session.created_at > authorized_by => Ok(()),
+            Ok(session) => {
+                let _ = self.deps.client.revoke(&session).await;
+                self.deps.store.delete_session(did).await?;
+                Ok(())
+            }
+            // A session that no longer opens (the service key changed) cannot be used or
+            // revoked: forget it.
+            Err(_) => {
+                self.deps.store.delete_session(did).await?;
+                Ok(())
+            }
+        }
+    }
+
     /// Ends the account's session: revoked at the authorization server (best effort: a server
     /// that is down does not keep the account from leaving) and deleted here.
     pub async fn end_session(&self, did: &Did) -> Result<(), OAuthFlowError> {

@@ -81,6 +81,7 @@ macro_rules! outbox_conformance {
                 retry_dead_requeues_behind_newer_items,
                 dead_letters_page_by_cursor_and_count_per_account,
                 a_corrupt_row_becomes_a_dead_letter,
+                every_action_comes_back_as_written,
             ],
         }
     };
@@ -191,6 +192,25 @@ pub async fn claims_come_in_enqueue_order_and_are_leased(s: Subject) {
     assert!(claim(o, 1_200, 10).await.is_empty(), "everything is leased");
     o.complete(claimed[0].lease()).await.expect("complete");
     assert_eq!(o.pending().await.expect("pending"), 2, "leased items count");
+}
+
+/// Each kind of item (put, delete, the end of a session) comes back from a claim exactly as it
+/// was enqueued, in order.
+pub async fn every_action_comes_back_as_written(s: Subject) {
+    let o = s.outbox.as_ref();
+    let end = OutboxItem {
+        did: did("did:plc:a"),
+        action: OutboxAction::EndSession {
+            authorized_by: 1_765_000_000,
+        },
+    };
+    let written = [put("did:plc:a", "1"), item("did:plc:a", "1"), end];
+    for w in &written {
+        o.enqueue(w.clone()).await.expect("enqueue");
+    }
+    let claimed = claim(o, 1_000, 10).await;
+    let got: Vec<OutboxItem> = claimed.into_iter().map(|c| c.item).collect();
+    assert_eq!(got, written);
 }
 
 /// An item whose lease ran out without a completion is claimed again, under a new lease.

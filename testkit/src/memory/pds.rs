@@ -120,6 +120,13 @@ impl MemoryPds {
         {
             return Err(failure);
         }
+        if let OutboxAction::EndSession { .. } = item.action {
+            // Like the real one: ending a session that is gone already is done, and nothing
+            // is written for the account afterwards until it authorises again.
+            lock(&self.revoked).insert(item.did.to_string());
+            lock(&self.log).push(item.clone());
+            return Ok(());
+        }
         if lock(&self.revoked).contains(item.did.as_str()) {
             return Err(DeliveryFailure::NeedsReauthorization);
         }
@@ -131,6 +138,7 @@ impl MemoryPds {
                 collection, rkey, ..
             }
             | OutboxAction::DeleteRecord { collection, rkey } => (collection, rkey),
+            OutboxAction::EndSession { .. } => return Ok(()),
         };
         if lock(&self.refused).contains(rkey.as_str()) {
             return Err(DeliveryFailure::Permanent(
@@ -149,6 +157,7 @@ impl MemoryPds {
             OutboxAction::DeleteRecord { .. } => {
                 lock(&self.records).remove(&key);
             }
+            OutboxAction::EndSession { .. } => {}
         }
         lock(&self.log).push(item.clone());
         Ok(())

@@ -76,7 +76,7 @@ pub(super) async fn callback(req: HttpRequest, state: State) -> Result<HttpRespo
 /// `GET /oauth/status` (authenticated): the caller's enrollment.
 pub(super) async fn status(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let did = require_caller(&req, &state).await?;
-    let body = match state.stratos.enrollments().status(&did).await? {
+    let mut body = match state.stratos.enrollments().status(&did).await? {
         None => json!({ "did": did.as_str(), "enrolled": false }),
         Some(status) => json!({
             "did": did.as_str(),
@@ -90,6 +90,9 @@ pub(super) async fn status(req: HttpRequest, state: State) -> Result<HttpRespons
                 .collect::<Vec<_>>(),
         }),
     };
+    if body["enrolled"] == true {
+        super::stratos::write_back_status(&state, &did, &mut body).await?;
+    }
     Ok(HttpResponse::Ok().json(body))
 }
 

@@ -33,7 +33,7 @@ pub(super) async fn enrollment_status(
             return Ok(HttpResponse::Ok().json(json!({ "did": did.as_str(), "enrolled": false })));
         };
         let e = &status.enrollment;
-        return Ok(HttpResponse::Ok().json(json!({
+        let mut body = json!({
             "did": e.did,
             "enrolled": true,
             "enrolledAt": e.enrolled_at,
@@ -45,7 +45,9 @@ pub(super) async fn enrollment_status(
                 "sig": { "$bytes": base64::engine::general_purpose::STANDARD_NO_PAD.encode(&status.attestation.sig) },
                 "signingKey": status.attestation.signing_key,
             },
-        })));
+        });
+        write_back_status(&state, &did, &mut body).await?;
+        return Ok(HttpResponse::Ok().json(body));
     }
     match state
         .stratos
@@ -65,6 +67,30 @@ pub(super) async fn enrollment_status(
             "enrollmentRkey": e.enrollment_rkey,
         }))),
     }
+}
+
+/// For the account itself: whether what Stratos writes to its PDS can get there
+/// (`needsAuthorization`: no live OAuth session — never authorised through OAuth, or the grant
+/// was revoked; only with OAuth configured) and how many PDS writes failed for good
+/// (`pdsDeadLetters`, kept for an operator to retry).
+pub(super) async fn write_back_status(
+    state: &AppState,
+    did: &stratos_domain::syntax::Did,
+    body: &mut serde_json::Value,
+) -> Result<(), ApiError> {
+    if let Some(oauth) = state.stratos.oauth() {
+        let authorized = oauth.has_session(did).await?;
+        body["needsAuthorization"] = json!(!authorized);
+    }
+    let dead = state
+        .stratos
+        .storage()
+        .outbox()
+        .dead_count(did)
+        .await
+        .map_err(port)?;
+    body["pdsDeadLetters"] = json!(dead);
+    Ok(())
 }
 
 pub(super) async fn unenroll(
