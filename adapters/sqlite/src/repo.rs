@@ -69,10 +69,21 @@ fn record_columns(r: &Row<'_>) -> rusqlite::Result<RecordRow> {
 }
 
 fn stored_record(collection: &Nsid, row: RecordRow) -> Result<StoredRecord, SqliteError> {
-    let (rkey, cid, boundaries, bytes) = row;
+    let rkey = parse(&row.0, "record key")?;
+    known_record(collection, rkey, row)
+}
+
+/// [`stored_record`] of a row looked up by its key: the key asked for is the row's, so it is not
+/// parsed again (a get is hot enough for that to show).
+fn known_record(
+    collection: &Nsid,
+    rkey: RecordKey,
+    row: RecordRow,
+) -> Result<StoredRecord, SqliteError> {
+    let (_, cid, boundaries, bytes) = row;
     Ok(StoredRecord {
         collection: collection.clone(),
-        rkey: parse(&rkey, "record key")?,
+        rkey,
         cid: cid_from_bytes(&cid)?,
         boundaries: split_boundaries(&boundaries)?,
         bytes,
@@ -431,7 +442,7 @@ impl RepoStore for SqliteRepoStore {
             ))?
             .query_row(params![collection.as_str(), rkey.as_str()], record_columns)
             .optional()?
-            .map(|row| stored_record(&collection, row))
+            .map(|row| known_record(&collection, rkey, row))
             .transpose()
         })
         .await

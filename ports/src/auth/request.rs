@@ -30,11 +30,13 @@ pub struct RequestView {
     /// built for every request on the read path (each allocation there shows in the profile).
     target: String,
     path_end: usize,
-    /// Every header's lower-cased name then value, back to back.
-    header_bytes: Vec<u8>,
-    /// Per header, in arrival order: where its name starts, where its value starts (= where the
-    /// name ends) and where the value ends in `header_bytes`.
-    headers: Vec<(usize, usize, usize)>,
+    /// Every header's lower-cased name, back to back.
+    header_names: String,
+    /// Every header's value, back to back.
+    header_values: Vec<u8>,
+    /// Per header, in arrival order: where its name ends in `header_names` and where its value
+    /// ends in `header_values` (each starts where the previous header's ends).
+    headers: Vec<(usize, usize)>,
 }
 
 /// A header value that is not visible ASCII text (see [`RequestView::header_text`]).
@@ -66,9 +68,16 @@ impl RequestView {
     /// (`http://host/xrpc/nsid?a=b`, of which only the path and query are kept). A fragment is
     /// dropped.
     pub fn new(method: &str, target: &str) -> Self {
-        let target = target.split_once('#').map_or(target, |(t, _)| t);
-        let target = strip_origin(target);
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        // Byte scans: the `str` pattern searchers cost more than the whole of a short target.
+        let end = target
+            .bytes()
+            .position(|b| b == b'#')
+            .unwrap_or(target.len());
+        let target = strip_origin(&target[..end]);
+        let (path, query) = match target.bytes().position(|b| b == b'?') {
+            Some(q) => (&target[..q], &target[q + 1..]),
+            None => (target, ""),
+        };
         let path = if path.is_empty() { "/" } else { path };
         let mut joined = String::with_capacity(path.len() + query.len());
         joined.push_str(path);
@@ -80,7 +89,8 @@ impl RequestView {
                 .map_or_else(|| Cow::Owned(method.to_owned()), |m| Cow::Borrowed(*m)),
             target: joined,
             path_end: path.len(),
-            header_bytes: Vec::new(),
+            header_names: String::new(),
+            header_values: Vec::new(),
             headers: Vec::new(),
         }
     }
@@ -89,7 +99,10 @@ impl RequestView {
     /// app that knows them (its framework's header map) fills the view without reallocating.
     pub fn reserve_headers(&mut self, count: usize, bytes: usize) {
         self.headers.reserve(count);
-        self.header_bytes.reserve(bytes);
+        // Names are short; values take most of the bytes.
+        self.header_names
+            .reserve(count.saturating_mul(16).min(bytes));
+        self.header_values.reserve(bytes);
     }
 
     /// The same request with one more header value.
@@ -101,21 +114,28 @@ impl RequestView {
 
     /// Adds a header value (after any earlier values of the same name).
     pub fn push_header(&mut self, name: &str, value: impl AsRef<[u8]>) {
-        let start = self.header_bytes.len();
-        self.header_bytes
-            .extend(name.bytes().map(|b| b.to_ascii_lowercase()));
-        let value_start = self.header_bytes.len();
-        self.header_bytes.extend_from_slice(value.as_ref());
+        let start = self.header_names.len();
+        self.header_names.push_str(name);
+        if let Some(added) = self.header_names.get_mut(start..) {
+            added.make_ascii_lowercase();
+        }
+        self.header_values.extend_from_slice(value.as_ref());
         self.headers
-            .push((start, value_start, self.header_bytes.len()));
+            .push((self.header_names.len(), self.header_values.len()));
     }
 
     /// Every header as (lower-cased name, value), in arrival order.
     fn entries(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        self.headers.iter().map(|&(start, value_start, end)| {
-            // Names come in as `&str` and ASCII lower-casing keeps them UTF-8.
-            let name = std::str::from_utf8(&self.header_bytes[start..value_start]).unwrap_or("");
-            (name, &self.header_bytes[value_start..end])
+        let mut name_start = 0;
+        let mut value_start = 0;
+        self.headers.iter().map(move |&(name_end, value_end)| {
+            let name = self.header_names.get(name_start..name_end).unwrap_or("");
+            let value = self
+                .header_values
+                .get(value_start..value_end)
+                .unwrap_or_default();
+            (name_start, value_start) = (name_end, value_end);
+            (name, value)
         })
     }
 
