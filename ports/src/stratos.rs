@@ -46,6 +46,7 @@ use stratos_domain::write::WritePolicy;
 use crate::auth::{AuthContext, AuthSettings, Authenticator};
 use crate::blob_store::BlobStore;
 use crate::block_cache::CachedBlocks;
+use crate::enrollment_store::EnrollmentEvent;
 use crate::env::{AllowList, AuthorizationServers, Clock, IdentityResolver, Notifier, SystemClock};
 use crate::pds_client::{AtprotoOAuthClient, PdsWriter};
 use crate::storage::Storage;
@@ -54,6 +55,7 @@ use crate::usecases::enrollment::{EnrollmentDeps, Enrollments};
 use crate::usecases::oauth::{OAuthDeps, OAuthEnrollment, RedirectPolicy};
 use crate::usecases::records::{RecordDeps, Records};
 use crate::usecases::stream::hub::{HubSettings, StreamHub};
+use crate::usecases::stream::{CommitEvent, EventSink};
 use crate::usecases::write_back::SessionWriteBack;
 
 /// Blocks kept by the default block cache (the service's `STRATOS_BLOCK_CACHE_SIZE` default).
@@ -329,6 +331,13 @@ impl StratosBuilder {
             self.auth,
         );
         let boundaries = policy.allowed_boundaries.clone();
+        let outbox_wakeup = Arc::new(tokio::sync::Notify::new());
+        // Every commit queues its stubs and every enrollment change its record: the same
+        // events also wake the outbox's delivery.
+        let sink: Arc<dyn EventSink> = Arc::new(WakingSink {
+            hub: streams.clone(),
+            wakeup: outbox_wakeup.clone(),
+        });
         let records = Arc::new(
             Records::new(RecordDeps {
                 repos: storage.repos().clone(),
@@ -344,7 +353,7 @@ impl StratosBuilder {
                 rate_limit: self.rate_limit,
                 blobs: blobs.clone(),
             })
-            .with_event_sink(streams.clone()),
+            .with_event_sink(sink.clone()),
         );
         let enrollments = Arc::new(
             Enrollments::new(EnrollmentDeps {
@@ -362,7 +371,7 @@ impl StratosBuilder {
                 service_key: service_key.clone(),
                 records: records.clone(),
             })
-            .with_event_sink(streams.clone()),
+            .with_event_sink(sink.clone()),
         );
         let (oauth, writer) = match self.oauth {
             Some((client, writer, redirects)) => (
@@ -394,6 +403,7 @@ impl StratosBuilder {
                 records,
                 enrollments,
                 streams,
+                outbox_wakeup,
                 write_back: oauth
                     .clone()
                     .zip(writer)
@@ -429,6 +439,30 @@ struct Inner {
     streams: Arc<StreamHub>,
     oauth: Option<Arc<OAuthEnrollment>>,
     write_back: Option<Arc<dyn Deliver>>,
+    outbox_wakeup: Arc<tokio::sync::Notify>,
+}
+
+/// The use cases' event sink: the stream hub, plus a wake-up of the outbox's delivery.
+#[derive(Debug)]
+struct WakingSink {
+    hub: Arc<StreamHub>,
+    wakeup: Arc<tokio::sync::Notify>,
+}
+
+impl EventSink for WakingSink {
+    fn commit(&self, event: CommitEvent) {
+        self.hub.commit(event);
+        self.wakeup.notify_one();
+    }
+
+    fn enrollment(&self, event: EnrollmentEvent) {
+        self.hub.enrollment(event);
+        self.wakeup.notify_one();
+    }
+
+    fn enrollment_cursor(&self) -> u64 {
+        self.hub.enrollment_cursor()
+    }
 }
 
 /// A composed Stratos instance: the services an app serves. Cheap to clone.
@@ -502,12 +536,15 @@ impl Stratos {
     /// records and stubs reach the PDSes.
     pub fn delivery(&self, settings: DeliverySettings) -> Option<Delivery> {
         let pds = self.inner.write_back.clone()?;
-        Some(Delivery::new(
-            self.inner.storage.outbox().clone(),
-            pds,
-            self.inner.clock.clone(),
-            settings,
-        ))
+        Some(
+            Delivery::new(
+                self.inner.storage.outbox().clone(),
+                pds,
+                self.inner.clock.clone(),
+                settings,
+            )
+            .with_wakeup(self.inner.outbox_wakeup.clone()),
+        )
     }
 
     /// Authentication of requests: the caller of a [`RequestView`](crate::auth::RequestView)

@@ -485,3 +485,54 @@ async fn a_queued_record_that_is_not_json_is_a_dead_letter() {
     let dead = w.storage.outbox().dead_letters(10, None).await.unwrap();
     assert!(dead[0].last_error.contains("not JSON"), "{dead:?}");
 }
+
+/// The running worker sleeps for an hour when idle, yet a new post's stub goes out at once:
+/// every commit wakes it.
+#[tokio::test]
+async fn a_commit_wakes_the_idle_worker() {
+    let w = world().await;
+    let rei = w.enrolled("did:plc:rei").await;
+    let delivery = w
+        .stratos
+        .delivery(DeliverySettings {
+            idle_wait_ms: 3_600_000,
+            ..DeliverySettings::default()
+        })
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(async move {
+        delivery
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let wait_for = |collection: &'static str, rkey: String| {
+        let pds = w.pds.clone();
+        let rei = rei.clone();
+        async move {
+            for _ in 0..500 {
+                if pds.record(&rei, collection, &rkey).is_some() {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+    // The enrollment record went out on the first run; the worker is idle now.
+    assert!(wait_for(ENROLLMENT, SERVICE.to_owned()).await);
+    let created = w
+        .stratos
+        .records()
+        .create_record(&rei, &rei, &nsid(POSTS), None, post("now", &["aekea"]))
+        .await
+        .unwrap();
+    let rkey = created.results[0].uri.rkey().unwrap().to_string();
+    assert!(
+        wait_for(POSTS, rkey).await,
+        "the stub went out within 5 s, not after the hour's idle wait"
+    );
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+}

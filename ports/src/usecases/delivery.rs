@@ -148,6 +148,7 @@ pub struct Delivery {
     pds: Arc<dyn Deliver>,
     clock: Arc<dyn Clock>,
     settings: DeliverySettings,
+    wakeup: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -171,7 +172,19 @@ impl Delivery {
             pds,
             clock,
             settings,
+            wakeup: None,
         }
+    }
+
+    /// Ends [`Delivery::run`]'s idle wait early whenever `wakeup` is notified (`notify_one`;
+    /// a notification while a batch runs is kept for the next wait): signal it after queueing
+    /// items, so a new stub goes out at once instead of after up to
+    /// [`DeliverySettings::idle_wait_ms`]. [`crate::Stratos::delivery`] wires it to every commit
+    /// and enrollment change.
+    #[must_use]
+    pub fn with_wakeup(mut self, wakeup: Arc<tokio::sync::Notify>) -> Self {
+        self.wakeup = Some(wakeup);
+        self
     }
 
     /// The settings.
@@ -363,9 +376,18 @@ impl Delivery {
                 continue;
             }
             let mut sleep = pin!(tokio::time::sleep(idle));
+            let mut woken = pin!(async {
+                match &self.wakeup {
+                    Some(w) => w.notified().await,
+                    None => std::future::pending().await,
+                }
+            });
             let stop = std::future::poll_fn(|cx| {
                 if shutdown.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(true);
+                }
+                if woken.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
                 }
                 sleep.as_mut().poll(cx).map(|()| false)
             })
