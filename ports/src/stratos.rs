@@ -50,7 +50,7 @@ use crate::enrollment_store::EnrollmentEvent;
 use crate::env::{AllowList, AuthorizationServers, Clock, IdentityResolver, Notifier, SystemClock};
 use crate::pds_client::{AtprotoOAuthClient, PdsWriter};
 use crate::storage::Storage;
-use crate::usecases::delivery::{Deliver, Delivery, DeliverySettings};
+use crate::usecases::delivery::{DeadLetters, Deliver, Delivery, DeliverySettings};
 use crate::usecases::enrollment::{EnrollmentDeps, Enrollments};
 use crate::usecases::oauth::{OAuthDeps, OAuthEnrollment, RedirectPolicy};
 use crate::usecases::records::{RecordDeps, Records};
@@ -545,6 +545,11 @@ impl Stratos {
             )
             .with_wakeup(self.inner.outbox_wakeup.clone()),
         )
+    }
+
+    /// The outbox's dead letters, for operators: listed, counted, queued again.
+    pub fn dead_letters(&self) -> DeadLetters {
+        DeadLetters::new(self.inner.storage.outbox().clone())
     }
 
     /// Authentication of requests: the caller of a [`RequestView`](crate::auth::RequestView)

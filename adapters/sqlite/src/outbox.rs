@@ -94,6 +94,15 @@ pub(crate) struct OutboxHints {
     pub(crate) service: DatabaseConnection,
     /// DIDs already recorded by this process: spares a service-database write per commit.
     pub(crate) known: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Per actor, when its database may next have a claimable item, as learned by this
+    /// process's last claim there (`None`: nothing live). An actor missing here is looked at.
+    /// Without it every claim — once a second when the worker is idle — queried every actor
+    /// database that ever had an item, though most hold nothing due (delivered, or held for
+    /// an account that must authorise again). Any change to an actor's items forgets its
+    /// entry; the generation keeps a claim that raced with such a change from writing back a
+    /// stale time. In memory only: a SQLite data directory has one process.
+    next_due: std::sync::Mutex<std::collections::HashMap<String, (u64, Option<i64>)>>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl OutboxHints {
@@ -101,6 +110,8 @@ impl OutboxHints {
         Self {
             service,
             known: std::sync::Mutex::new(std::collections::HashSet::new()),
+            next_due: std::sync::Mutex::new(std::collections::HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
@@ -108,7 +119,40 @@ impl OutboxHints {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn next_due(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u64, Option<i64>)>> {
+        self.next_due.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The actor's items changed: look at its database at the next claim.
+    pub(crate) fn touched(&self, did: &str) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.next_due().remove(did);
+    }
+
+    /// Whether a claim at `now_ms` can skip the actor, and otherwise the generation to hand
+    /// to [`Self::learned`].
+    fn check(&self, did: &str, now_ms: i64) -> Result<(), u64> {
+        match self.next_due().get(did) {
+            Some((_, None)) => Ok(()),
+            Some((_, Some(due))) if *due > now_ms => Ok(()),
+            _ => Err(self.generation.load(std::sync::atomic::Ordering::SeqCst)),
+        }
+    }
+
+    /// What a claim learned about the actor's next due time, unless its items changed since
+    /// the claim started (generation `seen`).
+    fn learned(&self, did: &str, seen: u64, next: Option<i64>) {
+        let mut map = self.next_due();
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == seen {
+            map.insert(did.to_owned(), (seen, next));
+        }
+    }
+
     pub(crate) async fn remember(&self, did: &str) -> Result<(), SqliteError> {
+        self.touched(did);
         if self.known().contains(did) {
             return Ok(());
         }
@@ -124,6 +168,7 @@ impl OutboxHints {
 
     pub(crate) async fn forget(&self, did: &str) -> Result<(), SqliteError> {
         self.known().remove(did);
+        self.touched(did);
         self.service
             .execute_raw(stmt(
                 "DELETE FROM outbox_actor WHERE did = ?",
@@ -226,12 +271,14 @@ async fn claim_service(
     Ok(good.into_iter().map(|(_, c)| c).collect())
 }
 
+/// Claims up to `limit` of the actor's items; with them, when its next live item may be claimed
+/// (`None`: nothing live left).
 async fn claim_actor(
     db: &ActorDb,
     now_ms: i64,
     lease_ms: i64,
     limit: usize,
-) -> Result<Vec<(u64, ClaimedItem)>, SqliteError> {
+) -> Result<(Vec<(u64, ClaimedItem)>, Option<i64>), SqliteError> {
     db.call(move |conn| {
         let raw = query(conn, own().outbox_claim(now_ms, lease_ms, limit), |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -240,7 +287,10 @@ async fn claim_actor(
         for (id, error) in bad {
             execute(conn, own().outbox_bury(id, now_ms, &error))?;
         }
-        Ok(good)
+        let next = query(conn, own().outbox_next_due(), |r| {
+            r.get::<_, Option<i64>>(0)
+        })?;
+        Ok((good, next.into_iter().next().flatten()))
     })
     .await
 }
@@ -275,7 +325,8 @@ fn parse_did(id: u64, text: &str) -> Result<Did, OutboxError> {
 /// Where an item lives: the service database or an actor's, with its row id there.
 enum Located {
     Service(u64),
-    Actor(ActorDb, u64, u64),
+    /// The actor's database, the hint, the row id, the actor's DID.
+    Actor(ActorDb, u64, u64, String),
 }
 
 impl SqliteOutbox {
@@ -293,7 +344,7 @@ impl SqliteOutbox {
             .dbs
             .get(&did)
             .await?
-            .map(|db| Located::Actor(db, hint, local)))
+            .map(|db| Located::Actor(db, hint, local, did)))
     }
 
     /// Runs `statement(local id, table's statements)` where the leased item lives; an error
@@ -315,12 +366,15 @@ impl SqliteOutbox {
                 .await
                 .map_err(outbox_err)?
                 .rows_affected(),
-            Located::Actor(db, _, local) => db
-                .call(move |conn| execute(conn, statement(&own(), local)))
-                .await
-                .map_err(outbox_err)?
-                .try_into()
-                .unwrap_or(0),
+            Located::Actor(db, _, local, did) => {
+                let changed = db
+                    .call(move |conn| execute(conn, statement(&own(), local)))
+                    .await
+                    .map_err(outbox_err)?;
+                // After the change: a claim that read the old rows cannot store their time.
+                self.hints.touched(&did);
+                changed.try_into().unwrap_or(0)
+            }
         };
         if changed == 0 {
             return Err(OutboxError::NotClaimed(lease.id));
@@ -408,12 +462,16 @@ impl Outbox for SqliteOutbox {
             if out.len() >= limit {
                 break;
             }
+            let Err(seen) = self.hints.check(&did, now_ms) else {
+                continue;
+            };
             let Some(db) = self.dbs.get(&did).await.map_err(outbox_err)? else {
                 continue;
             };
-            let claimed = claim_actor(&db, now_ms, lease_ms, limit - out.len())
+            let (claimed, next) = claim_actor(&db, now_ms, lease_ms, limit - out.len())
                 .await
                 .map_err(outbox_err)?;
+            self.hints.learned(&did, seen, next);
             out.extend(claimed.into_iter().map(|(local, c)| ClaimedItem {
                 id: (hint << LOCAL_BITS) | local,
                 ..c
@@ -462,13 +520,17 @@ impl Outbox for SqliteOutbox {
                     None => None,
                 }
             }
-            Located::Actor(db, _, local) => db
-                .call(move |conn| {
-                    let rows = query(conn, statement(&own(), local), |r| r.get(0))?;
-                    Ok(rows.into_iter().next())
-                })
-                .await
-                .map_err(outbox_err)?,
+            Located::Actor(db, _, local, did) => {
+                let row = db
+                    .call(move |conn| {
+                        let rows = query(conn, statement(&own(), local), |r| r.get(0))?;
+                        Ok(rows.into_iter().next())
+                    })
+                    .await
+                    .map_err(outbox_err)?;
+                self.hints.touched(&did);
+                row
+            }
         };
         match outcome {
             None => Err(OutboxError::NotClaimed(lease.id)),
@@ -573,19 +635,23 @@ impl Outbox for SqliteOutbox {
                 tx.commit().await.map_err(outbox_err)?;
                 return Ok(u64::try_from(new).unwrap_or(0));
             }
-            Located::Actor(db, hint, local) => db
-                .call(move |conn| {
-                    let tx = conn.transaction()?;
-                    let new = query(&tx, own().outbox_requeue(local)?, |r| r.get::<_, i64>(0))?;
-                    let Some(new) = new.first().copied() else {
-                        return Ok(None);
-                    };
-                    execute(&tx, own().outbox_delete_dead(local))?;
-                    tx.commit()?;
-                    Ok(Some((hint, new)))
-                })
-                .await
-                .map_err(outbox_err)?,
+            Located::Actor(db, hint, local, did) => {
+                let new = db
+                    .call(move |conn| {
+                        let tx = conn.transaction()?;
+                        let new = query(&tx, own().outbox_requeue(local)?, |r| r.get::<_, i64>(0))?;
+                        let Some(new) = new.first().copied() else {
+                            return Ok(None);
+                        };
+                        execute(&tx, own().outbox_delete_dead(local))?;
+                        tx.commit()?;
+                        Ok(Some((hint, new)))
+                    })
+                    .await
+                    .map_err(outbox_err)?;
+                self.hints.touched(&did);
+                new
+            }
         };
         let (hint, new) = new_local.ok_or(OutboxError::NotDead(id))?;
         Ok((hint << LOCAL_BITS) | u64::try_from(new).unwrap_or(0))
@@ -609,6 +675,7 @@ impl Outbox for SqliteOutbox {
                 .await
                 .map_err(outbox_err)?;
         }
+        self.hints.touched(did.as_str());
         Ok(())
     }
 }

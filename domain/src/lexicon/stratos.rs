@@ -29,6 +29,8 @@ lexicons! {
         "zone.stratos.admin.addBoundary" => "zone/stratos/admin/addBoundary.json",
         "zone.stratos.admin.removeBoundary" => "zone/stratos/admin/removeBoundary.json",
         "zone.stratos.admin.setBoundaries" => "zone/stratos/admin/setBoundaries.json",
+        "zone.stratos.admin.listDeadLetters" => "zone/stratos/admin/listDeadLetters.json",
+        "zone.stratos.admin.retryDeadLetter" => "zone/stratos/admin/retryDeadLetter.json",
     }
 }
 

@@ -68,16 +68,9 @@ impl RequestView {
     /// (`http://host/xrpc/nsid?a=b`, of which only the path and query are kept). A fragment is
     /// dropped.
     pub fn new(method: &str, target: &str) -> Self {
-        // Byte scans: the `str` pattern searchers cost more than the whole of a short target.
-        let end = target
-            .bytes()
-            .position(|b| b == b'#')
-            .unwrap_or(target.len());
-        let target = strip_origin(&target[..end]);
-        let (path, query) = match target.bytes().position(|b| b == b'?') {
-            Some(q) => (&target[..q], &target[q + 1..]),
-            None => (target, ""),
-        };
+        let target = target.split_once('#').map_or(target, |(t, _)| t);
+        let target = strip_origin(target);
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let path = if path.is_empty() { "/" } else { path };
         let mut joined = String::with_capacity(path.len() + query.len());
         joined.push_str(path);

@@ -231,6 +231,20 @@ impl ServiceSql {
         )
     }
 
+    /// When the table's next live item may be claimed: the earliest of each live item's due
+    /// time or, while leased, its lease end (`NULL` when nothing is live). Lets a worker skip
+    /// an account's table until then.
+    pub fn outbox_next_due(&self) -> Sql {
+        let mut q = Query::select();
+        q.expr(Expr::cust(
+            "MIN(CASE WHEN leased_until IS NOT NULL AND leased_until > due_ms \
+             THEN leased_until ELSE due_ms END)",
+        ))
+        .from(self.table(OUTBOX))
+        .and_where(Expr::col("dead_ms").is_null());
+        self.build(&q)
+    }
+
     /// The number of dead letters, of one account (not for an account's own table) or of all
     /// (one 64-bit integer column).
     pub fn outbox_dead_count(&self, did: Option<&str>) -> Sql {

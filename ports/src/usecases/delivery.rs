@@ -32,8 +32,9 @@ use rand_core::{OsRng, RngCore};
 use stratos_domain::syntax::Did;
 use tokio::task::JoinSet;
 
+use super::UseCaseError;
 use crate::env::Clock;
-use crate::outbox::{ClaimedItem, Disposition, FailedAttempt, Outbox, OutboxError};
+use crate::outbox::{ClaimedItem, DeadLetter, Disposition, FailedAttempt, Outbox, OutboxError};
 pub use crate::pds::{Deliver, DeliveryFailure};
 
 /// How delivery claims, retries and waits.
@@ -423,4 +424,64 @@ impl Delivery {
 /// Whether `future` is ready at its first poll.
 async fn poll_once<F: Future<Output = ()>>(mut future: std::pin::Pin<&mut F>) -> bool {
     std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready())).await
+}
+
+/// A page of dead letters ([`DeadLetters::list`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterPage {
+    /// The dead letters, in id order.
+    pub letters: Vec<DeadLetter>,
+    /// Dead letters of every account.
+    pub total: u64,
+    /// The id to continue after, when the page was full.
+    pub cursor: Option<u64>,
+}
+
+/// The operator's side of the outbox: writes to users' PDSes that failed for good, listed and
+/// queued again (the service's `zone.stratos.admin.listDeadLetters` / `retryDeadLetter`).
+#[derive(Clone)]
+pub struct DeadLetters {
+    outbox: Arc<dyn Outbox>,
+}
+
+impl std::fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetters").finish_non_exhaustive()
+    }
+}
+
+impl DeadLetters {
+    /// The dead letters of `outbox`.
+    pub fn new(outbox: Arc<dyn Outbox>) -> Self {
+        Self { outbox }
+    }
+
+    /// Up to `limit` dead letters after the id `cursor`, in id order, with the total.
+    pub async fn list(
+        &self,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<DeadLetterPage, UseCaseError> {
+        let letters = self.outbox.dead_letters(limit.max(1), cursor).await?;
+        let total = self.outbox.dead_total().await?;
+        let cursor = (letters.len() >= limit.max(1))
+            .then(|| letters.last().map(|l| l.id))
+            .flatten();
+        Ok(DeadLetterPage {
+            letters,
+            total,
+            cursor,
+        })
+    }
+
+    /// Queues the dead letter `id` again, behind its account's newer writes, with no attempts:
+    /// the new item's id. [`UseCaseError::NotFound`] when `id` is not a dead letter.
+    pub async fn retry(&self, id: u64) -> Result<u64, UseCaseError> {
+        Ok(self.outbox.retry_dead(id).await?)
+    }
+
+    /// The number of dead letters of one account.
+    pub async fn count(&self, did: &Did) -> Result<u64, UseCaseError> {
+        Ok(self.outbox.dead_count(did).await?)
+    }
 }

@@ -64,6 +64,9 @@ pub enum UseCaseError {
     /// A record references a blob the author has not uploaded (or whose upload expired).
     #[error("blob not found: {0}")]
     BlobNotFound(String),
+    /// What the request names does not exist (an operator's dead-letter id, …).
+    #[error("not found: {0}")]
+    NotFound(String),
     /// A `swapCommit`/`swapRecord` precondition did not hold; nothing was written.
     #[error("swap precondition failed: {0}")]
     InvalidSwap(String),
@@ -118,7 +121,10 @@ impl From<BlobStoreError> for UseCaseError {
 
 impl From<OutboxError> for UseCaseError {
     fn from(e: OutboxError) -> Self {
-        UseCaseError::Unavailable(crate::Cause::new(e))
+        match e {
+            OutboxError::NotDead(id) => UseCaseError::NotFound(format!("no dead letter {id}")),
+            other => UseCaseError::Unavailable(crate::Cause::new(other)),
+        }
     }
 }
 

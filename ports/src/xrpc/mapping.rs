@@ -107,6 +107,7 @@ impl From<UseCaseError> for XrpcError {
                 format!("the repository of {did} already holds records"),
             ),
             UseCaseError::BlobNotFound(m) => XrpcError::new(400, "BlobNotFound", m),
+            UseCaseError::NotFound(m) => XrpcError::new(400, "NotFound", m),
             UseCaseError::InvalidSwap(m) => XrpcError::new(400, "InvalidSwap", m),
             UseCaseError::Conflict(_) => XrpcError::new(
                 503,

@@ -82,6 +82,7 @@ macro_rules! outbox_conformance {
                 dead_letters_page_by_cursor_and_count_per_account,
                 a_corrupt_row_becomes_a_dead_letter,
                 every_action_comes_back_as_written,
+                rescheduled_commit_items_are_claimable_at_their_new_time,
             ],
         }
     };
@@ -211,6 +212,56 @@ pub async fn every_action_comes_back_as_written(s: Subject) {
     let claimed = claim(o, 1_000, 10).await;
     let got: Vec<OutboxItem> = claimed.into_iter().map(|c| c.item).collect();
     assert_eq!(got, written);
+}
+
+/// Items a commit wrote, failed or given back with a due time before their lease would have
+/// ended, are claimable from that time on; a commit after a claim that found nothing due is
+/// claimable at once. (A store that remembers when an account next has work must follow every
+/// change.)
+pub async fn rescheduled_commit_items_are_claimable_at_their_new_time(s: Subject) {
+    let o = s.outbox.as_ref();
+    let rei = did("did:plc:rei");
+    commit_items(
+        s.repos.as_ref(),
+        &rei,
+        vec![put("did:plc:rei", "1"), put("did:plc:rei", "2")],
+    )
+    .await;
+    let first = o.claim(1_000, 60_000, 10).await.expect("claim");
+    assert_eq!(first.len(), 2);
+    let empty = |now: i64| async move { o.claim(now, 60_000, 10).await.expect("claim") };
+    assert!(empty(2_000).await.is_empty());
+    // A failure due again at 3 s, long before the lease's 61 s.
+    let disposition = o
+        .fail(
+            first[0].lease(),
+            failure(2_000, 3_000, 5, "PDS answered 503"),
+        )
+        .await
+        .expect("fail");
+    assert_eq!(disposition, Disposition::Retry);
+    assert!(empty(2_500).await.is_empty());
+    let retried = o.claim(3_000, 60_000, 10).await.expect("claim");
+    assert_eq!(
+        ids(&retried),
+        [first[0].id],
+        "the failed item at its retry time"
+    );
+    o.complete(retried[0].lease()).await.expect("complete");
+    assert!(empty(3_100).await.is_empty());
+    // Given back, due at 4 s.
+    o.release(first[1].lease(), 4_000).await.expect("release");
+    let released = o.claim(4_000, 60_000, 10).await.expect("claim");
+    assert_eq!(
+        ids(&released),
+        [first[1].id],
+        "the released item at its due time"
+    );
+    o.complete(released[0].lease()).await.expect("complete");
+    assert!(empty(5_000).await.is_empty());
+    // A new commit after a claim that found nothing.
+    commit_items(s.repos.as_ref(), &rei, vec![put("did:plc:rei", "3")]).await;
+    assert_eq!(o.claim(5_001, 60_000, 10).await.expect("claim").len(), 1);
 }
 
 /// An item whose lease ran out without a completion is claimed again, under a new lease.

@@ -218,6 +218,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         M::POST,
         web::to(admin::set_boundaries),
     );
+    xrpc(
+        cfg,
+        "zone.stratos.admin.listDeadLetters",
+        M::GET,
+        web::to(admin::list_dead_letters),
+    );
+    xrpc(
+        cfg,
+        "zone.stratos.admin.retryDeadLetter",
+        M::POST,
+        web::to(admin::retry_dead_letter),
+    );
     cfg.route("/", web::get().to(ops::banner))
         .route("/health", web::get().to(ops::health))
         .route("/xrpc/_health", web::get().to(ops::health))

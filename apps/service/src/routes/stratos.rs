@@ -82,13 +82,7 @@ pub(super) async fn write_back_status(
         let authorized = oauth.has_session(did).await?;
         body["needsAuthorization"] = json!(!authorized);
     }
-    let dead = state
-        .stratos
-        .storage()
-        .outbox()
-        .dead_count(did)
-        .await
-        .map_err(port)?;
+    let dead = state.stratos.dead_letters().count(did).await?;
     body["pdsDeadLetters"] = json!(dead);
     Ok(())
 }

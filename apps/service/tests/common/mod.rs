@@ -77,6 +77,11 @@ pub async fn start_with(extra: &[(&str, &str)]) -> Svc {
 }
 
 impl Svc {
+    /// The service's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// The full URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
