@@ -231,17 +231,20 @@ impl ServiceSql {
         )
     }
 
-    /// When the table's next live item may be claimed: the earliest of each live item's due
-    /// time or, while leased, its lease end (`NULL` when nothing is live). Lets a worker skip
-    /// an account's table until then.
+    /// For an account's own table: when any of its items may next be claimed — the oldest live
+    /// item's due time or, while it is leased, its lease end (no row: nothing live). Nothing
+    /// behind the oldest live item is handed out before it (the order rule), so a worker can
+    /// skip the table until then.
     pub fn outbox_next_due(&self) -> Sql {
         let mut q = Query::select();
         q.expr(Expr::cust(
-            "MIN(CASE WHEN leased_until IS NOT NULL AND leased_until > due_ms \
-             THEN leased_until ELSE due_ms END)",
+            "CASE WHEN leased_until IS NOT NULL AND leased_until > due_ms \
+             THEN leased_until ELSE due_ms END",
         ))
         .from(self.table(OUTBOX))
-        .and_where(Expr::col("dead_ms").is_null());
+        .and_where(Expr::col("dead_ms").is_null())
+        .order_by("id", Order::Asc)
+        .limit(1);
         self.build(&q)
     }
 
