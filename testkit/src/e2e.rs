@@ -208,6 +208,57 @@ impl Harness {
             .clone()
     }
 
+    /// A password session of `account` at the PDS (`com.atproto.server.createSession`): its
+    /// access JWT.
+    pub async fn session(&self, account: &Account) -> Result<String, String> {
+        let res = reqwest::Client::new()
+            .post(format!(
+                "{}/xrpc/com.atproto.server.createSession",
+                self.pds_url
+            ))
+            .header("content-type", "application/json")
+            .body(json!({ "identifier": account.handle, "password": account.password }).to_string())
+            .send()
+            .await
+            .map_err(|e| format!("createSession: {e}"))?;
+        let status = res.status();
+        let body = json_of(res).await;
+        match body["accessJwt"].as_str() {
+            Some(jwt) if status.is_success() && body["did"] == json!(account.did) => {
+                Ok(jwt.to_owned())
+            }
+            _ => Err(format!(
+                "createSession for {}: {status}: {body}",
+                account.handle
+            )),
+        }
+    }
+
+    /// A service-auth JWT the PDS mints (`com.atproto.server.getServiceAuth`) for the account of
+    /// `session`, addressed to `aud` for the method `lxm`.
+    pub async fn service_auth(
+        &self,
+        session: &str,
+        aud: &str,
+        lxm: &str,
+    ) -> Result<String, String> {
+        let res = reqwest::Client::new()
+            .get(format!(
+                "{}/xrpc/com.atproto.server.getServiceAuth?aud={aud}&lxm={lxm}",
+                self.pds_url
+            ))
+            .bearer_auth(session)
+            .send()
+            .await
+            .map_err(|e| format!("getServiceAuth: {e}"))?;
+        let status = res.status();
+        let body = json_of(res).await;
+        match body["token"].as_str() {
+            Some(token) if status.is_success() => Ok(token.to_owned()),
+            _ => Err(format!("getServiceAuth: {status}: {body}")),
+        }
+    }
+
     /// What the harness has written to stderr so far (for failure messages).
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
@@ -282,6 +333,14 @@ impl Drop for Harness {
             std::io::stderr(),
             "e2e harness did not stop within 10 s of stdin closing; killed. stderr:\n{log}"
         );
+    }
+}
+
+/// A response's body as JSON (`null` when it is not).
+async fn json_of(res: reqwest::Response) -> Value {
+    match res.bytes().await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
     }
 }
 

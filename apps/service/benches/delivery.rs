@@ -53,7 +53,6 @@ fn config(h: &Harness, dir: &std::path::Path) -> stratos_service::config::Config
         ("STRATOS_DATA_DIR", dir.to_string_lossy().as_ref()),
         ("STRATOS_SERVICE_DID", SERVICE_DID),
         ("STRATOS_PUBLIC_URL", PUBLIC),
-        ("STRATOS_PORT", "0"),
         ("STRATOS_DEV_MODE", "true"),
         ("STRATOS_ADMIN_PASSWORD", "bench-admin"),
         ("STRATOS_PLC_URL", h.plc_url.as_str()),

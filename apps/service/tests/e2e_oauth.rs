@@ -32,7 +32,8 @@ fn harness() -> Option<&'static Harness> {
         Harness::start(
             &node,
             &[
-                "rei", "sakura", "kaoruko", "fuyuko", "haruki", "misato", "asuka",
+                "rei", "sakura", "kaoruko", "fuyuko", "haruki", "misato", "asuka", "hikari",
+                "touji", "kensuke",
             ],
         )
         .unwrap_or_else(|e| panic!("{e}"))
@@ -437,5 +438,182 @@ async fn s3_s14_records_reach_the_pds_and_leave_with_the_account() {
     pds_eventually(h, &asuka.did, POST, 0).await;
     pds_eventually(h, &asuka.did, ENROLLMENT, 0).await;
     assert_eq!(status(&http, &base, &asuka.did).await["enrolled"], false);
+    server.stop().await.unwrap();
+}
+
+/// A service-auth JWT the real PDS mints for `account`, for one call of `lxm` on this service.
+async fn token(h: &Harness, account: &Account, lxm: &str) -> String {
+    let session = h.session(account).await.unwrap();
+    h.service_auth(&session, SERVICE_DID, lxm).await.unwrap()
+}
+
+/// `GET /xrpc/{lxm}?{query}` with a PDS-minted token for `as_account` (anonymous: `None`).
+async fn read(
+    h: &Harness,
+    http: &reqwest::Client,
+    base: &str,
+    lxm: &str,
+    query: &str,
+    as_account: Option<&Account>,
+) -> (StatusCode, Value) {
+    let mut req = http.get(format!("{base}/xrpc/{lxm}?{query}"));
+    if let Some(a) = as_account {
+        req = req.bearer_auth(token(h, a, lxm).await);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// S5–S13 with every caller authenticated by a service-auth JWT the real PDS minted (no dev
+/// shortcut: each token is verified against the account's key in the real PLC directory).
+/// Three accounts enroll through OAuth; the operator assigns boundaries (S5): Hikari and Touji
+/// share `swordsmith`, Kensuke holds `aekea`. Hikari posts in `swordsmith` (S6) and reads it back
+/// (S7); Touji reads it (S8); Kensuke and an anonymous reader get the same answer as for a
+/// missing record (S9, S10); listRecords shows it to Touji only (S11); Kensuke's `aekea` post is
+/// his alone (S12); Hikari deletes hers and it is gone (S13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s5_to_s13_boundaries_with_tokens_the_real_pds_mints() {
+    let Some(h) = harness() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos(h, dir.path(), &[]).await;
+    let (http, base) = (client(), server.url());
+    let (hikari, touji, kensuke) = (
+        h.account("hikari.test"),
+        h.account("touji.test"),
+        h.account("kensuke.test"),
+    );
+    for (account, boundary) in [
+        (&hikari, "swordsmith"),
+        (&touji, "swordsmith"),
+        (&kensuke, "aekea"),
+    ] {
+        let location = consent(h, &start_flow(&http, &base, account).await, account).await;
+        assert_eq!(
+            callback(&http, &base, &location).await.status(),
+            StatusCode::OK
+        );
+        // S5: the operator's assignment reads back.
+        let res = http
+            .post(format!("{base}/xrpc/zone.stratos.admin.setBoundaries"))
+            .bearer_auth(common::ADMIN)
+            .json(&serde_json::json!({ "did": account.did, "boundaries": [boundary] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+        assert_eq!(
+            boundary_values(&status(&http, &base, &account.did).await),
+            [format!("{SERVICE_DID}/{boundary}")]
+        );
+    }
+
+    // S6: the owner creates with a PDS-minted token.
+    let create = "com.atproto.repo.createRecord";
+    let post = |text: &str, boundary: &str| common::post_record(SERVICE_DID, text, &[boundary]);
+    let res = http
+        .post(format!("{base}/xrpc/{create}"))
+        .bearer_auth(token(h, &hikari, create).await)
+        .json(&serde_json::json!({
+            "repo": hikari.did, "collection": "zone.stratos.feed.post",
+            "record": post("for swordsmiths", "swordsmith"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let created: Value = res.json().await.unwrap();
+    let rkey = created["uri"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let get = "com.atproto.repo.getRecord";
+    let query = format!(
+        "repo={}&collection=zone.stratos.feed.post&rkey={rkey}",
+        hikari.did
+    );
+
+    // S7, S8: the owner and a holder of the boundary read it.
+    for reader in [&hikari, &touji] {
+        let (s, body) = read(h, &http, &base, get, &query, Some(reader)).await;
+        assert_eq!(s, StatusCode::OK, "{}: {body}", reader.handle);
+        assert_eq!(body["uri"], created["uri"]);
+        assert_eq!(body["value"]["text"], "for swordsmiths");
+        assert_eq!(
+            body["value"]["boundary"]["values"][0]["value"],
+            format!("{SERVICE_DID}/swordsmith")
+        );
+    }
+    // S9, S10: another boundary and no token read it as missing — the very same answer.
+    let missing = format!(
+        "repo={}&collection=zone.stratos.feed.post&rkey=3zzzzzzzzzzzz",
+        hikari.did
+    );
+    let (_, absent) = read(h, &http, &base, get, &missing, Some(&kensuke)).await;
+    for reader in [Some(&kensuke), None] {
+        let (s, body) = read(h, &http, &base, get, &query, reader).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body, absent, "a denial reads exactly like a missing record");
+    }
+
+    // S11: listRecords shows the post to Touji only.
+    let list = "com.atproto.repo.listRecords";
+    let list_query = format!("repo={}&collection=zone.stratos.feed.post", hikari.did);
+    for (reader, expected) in [(Some(&touji), 1), (Some(&kensuke), 0), (None, 0)] {
+        let (s, body) = read(h, &http, &base, list, &list_query, reader).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["records"].as_array().unwrap().len(),
+            expected,
+            "{body}"
+        );
+    }
+
+    // S12: the other way round — Kensuke's aekea post is his alone.
+    let res = http
+        .post(format!("{base}/xrpc/{create}"))
+        .bearer_auth(token(h, &kensuke, create).await)
+        .json(&serde_json::json!({
+            "repo": kensuke.did, "collection": "zone.stratos.feed.post",
+            "record": post("for aekea", "aekea"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let theirs: Value = res.json().await.unwrap();
+    let their_rkey = theirs["uri"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let their_query = format!(
+        "repo={}&collection=zone.stratos.feed.post&rkey={their_rkey}",
+        kensuke.did
+    );
+    let (s, _) = read(h, &http, &base, get, &their_query, Some(&hikari)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = read(h, &http, &base, get, &their_query, Some(&kensuke)).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // S13: the owner deletes; the record is gone, also for the owner.
+    let delete = "com.atproto.repo.deleteRecord";
+    let res = http
+        .post(format!("{base}/xrpc/{delete}"))
+        .bearer_auth(token(h, &hikari, delete).await)
+        .json(&serde_json::json!({
+            "repo": hikari.did, "collection": "zone.stratos.feed.post", "rkey": rkey,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+    let (s, _) = read(h, &http, &base, get, &query, Some(&hikari)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
     server.stop().await.unwrap();
 }

@@ -94,37 +94,19 @@ async fn xrpc_get_bytes(
 }
 
 /// A PDS session (`com.atproto.server.createSession`): the access JWT.
-async fn pds_session(http: &reqwest::Client, h: &Harness, account: &Account) -> String {
-    let (s, body) = xrpc_post(
-        http,
-        &h.pds_url,
-        "com.atproto.server.createSession",
-        None,
-        &json!({ "identifier": account.handle, "password": account.password }),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    assert_eq!(body["did"], json!(account.did), "{body}");
-    body["accessJwt"].as_str().unwrap().to_owned()
+async fn pds_session(_http: &reqwest::Client, h: &Harness, account: &Account) -> String {
+    h.session(account).await.unwrap()
 }
 
 /// A service-auth JWT minted by the PDS (`com.atproto.server.getServiceAuth`) for `aud`/`lxm`.
 async fn service_auth(
-    http: &reqwest::Client,
+    _http: &reqwest::Client,
     h: &Harness,
     session: &str,
     aud: &str,
     lxm: &str,
 ) -> String {
-    let (s, body) = xrpc_get(
-        http,
-        &h.pds_url,
-        &format!("com.atproto.server.getServiceAuth?aud={aud}&lxm={lxm}"),
-        Some(session),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    body["token"].as_str().unwrap().to_owned()
+    h.service_auth(session, aud, lxm).await.unwrap()
 }
 
 /// The Stratos service in-process, resolving identities through the harness's PLC directory.
