@@ -37,7 +37,7 @@ impl Boundary {
         }
         let (did, name) =
             split_qualified(value).ok_or_else(|| bad("expected {serviceDid}/{name}"))?;
-        Did::parse(did).map_err(|_| bad("the part before `/` is not a DID"))?;
+        Did::validate(did).map_err(|_| bad("the part before `/` is not a DID"))?;
         if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("the name contains whitespace or control characters"));
         }

@@ -132,6 +132,63 @@ fn port_traits_live_at_the_crate_root_and_use_cases_declare_none() {
     );
 }
 
+/// `auth::READ_HEADERS` is true: every request header a library module looks up on a
+/// `RequestView` is listed there, so an app that copies only those headers loses nothing. Calls
+/// name a header by one of the constants or by a literal; response lookups (`res.header(…)`)
+/// and `RequestView`'s own file are not request reads.
+#[test]
+fn the_library_reads_only_the_listed_request_headers() {
+    let listed: BTreeSet<String> = stratos_ports::auth::READ_HEADERS
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    let constants = [
+        (
+            "AUTHORIZATION_HEADER",
+            stratos_ports::auth::AUTHORIZATION_HEADER,
+        ),
+        ("DPOP_HEADER", stratos_ports::auth::DPOP_HEADER),
+    ];
+    let mut unlisted = Vec::new();
+    let mut seen = 0;
+    for file in rs_files(Path::new(SRC), true) {
+        if file.ends_with("auth/request.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for call in [
+            ".header(",
+            ".header_text(",
+            ".header_values(",
+            ".has_header(",
+        ] {
+            for (at, _) in text.match_indices(call) {
+                if text[..at].ends_with("res") {
+                    continue;
+                }
+                let arg: String = text[at + call.len()..]
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '"' | '-'))
+                    .collect();
+                let name = match constants.iter().find(|(c, _)| *c == arg) {
+                    Some((_, value)) => value.to_string(),
+                    None => arg.trim_matches('"').to_ascii_lowercase(),
+                };
+                seen += 1;
+                if !listed.contains(&name) {
+                    unlisted.push(format!("{}: {call}{arg}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(seen >= 3, "the scan found the known reads ({seen})");
+    assert!(
+        unlisted.is_empty(),
+        "headers read but not in READ_HEADERS: {unlisted:?}"
+    );
+}
+
 /// `.rs` files directly in `dir` (and in its subdirectories when `deep`), sorted.
 fn rs_files(dir: &Path, deep: bool) -> Vec<PathBuf> {
     let mut out = Vec::new();

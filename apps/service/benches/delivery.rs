@@ -58,6 +58,7 @@ fn config(h: &Harness, dir: &std::path::Path) -> stratos_service::config::Config
         ("STRATOS_PLC_URL", h.plc_url.as_str()),
         ("STRATOS_OUTBOUND_ALLOW_PRIVATE", "true"),
         ("STRATOS_ALLOWED_DOMAINS", "swordsmith"),
+        ("STRATOS_ENROLLMENT_MODE", "open"),
         ("STRATOS_SQLITE_DURABILITY", "relaxed"),
         ("STRATOS_WRITE_RATE_MAX_WRITES", "1000000"),
         ("LOG_LEVEL", "error"),

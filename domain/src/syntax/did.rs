@@ -15,6 +15,13 @@ impl Did {
     /// Parses `did:method:identifier`: method `[a-z]+`; identifier `[A-Za-z0-9._:%-]+` not
     /// ending in `:` or `%`; at most 2048 bytes.
     pub fn parse(s: &str) -> Result<Self> {
+        Self::validate(s)?;
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Checks `s` as [`Did::parse`] does, without making a `Did` (no allocation): for parsers
+    /// of values that embed a DID.
+    pub fn validate(s: &str) -> Result<()> {
         let err = |reason| Err(Error::syntax("DID", s, reason));
         if s.len() > MAX_DID_LEN {
             return err("longer than 2048 characters");
@@ -40,7 +47,7 @@ impl Did {
         if id.ends_with(':') || id.ends_with('%') {
             return err("identifier must not end with ':' or '%'");
         }
-        Ok(Self(s.to_owned()))
+        Ok(())
     }
 
     /// The method (`plc`, `web`, …).

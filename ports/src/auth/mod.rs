@@ -41,6 +41,12 @@ use crate::env::{AuthorizationServers, Clock, EnvError, IdentityResolver};
 /// The `Authorization` request header.
 pub const AUTHORIZATION_HEADER: &str = "authorization";
 
+/// Every request header the library reads (lower case). A [`RequestView`] needs only these: an
+/// app may copy just them from its framework's request instead of every header, which is what
+/// the Stratos service does on its hot read path (`ports/tests/layout.rs` fails if a library
+/// module reads a header not listed here).
+pub const READ_HEADERS: &[&str] = &[AUTHORIZATION_HEADER, DPOP_HEADER];
+
 /// A secret (a password, a static token) that never prints: `Debug` shows `<redacted>`, and
 /// there is no `Display`. [`Secret::expose`] is for the one place that compares it.
 #[derive(Clone)]
