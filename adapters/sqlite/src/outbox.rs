@@ -103,6 +103,11 @@ pub(crate) struct OutboxHints {
     /// stale time. In memory only: a SQLite data directory has one process.
     next_due: std::sync::Mutex<std::collections::HashMap<String, (u64, Option<i64>)>>,
     generation: std::sync::atomic::AtomicU64,
+    /// `(hint, did)` of every row of `outbox_actor`, as last read; `None` after a change. Every
+    /// claim walks it, and it changes only when an actor gets its first item or is forgotten.
+    listed: std::sync::Mutex<Option<Arc<Vec<(u64, String)>>>>,
+    /// Bumped by every change of `outbox_actor`: a list read across a change is not kept.
+    listed_version: std::sync::atomic::AtomicU64,
 }
 
 impl OutboxHints {
@@ -112,7 +117,20 @@ impl OutboxHints {
             known: std::sync::Mutex::new(std::collections::HashSet::new()),
             next_due: std::sync::Mutex::new(std::collections::HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(1),
+            listed: std::sync::Mutex::new(None),
+            listed_version: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    fn listed(&self) -> std::sync::MutexGuard<'_, Option<Arc<Vec<(u64, String)>>>> {
+        self.listed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn listed_changed(&self) {
+        let mut listed = self.listed();
+        self.listed_version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *listed = None;
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
@@ -162,6 +180,7 @@ impl OutboxHints {
                 vec![did.into()],
             ))
             .await?;
+        self.listed_changed();
         self.known().insert(did.to_owned());
         Ok(())
     }
@@ -175,17 +194,36 @@ impl OutboxHints {
                 vec![did.into()],
             ))
             .await?;
+        self.listed_changed();
         Ok(())
     }
 
-    async fn all(&self) -> Result<Vec<(u64, String)>, SqliteError> {
+    async fn all(&self) -> Result<Arc<Vec<(u64, String)>>, SqliteError> {
+        if let Some(listed) = self.listed().clone() {
+            return Ok(listed);
+        }
+        let version = self
+            .listed_version
+            .load(std::sync::atomic::Ordering::SeqCst);
         let rows = self
             .service
             .query_all_raw(stmt("SELECT id, did FROM outbox_actor ORDER BY id", vec![]))
             .await?;
-        rows.iter()
-            .map(|r| Ok((u64::try_from(r.int(0)?).unwrap_or(0), r.text(1)?)))
-            .collect()
+        let listed = Arc::new(
+            rows.iter()
+                .map(|r| Ok((u64::try_from(r.int(0)?).unwrap_or(0), r.text(1)?)))
+                .collect::<Result<Vec<_>, SqliteError>>()?,
+        );
+        // Kept only when no change came while the rows were read (it could be missing).
+        let mut cache = self.listed();
+        if self
+            .listed_version
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == version
+        {
+            *cache = Some(listed.clone());
+        }
+        Ok(listed)
     }
 
     async fn did_of(&self, hint: u64) -> Result<Option<String>, SqliteError> {
@@ -385,9 +423,9 @@ impl SqliteOutbox {
     /// The actor databases with outbox rows, as `(hint, did, database)`, in hint order.
     async fn actors(&self) -> Result<Vec<(u64, String, ActorDb)>, SqliteError> {
         let mut out = Vec::new();
-        for (hint, did) in self.hints.all().await? {
-            if let Some(db) = self.dbs.get(&did).await? {
-                out.push((hint, did, db));
+        for (hint, did) in self.hints.all().await?.iter() {
+            if let Some(db) = self.dbs.get(did).await? {
+                out.push((*hint, did.clone(), db));
             }
         }
         Ok(out)
@@ -458,20 +496,21 @@ impl Outbox for SqliteOutbox {
         let mut out = claim_service(&self.service, now_ms, lease_ms, limit)
             .await
             .map_err(outbox_err)?;
-        for (hint, did) in self.hints.all().await.map_err(outbox_err)? {
+        for (hint, did) in self.hints.all().await.map_err(outbox_err)?.iter() {
+            let (hint, did) = (*hint, did.as_str());
             if out.len() >= limit {
                 break;
             }
-            let Err(seen) = self.hints.check(&did, now_ms) else {
+            let Err(seen) = self.hints.check(did, now_ms) else {
                 continue;
             };
-            let Some(db) = self.dbs.get(&did).await.map_err(outbox_err)? else {
+            let Some(db) = self.dbs.get(did).await.map_err(outbox_err)? else {
                 continue;
             };
             let (claimed, next) = claim_actor(&db, now_ms, lease_ms, limit - out.len())
                 .await
                 .map_err(outbox_err)?;
-            self.hints.learned(&did, seen, next);
+            self.hints.learned(did, seen, next);
             out.extend(claimed.into_iter().map(|(local, c)| ClaimedItem {
                 id: (hint << LOCAL_BITS) | local,
                 ..c
