@@ -12,8 +12,7 @@
 //!    order, so its last stub means all of them): stub writes per second.
 //! 3. **The PDS's own ceiling** for the same calls: as many `putRecord`s of a stub-sized record,
 //!    16 accounts at a time and each account's one after the other (the order delivery keeps),
-//!    made directly with the accounts' password sessions (`Bearer`; delivery's calls carry a
-//!    DPoP proof on top).
+//!    made directly through the same OAuth client with DPoP-bound sessions of the bench's own.
 //!
 //! `scripts/e2e-env` first; then `cargo bench -p stratos-service --bench delivery`
 //! (`DELIVERY_ACCOUNTS`, default 50; `DELIVERY_RECORDS`, default 20; `DELIVERY_SAMPLES`,
@@ -159,67 +158,80 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// The PDS's own rate for `total` putRecords, `AT_ONCE` accounts at a time, each account's
-/// calls in order, with password sessions.
-async fn direct_ceiling(
-    h: &Harness,
-    http: &reqwest::Client,
-    per_account: usize,
-) -> (usize, Duration) {
+/// The PDS's own rate for the same calls: `per_account` putRecords of a stub-sized record for
+/// every account, `AT_ONCE` accounts at a time and each account's calls in order, made directly
+/// with `stratos_network::HttpOAuthClient` (the client delivery uses) and DPoP-bound OAuth
+/// sessions of the bench's own (one more sign-in per account).
+async fn direct_ceiling(h: &Harness, per_account: usize) -> (usize, Duration) {
+    use stratos_domain::oauth::{AuthorizationTarget, CallbackParams};
+    use stratos_ports::pds_client::{AtprotoOAuthClient, PdsWriter, StartOptions};
+    let identity = stratos_network::HttpIdentityResolver::new(stratos_network::identity::IdentityConfig {
+        plc_url: h.plc_url.clone(),
+        allow_http_for_localhost: true,
+        allow_private_targets: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut config = stratos_network::OAuthClientConfig::loopback(
+        "http://127.0.0.1:9/oauth/callback",
+        "atproto repo:zone.stratos.actor.enrollment repo:zone.stratos.feed.post",
+    );
+    config.allow_http_for_localhost = true;
+    config.allow_private_targets = true;
+    let client = Arc::new(stratos_network::HttpOAuthClient::new(config, Arc::new(identity)).unwrap());
     let mut sessions = Vec::new();
     for account in &h.accounts {
-        let res = http
-            .post(format!(
-                "{}/xrpc/com.atproto.server.createSession",
-                h.pds_url
-            ))
-            .json(&json!({ "identifier": account.handle, "password": account.password }))
-            .send()
+        let target = AuthorizationTarget::parse(&account.did).unwrap();
+        let (request, state) = client
+            .start_authorization(&target, &StartOptions::default())
             .await
             .unwrap();
-        let body: Value = res.json().await.unwrap();
-        sessions.push((
-            account.did.clone(),
-            body["accessJwt"].as_str().unwrap().to_owned(),
-        ));
+        let location = Browser::new(&h.pds_url, &request.url)
+            .unwrap()
+            .authorize(account, true)
+            .await
+            .unwrap();
+        let (_, query) = location.split_once('?').unwrap();
+        let session = client
+            .finish_authorization(state, &CallbackParams::from_query(query))
+            .await
+            .unwrap();
+        sessions.push(session);
     }
     let queue = Arc::new(tokio::sync::Mutex::new(sessions));
+    let collection = stratos_domain::syntax::Nsid::parse(POST).unwrap();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..AT_ONCE {
-        let (queue, http, pds) = (queue.clone(), http.clone(), h.pds_url.clone());
+        let (queue, client, collection) = (queue.clone(), client.clone(), collection.clone());
         workers.push(tokio::spawn(async move {
             let mut done = 0;
             loop {
-                let Some((did, jwt)) = queue.lock().await.pop() else {
+                let Some(mut session) = queue.lock().await.pop() else {
                     return done;
                 };
                 for i in 0..per_account {
+                    let rkey = stratos_domain::syntax::RecordKey::parse(&format!("direct{i:06}")).unwrap();
                     // A stub's shape and size.
                     let record = json!({
                         "$type": POST,
                         "source": {
                             "vary": "authenticated",
                             "subject": {
-                                "uri": format!("at://{did}/{POST}/direct{i:06}"),
+                                "uri": format!("at://{}/{POST}/{rkey}", session.did),
                                 "cid": "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm",
                             },
                             "service": format!("{SERVICE_DID}#atproto_pns"),
                         },
                         "createdAt": "2026-12-07T09:00:00.000Z",
                     });
-                    let res = http
-                        .post(format!("{pds}/xrpc/com.atproto.repo.putRecord"))
-                        .bearer_auth(&jwt)
-                        .json(&json!({
-                            "repo": did, "collection": POST,
-                            "rkey": format!("direct{i:06}"), "record": record,
-                            "validate": false,
-                        }))
-                        .send()
+                    let written = client
+                        .put_record(&session, &collection, &rkey, &record)
                         .await
                         .unwrap();
-                    assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+                    if let Some(next) = written.session {
+                        session = next;
+                    }
                     done += 1;
                 }
             }
@@ -328,7 +340,7 @@ async fn main() {
     );
 
     // 3. The PDS's own ceiling for the same calls.
-    let (direct, took) = direct_ceiling(&h, &http, per_account).await;
+    let (direct, took) = direct_ceiling(&h, per_account).await;
     let ceiling = direct as f64 / took.as_secs_f64();
     println!(
         "direct putRecord to the PDS ({direct} calls, {AT_ONCE} accounts at a time, in order per account): {ceiling:.0} writes/s; delivery reaches {:.0} % of it",
