@@ -445,6 +445,72 @@ impl Browser {
         ))
     }
 
+    /// A same-origin `fetch` from the provider's account page (`/account`): `body` `None` is a
+    /// GET with `query`, `Some` a POST.
+    async fn account_api(
+        &mut self,
+        endpoint: &str,
+        query: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
+        let csrf = self.cookies.get("csrf-token").cloned().unwrap_or_default();
+        let url = format!("{}{PROVIDER_API}{endpoint}{query}", self.origin);
+        let req = match &body {
+            Some(_) => self.http.post(&url),
+            None => self.http.get(&url),
+        };
+        let mut req = req
+            .header("sec-fetch-site", "same-origin")
+            .header("sec-fetch-mode", "same-origin")
+            .header("sec-fetch-dest", "empty")
+            .header("origin", &self.origin)
+            .header("referer", format!("{}/account", self.origin))
+            .header("x-csrf-token", csrf)
+            .header(COOKIE, self.cookie_header());
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let res = req.send().await.map_err(|e| format!("{endpoint}: {e}"))?;
+        self.keep_cookies(&res);
+        let status = res.status().as_u16();
+        Ok((status, json_of(res).await))
+    }
+
+    /// On the provider's account page, as the user who signed in with this browser: revokes
+    /// every OAuth session `account` has granted (what "sign out of this app" does). Returns how
+    /// many were revoked.
+    pub async fn revoke_oauth_sessions(&mut self, account: &Account) -> Result<usize, String> {
+        let page = format!("{}/account", self.origin);
+        let res = self.navigate(&page, "none", None).await?;
+        if res.status() != 200 {
+            return Err(format!("account page: {}", res.status()));
+        }
+        let query = format!("?did={}", account.did);
+        let (status, sessions) = self.account_api("/oauth-sessions", &query, None).await?;
+        let Some(sessions) = sessions.as_array().filter(|_| status == 200) else {
+            return Err(format!("oauth-sessions: {status}: {sessions}"));
+        };
+        let ids: Vec<String> = sessions
+            .iter()
+            .filter_map(|s| s["tokenId"].as_str().map(str::to_owned))
+            .collect();
+        for id in &ids {
+            let (status, body) = self
+                .account_api(
+                    "/revoke-oauth-session",
+                    "",
+                    Some(json!({ "did": account.did, "tokenId": id })),
+                )
+                .await?;
+            if status != 200 {
+                return Err(format!("revoke-oauth-session: {status}: {body}"));
+            }
+        }
+        Ok(ids.len())
+    }
+
     /// Opens the authorize page and tries to sign in as `account` with `password`: the
     /// provider's answer (status, JSON body). For refusals (a wrong password).
     pub async fn try_sign_in(

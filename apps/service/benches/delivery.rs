@@ -165,20 +165,22 @@ fn ms(d: Duration) -> String {
 async fn direct_ceiling(h: &Harness, per_account: usize) -> (usize, Duration) {
     use stratos_domain::oauth::{AuthorizationTarget, CallbackParams};
     use stratos_ports::pds_client::{AtprotoOAuthClient, PdsWriter, StartOptions};
-    let identity = stratos_network::HttpIdentityResolver::new(stratos_network::identity::IdentityConfig {
-        plc_url: h.plc_url.clone(),
-        allow_http_for_localhost: true,
-        allow_private_targets: true,
-        ..Default::default()
-    })
-    .unwrap();
+    let identity =
+        stratos_network::HttpIdentityResolver::new(stratos_network::identity::IdentityConfig {
+            plc_url: h.plc_url.clone(),
+            allow_http_for_localhost: true,
+            allow_private_targets: true,
+            ..Default::default()
+        })
+        .unwrap();
     let mut config = stratos_network::OAuthClientConfig::loopback(
         "http://127.0.0.1:9/oauth/callback",
         "atproto repo:zone.stratos.actor.enrollment repo:zone.stratos.feed.post",
     );
     config.allow_http_for_localhost = true;
     config.allow_private_targets = true;
-    let client = Arc::new(stratos_network::HttpOAuthClient::new(config, Arc::new(identity)).unwrap());
+    let client =
+        Arc::new(stratos_network::HttpOAuthClient::new(config, Arc::new(identity)).unwrap());
     let mut sessions = Vec::new();
     for account in &h.accounts {
         let target = AuthorizationTarget::parse(&account.did).unwrap();

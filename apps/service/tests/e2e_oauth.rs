@@ -33,7 +33,7 @@ fn harness() -> Option<&'static Harness> {
             &node,
             &[
                 "rei", "sakura", "kaoruko", "fuyuko", "haruki", "misato", "asuka", "hikari",
-                "touji", "kensuke",
+                "touji", "kensuke", "shinji",
             ],
         )
         .unwrap_or_else(|e| panic!("{e}"))
@@ -133,15 +133,20 @@ fn boundary_values(status: &Value) -> Vec<String> {
     out
 }
 
-/// S2: authorize → PDS sign-in → consent → callback enrolls the account; status says so. A
-/// second round for the same account is "already enrolled". S5: the enrollment holds the
-/// configured boundaries.
+/// S1: the service is healthy once started. S2: authorize → PDS sign-in → consent → callback
+/// enrolls the account; status says so. A second round for the same account is "already
+/// enrolled". The enrollment holds the configured boundaries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s2_oauth_enrollment_through_the_real_pds() {
+async fn s1_s2_oauth_enrollment_through_the_real_pds() {
     let Some(h) = harness() else { return };
     let dir = tempfile::tempdir().unwrap();
     let server = stratos(h, dir.path(), &[]).await;
     let (http, base) = (client(), server.url());
+    let health = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert!(health["version"].is_string(), "{health}");
     let rei = h.account("rei.test");
 
     let before = status(&http, &base, &rei.did).await;
@@ -615,5 +620,77 @@ async fn s5_to_s13_boundaries_with_tokens_the_real_pds_mints() {
     assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
     let (s, _) = read(h, &http, &base, get, &query, Some(&hikari)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    server.stop().await.unwrap();
+}
+
+/// A session the user revokes at their PDS: the next write to the PDS is refused, the refresh
+/// too, and the account's status says it must authorise again (nothing is deleted; the stub
+/// waits). Signing in again clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_revoked_at_the_pds_asks_the_account_to_authorise_again() {
+    let Some(h) = harness() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos(h, dir.path(), &[]).await;
+    let (http, base) = (client(), server.url());
+    let shinji = h.account("shinji.test");
+    const ENROLLMENT: &str = "zone.stratos.actor.enrollment";
+
+    let url = start_flow(&http, &base, &shinji).await;
+    let mut browser = Browser::new(&h.pds_url, &url).unwrap();
+    let location = browser.authorize(&shinji, true).await.unwrap();
+    assert_eq!(
+        callback(&http, &base, &location).await.status(),
+        StatusCode::OK
+    );
+    pds_eventually(h, &shinji.did, ENROLLMENT, 1).await;
+    assert_eq!(
+        status(&http, &base, &shinji.did).await["needsAuthorization"],
+        false
+    );
+
+    // The user signs Stratos out at the PDS's account page.
+    assert!(browser.revoke_oauth_sessions(&shinji).await.unwrap() >= 1);
+    let record = common::post_record(SERVICE_DID, "after the revocation", &["swordsmith"]);
+    let res = http
+        .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+        .bearer_auth(&shinji.did)
+        .json(&serde_json::json!({
+            "repo": shinji.did, "collection": "zone.stratos.feed.post", "record": record,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = status(&http, &base, &shinji.did).await;
+        if now["needsAuthorization"] == true {
+            assert_eq!(now["enrolled"], true, "nothing is deleted: {now}");
+            assert_eq!(
+                now["pdsDeadLetters"], 0,
+                "the stub waits, it is not given up: {now}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{now}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        pds_records(h, &shinji.did, "zone.stratos.feed.post")
+            .await
+            .is_empty(),
+        "nothing was written with the revoked session"
+    );
+
+    // Signing in again makes the account writable again.
+    let location = consent(h, &start_flow(&http, &base, &shinji).await, &shinji).await;
+    assert_eq!(
+        callback(&http, &base, &location).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&http, &base, &shinji.did).await["needsAuthorization"],
+        false
+    );
     server.stop().await.unwrap();
 }
