@@ -88,6 +88,9 @@ fn count(conn: &rusqlite::Connection, sql: Sql) -> Result<u64, SqliteError> {
     Ok(n.first().map_or(0, |n| u64::try_from(*n).unwrap_or(0)))
 }
 
+/// `(hint, did)` of the actors with outbox rows, in hint order.
+type ActorList = Arc<Vec<(u64, String)>>;
+
 /// Which actors have (or had) outbox items.
 #[derive(Debug)]
 pub(crate) struct OutboxHints {
@@ -105,7 +108,7 @@ pub(crate) struct OutboxHints {
     generation: std::sync::atomic::AtomicU64,
     /// `(hint, did)` of every row of `outbox_actor`, as last read; `None` after a change. Every
     /// claim walks it, and it changes only when an actor gets its first item or is forgotten.
-    listed: std::sync::Mutex<Option<Arc<Vec<(u64, String)>>>>,
+    listed: std::sync::Mutex<Option<ActorList>>,
     /// Bumped by every change of `outbox_actor`: a list read across a change is not kept.
     listed_version: std::sync::atomic::AtomicU64,
 }
@@ -122,7 +125,7 @@ impl OutboxHints {
         }
     }
 
-    fn listed(&self) -> std::sync::MutexGuard<'_, Option<Arc<Vec<(u64, String)>>>> {
+    fn listed(&self) -> std::sync::MutexGuard<'_, Option<ActorList>> {
         self.listed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -198,7 +201,7 @@ impl OutboxHints {
         Ok(())
     }
 
-    async fn all(&self) -> Result<Arc<Vec<(u64, String)>>, SqliteError> {
+    async fn all(&self) -> Result<ActorList, SqliteError> {
         if let Some(listed) = self.listed().clone() {
             return Ok(listed);
         }
