@@ -157,8 +157,12 @@ fn truncate(value: &str) -> String {
 /// names or an empty part.
 pub fn split_qualified(value: &str) -> Option<(&str, &str)> {
     let rest = value.strip_prefix("did:")?;
-    let method_end = rest.find(':')? + 4;
-    let slash = value[method_end..].find('/')? + method_end;
+    // Byte loops: short strings, parsed for every record read (see `Did::validate`).
+    let method_end = rest.bytes().position(|b| b == b':')? + 4;
+    let slash = value.as_bytes()[method_end..]
+        .iter()
+        .position(|&b| b == b'/')?
+        + method_end;
     let (did, name) = (&value[..slash], &value[slash + 1..]);
     (!did.is_empty() && !name.is_empty() && did.len() > method_end + 1).then_some((did, name))
 }

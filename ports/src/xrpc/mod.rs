@@ -312,6 +312,15 @@ pub fn record_json(v: &RecordView) -> Value {
     json!({ "uri": v.uri, "cid": v.cid.to_string(), "value": v.value })
 }
 
+/// [`record_json`] of a view the caller no longer needs: the record's JSON is moved, not copied.
+pub fn into_record_json(v: RecordView) -> Value {
+    let mut out = serde_json::Map::with_capacity(3);
+    out.insert("uri".into(), Value::String(v.uri.to_string()));
+    out.insert("cid".into(), Value::String(v.cid.to_string()));
+    out.insert("value".into(), v.value);
+    Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

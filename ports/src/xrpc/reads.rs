@@ -39,8 +39,8 @@ use stratos_domain::Cid;
 use stratos_domain::syntax::Did;
 
 use super::{
-    XrpcError, XrpcResponse, parse_at_uri, parse_bool, parse_did, parse_json_body, parse_nsid,
-    parse_query, parse_rkey, query_params, record_json, required,
+    XrpcError, XrpcResponse, into_record_json, parse_at_uri, parse_bool, parse_did,
+    parse_json_body, parse_nsid, parse_query, parse_rkey, query_params, record_json, required,
 };
 use crate::Stratos;
 use crate::auth::{DPOP_NONCE_HEADER, RequestView};
@@ -122,7 +122,7 @@ pub async fn get_record(stratos: &Stratos, req: &RequestView) -> Result<Value, X
         .get_record(viewer.as_ref(), &repo, &collection, &rkey, cid.as_ref())
         .await?;
     found
-        .map(|v| record_json(&v))
+        .map(into_record_json)
         .ok_or_else(XrpcError::record_not_found)
 }
 
