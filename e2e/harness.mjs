@@ -189,6 +189,29 @@ async function main() {
       })}\n`,
     );
     log(`ready: PLC ${plcUrl}, PDS ${pdsUrl}, ${accounts.length} account(s)`);
+    if (!ignoreStdin) {
+      // Commands, one per line: `pds-down` closes the PDS's listener and every open connection
+      // (an outage as a client sees it: connections refused); `pds-up` listens again on the
+      // same port. Each is acknowledged on stderr.
+      let pending = '';
+      process.stdin.on('data', (chunk) => {
+        pending += chunk.toString();
+        let nl;
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          const command = pending.slice(0, nl).trim();
+          pending = pending.slice(nl + 1);
+          if (command === 'pds-down') {
+            pds.server.close();
+            pds.server.closeAllConnections();
+            log('PDS down');
+          } else if (command === 'pds-up') {
+            pds.server.listen(pdsPort, LOOPBACK, () => log('PDS up'));
+          } else if (command !== '') {
+            log(`unknown command: ${command}`);
+          }
+        }
+      });
+    }
   } catch (err) {
     log(`start-up failed: ${err?.stack ?? err}`);
     await stop('start-up failed', 1);

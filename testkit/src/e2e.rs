@@ -91,7 +91,7 @@ pub struct Account {
 #[derive(Debug)]
 pub struct Harness {
     child: Child,
-    stdin: Option<ChildStdin>,
+    stdin: std::sync::Mutex<Option<ChildStdin>>,
     node: PathBuf,
     /// The PLC directory (`http://127.0.0.1:<port>`).
     pub plc_url: String,
@@ -184,7 +184,7 @@ impl Harness {
             .unwrap_or_default();
         Ok(Harness {
             child,
-            stdin,
+            stdin: std::sync::Mutex::new(stdin),
             node: node.to_owned(),
             plc_url: text(&info["plcUrl"]),
             pds_url: text(&info["pdsUrl"]),
@@ -259,6 +259,38 @@ impl Harness {
         }
     }
 
+    /// Takes the PDS down (`true`: its listener and every open connection closed, so calls are
+    /// refused as during an outage) or brings it back on the same URL (`false`), and waits (at
+    /// most 10 s) until it answers accordingly. The harness is shared by a test binary's tests:
+    /// only a binary whose tests all expect the outage should use it.
+    pub async fn set_pds_down(&self, down: bool) -> Result<(), String> {
+        {
+            let mut stdin = self.stdin.lock().unwrap_or_else(|p| p.into_inner());
+            let pipe = stdin.as_mut().ok_or("the harness's stdin is closed")?;
+            let command: &[u8] = if down { b"pds-down\n" } else { b"pds-up\n" };
+            pipe.write_all(command)
+                .and_then(|()| pipe.flush())
+                .map_err(|e| format!("harness stdin: {e}"))?;
+        }
+        let http = reqwest::Client::new();
+        let health = format!("{}/xrpc/_health", self.pds_url);
+        for _ in 0..200 {
+            let up = http
+                .get(&health)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up != down {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(format!(
+            "the PDS did not go {}",
+            if down { "down" } else { "up" }
+        ))
+    }
+
     /// What the harness has written to stderr so far (for failure messages).
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
@@ -313,7 +345,7 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        drop(self.stdin.take());
+        drop(self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take());
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

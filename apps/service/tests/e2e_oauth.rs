@@ -470,15 +470,16 @@ async fn read(
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-/// S5–S13 with every caller authenticated by a service-auth JWT the real PDS minted (no dev
+/// S5–S14 with every caller authenticated by a service-auth JWT the real PDS minted (no dev
 /// shortcut: each token is verified against the account's key in the real PLC directory).
 /// Three accounts enroll through OAuth; the operator assigns boundaries (S5): Hikari and Touji
 /// share `swordsmith`, Kensuke holds `aekea`. Hikari posts in `swordsmith` (S6) and reads it back
 /// (S7); Touji reads it (S8); Kensuke and an anonymous reader get the same answer as for a
 /// missing record (S9, S10); listRecords shows it to Touji only (S11); Kensuke's `aekea` post is
-/// his alone (S12); Hikari deletes hers and it is gone (S13).
+/// his alone (S12); Hikari deletes hers and it is gone (S13); hydration answers alike; Kensuke
+/// leaves through `zone.stratos.enrollment.unenroll` and his records leave the PDS (S14).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s5_to_s13_boundaries_with_tokens_the_real_pds_mints() {
+async fn s5_to_s14_boundaries_with_tokens_the_real_pds_mints() {
     let Some(h) = harness() else { return };
     let dir = tempfile::tempdir().unwrap();
     let server = stratos(h, dir.path(), &[]).await;
@@ -620,6 +621,59 @@ async fn s5_to_s13_boundaries_with_tokens_the_real_pds_mints() {
     assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
     let (s, _) = read(h, &http, &base, get, &query, Some(&hikari)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Hydration by AT-URI with a PDS-minted token: Kensuke's own post, not Hikari's gone one.
+    let hydrate = "zone.stratos.repo.hydrateRecord";
+    let their_uri = theirs["uri"].as_str().unwrap();
+    let (s, body) = read(
+        h,
+        &http,
+        &base,
+        hydrate,
+        &format!("uri={their_uri}"),
+        Some(&kensuke),
+    )
+    .await;
+    assert_eq!(
+        (s, &body["value"]["text"]),
+        (StatusCode::OK, &Value::from("for aekea"))
+    );
+    let (s, _) = read(
+        h,
+        &http,
+        &base,
+        hydrate,
+        &format!("uri={their_uri}"),
+        Some(&touji),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "another boundary");
+
+    // S14 through the XRPC procedure: Kensuke leaves; his enrollment record leaves the PDS, and
+    // his writes are refused from then on.
+    let unenroll = "zone.stratos.enrollment.unenroll";
+    let res = http
+        .post(format!("{base}/xrpc/{unenroll}"))
+        .bearer_auth(token(h, &kensuke, unenroll).await)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+    assert_eq!(status(&http, &base, &kensuke.did).await["enrolled"], false);
+    pds_eventually(h, &kensuke.did, "zone.stratos.actor.enrollment", 0).await;
+    pds_eventually(h, &kensuke.did, "zone.stratos.feed.post", 0).await;
+    let res = http
+        .post(format!("{base}/xrpc/{create}"))
+        .bearer_auth(token(h, &kensuke, create).await)
+        .json(&serde_json::json!({
+            "repo": kensuke.did, "collection": "zone.stratos.feed.post",
+            "record": post("after leaving", "aekea"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error(), "{:?}", res.text().await);
     server.stop().await.unwrap();
 }
 
@@ -692,5 +746,82 @@ async fn a_session_revoked_at_the_pds_asks_the_account_to_authorise_again() {
         status(&http, &base, &shinji.did).await["needsAuthorization"],
         false
     );
+    server.stop().await.unwrap();
+}
+
+/// The PDS goes down while stubs are queued (its own harness: the outage must not touch the
+/// other tests' PDS): the writes wait — nothing is lost or given up — and all reach the PDS
+/// once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stubs_wait_out_a_pds_outage_and_arrive_when_it_is_back() {
+    let Some(node) = installed_node() else { return };
+    let h = Harness::start(&node, &["nagisa"]).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos(&h, dir.path(), &[]).await;
+    let (http, base) = (client(), server.url());
+    let nagisa = h.account("nagisa.test");
+    const POST: &str = "zone.stratos.feed.post";
+
+    let location = consent(&h, &start_flow(&http, &base, &nagisa).await, &nagisa).await;
+    assert_eq!(
+        callback(&http, &base, &location).await.status(),
+        StatusCode::OK
+    );
+    pds_eventually(&h, &nagisa.did, "zone.stratos.actor.enrollment", 1).await;
+
+    h.set_pds_down(true).await.unwrap();
+    let mut rkeys = Vec::new();
+    for n in 0..3 {
+        let record =
+            common::post_record(SERVICE_DID, &format!("during the outage {n}"), &["aekea"]);
+        let res = http
+            .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+            .bearer_auth(&nagisa.did)
+            .json(&serde_json::json!({ "repo": nagisa.did, "collection": POST, "record": record }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "Stratos takes writes while the PDS is down"
+        );
+        let body: Value = res.json().await.unwrap();
+        rkeys.push(
+            body["uri"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Several failed attempts later, nothing is given up.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let now = status(&http, &base, &nagisa.did).await;
+    assert_eq!(
+        (&now["enrolled"], &now["pdsDeadLetters"]),
+        (&Value::from(true), &Value::from(0)),
+        "{now}"
+    );
+
+    h.set_pds_down(false).await.unwrap();
+    let stubs = pds_eventually(&h, &nagisa.did, POST, 3).await;
+    let mut on_pds: Vec<String> = stubs
+        .iter()
+        .map(|s| {
+            s["uri"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    on_pds.sort();
+    rkeys.sort();
+    assert_eq!(on_pds, rkeys);
     server.stop().await.unwrap();
 }
