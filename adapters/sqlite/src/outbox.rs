@@ -172,8 +172,21 @@ impl OutboxHints {
         }
     }
 
+    /// A commit added items behind the actor's others: when its table already had a live item,
+    /// the oldest one — which decides when anything there can be claimed — did not change, so a
+    /// known time stays (an account held for re-authorisation is not looked at after each of its
+    /// commits); otherwise the new item may be due now.
+    fn appended(&self, did: &str) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut map = self.next_due();
+        if !matches!(map.get(did), Some((_, Some(_)))) {
+            map.remove(did);
+        }
+    }
+
     pub(crate) async fn remember(&self, did: &str) -> Result<(), SqliteError> {
-        self.touched(did);
+        self.appended(did);
         if self.known().contains(did) {
             return Ok(());
         }

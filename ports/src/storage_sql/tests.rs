@@ -191,3 +191,31 @@ fn no_boundaries_no_insert_and_limits_saturate() {
         [Value::from(i64::MAX), Value::from(i64::MAX.unsigned_abs())]
     );
 }
+
+/// The claim statement filled from its cached template is the one sea-query builds, for every
+/// table kind and a spread of times, leases and limits (including saturation).
+#[test]
+fn the_cached_claim_is_the_built_one() {
+    let tables = [
+        ServiceSql::sqlite(),
+        ServiceSql::postgres("p_stratos"),
+        ServiceSql::postgres("other_schema"),
+        ServiceSql::account_outbox(),
+    ];
+    for s in &tables {
+        for (now, lease, n) in [
+            (0, 0, 1),
+            (1_000, 500, 10),
+            (1_765_000_000_000, 120_000, 256),
+            (i64::MAX - 5, 60_000, usize::MAX),
+            (-3, -7, 0),
+        ] {
+            for _ in 0..2 {
+                let cached = s.outbox_claim(now, lease, n);
+                let built = s.build_outbox_claim(now, lease, n);
+                assert_eq!(cached.text, built.text);
+                assert_eq!(cached.values, built.values, "{now} {lease} {n}");
+            }
+        }
+    }
+}
