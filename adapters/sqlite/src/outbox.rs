@@ -111,6 +111,9 @@ pub(crate) struct OutboxHints {
     listed: std::sync::Mutex<Option<ActorList>>,
     /// Bumped by every change of `outbox_actor`: a list read across a change is not kept.
     listed_version: std::sync::atomic::AtomicU64,
+    /// The same as `next_due`, for the service database's table (enrollment-record writes and
+    /// what unenrollment queues), with a lower bound over all its live items.
+    service_due: std::sync::Mutex<Option<Option<i64>>>,
 }
 
 impl OutboxHints {
@@ -122,6 +125,7 @@ impl OutboxHints {
             generation: std::sync::atomic::AtomicU64::new(1),
             listed: std::sync::Mutex::new(None),
             listed_version: std::sync::atomic::AtomicU64::new(0),
+            service_due: std::sync::Mutex::new(None),
         }
     }
 
@@ -144,6 +148,34 @@ impl OutboxHints {
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u64, Option<i64>)>> {
         self.next_due.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn service_due(&self) -> std::sync::MutexGuard<'_, Option<Option<i64>>> {
+        self.service_due.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The service table's items changed: look at it at the next claim.
+    pub(crate) fn touched_service(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *self.service_due() = None;
+    }
+
+    /// [`Self::check`] for the service table.
+    fn check_service(&self, now_ms: i64) -> Result<(), u64> {
+        match *self.service_due() {
+            Some(None) => Ok(()),
+            Some(Some(due)) if due > now_ms => Ok(()),
+            _ => Err(self.generation.load(std::sync::atomic::Ordering::SeqCst)),
+        }
+    }
+
+    /// [`Self::learned`] for the service table.
+    fn learned_service(&self, seen: u64, next: Option<i64>) {
+        let mut due = self.service_due();
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == seen {
+            *due = Some(next);
+        }
     }
 
     /// The actor's items changed: look at its database at the next claim.
@@ -309,7 +341,7 @@ async fn claim_service(
     now_ms: i64,
     lease_ms: i64,
     limit: usize,
-) -> Result<Vec<ClaimedItem>, SqliteError> {
+) -> Result<(Vec<ClaimedItem>, Option<i64>), SqliteError> {
     let rows = conn
         .query_all_raw(q(sql().outbox_claim(now_ms, lease_ms, limit)))
         .await?;
@@ -322,7 +354,11 @@ async fn claim_service(
         conn.execute_raw(q(sql().outbox_bury(id, now_ms, &error)))
             .await?;
     }
-    Ok(good.into_iter().map(|(_, c)| c).collect())
+    let next = match conn.query_one_raw(q(sql().outbox_min_due())).await? {
+        Some(row) => row.try_get_by_index::<Option<i64>>(0)?,
+        None => None,
+    };
+    Ok((good.into_iter().map(|(_, c)| c).collect(), next))
 }
 
 /// Claims up to `limit` of the actor's items; with them, when its next live item may be claimed
@@ -414,12 +450,16 @@ impl SqliteOutbox {
             .map_err(outbox_err)?
             .ok_or(OutboxError::NotClaimed(lease.id))?
         {
-            Located::Service(local) => self
-                .service
-                .execute_raw(q(statement(&sql(), local)))
-                .await
-                .map_err(outbox_err)?
-                .rows_affected(),
+            Located::Service(local) => {
+                let changed = self
+                    .service
+                    .execute_raw(q(statement(&sql(), local)))
+                    .await
+                    .map_err(outbox_err)?
+                    .rows_affected();
+                self.hints.touched_service();
+                changed
+            }
             Located::Actor(db, _, local, did) => {
                 let changed = db
                     .call(move |conn| execute(conn, statement(&own(), local)))
@@ -500,6 +540,7 @@ impl Outbox for SqliteOutbox {
             .map_err(outbox_err)?
             .ok_or_else(|| OutboxError::Backend(stratos_ports::Cause::message("no id returned")))?;
         let id = row.int(0).map_err(outbox_err)?;
+        self.hints.touched_service();
         Ok(u64::try_from(id).unwrap_or(0))
     }
 
@@ -509,9 +550,16 @@ impl Outbox for SqliteOutbox {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<ClaimedItem>, OutboxError> {
-        let mut out = claim_service(&self.service, now_ms, lease_ms, limit)
-            .await
-            .map_err(outbox_err)?;
+        let mut out = match self.hints.check_service(now_ms) {
+            Ok(()) => Vec::new(),
+            Err(seen) => {
+                let (claimed, next) = claim_service(&self.service, now_ms, lease_ms, limit)
+                    .await
+                    .map_err(outbox_err)?;
+                self.hints.learned_service(seen, next);
+                claimed
+            }
+        };
         for (hint, did) in self.hints.all().await.map_err(outbox_err)?.iter() {
             let (hint, did) = (*hint, did.as_str());
             if out.len() >= limit {
@@ -567,10 +615,11 @@ impl Outbox for SqliteOutbox {
         // `None`: no row (the lease does not match); `Some(dead_ms)` otherwise.
         let outcome: Option<Option<i64>> = match located {
             Located::Service(local) => {
-                match returning_one(&self.service, q(statement(&sql(), local)))
+                let row = returning_one(&self.service, q(statement(&sql(), local)))
                     .await
-                    .map_err(outbox_err)?
-                {
+                    .map_err(outbox_err)?;
+                self.hints.touched_service();
+                match row {
                     Some(row) => Some(row.try_get_by_index(0).map_err(outbox_err)?),
                     None => None,
                 }
@@ -688,6 +737,7 @@ impl Outbox for SqliteOutbox {
                     .await
                     .map_err(outbox_err)?;
                 tx.commit().await.map_err(outbox_err)?;
+                self.hints.touched_service();
                 return Ok(u64::try_from(new).unwrap_or(0));
             }
             Located::Actor(db, hint, local, did) => {
@@ -731,6 +781,7 @@ impl Outbox for SqliteOutbox {
                 .map_err(outbox_err)?;
         }
         self.hints.touched(did.as_str());
+        self.hints.touched_service();
         Ok(())
     }
 }

@@ -324,6 +324,21 @@ impl ServiceSql {
         self.build(&q)
     }
 
+    /// A lower bound of when any live item of the table may next be claimed: the earliest due
+    /// time or, for a leased item, lease end (`NULL` when nothing is live). For the shared
+    /// table, where [`ServiceSql::outbox_next_due`]'s oldest-item rule does not hold across
+    /// accounts.
+    pub fn outbox_min_due(&self) -> Sql {
+        let mut q = Query::select();
+        q.expr(Expr::cust(
+            "MIN(CASE WHEN leased_until IS NOT NULL AND leased_until > due_ms \
+             THEN leased_until ELSE due_ms END)",
+        ))
+        .from(self.table(OUTBOX))
+        .and_where(Expr::col("dead_ms").is_null());
+        self.build(&q)
+    }
+
     /// The number of dead letters, of one account (not for an account's own table) or of all
     /// (one 64-bit integer column).
     pub fn outbox_dead_count(&self, did: Option<&str>) -> Sql {
