@@ -452,6 +452,37 @@ async fn token(h: &Harness, account: &Account, lxm: &str) -> String {
     h.service_auth(&session, SERVICE_DID, lxm).await.unwrap()
 }
 
+/// `POST /xrpc/{lxm}` with a PDS-minted token for `account`: status and JSON answer.
+async fn call(
+    h: &Harness,
+    http: &reqwest::Client,
+    base: &str,
+    lxm: &str,
+    account: &Account,
+    body: Value,
+) -> (StatusCode, Value) {
+    let res = http
+        .post(format!("{base}/xrpc/{lxm}"))
+        .bearer_auth(token(h, account, lxm).await)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// The record key at the end of an answer's `uri`.
+fn rkey_of(answer: &Value) -> String {
+    answer["uri"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// `GET /xrpc/{lxm}?{query}` with a PDS-minted token for `as_account` (anonymous: `None`).
 async fn read(
     h: &Harness,
@@ -517,25 +548,20 @@ async fn s5_to_s14_boundaries_with_tokens_the_real_pds_mints() {
     // S6: the owner creates with a PDS-minted token.
     let create = "com.atproto.repo.createRecord";
     let post = |text: &str, boundary: &str| common::post_record(SERVICE_DID, text, &[boundary]);
-    let res = http
-        .post(format!("{base}/xrpc/{create}"))
-        .bearer_auth(token(h, &hikari, create).await)
-        .json(&serde_json::json!({
+    let (s, created) = call(
+        h,
+        &http,
+        &base,
+        create,
+        &hikari,
+        serde_json::json!({
             "repo": hikari.did, "collection": "zone.stratos.feed.post",
             "record": post("for swordsmiths", "swordsmith"),
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let created: Value = res.json().await.unwrap();
-    let rkey = created["uri"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+        }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{created}");
+    let rkey = rkey_of(&created);
     let get = "com.atproto.repo.getRecord";
     let query = format!(
         "repo={}&collection=zone.stratos.feed.post&rkey={rkey}",
@@ -579,25 +605,20 @@ async fn s5_to_s14_boundaries_with_tokens_the_real_pds_mints() {
     }
 
     // S12: the other way round — Kensuke's aekea post is his alone.
-    let res = http
-        .post(format!("{base}/xrpc/{create}"))
-        .bearer_auth(token(h, &kensuke, create).await)
-        .json(&serde_json::json!({
+    let (s, theirs) = call(
+        h,
+        &http,
+        &base,
+        create,
+        &kensuke,
+        serde_json::json!({
             "repo": kensuke.did, "collection": "zone.stratos.feed.post",
             "record": post("for aekea", "aekea"),
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let theirs: Value = res.json().await.unwrap();
-    let their_rkey = theirs["uri"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+        }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{theirs}");
+    let their_rkey = rkey_of(&theirs);
     let their_query = format!(
         "repo={}&collection=zone.stratos.feed.post&rkey={their_rkey}",
         kensuke.did
@@ -609,16 +630,18 @@ async fn s5_to_s14_boundaries_with_tokens_the_real_pds_mints() {
 
     // S13: the owner deletes; the record is gone, also for the owner.
     let delete = "com.atproto.repo.deleteRecord";
-    let res = http
-        .post(format!("{base}/xrpc/{delete}"))
-        .bearer_auth(token(h, &hikari, delete).await)
-        .json(&serde_json::json!({
+    let (s, body) = call(
+        h,
+        &http,
+        &base,
+        delete,
+        &hikari,
+        serde_json::json!({
             "repo": hikari.did, "collection": "zone.stratos.feed.post", "rkey": rkey,
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+        }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
     let (s, _) = read(h, &http, &base, get, &query, Some(&hikari)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
@@ -652,28 +675,24 @@ async fn s5_to_s14_boundaries_with_tokens_the_real_pds_mints() {
     // S14 through the XRPC procedure: Kensuke leaves; his enrollment record leaves the PDS, and
     // his writes are refused from then on.
     let unenroll = "zone.stratos.enrollment.unenroll";
-    let res = http
-        .post(format!("{base}/xrpc/{unenroll}"))
-        .bearer_auth(token(h, &kensuke, unenroll).await)
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+    let (s, body) = call(h, &http, &base, unenroll, &kensuke, serde_json::json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(status(&http, &base, &kensuke.did).await["enrolled"], false);
     pds_eventually(h, &kensuke.did, "zone.stratos.actor.enrollment", 0).await;
     pds_eventually(h, &kensuke.did, "zone.stratos.feed.post", 0).await;
-    let res = http
-        .post(format!("{base}/xrpc/{create}"))
-        .bearer_auth(token(h, &kensuke, create).await)
-        .json(&serde_json::json!({
+    let (s, body) = call(
+        h,
+        &http,
+        &base,
+        create,
+        &kensuke,
+        serde_json::json!({
             "repo": kensuke.did, "collection": "zone.stratos.feed.post",
             "record": post("after leaving", "aekea"),
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_client_error(), "{:?}", res.text().await);
+        }),
+    )
+    .await;
+    assert!(s.is_client_error(), "{body}");
     server.stop().await.unwrap();
 }
 
