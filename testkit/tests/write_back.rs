@@ -536,3 +536,19 @@ async fn a_commit_wakes_the_idle_worker() {
     stop.send(()).unwrap();
     worker.await.unwrap();
 }
+
+/// An account that leaves without ever having had a session: its queued deletes can never be
+/// written, so they become dead letters (visible, retryable) instead of waiting forever; the end
+/// of its (absent) session is simply done.
+#[tokio::test]
+async fn an_account_that_left_without_a_session_leaves_dead_letters_not_a_wait() {
+    let w = world().await;
+    let rei = did("did:plc:rei");
+    w.stratos.enrollments().enroll(&rei).await.unwrap();
+    w.stratos.enrollments().unenroll(&rei).await.unwrap();
+    let report = w.drain().await;
+    assert!(report.needs_reauthorization.is_empty(), "{report:?}");
+    assert_eq!((report.dead, report.delivered), (1, 1), "{report:?}");
+    assert_eq!(w.storage.outbox().pending().await.unwrap(), 0);
+    assert_eq!(w.pds.writes_seen.lock().unwrap().len(), 0);
+}

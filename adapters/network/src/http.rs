@@ -30,6 +30,18 @@ pub(crate) enum Targets {
     PublicOnly,
 }
 
+impl Targets {
+    /// The rule for caller-controlled URLs: public addresses only, unless the operator allowed
+    /// private targets.
+    pub(crate) fn caller_controlled(allow_private_targets: bool) -> Self {
+        if allow_private_targets {
+            Self::Any
+        } else {
+            Self::PublicOnly
+        }
+    }
+}
+
 /// An HTTP client with the https-only rule, the address rule and a body size limit.
 #[derive(Debug, Clone)]
 pub(crate) struct Fetcher {

@@ -196,11 +196,7 @@ impl HttpIdentityResolver {
         };
         Ok(Self {
             directory: fetcher(Targets::Any)?,
-            web: fetcher(if config.allow_private_targets {
-                Targets::Any
-            } else {
-                Targets::PublicOnly
-            })?,
+            web: fetcher(Targets::caller_controlled(config.allow_private_targets))?,
             plc_url: plc.as_str().trim_end_matches('/').to_owned(),
             allow_http_for_localhost: allow_http,
             positive_ttl: config.positive_ttl,

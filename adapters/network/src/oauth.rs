@@ -131,11 +131,7 @@ impl HttpAuthorizationServers {
                 MAX_BYTES,
                 config.allow_http_for_localhost,
                 &config.host_overrides,
-                if config.allow_private_targets {
-                    Targets::Any
-                } else {
-                    Targets::PublicOnly
-                },
+                Targets::caller_controlled(config.allow_private_targets),
             )?,
             ttl: config.ttl,
             min_refresh_interval: config.min_refresh_interval,

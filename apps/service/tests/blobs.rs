@@ -12,6 +12,7 @@ use stratos_service::RunningServer;
 use stratos_testkit::builders::{TINY_PNG, jpeg, png};
 
 mod common;
+use common::rkey_of;
 
 use common::ADMIN;
 const POST: &str = "zone.stratos.feed.post";
@@ -227,16 +228,6 @@ fn post_with(text: &str, boundaries: &[&str], images: &[&Value]) -> Value {
 
 fn cid_of(blob: &Value) -> String {
     blob["ref"]["$link"].as_str().unwrap().to_owned()
-}
-
-fn rkey_of(body: &Value) -> String {
-    body["uri"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// Files under `dir`, recursively (none when it does not exist).

@@ -20,6 +20,7 @@ use serde_json::Value;
 use stratos_testkit::e2e::{Account, Browser, Harness, installed_node};
 
 mod common;
+use common::rkey_of;
 
 const SERVICE_DID: &str = "did:web:nerv.tokyo.jp";
 /// The service's public URL: the loopback client's redirect URI is `{this}/oauth/callback`.
@@ -416,7 +417,7 @@ async fn s3_s14_records_reach_the_pds_and_leave_with_the_account() {
     let created: Value = res.json().await.unwrap();
     let uri = created["uri"].as_str().unwrap().to_owned();
     let stubs = pds_eventually(h, &asuka.did, POST, 1).await;
-    let rkey = uri.rsplit('/').next().unwrap();
+    let rkey = rkey_of(&created);
     assert!(
         stubs[0]["uri"]
             .as_str()
@@ -470,17 +471,6 @@ async fn call(
         .unwrap();
     let status = res.status();
     (status, res.json().await.unwrap_or(Value::Null))
-}
-
-/// The record key at the end of an answer's `uri`.
-fn rkey_of(answer: &Value) -> String {
-    answer["uri"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// `GET /xrpc/{lxm}?{query}` with a PDS-minted token for `as_account` (anonymous: `None`).
@@ -806,15 +796,7 @@ async fn stubs_wait_out_a_pds_outage_and_arrive_when_it_is_back() {
             "Stratos takes writes while the PDS is down"
         );
         let body: Value = res.json().await.unwrap();
-        rkeys.push(
-            body["uri"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned(),
-        );
+        rkeys.push(rkey_of(&body));
     }
     // Several failed attempts later, nothing is given up.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
@@ -827,18 +809,7 @@ async fn stubs_wait_out_a_pds_outage_and_arrive_when_it_is_back() {
 
     h.set_pds_down(false).await.unwrap();
     let stubs = pds_eventually(&h, &nagisa.did, POST, 3).await;
-    let mut on_pds: Vec<String> = stubs
-        .iter()
-        .map(|s| {
-            s["uri"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let mut on_pds: Vec<String> = stubs.iter().map(rkey_of).collect();
     on_pds.sort();
     rkeys.sort();
     assert_eq!(on_pds, rkeys);

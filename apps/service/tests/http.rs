@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{ADMIN, Svc, start_with};
+use common::{ADMIN, Svc, rkey_of, start_with};
 const POST: &str = "zone.stratos.feed.post";
 
 async fn start() -> Svc {
@@ -49,16 +49,6 @@ impl Svc {
 
 fn post(text: &str, boundaries: &[&str]) -> Value {
     common::post_record("did:web:nerv.tokyo.jp", text, boundaries)
-}
-
-fn rkey_of(body: &Value) -> String {
-    body["uri"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test]

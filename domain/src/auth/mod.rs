@@ -213,8 +213,8 @@ pub(crate) fn fail<T>(e: TokenError) -> crate::Result<T> {
     Err(crate::Error::Token(e))
 }
 
-/// Shortens attacker-controlled text before it goes into an error.
-pub(crate) fn clip(s: &str) -> String {
+/// Shortens attacker-controlled text before it goes into an error (128 bytes and `…`).
+pub fn clip(s: &str) -> String {
     const MAX: usize = 128;
     if s.len() <= MAX {
         return s.to_owned();

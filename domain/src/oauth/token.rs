@@ -96,8 +96,13 @@ pub struct ErrorResponse {
 }
 
 impl ErrorResponse {
-    /// Reads an error body; `None` when it is not one.
+    /// Reads an error body; `None` when it is not one. The server's texts are clipped
+    /// ([`crate::auth::clip`]): they end up in errors and logs.
     pub fn from_json(body: &[u8]) -> Option<Self> {
-        serde_json::from_slice(body).ok()
+        let e: Self = serde_json::from_slice(body).ok()?;
+        Some(Self {
+            error: crate::auth::clip(&e.error),
+            error_description: e.error_description.as_deref().map(crate::auth::clip),
+        })
     }
 }

@@ -324,19 +324,21 @@ impl ServiceSql {
         self.build(&q)
     }
 
-    /// A lower bound of when any live item of the table may next be claimed: the earliest due
-    /// time or, for a leased item, lease end (`NULL` when nothing is live). For the shared
-    /// table, where [`ServiceSql::outbox_next_due`]'s oldest-item rule does not hold across
-    /// accounts.
+    /// For the shared table: when any of its items may next be claimed — the earliest, over the
+    /// accounts, of each account's oldest live item's due time (or lease end while leased);
+    /// nothing behind an account's oldest live item is handed out before it, so held accounts
+    /// with several items do not pull the bound down. `NULL` when nothing is live.
     pub fn outbox_min_due(&self) -> Sql {
-        let mut q = Query::select();
-        q.expr(Expr::cust(
-            "MIN(CASE WHEN leased_until IS NOT NULL AND leased_until > due_ms \
-             THEN leased_until ELSE due_ms END)",
-        ))
-        .from(self.table(OUTBOX))
-        .and_where(Expr::col("dead_ms").is_null());
-        self.build(&q)
+        let table = self.table_text(OUTBOX);
+        Sql {
+            text: format!(
+                "SELECT MIN(CASE WHEN o.leased_until IS NOT NULL AND o.leased_until > o.due_ms \
+                 THEN o.leased_until ELSE o.due_ms END) FROM {table} AS o \
+                 WHERE o.dead_ms IS NULL AND NOT EXISTS (SELECT 1 FROM {table} AS p \
+                 WHERE p.did = o.did AND p.id < o.id AND p.dead_ms IS NULL)"
+            ),
+            values: Vec::new(),
+        }
     }
 
     /// The number of dead letters, of one account (not for an account's own table) or of all

@@ -67,16 +67,17 @@ pub struct DeliverySettings {
 }
 
 impl Default for DeliverySettings {
-    /// A 2-minute lease; 256 items and 16 accounts at once; 12 attempts; backoff from 1 s up to
-    /// 1 h (so the last of 12 attempts comes hours after the first); 30 s per attempt; 10 min
-    /// before retrying an account that needs re-authorisation; 1 s idle wait; 20 ms after a
-    /// wake-up.
+    /// A 2-minute lease; 256 items and 16 accounts at once; 30 attempts; backoff from 1 s up to
+    /// 1 h, so the waits between the 30 attempts are bounded by about 18 h in all (full jitter:
+    /// about 9 h on average) — an outage shorter than that loses nothing; 30 s per attempt;
+    /// 10 min before retrying an account that needs re-authorisation; 1 s idle wait; 20 ms after
+    /// a wake-up.
     fn default() -> Self {
         Self {
             lease_ms: 120_000,
             batch_size: 256,
             accounts_at_once: 16,
-            max_attempts: 12,
+            max_attempts: 30,
             backoff_base_ms: 1_000,
             backoff_cap_ms: 3_600_000,
             attempt_timeout_ms: 30_000,

@@ -296,6 +296,11 @@ impl Enrollments {
         Ok(())
     }
 
+    /// Whether the account is enrolled (no attestation signed).
+    pub async fn is_enrolled(&self, did: &Did) -> Result<bool, UseCaseError> {
+        Ok(self.deps.enrollments.get(did).await?.is_some())
+    }
+
     /// The account's enrollment with a fresh attestation, `None` when not enrolled.
     pub async fn status(&self, did: &Did) -> Result<Option<EnrollmentStatus>, UseCaseError> {
         let Some(enrollment) = self.deps.enrollments.get(did).await? else {

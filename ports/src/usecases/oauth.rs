@@ -312,6 +312,11 @@ impl OAuthEnrollment {
         Ok(())
     }
 
+    /// Whether the account is enrolled here.
+    pub async fn is_enrolled(&self, did: &Did) -> Result<bool, OAuthFlowError> {
+        Ok(self.enrollments.is_enrolled(did).await?)
+    }
+
     /// Whether the account has a stored session (it authorised Stratos and the grant was not
     /// found dead since): without one nothing reaches its PDS.
     pub async fn has_session(&self, did: &Did) -> Result<bool, OAuthFlowError> {

@@ -9,6 +9,7 @@
 //! | what happened | answer to delivery |
 //! |---|---|
 //! | no session, or the grant is dead (refresh refused) | [`DeliveryFailure::NeedsReauthorization`]; a dead session is forgotten, so `zone.stratos.enrollment.status` shows the account must authorise again |
+//! | no session and the account is no longer enrolled (it left without one) | [`DeliveryFailure::Permanent`]: a dead letter, not a wait that never ends |
 //! | PDS or authorization server down, 5xx, 429, timeout; storage failed | [`DeliveryFailure::Retry`] |
 //! | the PDS refused the write itself (4xx), the PDS address is refused, the record text is not JSON | [`DeliveryFailure::Permanent`] |
 //!
@@ -110,6 +111,20 @@ impl SessionWriteBack {
         }
     }
 
+    /// No session: an enrolled account may still authorise (its items wait); one that left
+    /// without a session never will, so its queued deletes become dead letters an operator sees
+    /// instead of waiting forever.
+    async fn without_session(&self, did: &stratos_domain::syntax::Did) -> DeliveryFailure {
+        match self.oauth.is_enrolled(did).await {
+            Ok(true) => DeliveryFailure::NeedsReauthorization,
+            Ok(false) => DeliveryFailure::Permanent(
+                "the account left without an OAuth session: nothing can be written to its PDS"
+                    .into(),
+            ),
+            Err(e) => DeliveryFailure::Retry(e.to_string()),
+        }
+    }
+
     /// The session is dead: forget it (the enrollment shows it must authorise again).
     async fn forget(&self, session: &Session) -> DeliveryFailure {
         forgotten(self.oauth.forget_session(&session.did).await)
@@ -163,7 +178,7 @@ impl Deliver for SessionWriteBack {
         };
         let session = match self.oauth.session(&item.did).await {
             Ok(Some(session)) => session,
-            Ok(None) => return Err(DeliveryFailure::NeedsReauthorization),
+            Ok(None) => return Err(self.without_session(&item.did).await),
             Err(OAuthFlowError::ReauthorizationRequired(did)) => {
                 return Err(forgotten(self.oauth.forget_session(&did).await));
             }

@@ -259,6 +259,21 @@ pub fn query_params<'q, const N: usize>(
     Ok(out)
 }
 
+/// A `limit` parameter: `default` when absent, else an integer from 1 to `max` (400
+/// `InvalidRequest` otherwise).
+pub fn parse_limit(s: Option<&str>, default: usize, max: usize) -> Result<usize, XrpcError> {
+    match s {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                XrpcError::invalid(format!("`limit` must be an integer from 1 to {max}"))
+            }),
+    }
+}
+
 /// A required query parameter from [`query_params`]: 400 `InvalidRequest` naming it when absent.
 pub fn required<'q>(value: Option<Cow<'q, str>>, name: &str) -> Result<Cow<'q, str>, XrpcError> {
     value.ok_or_else(|| {

@@ -40,7 +40,8 @@ use stratos_domain::syntax::Did;
 
 use super::{
     XrpcError, XrpcResponse, into_record_json, parse_at_uri, parse_bool, parse_did,
-    parse_json_body, parse_nsid, parse_query, parse_rkey, query_params, record_json, required,
+    parse_json_body, parse_limit, parse_nsid, parse_query, parse_rkey, query_params, record_json,
+    required,
 };
 use crate::Stratos;
 use crate::auth::{DPOP_NONCE_HEADER, RequestView};
@@ -140,14 +141,7 @@ struct ListParams {
 pub async fn list_records(stratos: &Stratos, req: &RequestView) -> Result<Value, XrpcError> {
     let p: ListParams = parse_query(req.query())?;
     let repo = parse_did(&p.repo, "repo")?;
-    let limit = match p.limit.as_deref() {
-        None => DEFAULT_LIST_LIMIT,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
-            .ok_or_else(|| XrpcError::invalid("`limit` must be an integer from 1 to 100"))?,
-    };
+    let limit = parse_limit(p.limit.as_deref(), DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?;
     let reverse = match p.reverse.as_deref() {
         None => false,
         Some(s) => parse_bool(s, "reverse")?,

@@ -45,8 +45,6 @@ use stratos_ports::pds_client::{
 use crate::NetworkError;
 use crate::http::{Fetcher, Targets, TtlCache};
 
-pub use records::PDS_RECORD_MAX_BYTES;
-
 /// How long discovered metadata is reused unless configured otherwise.
 pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(600);
 
@@ -197,11 +195,7 @@ impl HttpOAuthClient {
             MAX_BYTES,
             config.allow_http_for_localhost,
             &config.host_overrides,
-            if config.allow_private_targets {
-                Targets::Any
-            } else {
-                Targets::PublicOnly
-            },
+            Targets::caller_controlled(config.allow_private_targets),
         )?;
         Ok(Self {
             issuers: TtlCache::new(config.cache_capacity),

@@ -12,9 +12,6 @@ use stratos_ports::pds_client::{PdsClientError, PdsRecord, PdsWrite, PdsWriter};
 use super::HttpOAuthClient;
 use super::transport::{network_error, parse_url, pds_error};
 
-/// The largest record answer accepted from a PDS (`getRecord`), bytes.
-pub const PDS_RECORD_MAX_BYTES: usize = 1024 * 1024;
-
 /// The session to hand back when the call changed its nonce.
 fn changed(session: &Session, nonce: Option<String>) -> Option<Session> {
     (nonce.is_some() && nonce != session.pds_nonce).then(|| Session {

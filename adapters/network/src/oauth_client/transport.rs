@@ -2,6 +2,7 @@
 
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
+use stratos_domain::auth::clip;
 use stratos_domain::oauth::{DpopKey, DpopProofParams, ErrorResponse, OAuthError, TokenResponse};
 use stratos_ports::Cause;
 use stratos_ports::pds_client::PdsClientError;
@@ -122,8 +123,13 @@ pub(super) struct XrpcErrorBody {
     pub(super) message: Option<String>,
 }
 
+/// The PDS's texts are clipped: they end up in errors, the outbox and logs.
 fn xrpc_error(response: &RawResponse) -> XrpcErrorBody {
-    serde_json::from_slice(&response.body).unwrap_or_default()
+    let body: XrpcErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
+    XrpcErrorBody {
+        error: body.error.as_deref().map(clip),
+        message: body.message.as_deref().map(clip),
+    }
 }
 
 /// Whether a PDS answer asks for the DPoP nonce it sent.

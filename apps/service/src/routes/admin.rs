@@ -150,18 +150,7 @@ pub(super) async fn list_dead_letters(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
     let p: DeadLetterParams = super::query(&req)?;
-    let limit = match p.limit.as_deref() {
-        None => 50,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                ApiError::from(stratos_ports::xrpc::XrpcError::invalid(
-                    "`limit` must be an integer from 1 to 100",
-                ))
-            })?,
-    };
+    let limit = stratos_ports::xrpc::parse_limit(p.limit.as_deref(), 50, 100)?;
     let cursor = p
         .cursor
         .as_deref()

@@ -6,9 +6,11 @@ use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
+use stratos_ports::usecases::UseCaseError;
 use stratos_ports::usecases::oauth::OAuthEnrollment;
 
 use super::query;
+
 use crate::auth::require_caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -101,14 +103,18 @@ pub(super) async fn status(req: HttpRequest, state: State) -> Result<HttpRespons
 /// deletion on the PDS is queued.
 pub(super) async fn revoke(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let did = require_caller(&req, &state).await?;
-    if state.stratos.enrollments().status(&did).await?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "User is not enrolled",
-        ));
+    match state.stratos.enrollments().unenroll(&did).await {
+        Ok(()) => {}
+        // This route's own answer for it (the XRPC procedure answers 400 `NotEnrolled`).
+        Err(UseCaseError::NotEnrolled(_)) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "User is not enrolled",
+            ));
+        }
+        Err(e) => return Err(e.into()),
     }
-    state.stratos.enrollments().unenroll(&did).await?;
     Ok(HttpResponse::Ok().json(json!({
         "did": did.as_str(),
         "revoked": true,

@@ -51,6 +51,17 @@ pub fn post_record(service_did: &str, text: &str, boundaries: &[&str]) -> serde_
     })
 }
 
+/// The record key at the end of an XRPC answer's `uri` (createRecord, getRecord, …).
+pub fn rkey_of(body: &serde_json::Value) -> String {
+    body["uri"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// A service on a loopback port over a temporary directory, with an HTTP client. Test files add
 /// the calls they need in their own `impl Svc` blocks.
 pub struct Svc {
