@@ -1,6 +1,9 @@
 //! Repository core benchmarks (issue targets in docs/performance.md):
 //! - one create + new MST root + commit build + sign, into 10k- and 100k-record repos;
-//! - CAR export of a 10k-record repo from memory, and CAR read + verify of it.
+//! - CAR export of a 10k-record repo from memory, and CAR read + verify of it;
+//! - verifying the self-verifying slice of a one-record create on a 10k-record repo (signature
+//!   and inversion), as a stream consumer does for each `#commit` frame; the slice's size is
+//!   printed once.
 //!
 //! Run: `cargo bench -p stratos-domain --bench repo`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
@@ -13,6 +16,7 @@ use stratos_domain::blocks::BlockMap;
 use stratos_domain::car::{self, CarLimits};
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
 use stratos_domain::repo::{self, RecordWrite, RepoHead};
+use stratos_domain::sync;
 use stratos_domain::syntax::{Did, Nsid, RecordKey};
 use stratos_domain::tid::TidGenerator;
 
@@ -143,5 +147,39 @@ fn bench_car(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_commit, bench_car);
+fn bench_sync(c: &mut Criterion) {
+    let mut tids = TidGenerator::with_clock_id(1);
+    let r = build(10_000, &mut tids);
+    let rev = tids.next_now();
+    let write = create(&mut tids, 10_001);
+    let out = repo::apply_writes(&r.store, &r.did, Some(&r.head), &[write], rev, &r.key).unwrap();
+    let slice = car::read(&out.relevant_car, CarLimits::default()).unwrap();
+    eprintln!(
+        "one-record create on 10k records: slice {} bytes, {} blocks (record {} bytes)",
+        out.relevant_car.len(),
+        slice.blocks.len(),
+        post(10_001).len()
+    );
+    let mut group = c.benchmark_group("sync_10k_records");
+    group.bench_function("verify_one_create", |b| {
+        b.iter(|| {
+            let event = sync::CommitEvent {
+                did: &r.did,
+                commit: out.head.commit,
+                rev: &out.head.rev,
+                prev_data: Some(r.head.data),
+                ops: &out.ops,
+                blocks: &out.relevant_car,
+            };
+            black_box(
+                sync::verify_commit(r.key.public_key(), &event)
+                    .unwrap()
+                    .data,
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_commit, bench_car, bench_sync);
 criterion_main!(benches);

@@ -14,6 +14,7 @@
 //! - [`commit`]: signed v3 repository commits.
 //! - [`repo`]: record writes → one signed commit and its storage delta.
 //! - [`car`]: CAR v1 reading (verified) and writing.
+//! - [`sync`]: verifying a commit event from its CAR slice (signature and inversion).
 //! - [`import`]: a whole repository read from an untrusted CAR, every rule checked.
 //! - [`tid`]: monotonic TID generation.
 //! - [`rate_limit`]: per-account sliding-window write limits.
@@ -43,6 +44,7 @@ pub mod oauth;
 pub mod rate_limit;
 pub mod repo;
 pub mod stub;
+pub mod sync;
 pub mod syntax;
 pub mod tid;
 pub mod write;

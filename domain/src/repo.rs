@@ -139,6 +139,11 @@ pub struct CommitOutput {
     pub new_blocks: BlockMap,
     /// MST nodes no longer reachable from the new root.
     pub removed_nodes: Vec<Cid>,
+    /// The commit's self-verifying CAR slice (atproto sync v1.1): root = the commit; blocks =
+    /// the commit, the covering proof of every changed key on the new tree, the nodes undoing
+    /// the ops last-first reads, and the new record blocks. With the ops (and their `prev` CIDs) it lets a consumer check the signature and
+    /// invert the commit back to the previous data root; see [`crate::sync::verify_commit`].
+    pub relevant_car: Vec<u8>,
 }
 
 /// Applies `writes` on top of `head` (or creates the repository when `head` is `None`), signs one
@@ -221,6 +226,11 @@ pub fn apply_writes<S: BlockRead>(
         ops.push(op);
     }
     let data = tree.root();
+    // Covering proofs are read on the new tree while its session (and node cache) is open.
+    let mut relevant = Vec::new();
+    for op in &ops {
+        tree.cover(&op.path, &mut relevant)?;
+    }
     let (mut new_blocks, removed_nodes) = if start_root == Some(data) {
         (BlockMap::new(), Vec::new())
     } else {
@@ -245,6 +255,13 @@ pub fn apply_writes<S: BlockRead>(
     .sign(signer)?;
     let commit_bytes = commit.encode()?;
     let commit_cid = new_blocks.insert_dag_cbor(commit_bytes.clone());
+    if ops.len() > 1 {
+        // Undoing several ops one after the other reaches nodes no single op's proof holds
+        // (an earlier undo reshapes the tree the next one walks); the blocks a consumer reads
+        // doing exactly that are added. For one op its proof is that walk already.
+        relevant.extend(undo_reads(store, &new_blocks, data, &ops)?);
+    }
+    let relevant_car = relevant_car(store, &new_blocks, commit_cid, relevant, &ops)?;
     Ok(CommitOutput {
         head: RepoHead {
             commit: commit_cid,
@@ -256,5 +273,52 @@ pub fn apply_writes<S: BlockRead>(
         ops,
         new_blocks,
         removed_nodes,
+        relevant_car,
     })
+}
+
+/// The tree nodes (new or unchanged) read while undoing `ops`, last first, on the tree rooted at
+/// `data`: what [`crate::sync::invert`] reads beyond the ops' covering proofs.
+fn undo_reads<S: BlockRead>(
+    store: &S,
+    new_blocks: &BlockMap,
+    data: Cid,
+    ops: &[RecordOp],
+) -> Result<Vec<Cid>> {
+    let blocks = crate::blocks::Overlay {
+        upper: new_blocks,
+        lower: store,
+    };
+    let mut tree = Mst::traced(&blocks, data);
+    crate::sync::undo(&mut tree, ops, |_| Ok(()))?;
+    Ok(tree.take_trace())
+}
+
+/// Writes the CAR slice of a commit: the commit block, the proof nodes (new ones from
+/// `new_blocks`, unchanged ones from the store), then the new records.
+fn relevant_car<S: BlockRead>(
+    store: &S,
+    new_blocks: &BlockMap,
+    commit: Cid,
+    mut nodes: Vec<Cid>,
+    ops: &[RecordOp],
+) -> Result<Vec<u8>> {
+    nodes.sort_unstable();
+    nodes.dedup();
+    let commit_bytes = new_blocks.require(&commit)?;
+    let mut car = crate::car::CarWriter::new(Vec::with_capacity(4096), &[commit])?;
+    car.write_block(&commit, commit_bytes)?;
+    for cid in &nodes {
+        let bytes = match new_blocks.get(cid) {
+            Some(bytes) => bytes,
+            None => store.require(cid)?,
+        };
+        car.write_block(cid, bytes)?;
+    }
+    // Two ops may write identical records (one block).
+    let records: std::collections::BTreeSet<Cid> = ops.iter().filter_map(|op| op.cid).collect();
+    for cid in &records {
+        car.write_block(cid, new_blocks.require(cid)?)?;
+    }
+    Ok(car.finish())
 }

@@ -89,8 +89,25 @@ pub struct EventOp {
     pub rkey: RecordKey,
     /// The new record CID (absent for deletes).
     pub cid: Option<Cid>,
+    /// The record's CID before the commit (absent for creates, and in events stored before
+    /// events carried it).
+    pub prev: Option<Cid>,
     /// The record's boundaries (for stream filtering).
     pub boundaries: Vec<Boundary>,
+}
+
+/// What makes a stored event self-verifying (atproto sync v1.1): with the ops' `cid`/`prev` a
+/// consumer checks the commit's signature and inverts it to the previous data root
+/// ([`stratos_domain::sync::verify_commit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventProof {
+    /// Revision of the commit before this one (`None` for the first commit).
+    pub since: Option<Tid>,
+    /// Data root before this commit (`None` for the first commit: the empty tree).
+    pub prev_data: Option<Cid>,
+    /// The CAR slice: the commit, covering proofs, new records
+    /// ([`stratos_domain::repo::CommitOutput::relevant_car`]).
+    pub blocks: Vec<u8>,
 }
 
 /// A sequenced commit event, as stored.
@@ -106,6 +123,8 @@ pub struct SeqEvent {
     pub time: Datetime,
     /// The operations.
     pub ops: Vec<EventOp>,
+    /// The proof of the commit (`None` in events stored before events carried it).
+    pub proof: Option<EventProof>,
 }
 
 /// Everything one commit changes, applied atomically.

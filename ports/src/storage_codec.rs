@@ -2,6 +2,8 @@
 //! database shell when debugging (they are never on a hot read path). Shared so every adapter
 //! stores the same format.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
 use serde_json::{Value, json};
 use stratos_domain::Cid;
 use stratos_domain::boundary::Boundary;
@@ -10,7 +12,7 @@ use stratos_domain::syntax::{Did, Nsid, RecordKey};
 
 use crate::enrollment_store::{Enrollment, EnrollmentAction, EnrollmentEvent};
 use crate::outbox::{OutboxAction, OutboxItem};
-use crate::repo_store::EventOp;
+use crate::repo_store::{EventOp, EventProof};
 
 /// Stored bytes that do not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,8 +95,9 @@ pub fn event_from_columns(
     })
 }
 
-/// Encodes the ops of one event.
-pub fn encode_ops(ops: &[EventOp]) -> Vec<u8> {
+/// Encodes the body of one event: its ops and, when present, its proof. The CAR slice is stored
+/// as base64 (a few KB per commit, written once, read on replay).
+pub fn encode_event_body(ops: &[EventOp], proof: Option<&EventProof>) -> Vec<u8> {
     let list: Vec<Value> = ops
         .iter()
         .map(|op| {
@@ -102,18 +105,61 @@ pub fn encode_ops(ops: &[EventOp]) -> Vec<u8> {
                 "action": op.action.as_str(),
                 "path": format!("{}/{}", op.collection, op.rkey),
                 "cid": op.cid.map(|c| c.to_string()),
+                "prev": op.prev.map(|c| c.to_string()),
                 "boundaries": op.boundaries,
             })
         })
         .collect();
-    Value::Array(list).to_string().into_bytes()
+    let Some(proof) = proof else {
+        return Value::Array(list).to_string().into_bytes();
+    };
+    json!({
+        "ops": list,
+        "since": proof.since.as_ref().map(|t| t.as_str()),
+        "prevData": proof.prev_data.map(|c| c.to_string()),
+        "blocks": STANDARD_NO_PAD.encode(&proof.blocks),
+    })
+    .to_string()
+    .into_bytes()
 }
 
-/// Decodes what [`encode_ops`] wrote.
-pub fn decode_ops(bytes: &[u8]) -> Result<Vec<EventOp>, CodecError> {
+/// Decodes what [`encode_event_body`] wrote: the ops, and the proof when the event has one
+/// (events stored before proofs existed are a bare list of ops).
+pub fn decode_event_body(bytes: &[u8]) -> Result<(Vec<EventOp>, Option<EventProof>), CodecError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|_| corrupt("event"))?;
-    let list = value.as_array().ok_or_else(|| corrupt("event"))?;
-    list.iter()
+    let (list, proof) = match &value {
+        Value::Array(list) => (list, None),
+        Value::Object(body) => {
+            let list = body
+                .get("ops")
+                .and_then(Value::as_array)
+                .ok_or_else(|| corrupt("event"))?;
+            let since = match body.get("since") {
+                Some(Value::String(s)) => Some(parse(s, "event since")?),
+                _ => None,
+            };
+            let prev_data = match body.get("prevData") {
+                Some(Value::String(s)) => Some(cid_of(s)?),
+                _ => None,
+            };
+            let blocks = body
+                .get("blocks")
+                .and_then(Value::as_str)
+                .and_then(|b| STANDARD_NO_PAD.decode(b).ok())
+                .ok_or_else(|| corrupt("event blocks"))?;
+            (
+                list,
+                Some(EventProof {
+                    since,
+                    prev_data,
+                    blocks,
+                }),
+            )
+        }
+        _ => return Err(corrupt("event")),
+    };
+    let ops = list
+        .iter()
         .map(|op| {
             let text = |k: &str| {
                 op.get(k)
@@ -121,9 +167,9 @@ pub fn decode_ops(bytes: &[u8]) -> Result<Vec<EventOp>, CodecError> {
                     .map(str::to_owned)
                     .ok_or_else(|| corrupt("event op"))
             };
-            let cid = match op.get("cid") {
-                Some(Value::String(s)) => Some(cid_of(s)?),
-                _ => None,
+            let link = |k: &str| match op.get(k) {
+                Some(Value::String(s)) => cid_of(s).map(Some),
+                _ => Ok(None),
             };
             let boundaries = op
                 .get("boundaries")
@@ -146,11 +192,13 @@ pub fn decode_ops(bytes: &[u8]) -> Result<Vec<EventOp>, CodecError> {
                 action,
                 collection: Nsid::parse(collection).map_err(|_| corrupt("event path"))?,
                 rkey: RecordKey::parse(rkey).map_err(|_| corrupt("event path"))?,
-                cid,
+                cid: link("cid")?,
+                prev: link("prev")?,
                 boundaries,
             })
         })
-        .collect()
+        .collect::<Result<_, CodecError>>()?;
+    Ok((ops, proof))
 }
 
 /// Encodes an outbox item.

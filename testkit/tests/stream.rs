@@ -320,6 +320,7 @@ fn op(action: &str, boundaries: &[&str]) -> CommitOp {
         collection: posts(),
         rkey: stratos_testkit::builders::rkey("3kaaaaaaaaaa2"),
         cid: (action != "delete").then(some_cid),
+        prev: (action != "create").then(some_cid),
         boundaries: boundaries
             .iter()
             .map(|b| stratos_testkit::builders::qualified(&boundary(b)))
@@ -357,7 +358,84 @@ fn domain_filter_keeps_the_boundary_and_every_delete() {
         commit: some_cid(),
         time: "2026-11-25T09:00:00.000Z".parse().unwrap(),
         ops: vec![op("create", &["secret"])],
+        proof: None,
     };
     assert_eq!(stream::commit_frame(&event, Some(&general)).unwrap(), None);
     assert!(stream::commit_frame(&event, None).unwrap().is_some());
+}
+
+/// Frame size of a one-record create on a 10k-record repository (docs/performance.md): the
+/// self-verifying `#commit` frame, against the same frame without its proof.
+#[test]
+fn a_one_record_create_frame_on_a_10k_repo_stays_small() {
+    use stratos_domain::blocks::BlockMap;
+    use stratos_domain::repo::{self, RecordWrite};
+    use stratos_domain::syntax::RecordKey;
+    use stratos_domain::tid::TidGenerator;
+    use stratos_ports::repo_store::EventProof;
+
+    let did = did("did:plc:rei");
+    let key = Keypair::generate(KeyAlgorithm::P256);
+    let mut tids = TidGenerator::with_clock_id(2);
+    let record = |i: u64| {
+        data::encode(&data::json_to_ipld(&post(&format!("post {i}"), &["general"])).unwrap())
+            .unwrap()
+    };
+    let write = |tids: &mut TidGenerator, i: u64| RecordWrite::Create {
+        collection: posts(),
+        rkey: RecordKey::parse(tids.next_now().as_str()).unwrap(),
+        record: record(i),
+    };
+    let mut store = BlockMap::new();
+    let mut head = None;
+    for chunk in 0..10u64 {
+        let batch: Vec<_> = (0..1000)
+            .map(|i| write(&mut tids, chunk * 1000 + i))
+            .collect();
+        let out =
+            repo::apply_writes(&store, &did, head.as_ref(), &batch, tids.next_now(), &key).unwrap();
+        store.extend(out.new_blocks);
+        head = Some(out.head);
+    }
+    let out = repo::apply_writes(
+        &store,
+        &did,
+        head.as_ref(),
+        &[write(&mut tids, 10_000)],
+        tids.next_now(),
+        &key,
+    )
+    .unwrap();
+    let op = &out.ops[0];
+    let mut event = CommitEvent {
+        did: did.clone(),
+        seq: 10_001,
+        rev: out.head.rev.clone(),
+        commit: out.head.commit,
+        time: "2026-12-07T09:00:00.000Z".parse().unwrap(),
+        ops: vec![CommitOp {
+            action: Action::Create,
+            collection: posts(),
+            rkey: RecordKey::parse(op.path.rsplit('/').next().unwrap()).unwrap(),
+            cid: op.cid,
+            prev: None,
+            boundaries: Vec::new(),
+            record: op
+                .cid
+                .and_then(|c| out.new_blocks.get(&c))
+                .map(<[u8]>::to_vec),
+        }],
+        proof: Some(EventProof {
+            since: head.as_ref().map(|h| h.rev.clone()),
+            prev_data: head.as_ref().map(|h| h.data),
+            blocks: out.relevant_car.clone(),
+        }),
+    };
+    let with = stream::commit_frame(&event, None).unwrap().unwrap().len();
+    event.proof = None;
+    let without = stream::commit_frame(&event, None).unwrap().unwrap().len();
+    println!(
+        "#commit frame, one create on 10k records: {with} bytes ({without} without the proof)"
+    );
+    assert!(with > without && with < 4096, "{with} bytes");
 }

@@ -21,7 +21,8 @@ use stratos_ports::repo_store::{
     RepoStore, RepoStoreError, SeqEvent, StoredBlob, StoredRecord,
 };
 use stratos_ports::storage_codec::{
-    cid_from_bytes, decode_ops, encode_item, encode_ops, join_boundaries, parse, split_boundaries,
+    cid_from_bytes, decode_event_body, encode_event_body, encode_item, join_boundaries, parse,
+    split_boundaries,
 };
 
 use crate::actor_db::ActorDbs;
@@ -216,7 +217,7 @@ fn apply(tx: &Connection, unit: &CommitUnit) -> Result<u64, SqliteError> {
             event.rev.as_str(),
             event.commit.to_bytes(),
             event.time.as_str(),
-            encode_ops(&event.ops)
+            encode_event_body(&event.ops, event.proof.as_ref())
         ])?;
         // `seq` is the table's INTEGER PRIMARY KEY, so it is the row id just written.
         seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
@@ -508,12 +509,14 @@ impl RepoStore for SqliteRepoStore {
             )?;
             rows.map(|row| {
                 let (seq, rev, commit, time, ops) = row?;
+                let (ops, proof) = decode_event_body(&ops)?;
                 Ok(SeqEvent {
                     seq: u64::try_from(seq).unwrap_or(0),
                     rev: parse(&rev, "event rev")?,
                     commit: cid_from_bytes(&commit)?,
                     time: parse(&time, "event time")?,
-                    ops: decode_ops(&ops)?,
+                    ops,
+                    proof,
                 })
             })
             .collect()

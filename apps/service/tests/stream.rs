@@ -318,6 +318,173 @@ async fn backfill_then_live_without_gap_or_duplicate_across_a_reconnect() {
     svc.stop().await;
 }
 
+/// Checks one `#commit` frame as a consumer of atproto sync v1.1 does, with nothing but the
+/// frame and the account's key: the signature, and that undoing the ops on the commit's tree
+/// (using only the frame's blocks) arrives at its `prevData`, which must be the root the frame
+/// before it reached (`chain`: that root and revision). Returns the ops' actions.
+fn verify_frame(
+    frame: &Frame,
+    key: &stratos_domain::crypto::PublicKey,
+    chain: &mut Option<(stratos_domain::Cid, String)>,
+) -> Vec<String> {
+    use stratos_domain::Cid;
+    use stratos_domain::repo::{Action, RecordOp};
+    let Frame::Message { body, .. } = frame else {
+        panic!("expected a message, got {frame:?}");
+    };
+    let link = |v: Option<&Cbor>| match v {
+        Some(Cbor::Cid(b)) => Some(Cid::try_from(&b[..]).unwrap()),
+        Some(Cbor::Null) | None => None,
+        Some(other) => panic!("expected a cid-link or null, got {other:?}"),
+    };
+    let did =
+        stratos_domain::syntax::Did::parse(body.get("did").and_then(Cbor::text).unwrap()).unwrap();
+    let rev =
+        stratos_domain::syntax::Tid::parse(body.get("rev").and_then(Cbor::text).unwrap()).unwrap();
+    let since = body.get("since").and_then(Cbor::text).map(str::to_owned);
+    let prev_data = link(body.get("prevData"));
+    let Some(Cbor::Bytes(blocks)) = body.get("blocks") else {
+        panic!("an unfiltered frame carries its blocks");
+    };
+    let ops: Vec<RecordOp> = body
+        .get("ops")
+        .and_then(Cbor::array)
+        .unwrap()
+        .iter()
+        .map(|op| RecordOp {
+            action: Action::parse(op.get("action").and_then(Cbor::text).unwrap()).unwrap(),
+            path: op.get("path").and_then(Cbor::text).unwrap().to_owned(),
+            cid: link(op.get("cid")),
+            prev: link(op.get("prev")),
+        })
+        .collect();
+    let event = stratos_domain::sync::CommitEvent {
+        did: &did,
+        commit: link(body.get("commit")).unwrap(),
+        rev: &rev,
+        prev_data,
+        ops: &ops,
+        blocks,
+    };
+    let verified = stratos_domain::sync::verify_commit(key, &event).expect("the frame verifies");
+    // Tampering is caught: another previous root, or one op fewer.
+    let forged = stratos_domain::sync::CommitEvent {
+        prev_data: Some(verified.data),
+        ..event
+    };
+    assert!(stratos_domain::sync::verify_commit(key, &forged).is_err());
+    let fewer = stratos_domain::sync::CommitEvent {
+        ops: &ops[1..],
+        ..event
+    };
+    assert!(stratos_domain::sync::verify_commit(key, &fewer).is_err());
+    if let Some((data, last_rev)) = chain.as_ref() {
+        assert_eq!(
+            prev_data,
+            Some(*data),
+            "prevData is the previous frame's root"
+        );
+        assert_eq!(
+            since.as_deref(),
+            Some(last_rev.as_str()),
+            "since is the previous rev"
+        );
+    } else {
+        // Enrollment committed the empty repository (no event), so the first frame starts there.
+        assert_eq!(prev_data, Some(stratos_domain::mst::empty_root()));
+    }
+    *chain = Some((verified.data, rev.to_string()));
+    ops.iter().map(|op| op.action.as_str().to_owned()).collect()
+}
+
+/// Every `#commit` frame, replayed from the log or sent live, verifies on its own and chains
+/// onto the one before it; a multi-op commit (create, update, delete) inverts too. A filtered
+/// subscriber gets no blocks (they would name records outside its boundary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_frames_verify_on_their_own_replayed_and_live() {
+    let svc = start_with(&[]).await;
+    let rei = "did:plc:rei";
+    let (s, enrolled) = svc
+        .xrpc_post(
+            "zone.stratos.admin.enrollActor",
+            &format!("Bearer {ADMIN}"),
+            json!({ "did": rei, "boundaries": ["general"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{enrolled}");
+    let key =
+        stratos_domain::crypto::PublicKey::from_did_key(enrolled["signingKey"].as_str().unwrap())
+            .unwrap();
+    let mut rkeys = Vec::new();
+    for i in 0..40 {
+        let out = svc.create(rei, &format!("before {i}"), &["general"]).await;
+        rkeys.push(
+            out["uri"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let (s, b) = svc
+        .xrpc_post(
+            "com.atproto.repo.applyWrites",
+            &format!("Bearer {rei}"),
+            json!({ "repo": rei, "writes": [
+                { "$type": "com.atproto.repo.applyWrites#create", "collection": POST,
+                  "value": post("batch", &["general"]) },
+                { "$type": "com.atproto.repo.applyWrites#update", "collection": POST,
+                  "rkey": rkeys[3], "value": post("changed", &["general"]) },
+                { "$type": "com.atproto.repo.applyWrites#delete", "collection": POST,
+                  "rkey": rkeys[7] },
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    let mut ws = svc.connect(&format!("did={rei}&syncToken={SYNC}")).await;
+    let mut chain = None;
+    for _ in 0..40 {
+        assert_eq!(
+            verify_frame(&next_frame(&mut ws).await.unwrap(), &key, &mut chain),
+            ["create"]
+        );
+    }
+    assert_eq!(
+        verify_frame(&next_frame(&mut ws).await.unwrap(), &key, &mut chain),
+        ["create", "update", "delete"]
+    );
+    // Live.
+    svc.create(rei, "live", &["general"]).await;
+    let (s, b) = svc
+        .xrpc_post(
+            "com.atproto.repo.deleteRecord",
+            &format!("Bearer {rei}"),
+            json!({ "repo": rei, "collection": POST, "rkey": rkeys[0] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        verify_frame(&next_frame(&mut ws).await.unwrap(), &key, &mut chain),
+        ["create"]
+    );
+    assert_eq!(
+        verify_frame(&next_frame(&mut ws).await.unwrap(), &key, &mut chain),
+        ["delete"]
+    );
+
+    let mut filtered = svc
+        .connect(&format!("did={rei}&domain=general&syncToken={SYNC}"))
+        .await;
+    let Frame::Message { body, .. } = next_frame(&mut filtered).await.unwrap() else {
+        panic!("a commit frame");
+    };
+    assert!(body.get("blocks").is_none() && body.get("prevData").is_none());
+    svc.stop().await;
+}
+
 /// A tiny PLC directory serving DID documents for the given keys.
 async fn fake_plc(docs: Vec<(&'static str, String)>) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

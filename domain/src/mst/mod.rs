@@ -25,7 +25,7 @@ use ipld_core::cid::Cid;
 pub use check::walk_untrusted;
 pub use diff::{Diff, RecordChange, diff};
 pub use key::{MAX_KEY_LEN, common_prefix_len, layer, validate_key};
-pub use proof::{prove, verify_proof};
+pub use proof::{covering_proof, prove, verify_proof};
 
 use crate::blocks::{BlockMap, BlockRead, Overlay};
 use crate::{Error, Result};
@@ -38,6 +38,8 @@ pub struct Mst<S> {
     root: Cid,
     fresh: BlockMap,
     cache: HashMap<Cid, Arc<Node>>,
+    /// When set, every node read that this session did not create (see [`Mst::traced`]).
+    trace: Option<Vec<Cid>>,
 }
 
 impl<S: BlockRead> Mst<S> {
@@ -55,7 +57,22 @@ impl<S: BlockRead> Mst<S> {
             root,
             fresh: BlockMap::new(),
             cache: HashMap::new(),
+            trace: None,
         }
+    }
+
+    /// A session like [`Mst::load`] that notes every node it reads and did not create itself:
+    /// after some operations, [`Mst::take_trace`] names exactly the blocks of `store` a consumer
+    /// needs to repeat them.
+    pub(crate) fn traced(store: S, root: Cid) -> Self {
+        let mut mst = Self::load(store, root);
+        mst.trace = Some(Vec::new());
+        mst
+    }
+
+    /// The nodes read so far by a [`Mst::traced`] session (possibly with repeats).
+    pub(crate) fn take_trace(&mut self) -> Vec<Cid> {
+        self.trace.take().unwrap_or_default()
     }
 
     /// CID of the current root node.
@@ -87,6 +104,11 @@ impl<S: BlockRead> Mst<S> {
     }
 
     pub(crate) fn node(&mut self, cid: &Cid) -> Result<Arc<Node>> {
+        if let Some(trace) = &mut self.trace
+            && !self.fresh.contains(cid)
+        {
+            trace.push(*cid);
+        }
         if let Some(node) = self.cache.get(cid) {
             return Ok(Arc::clone(node));
         }

@@ -21,7 +21,7 @@ use super::account::AccountContext;
 use super::blobs;
 use super::node_cache;
 use crate::outbox::{OutboxAction, OutboxItem};
-use crate::repo_store::{CommitUnit, EventOp, IndexChange, SeqEvent};
+use crate::repo_store::{CommitUnit, EventOp, EventProof, IndexChange, SeqEvent};
 
 /// How often a write is rebuilt after losing a compare-and-swap race before giving up.
 const MAX_ATTEMPTS: usize = 5;
@@ -578,6 +578,7 @@ pub(super) fn commit_unit(
             collection,
             rkey,
             cid: op.cid,
+            prev: op.prev,
             boundaries,
         });
     }
@@ -593,6 +594,11 @@ pub(super) fn commit_unit(
             commit: out.head.commit,
             time: now.clone(),
             ops,
+            proof: Some(EventProof {
+                since: out.prev_head.as_ref().map(|h| h.rev.clone()),
+                prev_data: out.prev_head.as_ref().map(|h| h.data),
+                blocks: out.relevant_car.clone(),
+            }),
         }),
         outbox,
     })

@@ -7,12 +7,12 @@ use stratos_domain::Cid;
 use stratos_domain::blocks::BlockMap;
 use stratos_domain::boundary::{Boundary, ReadFilter};
 use stratos_domain::crypto::{KeyAlgorithm, Keypair};
-use stratos_domain::repo::{self, Action, CommitOutput, RecordWrite, RepoHead};
+use stratos_domain::repo::{self, Action, CommitOutput, RecordOp, RecordWrite, RepoHead};
 use stratos_domain::syntax::{Datetime, Did, Nsid, RecordKey, Tid};
-use stratos_domain::{data, tid};
+use stratos_domain::{data, sync, tid};
 use stratos_ports::repo_store::{
-    BlobListQuery, BlobReference, CommitUnit, EventOp, IndexChange, ListQuery, ReleasedBlob,
-    RepoStore, RepoStoreError, SeqEvent, StoredBlob,
+    BlobListQuery, BlobReference, CommitUnit, EventOp, EventProof, IndexChange, ListQuery,
+    ReleasedBlob, RepoStore, RepoStoreError, SeqEvent, StoredBlob,
 };
 
 const POSTS: &str = "zone.stratos.feed.post";
@@ -241,6 +241,7 @@ impl Builder {
                         collection: posts(),
                         rkey: rk(rkey),
                         cid: Some(cid),
+                        prev: None, // set from the commit below
                         boundaries: bounds(b),
                     });
                 }
@@ -258,6 +259,7 @@ impl Builder {
                         collection: posts(),
                         rkey: rk(rkey),
                         cid: None,
+                        prev: None, // set from the commit below
                         boundaries: Vec::new(),
                     });
                 }
@@ -276,6 +278,9 @@ impl Builder {
             &self.key,
         )
         .expect("commit builds");
+        for (op, done) in ops.iter_mut().zip(&out.ops) {
+            op.prev = done.prev;
+        }
         let unit = CommitUnit {
             prev: self.head.as_ref().map(|h| h.commit),
             head: out.head.clone(),
@@ -288,6 +293,11 @@ impl Builder {
                 commit: out.head.commit,
                 time: time(),
                 ops,
+                proof: Some(EventProof {
+                    since: out.prev_head.as_ref().map(|h| h.rev.clone()),
+                    prev_data: out.prev_head.as_ref().map(|h| h.data),
+                    blocks: out.relevant_car.clone(),
+                }),
             }),
             outbox: Vec::new(),
         };
@@ -609,6 +619,33 @@ pub async fn events_are_sequenced_per_actor(store: Subject) {
     assert_eq!(events[2].ops[0].cid, None);
     assert_eq!(events[0].ops[0].collection, POSTS);
     assert_eq!(events[0].ops[0].rkey, keys[0]);
+    // Every event comes back self-verifying: its proof checks against the account's key, and
+    // each one's previous data root is the root the one before it produced.
+    let mut data = None;
+    for e in &events {
+        let proof = e.proof.as_ref().expect("the event's proof is stored");
+        assert_eq!(proof.prev_data, data);
+        let ops: Vec<RecordOp> = e
+            .ops
+            .iter()
+            .map(|op| RecordOp {
+                action: op.action,
+                path: format!("{}/{}", op.collection, op.rkey),
+                cid: op.cid,
+                prev: op.prev,
+            })
+            .collect();
+        let event = sync::CommitEvent {
+            did: &a.did,
+            commit: e.commit,
+            rev: &e.rev,
+            prev_data: proof.prev_data,
+            ops: &ops,
+            blocks: &proof.blocks,
+        };
+        let verified = sync::verify_commit(a.key.public_key(), &event).expect("verifies");
+        data = Some(verified.data);
+    }
     let after = store.events_after(&a.did, 1, 1).await.expect("events");
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].seq, 2);
@@ -1229,8 +1266,10 @@ pub async fn creates_on_a_stale_head_write_nothing(repos: Subject) {
                 collection: posts(),
                 rkey: rk("3stale"),
                 cid: Some(record_cid),
+                prev: None,
                 boundaries,
             }],
+            proof: None,
         }),
         outbox: Vec::new(),
     };

@@ -9,7 +9,7 @@ use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Row as _};
 use stratos_domain::Cid;
 use stratos_domain::syntax::Did;
 use stratos_ports::repo_store::{CommitUnit, IndexChange, SeqEvent};
-use stratos_ports::storage_codec::{encode_item, encode_ops, join_boundaries};
+use stratos_ports::storage_codec::{encode_event_body, encode_item, join_boundaries};
 
 use crate::PostgresError;
 
@@ -216,7 +216,7 @@ pub(super) async fn apply(
         .bind(event.rev.as_str())
         .bind(event.commit.to_bytes())
         .bind(event.time.as_str())
-        .bind(encode_ops(&event.ops))
+        .bind(encode_event_body(&event.ops, event.proof.as_ref()))
         .fetch_one(&mut **tx)
         .await?;
         seq = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
@@ -282,7 +282,7 @@ async fn apply_plain(
         .bind(event.rev.as_str())
         .bind(event.commit.to_bytes())
         .bind(event.time.as_str())
-        .bind(encode_ops(&event.ops))
+        .bind(encode_event_body(&event.ops, event.proof.as_ref()))
         .bind(did.as_str())
         .bind(items)
         .fetch_one(&mut **tx)

@@ -23,7 +23,7 @@ use stratos_ports::repo_store::{
     BlobListQuery, BlobReference, CommitUnit, ListQuery, ReleasedBlob, RepoResult, RepoStore,
     RepoStoreError, SeqEvent, StoredBlob, StoredRecord,
 };
-use stratos_ports::storage_codec::{cid_from_bytes, decode_ops, parse, split_boundaries};
+use stratos_ports::storage_codec::{cid_from_bytes, decode_event_body, parse, split_boundaries};
 
 use crate::{PostgresError, Row, Schemas, params, repo_err, sqlx_err, stmt};
 
@@ -393,12 +393,14 @@ impl RepoStore for PostgresRepoStore {
             .await
             .map_err(db_err)?;
         let parse = |row: &sea_orm::QueryResult| -> Result<SeqEvent, PostgresError> {
+            let (ops, proof) = decode_event_body(&row.bytes(4)?)?;
             Ok(SeqEvent {
                 seq: u64::try_from(row.int(0)?).unwrap_or(0),
                 rev: parse(&row.text(1)?, "event rev")?,
                 commit: cid_from_bytes(&row.bytes(2)?)?,
                 time: parse(&row.text(3)?, "event time")?,
-                ops: decode_ops(&row.bytes(4)?)?,
+                ops,
+                proof,
             })
         };
         rows.iter()

@@ -18,7 +18,7 @@ use stratos_domain::{Cid, data};
 
 use super::UseCaseError;
 use crate::enrollment_store::{EnrollmentAction, EnrollmentEvent, EnrollmentStore};
-use crate::repo_store::{RepoStore, SeqEvent};
+use crate::repo_store::{EventProof, RepoStore, SeqEvent};
 
 /// The stream's NSID (also the `lxm` of service-auth JWTs for it).
 pub const NSID: &str = "zone.stratos.sync.subscribeRecords";
@@ -38,6 +38,9 @@ pub struct CommitOp {
     pub rkey: RecordKey,
     /// The new record CID; `None` for deletes.
     pub cid: Option<Cid>,
+    /// The record's CID before the commit; `None` for creates (and in events stored before
+    /// events carried it).
+    pub prev: Option<Cid>,
     /// The record's boundaries (for the `domain` filter).
     pub boundaries: Vec<Boundary>,
     /// The record's DAG-CBOR bytes; `None` for deletes (or, on replay, when the block is gone).
@@ -60,6 +63,8 @@ pub struct CommitEvent {
     pub time: Datetime,
     /// The operations, in commit order.
     pub ops: Vec<CommitOp>,
+    /// What makes the event self-verifying (`None` for events stored before events carried it).
+    pub proof: Option<EventProof>,
 }
 
 /// Where committed events go: the live stream. The use cases call it only after the storage
@@ -96,10 +101,12 @@ pub fn live_event(
                 collection: op.collection.clone(),
                 rkey: op.rkey.clone(),
                 cid: op.cid,
+                prev: op.prev,
                 boundaries: op.boundaries.clone(),
                 record: op.cid.and_then(|c| blocks.get(&c)).map(<[u8]>::to_vec),
             })
             .collect(),
+        proof: event.proof.clone(),
     }
 }
 
@@ -286,6 +293,11 @@ pub enum FilteredOp<'a> {
 
 /// The `#commit` frame of `event` for a subscriber filtering on `domain`; `None` when no op
 /// passes the filter (the subscriber's position still moves past the event).
+///
+/// An unfiltered frame is self-verifying (atproto sync v1.1): it carries `since`, `prevData`,
+/// each op's `prev` and `blocks`, the CAR slice with the commit, the covering proofs and the new
+/// records ([`stratos_domain::sync::verify_commit`]). A filtered frame carries none of them: the
+/// proof's tree nodes name records outside the filter, and a subset of the ops cannot be inverted.
 pub fn commit_frame(
     event: &CommitEvent,
     domain: Option<&str>,
@@ -294,6 +306,7 @@ pub fn commit_frame(
     if ops.is_empty() {
         return Ok(None);
     }
+    let proof = event.proof.as_ref().filter(|_| domain.is_none());
     let mut list = Vec::with_capacity(ops.len());
     for op in ops {
         let (action, op, whole) = match op {
@@ -315,20 +328,37 @@ pub fn commit_frame(
                 },
             ),
         ]);
+        if proof.is_some() {
+            m.insert("prev".to_owned(), op.prev.map_or(Ipld::Null, Ipld::Link));
+        }
         if whole && let Some(bytes) = &op.record {
             m.insert("record".to_owned(), data::decode(bytes)?);
         }
         list.push(Ipld::Map(m));
     }
-    let body = Ipld::Map(BTreeMap::from([
+    let mut body = BTreeMap::from([
         ("seq".to_owned(), int(event.seq)),
         ("did".to_owned(), text(event.did.as_str())),
         ("time".to_owned(), text(event.time.as_str())),
         ("rev".to_owned(), text(event.rev.as_str())),
         ("commit".to_owned(), Ipld::Link(event.commit)),
         ("ops".to_owned(), Ipld::List(list)),
-    ]));
-    message_frame(kind::COMMIT, &body).map(Some)
+    ]);
+    if let Some(proof) = proof {
+        body.insert(
+            "since".to_owned(),
+            proof
+                .since
+                .as_ref()
+                .map_or(Ipld::Null, |t| text(t.as_str())),
+        );
+        body.insert(
+            "prevData".to_owned(),
+            proof.prev_data.map_or(Ipld::Null, Ipld::Link),
+        );
+        body.insert("blocks".to_owned(), Ipld::Bytes(proof.blocks.clone()));
+    }
+    message_frame(kind::COMMIT, &Ipld::Map(body)).map(Some)
 }
 
 /// True for the enrollment actions that end an account's per-actor stream.
