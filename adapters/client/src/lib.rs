@@ -1,0 +1,19 @@
+//! The Rust client of Stratos services (issue 17, first part): reading
+//! `zone.stratos.sync.subscribeRecords` as an AppView or indexer does, with every `#commit`
+//! frame verified against the account's signing key before it is handed over.
+//!
+//! - [`frame`]: decoding event-stream frames (`#commit`, `#enrollment`, `#info`, errors), bounded
+//!   in size, and verifying one commit frame ([`frame::CommitFrame::verify`]: signature,
+//!   inversion to `prevData`, and the chain to the frame before).
+//! - [`stream`]: [`stream::RecordStream`], a per-account consumer that resumes from a cursor,
+//!   reconnects with backoff and jitter, drops duplicates, and reports `OutdatedCursor` as a
+//!   backfill signal.
+//!
+//! Discovery, routing, the typed XRPC client and OAuth helpers are not in this crate yet.
+#![deny(missing_docs)]
+
+mod error;
+pub mod frame;
+pub mod stream;
+
+pub use error::{ChainBreak, ClientError};

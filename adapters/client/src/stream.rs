@@ -1,0 +1,339 @@
+//! A verified consumer of one account's `zone.stratos.sync.subscribeRecords` stream.
+//!
+//! ```no_run
+//! # async fn run(key: stratos_domain::crypto::PublicKey) -> Result<(), stratos_client::ClientError> {
+//! use stratos_client::stream::{RecordStream, StreamAuth, StreamItem};
+//! use stratos_domain::syntax::Did;
+//!
+//! let did = Did::parse("did:plc:ewvi7nxzyoun6zhxrhs64oiz").map_err(|e| stratos_client::ClientError::Url(e.to_string()))?;
+//! let saved_cursor: Option<u64> = None; // from the consumer's own storage
+//! let mut stream = RecordStream::builder("https://stratos.example", did, key)
+//!     .auth(StreamAuth::SyncToken("secret".into()))
+//!     .cursor(saved_cursor)
+//!     .build();
+//! loop {
+//!     match stream.next().await? {
+//!         StreamItem::Commit { frame, .. } => {
+//!             // Index `frame.ops`, then persist `frame.seq` with the same transaction.
+//!         }
+//!         StreamItem::OutdatedCursor { .. } => {
+//!             // Backfill from `zone.stratos.sync.getRepo`, then continue.
+//!         }
+//!     }
+//! }
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use stratos_domain::Cid;
+use stratos_domain::crypto::PublicKey;
+use stratos_domain::sync::VerifiedCommit;
+use stratos_domain::syntax::Did;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::ClientError;
+use crate::frame::{self, CommitFrame, Frame};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How the consumer authenticates.
+#[derive(Clone)]
+pub enum StreamAuth {
+    /// The service's static sync token (`syncToken` query parameter).
+    SyncToken(String),
+    /// An `Authorization` header value, e.g. `Bearer <service-auth JWT>`.
+    Authorization(String),
+}
+
+impl std::fmt::Debug for StreamAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets are never printed.
+        f.write_str(match self {
+            StreamAuth::SyncToken(_) => "SyncToken(..)",
+            StreamAuth::Authorization(_) => "Authorization(..)",
+        })
+    }
+}
+
+/// What the stream hands over.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    /// A commit; `verified` is `Some` unless verification was turned off.
+    Commit {
+        /// The frame.
+        frame: Box<CommitFrame>,
+        /// What verification established (the data root after the commit, its blocks).
+        verified: Option<Box<VerifiedCommit>>,
+    },
+    /// The cursor is older than what the service retains: backfill from the repository export,
+    /// then go on reading (the stream continues from the oldest retained event; the chain
+    /// check starts again there).
+    OutdatedCursor {
+        /// The service's message.
+        message: Option<String>,
+    },
+}
+
+/// Builds a [`RecordStream`].
+#[derive(Debug, Clone)]
+pub struct RecordStreamBuilder {
+    service: String,
+    did: Did,
+    key: PublicKey,
+    auth: Option<StreamAuth>,
+    cursor: Option<u64>,
+    chain: Option<Cid>,
+    verify: bool,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_backoff: Duration,
+}
+
+impl RecordStreamBuilder {
+    /// Authentication (none: only streams the service opens to anyone, i.e. none by default).
+    pub fn auth(mut self, auth: StreamAuth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Resume after this sequence number (the last one the consumer persisted).
+    pub fn cursor(mut self, cursor: Option<u64>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+
+    /// The data root the account's last persisted event reached: the first frame must follow
+    /// it. Without it the chain check starts at the first frame received.
+    pub fn chain(mut self, data: Option<Cid>) -> Self {
+        self.chain = data;
+        self
+    }
+
+    /// Turns verification off (it is on by default; frames of events stored before events
+    /// carried proofs can only be read this way).
+    pub fn unverified(mut self) -> Self {
+        self.verify = false;
+        self
+    }
+
+    /// Time allowed for connecting (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Silence after which the connection is presumed dead and re-opened (default 90 s; the
+    /// service pings every 30 s by default).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Longest wait between reconnection attempts (default 30 s; waits double from 250 ms,
+    /// with jitter).
+    pub fn max_backoff(mut self, max: Duration) -> Self {
+        self.max_backoff = max;
+        self
+    }
+
+    /// The consumer; it connects on the first [`RecordStream::next`].
+    pub fn build(self) -> RecordStream {
+        RecordStream {
+            cursor: self.cursor,
+            chain: self.chain,
+            config: self,
+            socket: None,
+            failures: 0,
+        }
+    }
+}
+
+/// A per-account stream consumer: connects lazily, resumes after its cursor on every
+/// reconnection (backoff with jitter), drops frames at or below the cursor, and verifies each
+/// commit (signature, inversion, chain to the frame before) before handing it over.
+#[derive(Debug)]
+pub struct RecordStream {
+    config: RecordStreamBuilder,
+    socket: Option<Socket>,
+    cursor: Option<u64>,
+    chain: Option<Cid>,
+    failures: u32,
+}
+
+impl RecordStream {
+    /// A builder for the stream of `did` at the Stratos service `service` (its `http(s)://`
+    /// base URL), verified with the account's signing key `key`.
+    pub fn builder(service: &str, did: Did, key: PublicKey) -> RecordStreamBuilder {
+        RecordStreamBuilder {
+            service: service.trim_end_matches('/').to_owned(),
+            did,
+            key,
+            auth: None,
+            cursor: None,
+            chain: None,
+            verify: true,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+
+    /// The sequence number of the last commit handed over.
+    pub fn cursor(&self) -> Option<u64> {
+        self.cursor
+    }
+
+    /// The data root the last verified commit reached.
+    pub fn chain(&self) -> Option<Cid> {
+        self.chain
+    }
+
+    /// The next item. Connection failures are retried here (with backoff); errors returned
+    /// are the service refusing the stream, or a frame that is malformed or does not verify
+    /// (the frame is not handed over and the cursor does not move past it).
+    pub async fn next(&mut self) -> Result<StreamItem, ClientError> {
+        loop {
+            let Some(socket) = self.socket.as_mut() else {
+                if self.failures > 0 {
+                    tokio::time::sleep(self.backoff()).await;
+                }
+                match self.connect().await {
+                    Ok(socket) => self.socket = Some(socket),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "stream connection failed");
+                        self.failures = self.failures.saturating_add(1);
+                    }
+                }
+                continue;
+            };
+            let message = match tokio::time::timeout(self.config.idle_timeout, socket.next()).await
+            {
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(_)) | None) | Err(_) => {
+                    self.reconnect();
+                    continue;
+                }
+            };
+            let bytes = match message {
+                Message::Binary(bytes) => bytes,
+                Message::Close(_) => {
+                    self.reconnect();
+                    continue;
+                }
+                _ => continue,
+            };
+            self.failures = 0;
+            match frame::decode(&bytes)? {
+                Frame::Commit(commit) => {
+                    if self.cursor.is_some_and(|c| commit.seq <= c) {
+                        continue;
+                    }
+                    let verified = if self.config.verify {
+                        let v = commit.verify(&self.config.key, self.chain)?;
+                        self.chain = Some(v.data);
+                        Some(Box::new(v))
+                    } else {
+                        None
+                    };
+                    self.cursor = Some(commit.seq);
+                    return Ok(StreamItem::Commit {
+                        frame: commit,
+                        verified,
+                    });
+                }
+                Frame::Info { name, message } if name == "OutdatedCursor" => {
+                    self.chain = None;
+                    return Ok(StreamItem::OutdatedCursor { message });
+                }
+                Frame::Error { error, message } => {
+                    self.socket = None;
+                    if error == "ConsumerTooSlow" {
+                        self.failures = 1;
+                        continue;
+                    }
+                    return Err(ClientError::Refused { error, message });
+                }
+                Frame::Info { .. } | Frame::Enrollment(_) | Frame::Unknown { .. } => continue,
+            }
+        }
+    }
+
+    fn reconnect(&mut self) {
+        self.socket = None;
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    /// 250 ms doubled per consecutive failure, capped, then a random 50–100 % of it (so that
+    /// many consumers of a restarted service do not return in step).
+    fn backoff(&self) -> Duration {
+        let exp = self.failures.saturating_sub(1).min(16);
+        let base = Duration::from_millis(250)
+            .saturating_mul(1u32 << exp)
+            .min(self.config.max_backoff);
+        let jitter = 0.5 + f64::from(rand_u16()) / f64::from(u16::MAX) / 2.0;
+        base.mul_f64(jitter)
+    }
+
+    fn url(&self) -> Result<String, ClientError> {
+        let base = if let Some(rest) = self.config.service.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = self.config.service.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            return Err(ClientError::Url(format!(
+                "{} is not an http(s) URL",
+                self.config.service
+            )));
+        };
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("did", self.config.did.as_str());
+        if let Some(cursor) = self.cursor {
+            query.append_pair("cursor", &cursor.to_string());
+        }
+        if let Some(StreamAuth::SyncToken(token)) = &self.config.auth {
+            query.append_pair("syncToken", token);
+        }
+        Ok(format!(
+            "{base}/xrpc/zone.stratos.sync.subscribeRecords?{}",
+            query.finish()
+        ))
+    }
+
+    async fn connect(&self) -> Result<Socket, ClientError> {
+        let mut request = self
+            .url()?
+            .into_client_request()
+            .map_err(|e| ClientError::Url(e.to_string()))?;
+        if let Some(StreamAuth::Authorization(value)) = &self.config.auth {
+            let value =
+                HeaderValue::from_str(value).map_err(|e| ClientError::Url(e.to_string()))?;
+            request.headers_mut().insert("authorization", value);
+        }
+        let connect = tokio_tungstenite::connect_async(request);
+        match tokio::time::timeout(self.config.connect_timeout, connect).await {
+            Ok(Ok((socket, _))) => Ok(socket),
+            Ok(Err(e)) => Err(ClientError::Connect(e.to_string())),
+            Err(_) => Err(ClientError::Connect("timed out".into())),
+        }
+    }
+}
+
+/// A random number for jitter (not a secret; the OS generator is simply at hand).
+fn rand_u16() -> u16 {
+    let mut b = [0u8; 2];
+    // Without randomness the jitter is the midpoint: still a valid wait.
+    if getrandom(&mut b).is_err() {
+        return u16::MAX / 2;
+    }
+    u16::from_le_bytes(b)
+}
+
+fn getrandom(buf: &mut [u8]) -> Result<(), rand_core::Error> {
+    use rand_core::RngCore as _;
+    rand_core::OsRng.try_fill_bytes(buf)
+}
