@@ -159,3 +159,57 @@ fn require_record(blocks: &BlockMap, cid: &Cid) -> Result<()> {
         Err(Error::MissingBlock(*cid))
     }
 }
+
+/// What a verified record proof (`com.atproto.sync.getRecord`) establishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenRecord {
+    /// The signed commit's revision.
+    pub rev: Tid,
+    /// The commit's data root.
+    pub data: Cid,
+    /// The record's CID, `None` when the proof shows the record is absent.
+    pub cid: Option<Cid>,
+    /// The record's DAG-CBOR bytes (hash-checked), `None` when absent.
+    pub record: Option<Vec<u8>>,
+}
+
+/// Verifies a record proof CAR (`com.atproto.sync.getRecord`: the signed commit, the MST nodes
+/// on the key's path, the record block): every block hashes to its CID, the commit is `did`'s and
+/// signed by `key`, and the path from the commit's root proves the record's presence (with its
+/// block) or its absence.
+pub fn verify_record_proof(
+    key: &PublicKey,
+    did: &Did,
+    path: &str,
+    car_bytes: &[u8],
+) -> Result<ProvenRecord> {
+    let limits = CarLimits {
+        max_total: MAX_SLICE_BYTES,
+        ..CarLimits::default()
+    };
+    let car = car::read(car_bytes, limits)?;
+    let [root] = car.roots[..] else {
+        return Err(invalid("a record proof has exactly one root, the commit"));
+    };
+    let commit = SignedCommit::decode(car.blocks.get(&root).ok_or(Error::MissingBlock(root))?)?;
+    if &commit.did != did {
+        return Err(invalid("the commit belongs to another account"));
+    }
+    commit.verify(key)?;
+    let cid = mst::verify_proof(&commit.data, path, &car.blocks)?;
+    let record = match cid {
+        Some(cid) => Some(
+            car.blocks
+                .get(&cid)
+                .ok_or(Error::MissingBlock(cid))?
+                .to_vec(),
+        ),
+        None => None,
+    };
+    Ok(ProvenRecord {
+        rev: commit.rev,
+        data: commit.data,
+        cid,
+        record,
+    })
+}

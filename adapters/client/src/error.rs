@@ -18,6 +18,9 @@ pub enum ClientError {
         #[source]
         source: Box<stratos_domain::Error>,
     },
+    /// A proof, export or enrollment record that does not verify.
+    #[error("verification failed: {0}")]
+    Verification(#[source] Box<stratos_domain::Error>),
     /// A commit frame without the proof verification needs (an event stored before events
     /// carried one, or a filtered stream).
     #[error("commit {0} carries no proof")]

@@ -9,11 +9,19 @@
 //!   reconnects with backoff and jitter, drops duplicates, and reports `OutdatedCursor` as a
 //!   backfill signal.
 //!
-//! Discovery, routing, the typed XRPC client and OAuth helpers are not in this crate yet.
+//! - [`verify`]: record proofs (`com.atproto.sync.getRecord`), repository exports and the
+//!   enrollment record's service attestation, each against the right key.
+//! - [`routing`]: which calls go to Stratos and which to the PDS.
+//! - [`scopes`]: the OAuth scope strings for Stratos records.
+//!
+//! Discovery over HTTP and the typed XRPC client are not in this crate yet.
 #![deny(missing_docs)]
 
 mod error;
 pub mod frame;
+pub mod routing;
+pub mod scopes;
 pub mod stream;
+pub mod verify;
 
 pub use error::{ChainBreak, ClientError};
