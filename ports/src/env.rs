@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use stratos_domain::auth::Jwk;
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Did, Nsid, RecordKey};
 
 /// Wall-clock time, injectable for tests.
 pub trait Clock: Send + Sync {
@@ -45,6 +45,22 @@ pub trait IdentityResolver: Send + Sync {
     async fn resolve_did(&self, did: &Did) -> Result<Option<Value>, EnvError>;
     /// The DID a handle points at, `None` when it points nowhere.
     async fn resolve_handle(&self, handle: &str) -> Result<Option<Did>, EnvError>;
+}
+
+/// An account's public records, read from the PDS its DID document names (for discovering its
+/// `zone.stratos.actor.enrollment` records). The PDS's address comes from data the account
+/// controls, so implementations hold it to the same address rule as `did:web` hosts.
+#[async_trait]
+pub trait PublicRecords: Send + Sync {
+    /// Up to `limit` records of `collection` in `did`'s repository, as (record key, value in
+    /// atproto JSON), in the PDS's order. An account that does not exist, or has no PDS, has
+    /// none.
+    async fn list_records(
+        &self,
+        did: &Did,
+        collection: &Nsid,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, Value)>, EnvError>;
 }
 
 /// The OAuth authorization servers that issue accounts' DPoP-bound access tokens.

@@ -18,6 +18,9 @@ pub enum ClientError {
         #[source]
         source: Box<stratos_domain::Error>,
     },
+    /// An enrollment that could not be discovered or did not pass its checks.
+    #[error("discovery: {0}")]
+    Discovery(String),
     /// A proof, export or enrollment record that does not verify.
     #[error("verification failed: {0}")]
     Verification(#[source] Box<stratos_domain::Error>),

@@ -14,9 +14,13 @@
 //! - [`routing`]: which calls go to Stratos and which to the PDS.
 //! - [`scopes`]: the OAuth scope strings for Stratos records.
 //!
-//! Discovery over HTTP and the typed XRPC client are not in this crate yet.
+//! - [`discovery`]: a user's enrollment records from their PDS, each checked against the
+//!   service's DID document (over the `IdentityResolver` and `PublicRecords` ports).
+//!
+//! The typed XRPC client is not in this crate yet.
 #![deny(missing_docs)]
 
+pub mod discovery;
 mod error;
 pub mod frame;
 pub mod routing;

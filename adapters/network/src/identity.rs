@@ -39,8 +39,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::Url;
 use serde_json::Value;
-use stratos_domain::syntax::{Did, Handle};
-use stratos_ports::env::{EnvError, IdentityResolver};
+use stratos_domain::syntax::{Did, Handle, Nsid, RecordKey};
+use stratos_ports::env::{EnvError, IdentityResolver, PublicRecords};
 
 // The DID-document readers are pure rules; they live in the domain, where the library's
 // authentication reads them too. Re-exported so this crate's callers keep their paths.
@@ -375,6 +375,86 @@ impl IdentityResolver for HttpIdentityResolver {
                 Err(failed(e))
             }
         }
+    }
+}
+
+/// Records per `listRecords` page asked of a PDS (its maximum).
+const LIST_PAGE: usize = 100;
+
+#[async_trait]
+impl PublicRecords for HttpIdentityResolver {
+    /// Pages through `com.atproto.repo.listRecords` on the PDS of `did`'s document, with the
+    /// rules of `did:web` hosts (https only, public addresses only unless allowed, bounded
+    /// bodies): the PDS's address is the account's choice. A PDS answering 400 (no such
+    /// repository) or 404 has none.
+    async fn list_records(
+        &self,
+        did: &Did,
+        collection: &Nsid,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, Value)>, EnvError> {
+        let failed = |e: NetworkError| {
+            EnvError::Backend(stratos_ports::Cause::message(format!(
+                "listing {collection} of {did}: {e}"
+            )))
+        };
+        let Some(doc) = self.resolve_did(did).await? else {
+            return Ok(Vec::new());
+        };
+        let Some(pds) = pds_endpoint(&doc) else {
+            return Ok(Vec::new());
+        };
+        let base = Url::parse(&pds).map_err(|e| failed(NetworkError::InvalidUri(e.to_string())))?;
+        if !self.web.allowed(&base) {
+            return Err(failed(NetworkError::InvalidUri(format!(
+                "the PDS {pds} is not an allowed URL"
+            ))));
+        }
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        while out.len() < limit {
+            let mut url = base.clone();
+            url.set_path("/xrpc/com.atproto.repo.listRecords");
+            url.set_query(None);
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("repo", did.as_str());
+                q.append_pair("collection", collection.as_str());
+                q.append_pair("limit", &(limit - out.len()).min(LIST_PAGE).to_string());
+                if let Some(c) = &cursor {
+                    q.append_pair("cursor", c);
+                }
+            }
+            let Some(body) = self
+                .web
+                .fetch(url, "application/json", |s| s == 400 || s == 404)
+                .await
+                .map_err(failed)?
+            else {
+                break;
+            };
+            let page: Value = serde_json::from_slice(&body)
+                .map_err(|e| failed(NetworkError::InvalidBody(e.to_string())))?;
+            let records = page["records"]
+                .as_array()
+                .ok_or_else(|| failed(NetworkError::InvalidBody("no `records` array".into())))?;
+            for record in records {
+                // `at://did/collection/rkey`; a record whose URI is not one is skipped.
+                let rkey = record["uri"]
+                    .as_str()
+                    .and_then(|u| u.rsplit('/').next())
+                    .and_then(|k| RecordKey::parse(k).ok());
+                if let Some(rkey) = rkey {
+                    out.push((rkey, record["value"].clone()));
+                }
+            }
+            cursor = page["cursor"].as_str().map(str::to_owned);
+            if records.is_empty() || cursor.is_none() {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 }
 

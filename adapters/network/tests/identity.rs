@@ -676,3 +676,84 @@ async fn failed_did_web_and_handle_lookups_are_cached_briefly() {
     assert_eq!(resolve(&r, &web).await.unwrap(), Some(doc(&web)));
     assert_eq!(server.requests_for("localhost/.well-known/did.json"), 2);
 }
+
+/// `PublicRecords`: an account's records from the PDS its document names, paged by cursor and
+/// cut at the limit; a PDS on a private address is refused unless allowed; no PDS, none.
+#[tokio::test]
+async fn public_records_page_through_the_accounts_pds_under_the_address_rule() {
+    use stratos_domain::syntax::Nsid;
+    use stratos_ports::env::PublicRecords;
+
+    let server = Server::start().await;
+    let mut alice = doc(ALICE);
+    alice["service"][0]["serviceEndpoint"] =
+        json!(format!("http://localhost:{}", server.addr.port()));
+    server.plc(ALICE, json_reply(&alice));
+    let mut bob = doc(BOB);
+    bob["service"] = json!([]);
+    server.plc(BOB, json_reply(&bob));
+    let collection = "zone.stratos.actor.enrollment";
+    let list = |query: &str| {
+        format!(
+            "localhost/xrpc/com.atproto.repo.listRecords?repo={}&collection={collection}&{query}",
+            ALICE.replace(':', "%3A")
+        )
+    };
+    let record = |rkey: &str| json!({ "uri": format!("at://{ALICE}/{collection}/{rkey}"), "cid": "x", "value": { "n": rkey } });
+    server.route(
+        list("limit=100"),
+        json_reply(&json!({ "records": [record("a"), record("b")], "cursor": "c1" })),
+    );
+    server.route(
+        list("limit=98&cursor=c1"),
+        json_reply(&json!({ "records": [record("c")] })),
+    );
+    server.route(
+        list("limit=2"),
+        json_reply(&json!({ "records": [record("a"), record("b")], "cursor": "c1" })),
+    );
+    let collection = Nsid::parse(collection).unwrap();
+
+    let r = resolver(config(&server));
+    let got = r.list_records(&did(ALICE), &collection, 100).await.unwrap();
+    let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["a", "b", "c"]);
+    assert_eq!(got[2].1, json!({ "n": "c" }));
+    assert_eq!(
+        r.list_records(&did(ALICE), &collection, 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        r.list_records(&did(BOB), &collection, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no PDS"
+    );
+    assert!(
+        r.list_records(&did(ERIN), &collection, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no account"
+    );
+
+    let guarded = resolver(IdentityConfig {
+        allow_private_targets: false,
+        ..config(&server)
+    });
+    let before = server.requests_for(&list("limit=100"));
+    let err = guarded
+        .list_records(&did(ALICE), &collection, 100)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not a public address"), "{err}");
+    assert_eq!(
+        server.requests_for(&list("limit=100")),
+        before,
+        "refused before any request"
+    );
+}

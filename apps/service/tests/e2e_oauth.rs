@@ -404,6 +404,43 @@ async fn s3_s14_records_reach_the_pds_and_leave_with_the_account() {
     assert_eq!(now["needsAuthorization"], false, "{now}");
     assert_eq!(now["pdsDeadLetters"], 0, "{now}");
 
+    // The enrollment as an AppView discovers it with stratos-client: read from the real PDS
+    // (found through the PLC directory), checked against the service's DID document; the user
+    // key it yields verifies the proof of the private post below.
+    let did = stratos_domain::syntax::Did::parse(&asuka.did).unwrap();
+    let identity = std::sync::Arc::new(stratos_testkit::memory::MemoryIdentity::new());
+    let service_doc: Value = http
+        .get(format!("{base}/.well-known/did.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    identity.insert_doc(
+        &stratos_domain::syntax::Did::parse(SERVICE_DID).unwrap(),
+        service_doc,
+    );
+    let records = stratos_network::HttpIdentityResolver::new(stratos_network::IdentityConfig {
+        plc_url: h.plc_url.clone(),
+        allow_http_for_localhost: true,
+        allow_private_targets: true,
+        ..stratos_network::IdentityConfig::default()
+    })
+    .unwrap();
+    let discovery =
+        stratos_client::discovery::Discovery::new(identity, std::sync::Arc::new(records));
+    let found = discovery.enrollments(&did).await.unwrap();
+    assert!(found.rejected.is_empty(), "{:?}", found.rejected);
+    assert_eq!(found.enrollments.len(), 1);
+    let e = &found.enrollments[0];
+    assert_eq!(e.service_did.as_str(), SERVICE_DID);
+    assert_eq!(e.service_url, PUBLIC);
+    assert_eq!(
+        e.signing_key.to_did_key(),
+        value["signingKey"].as_str().unwrap()
+    );
+
     // A private post: its stub reaches the PDS with no content.
     let record = common::post_record(SERVICE_DID, "only for swordsmiths", &["swordsmith"]);
     let res = http
@@ -425,6 +462,26 @@ async fn s3_s14_records_reach_the_pds_and_leave_with_the_account() {
             .ends_with(&format!("/{POST}/{rkey}")),
         "the stub sits at the record's collection and key: {stubs:?}"
     );
+    let res = http
+        .get(format!(
+            "{base}/xrpc/com.atproto.sync.getRecord?did={}&collection={POST}&rkey={rkey}",
+            asuka.did
+        ))
+        .bearer_auth(&asuka.did)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let proven = stratos_client::verify::record_proof(
+        &e.signing_key,
+        &did,
+        &stratos_domain::syntax::Nsid::parse(POST).unwrap(),
+        &stratos_domain::syntax::RecordKey::parse(&rkey).unwrap(),
+        &res.bytes().await.unwrap(),
+    )
+    .unwrap()
+    .expect("the post is proven");
+    assert_eq!(proven.cid.to_string(), created["cid"].as_str().unwrap());
     let stub = &stubs[0]["value"];
     assert_eq!(stub["source"]["subject"]["uri"], uri.as_str(), "{stub}");
     assert_eq!(stub["source"]["subject"]["cid"], created["cid"], "{stub}");

@@ -8,10 +8,10 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use serde_json::Value;
 use stratos_domain::auth::Jwk;
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Did, Nsid, RecordKey};
 use stratos_ports::env::{
     AllowList, AuthorizationServers, Cache, Clock, EnvError, IdentityResolver, Notifier,
-    Subscription,
+    PublicRecords, Subscription,
 };
 use tokio::sync::broadcast;
 
@@ -75,6 +75,47 @@ impl IdentityResolver for MemoryIdentity {
         Ok(lock(&self.handles)
             .get(&handle.to_ascii_lowercase())
             .cloned())
+    }
+}
+
+/// `(did, collection)` → records in order.
+type RecordTable = HashMap<(String, String), Vec<(RecordKey, Value)>>;
+
+/// Accounts' public records from a table.
+#[derive(Debug, Default)]
+pub struct MemoryPublicRecords {
+    records: Mutex<RecordTable>,
+}
+
+impl MemoryPublicRecords {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) `did`'s record `collection/rkey`.
+    pub fn put(&self, did: &Did, collection: &Nsid, rkey: RecordKey, value: Value) {
+        let mut table = lock(&self.records);
+        let list = table
+            .entry((did.to_string(), collection.to_string()))
+            .or_default();
+        list.retain(|(k, _)| k != &rkey);
+        list.push((rkey, value));
+    }
+}
+
+#[async_trait]
+impl PublicRecords for MemoryPublicRecords {
+    async fn list_records(
+        &self,
+        did: &Did,
+        collection: &Nsid,
+        limit: usize,
+    ) -> Result<Vec<(RecordKey, Value)>, EnvError> {
+        Ok(lock(&self.records)
+            .get(&(did.to_string(), collection.to_string()))
+            .map(|l| l.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
     }
 }
 

@@ -14,7 +14,7 @@ pub use blobs::MemoryBlobStore;
 pub use enrollment::MemoryEnrollmentStore;
 pub use env::{
     ManualClock, MemoryAllowList, MemoryAuthorizationServers, MemoryCache, MemoryIdentity,
-    MemoryNotifier,
+    MemoryNotifier, MemoryPublicRecords,
 };
 pub use keys::MemoryKeyStore;
 pub use oauth::MemoryOAuthStore;
