@@ -2,10 +2,14 @@
 // the atproto reference implementation uses on repositories it receives.
 //
 //   node e2e/verify-car.mjs --did <did> --key <did:key> [--car <file>]   (CAR on stdin without --car)
+//   node e2e/verify-car.mjs --proof --did <did> --key <did:key>            (a com.atproto.sync.getRecord CAR)
 //
 // It checks that every block hashes to its CID, the CAR has exactly one root, the root commit
 // names <did> and is signed by <did:key>, and the whole MST can be walked with every record
-// block present. Prints one JSON line:
+// block present. With --proof the CAR is a record proof and verifyRecords checks it instead (the
+// signed commit, the MST path, the record block); "records" then lists the records it proves
+// (collection, rkey and the record's `text` when it has one).
+// Prints one JSON line:
 //   {"ok":true,"did","commit","rev","records":[{"collection","rkey","cid"}]}   exit 0
 //   {"ok":false,"error":"…"}                                                  exit 1
 // Usage errors exit 2.
@@ -25,7 +29,12 @@ function usage(message) {
 let values;
 try {
   ({ values } = parseArgs({
-    options: { did: { type: 'string' }, key: { type: 'string' }, car: { type: 'string' } },
+    options: {
+      did: { type: 'string' },
+      key: { type: 'string' },
+      car: { type: 'string' },
+      proof: { type: 'boolean' },
+    },
   }));
 } catch (err) {
   usage(err.message);
@@ -45,9 +54,25 @@ function verdict(value, code) {
 }
 
 checkInstall();
-const { verifyRepoCar } = await load('@atproto/repo');
+const { verifyRepoCar, verifyRecords } = await load('@atproto/repo');
 const bytes = values.car === undefined ? await readStdin() : await readFile(values.car);
 try {
+  if (values.proof) {
+    const claims = await verifyRecords(new Uint8Array(bytes), values.did, values.key);
+    verdict(
+      {
+        ok: true,
+        did: values.did,
+        records: claims.map((c) => ({
+          collection: c.collection,
+          rkey: c.rkey,
+          text: typeof c.record?.text === 'string' ? c.record.text : null,
+        })),
+      },
+      0,
+    );
+    process.exit();
+  }
   // verifyRepoCar checks the DID and the signature only when they are given: both always are.
   const repo = await verifyRepoCar(new Uint8Array(bytes), values.did, values.key);
   verdict(

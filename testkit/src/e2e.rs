@@ -304,6 +304,27 @@ impl Harness {
         did: &str,
         key: &str,
     ) -> Result<(bool, Value), String> {
+        self.run_verifier(car, did, key, false).await
+    }
+
+    /// Runs `e2e/verify-car.mjs --proof` (`@atproto/repo` `verifyRecords`) on a
+    /// `com.atproto.sync.getRecord` CAR: its JSON verdict and whether it exited 0.
+    pub async fn verify_record_proof(
+        &self,
+        car: &[u8],
+        did: &str,
+        key: &str,
+    ) -> Result<(bool, Value), String> {
+        self.run_verifier(car, did, key, true).await
+    }
+
+    async fn run_verifier(
+        &self,
+        car: &[u8],
+        did: &str,
+        key: &str,
+        proof: bool,
+    ) -> Result<(bool, Value), String> {
         let (node, car, did, key) = (
             self.node.clone(),
             car.to_vec(),
@@ -311,9 +332,13 @@ impl Harness {
             key.to_owned(),
         );
         tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--did", &did, "--key", &key];
+            if proof {
+                args.push("--proof");
+            }
             let mut child = Command::new(node)
                 .arg(workspace_root().join("e2e/verify-car.mjs"))
-                .args(["--did", &did, "--key", &key])
+                .args(args)
                 .env_clear()
                 .env("STRATOS_E2E_DIR", install_dir())
                 .stdin(Stdio::piped())

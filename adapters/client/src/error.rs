@@ -41,6 +41,19 @@ pub enum ClientError {
         /// Its message.
         message: String,
     },
+    /// The service answered with an XRPC error.
+    #[error("{status} {error}: {message}")]
+    Xrpc {
+        /// HTTP status.
+        status: u16,
+        /// The error name (`InvalidRequest`, `RecordNotFound`, `AuthRequired`, …).
+        error: String,
+        /// Its message.
+        message: String,
+    },
+    /// Credentials could not be made (a token could not be signed).
+    #[error("authentication: {0}")]
+    Auth(String),
     /// Connecting failed (retried by the stream; returned only by one-shot calls).
     #[error("connect: {0}")]
     Connect(String),

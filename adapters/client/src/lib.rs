@@ -17,7 +17,8 @@
 //! - [`discovery`]: a user's enrollment records from their PDS, each checked against the
 //!   service's DID document (over the `IdentityResolver` and `PublicRecords` ports).
 //!
-//! The typed XRPC client is not in this crate yet.
+//! - [`xrpc`]: [`xrpc::StratosClient`], a typed client of every method a Stratos service
+//!   serves, authenticated by a per-call service-auth JWT, a DPoP-bound token or a bearer.
 #![deny(missing_docs)]
 
 pub mod discovery;
@@ -27,5 +28,6 @@ pub mod routing;
 pub mod scopes;
 pub mod stream;
 pub mod verify;
+pub mod xrpc;
 
 pub use error::{ChainBreak, ClientError};

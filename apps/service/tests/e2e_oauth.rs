@@ -472,16 +472,36 @@ async fn s3_s14_records_reach_the_pds_and_leave_with_the_account() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    let proof_car = res.bytes().await.unwrap();
     let proven = stratos_client::verify::record_proof(
         &e.signing_key,
         &did,
         &stratos_domain::syntax::Nsid::parse(POST).unwrap(),
         &stratos_domain::syntax::RecordKey::parse(&rkey).unwrap(),
-        &res.bytes().await.unwrap(),
+        &proof_car,
     )
     .unwrap()
     .expect("the post is proven");
     assert_eq!(proven.cid.to_string(), created["cid"].as_str().unwrap());
+    // The same proof, checked by the atproto reference implementation (@atproto/repo).
+    let (ok, verdict) = h
+        .verify_record_proof(&proof_car, &asuka.did, &e.signing_key.to_did_key())
+        .await
+        .unwrap();
+    assert!(ok, "{verdict}");
+    assert_eq!(verdict["records"][0]["rkey"], rkey.as_str(), "{verdict}");
+    assert_eq!(
+        verdict["records"][0]["text"], "only for swordsmiths",
+        "{verdict}"
+    );
+    let mut flipped = proof_car.to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let (ok, verdict) = h
+        .verify_record_proof(&flipped, &asuka.did, &e.signing_key.to_did_key())
+        .await
+        .unwrap();
+    assert!(!ok, "a flipped byte must fail: {verdict}");
     let stub = &stubs[0]["value"];
     assert_eq!(stub["source"]["subject"]["uri"], uri.as_str(), "{stub}");
     assert_eq!(stub["source"]["subject"]["cid"], created["cid"], "{stub}");

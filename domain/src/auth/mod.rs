@@ -27,8 +27,8 @@ pub use dpop::{
 pub use jwk::{Jwk, JwkSet, jwk_from_public_key, jwk_thumbprint, parse_jwk};
 pub use jws::MAX_TOKEN_BYTES;
 pub use service_jwt::{
-    DEFAULT_MAX_LIFETIME_SECS, ServiceJwtClaims, ServiceJwtExpectation, unverified_issuer,
-    verify_service_jwt,
+    DEFAULT_MAX_LIFETIME_SECS, ServiceJwtClaims, ServiceJwtExpectation, mint_service_jwt,
+    unverified_issuer, verify_service_jwt,
 };
 
 /// Default clock skew tolerated on `exp`/`iat`/`nbf` of service-auth JWTs and access tokens.

@@ -164,3 +164,50 @@ pub fn verify_service_jwt(
         jti: opt_str(claims, "jti")?.map(str::to_owned),
     })
 }
+
+/// Mints a service-auth JWT: `iss` asks the service `aud` to run `lxm` (when given), signed by
+/// `signer` (the issuer's `#atproto` key: ES256 for P-256, ES256K for secp256k1), valid from
+/// `now` for `ttl_secs` seconds (at most [`DEFAULT_MAX_LIFETIME_SECS`], which verifiers
+/// enforce), with a random `jti` so a verifier may refuse replays.
+///
+/// ```
+/// use stratos_domain::auth::{ServiceJwtExpectation, mint_service_jwt, verify_service_jwt};
+/// use stratos_domain::crypto::{KeyAlgorithm, Keypair};
+/// use stratos_domain::syntax::Did;
+///
+/// let key = Keypair::generate(KeyAlgorithm::K256);
+/// let iss = Did::parse("did:plc:ewvi7nxzyoun6zhxrhs64oiz")?;
+/// let token = mint_service_jwt(&key, &iss, "did:web:stratos.example", Some("zone.stratos.enrollment.status"), 1_800_000_000, 60)?;
+/// let expect = ServiceJwtExpectation::new("did:web:stratos.example", Some("zone.stratos.enrollment.status"), 1_800_000_010);
+/// let keys = [key.public_key().clone()];
+/// assert_eq!(verify_service_jwt(&token, &expect, &keys)?.iss, iss);
+/// # Ok::<(), stratos_domain::Error>(())
+/// ```
+pub fn mint_service_jwt(
+    signer: &dyn crate::crypto::Signer,
+    iss: &Did,
+    aud: &str,
+    lxm: Option<&str>,
+    now: i64,
+    ttl_secs: i64,
+) -> Result<String> {
+    use rand_core::RngCore as _;
+    let ttl = ttl_secs.clamp(1, DEFAULT_MAX_LIFETIME_SECS);
+    let mut nonce = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    let header = serde_json::json!({ "typ": "JWT", "alg": signer.algorithm().jwt_alg() });
+    let mut claims = serde_json::json!({
+        "iss": iss.as_str(),
+        "aud": aud,
+        "iat": now,
+        "exp": now.saturating_add(ttl),
+        "jti": jws::b64url(&nonce),
+    });
+    if let Some(lxm) = lxm {
+        claims["lxm"] = serde_json::Value::String(lxm.to_owned());
+    }
+    let encode = |v: &serde_json::Value| jws::b64url(v.to_string().as_bytes());
+    let input = format!("{}.{}", encode(&header), encode(&claims));
+    let sig = signer.sign(input.as_bytes())?;
+    Ok(format!("{input}.{}", jws::b64url(&sig)))
+}
