@@ -111,6 +111,14 @@ impl DpopSession {
         }
     }
 
+    /// The session of an account authorised through the library's OAuth client
+    /// (`stratos_ports::pds_client::AtprotoOAuthClient`): its access token and DPoP key. The
+    /// service accepts it when it can verify the token against the keys of the account's
+    /// authorization server.
+    pub fn from_session(session: &stratos_domain::oauth::Session) -> Self {
+        Self::new(session.access_token.clone(), session.dpop_key.clone())
+    }
+
     fn nonce(&self) -> Option<String> {
         self.nonce.lock().map(|n| n.clone()).unwrap_or(None)
     }
@@ -444,7 +452,7 @@ impl StratosClient {
         repo: &Did,
         writes: &[Write],
     ) -> Result<ApplyWritesResult, ClientError> {
-        let writes: Vec<Value> = writes.iter().map(Write::to_json).collect();
+        let writes: Vec<Value> = writes.iter().map(write_json).collect();
         self.procedure(
             "com.atproto.repo.applyWrites",
             json!({ "repo": repo, "writes": writes }),
@@ -730,61 +738,33 @@ impl Page {
     }
 }
 
-/// One write of [`StratosClient::apply_writes`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Write {
-    /// Create (`rkey` `None`: a TID chosen by the service).
-    Create {
-        /// Collection.
-        collection: Nsid,
-        /// Record key.
-        rkey: Option<RecordKey>,
-        /// The record.
-        value: Value,
-    },
-    /// Replace.
-    Update {
-        /// Collection.
-        collection: Nsid,
-        /// Record key.
-        rkey: RecordKey,
-        /// The record.
-        value: Value,
-    },
-    /// Delete.
-    Delete {
-        /// Collection.
-        collection: Nsid,
-        /// Record key.
-        rkey: RecordKey,
-    },
-}
+/// One write of [`StratosClient::apply_writes`]: the library's own write type.
+pub use stratos_ports::usecases::records::WriteOp as Write;
 
-impl Write {
-    fn to_json(&self) -> Value {
-        match self {
-            Write::Create {
-                collection,
-                rkey,
-                value,
-            } => {
-                let mut w = json!({ "$type": "com.atproto.repo.applyWrites#create", "collection": collection, "value": value });
-                if let Some(rkey) = rkey {
-                    w["rkey"] = json!(rkey);
-                }
-                w
+/// A write as `applyWrites` takes it.
+fn write_json(write: &Write) -> Value {
+    match write {
+        Write::Create {
+            collection,
+            rkey,
+            value,
+        } => {
+            let mut w = json!({ "$type": "com.atproto.repo.applyWrites#create", "collection": collection, "value": value });
+            if let Some(rkey) = rkey {
+                w["rkey"] = json!(rkey);
             }
-            Write::Update {
-                collection,
-                rkey,
-                value,
-            } => json!({
-                "$type": "com.atproto.repo.applyWrites#update", "collection": collection, "rkey": rkey, "value": value,
-            }),
-            Write::Delete { collection, rkey } => json!({
-                "$type": "com.atproto.repo.applyWrites#delete", "collection": collection, "rkey": rkey,
-            }),
+            w
         }
+        Write::Update {
+            collection,
+            rkey,
+            value,
+        } => json!({
+            "$type": "com.atproto.repo.applyWrites#update", "collection": collection, "rkey": rkey, "value": value,
+        }),
+        Write::Delete { collection, rkey } => json!({
+            "$type": "com.atproto.repo.applyWrites#delete", "collection": collection, "rkey": rkey,
+        }),
     }
 }
 

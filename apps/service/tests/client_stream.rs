@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
 use stratos_client::ClientError;
 use stratos_client::stream::{RecordStream, StreamAuth, StreamItem};
@@ -20,20 +19,6 @@ use common::ADMIN;
 const SYNC: &str = "sync-secret-for-client-tests";
 const POST: &str = "zone.stratos.feed.post";
 const SERVICE: &str = "did:web:nerv.tokyo.jp";
-
-async fn call(http: &reqwest::Client, base: &str, nsid: &str, auth: &str, body: Json) -> Json {
-    let res = http
-        .post(format!("{base}/xrpc/{nsid}"))
-        .header("authorization", auth)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let body: Json = res.json().await.unwrap_or(Json::Null);
-    assert_eq!(status, StatusCode::OK, "{nsid}: {body}");
-    body
-}
 
 async fn next(stream: &mut RecordStream) -> Result<StreamItem, ClientError> {
     tokio::time::timeout(Duration::from_secs(20), stream.next())
@@ -51,49 +36,59 @@ fn actions(item: &StreamItem) -> Vec<Action> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn record_stream_verifies_replayed_and_live_commits_and_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::config(
-        dir.path(),
+/// The service's test configuration with the stream's token and no write limit.
+fn config(dir: &std::path::Path) -> stratos_service::config::Config {
+    common::config(
+        dir,
         &[
             ("STRATOS_SYNC_TOKEN", SYNC),
             ("STRATOS_WRITE_RATE_MAX_WRITES", "1000000"),
         ],
-    );
-    let server = stratos_service::start(config, 2).await.unwrap();
+    )
+}
+
+/// Enrolls `did` (admin) and returns its signing key.
+async fn enroll(http: &reqwest::Client, base: &str, did: &str) -> PublicKey {
+    let enrolled = common::post_ok(
+        http,
+        base,
+        "zone.stratos.admin.enrollActor",
+        &format!("Bearer {ADMIN}"),
+        json!({ "did": did, "boundaries": ["general"] }),
+    )
+    .await;
+    PublicKey::from_did_key(enrolled["signingKey"].as_str().unwrap()).unwrap()
+}
+
+/// A post by `did` (dev bearer) in `general`; the answer.
+async fn create(http: &reqwest::Client, base: &str, did: &str, text: &str) -> Json {
+    common::post_ok(
+        http,
+        base,
+        "com.atproto.repo.createRecord",
+        &format!("Bearer {did}"),
+        json!({ "repo": did, "collection": POST,
+                "record": common::post_record(SERVICE, text, &["general"]) }),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_stream_verifies_replayed_and_live_commits_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos_service::start(config(dir.path()), 2).await.unwrap();
     let base = server.url();
     let http = reqwest::Client::new();
     let rei = "did:plc:rei";
-    let enrolled = call(
-        &http,
-        &base,
-        "zone.stratos.admin.enrollActor",
-        &format!("Bearer {ADMIN}"),
-        json!({ "did": rei, "boundaries": ["general"] }),
-    )
-    .await;
-    let key = PublicKey::from_did_key(enrolled["signingKey"].as_str().unwrap()).unwrap();
+    let key = enroll(&http, &base, rei).await;
     let owner = format!("Bearer {rei}");
-    let create = |text: String| {
-        let (http, base, owner) = (http.clone(), base.clone(), owner.clone());
-        async move {
-            call(
-                &http,
-                &base,
-                "com.atproto.repo.createRecord",
-                &owner,
-                json!({ "repo": rei, "collection": POST,
-                        "record": common::post_record(SERVICE, &text, &["general"]) }),
-            )
-            .await
-        }
-    };
     let mut rkeys = Vec::new();
     for i in 0..10 {
-        rkeys.push(common::rkey_of(&create(format!("before {i}")).await));
+        rkeys.push(common::rkey_of(
+            &create(&http, &base, rei, &format!("before {i}")).await,
+        ));
     }
-    call(
+    common::post_ok(
         &http,
         &base,
         "com.atproto.repo.applyWrites",
@@ -119,14 +114,14 @@ async fn record_stream_verifies_replayed_and_live_commits_and_resumes() {
         actions(&next(&mut stream).await.unwrap()),
         [Action::Create, Action::Update, Action::Delete]
     );
-    create("live".into()).await;
+    create(&http, &base, rei, "live").await;
     assert_eq!(actions(&next(&mut stream).await.unwrap()), [Action::Create]);
     assert_eq!(stream.cursor(), Some(12));
 
     // A new consumer resumes from what the first one would have saved.
     let (cursor, chain) = (stream.cursor(), stream.chain());
     drop(stream);
-    create("while away".into()).await;
+    create(&http, &base, rei, "while away").await;
     let mut resumed = RecordStream::builder(&base, did.clone(), key.clone())
         .auth(StreamAuth::Authorization(format!("Bearer {rei}")))
         .cursor(cursor)
@@ -158,5 +153,74 @@ async fn record_stream_verifies_replayed_and_live_commits_and_resumes() {
         next(&mut refused).await,
         Err(ClientError::Refused { error, .. }) if error == "AuthRequired"
     ));
+    server.stop().await.unwrap();
+}
+
+/// The consumer rides out a restart of the service (same address and data): it reconnects with
+/// backoff from its cursor, and the commits made after the restart arrive verified, chained onto
+/// those before it. A cursor older than the retained log yields `OutdatedCursor` (the backfill
+/// signal) and then the retained commits, verified afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_stream_reconnects_across_a_restart_and_signals_an_outdated_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = || {
+        let mut config = config(dir.path());
+        config.port = port;
+        stratos_service::start(config, 2)
+    };
+    let server = start().await.unwrap();
+    let base = server.url();
+    let http = reqwest::Client::new();
+    let rei = "did:plc:rei";
+    let key = enroll(&http, &base, rei).await;
+    for text in ["one", "two", "three"] {
+        create(&http, &base, rei, text).await;
+    }
+    let did = Did::parse(rei).unwrap();
+    let mut stream = RecordStream::builder(&base, did.clone(), key.clone())
+        .auth(StreamAuth::SyncToken(SYNC.into()))
+        .max_backoff(Duration::from_millis(500))
+        .build();
+    for _ in 0..3 {
+        actions(&next(&mut stream).await.unwrap());
+    }
+    let chain_before = stream.chain();
+
+    server.stop().await.unwrap();
+    let server = start().await.unwrap();
+    assert_eq!(server.url(), base, "same address");
+    create(&http, &base, rei, "four").await;
+    create(&http, &base, rei, "five").await;
+    for seq in [4, 5] {
+        let item = next(&mut stream).await.unwrap();
+        let StreamItem::Commit { frame, .. } = &item else {
+            panic!("{item:?}")
+        };
+        assert_eq!(frame.seq, seq);
+    }
+    assert_ne!(stream.chain(), chain_before);
+
+    // Drop the oldest events, as a retention job would; a consumer resuming before them is told.
+    common::drop_oldest_events(dir.path(), rei, 3).await;
+    let mut late = RecordStream::builder(&base, did, key)
+        .auth(StreamAuth::SyncToken(SYNC.into()))
+        .cursor(Some(1))
+        .build();
+    assert!(matches!(
+        next(&mut late).await.unwrap(),
+        StreamItem::OutdatedCursor { .. }
+    ));
+    for seq in [4, 5] {
+        let StreamItem::Commit { frame, verified } = next(&mut late).await.unwrap() else {
+            panic!("a commit")
+        };
+        assert_eq!(frame.seq, seq);
+        assert!(verified.is_some());
+    }
     server.stop().await.unwrap();
 }

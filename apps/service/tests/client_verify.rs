@@ -3,7 +3,6 @@
 //! the repository export and the enrollment attestation verify with the right keys; a wrong
 //! key, another account, a flipped byte and altered enrollment facts are refused.
 
-use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
 use stratos_client::verify;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair, PublicKey};
@@ -15,60 +14,21 @@ use common::ADMIN;
 const POST: &str = "zone.stratos.feed.post";
 const SERVICE: &str = "did:web:nerv.tokyo.jp";
 
-struct Svc {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Svc {
-    async fn post(&self, nsid: &str, auth: &str, body: Json) -> Json {
-        let res = self
-            .http
-            .post(format!("{}/xrpc/{nsid}", self.base))
-            .header("authorization", auth)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        let body: Json = res.json().await.unwrap_or(Json::Null);
-        assert_eq!(status, StatusCode::OK, "{nsid}: {body}");
-        body
-    }
-
-    async fn get(&self, path: &str, auth: &str) -> reqwest::Response {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("authorization", auth)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK, "{path}");
-        res
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proofs_exports_and_attestations_verify_with_the_right_keys_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = stratos_service::start(common::config(dir.path(), &[]), 2)
-        .await
-        .unwrap();
-    let svc = Svc {
-        base: server.url(),
-        http: reqwest::Client::new(),
-    };
+    let svc = common::start_with(&[]).await;
     let rei = Did::parse("did:plc:rei").unwrap();
     let owner = "Bearer did:plc:rei";
-    svc.post(
+    common::post_ok(
+        &svc.http,
+        &svc.base,
         "zone.stratos.admin.enrollActor",
         &format!("Bearer {ADMIN}"),
         json!({ "did": rei.as_str(), "boundaries": ["general"] }),
     )
     .await;
     let status: Json = svc
-        .get(
+        .get_ok(
             &format!("/xrpc/zone.stratos.enrollment.status?did={rei}"),
             owner,
         )
@@ -79,14 +39,15 @@ async fn proofs_exports_and_attestations_verify_with_the_right_keys_only() {
     let user_key = PublicKey::from_did_key(status["signingKey"].as_str().unwrap()).unwrap();
     let mut rkeys = Vec::new();
     for i in 0..12 {
-        let out = svc
-            .post(
+        let out = common::post_ok(
+                &svc.http,
+                &svc.base,
                 "com.atproto.repo.createRecord",
                 owner,
                 json!({ "repo": rei.as_str(), "collection": POST,
                         "record": common::post_record(SERVICE, &format!("post {i}"), &["general"]) }),
             )
-            .await;
+        .await;
         rkeys.push(common::rkey_of(&out));
     }
     let collection = Nsid::parse(POST).unwrap();
@@ -95,7 +56,7 @@ async fn proofs_exports_and_attestations_verify_with_the_right_keys_only() {
     // A record proof, with the record.
     let rkey = RecordKey::parse(&rkeys[5]).unwrap();
     let car = svc
-        .get(
+        .get_ok(
             &format!("/xrpc/com.atproto.sync.getRecord?did={rei}&collection={POST}&rkey={rkey}"),
             owner,
         )
@@ -140,7 +101,7 @@ async fn proofs_exports_and_attestations_verify_with_the_right_keys_only() {
 
     // The export.
     let export = svc
-        .get(&format!("/xrpc/zone.stratos.sync.getRepo?did={rei}"), owner)
+        .get_ok(&format!("/xrpc/zone.stratos.sync.getRepo?did={rei}"), owner)
         .await
         .bytes()
         .await
@@ -154,7 +115,7 @@ async fn proofs_exports_and_attestations_verify_with_the_right_keys_only() {
     // The enrollment record as the service publishes it, checked against the service's key
     // from its DID document.
     let doc: Json = svc
-        .get("/.well-known/did.json", owner)
+        .get_ok("/.well-known/did.json", owner)
         .await
         .json()
         .await
@@ -182,5 +143,5 @@ async fn proofs_exports_and_attestations_verify_with_the_right_keys_only() {
     let mut swapped = record.clone();
     swapped["signingKey"] = json!(other_key.did_key());
     assert!(verify::enrollment_record(&rei, &swapped, &service_key).is_err());
-    server.stop().await.unwrap();
+    svc.stop().await;
 }

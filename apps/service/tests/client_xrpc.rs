@@ -9,7 +9,6 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use stratos_client::ClientError;
 use stratos_client::xrpc::{Auth, DpopSession, Page, StratosClient, Write};
-use stratos_domain::auth::jwk_from_public_key;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair, PublicKey};
 use stratos_domain::oauth::DpopKey;
 use stratos_domain::syntax::{AtUri, Did, Nsid, RecordKey};
@@ -62,17 +61,7 @@ async fn every_call_typed_with_service_auth_admin_and_dpop() {
             }),
         );
     }
-    let mut jwk = jwk_from_public_key(as_key.public_key());
-    jwk["kid"] = json!("as-1");
-    net.json(
-        "/.well-known/oauth-protected-resource",
-        &json!({ "resource": origin, "authorization_servers": [origin] }),
-    );
-    net.json(
-        "/.well-known/oauth-authorization-server",
-        &json!({ "issuer": origin, "jwks_uri": format!("{origin}/oauth/jwks") }),
-    );
-    net.json("/oauth/jwks", &json!({ "keys": [jwk] }));
+    common::stub_authorization_server(&net, &as_key);
     let dir = tempfile::tempdir().unwrap();
     let config = common::config(dir.path(), &[("STRATOS_PLC_URL", origin.as_str())]);
     let server = stratos_service::start(config, 2).await.unwrap();

@@ -40,8 +40,6 @@ async fn world_with(extra: &[(&str, &str)]) -> World {
     let net = StubServer::start().await.unwrap();
     let origin = net.url();
     let as_key = Keypair::generate(KeyAlgorithm::P256);
-    let mut jwk = jwk_from_public_key(as_key.public_key());
-    jwk["kid"] = json!("as-1");
     net.json(
         &format!("/{USER}"),
         &json!({
@@ -53,16 +51,7 @@ async fn world_with(extra: &[(&str, &str)]) -> World {
             }],
         }),
     );
-    net.json(
-        "/.well-known/oauth-protected-resource",
-        &json!({ "resource": origin, "authorization_servers": [origin] }),
-    );
-    net.json(
-        "/.well-known/oauth-authorization-server",
-        &json!({ "issuer": origin, "jwks_uri": format!("{origin}/oauth/jwks") }),
-    );
-    net.json("/oauth/jwks", &json!({ "keys": [jwk] }));
-
+    common::stub_authorization_server(&net, &as_key);
     let dir = tempfile::tempdir().unwrap();
     // Development mode (the common default) lets the stub servers be plain http on loopback.
     let mut vars = vec![("STRATOS_PLC_URL", origin.as_str())];

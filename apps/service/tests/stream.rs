@@ -696,16 +696,7 @@ async fn cursor_rules_future_outdated_invalid_and_live_only() {
     }
 
     // Beyond retention: drop the oldest events of the account's log, as a retention job would.
-    {
-        use sea_orm::ConnectionTrait as _;
-        let path = stratos_sqlite::actor_dir(&svc.path, rei).join("stratos.sqlite");
-        let db = sea_orm::Database::connect(format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        db.execute_unprepared("DELETE FROM event WHERE seq <= 3")
-            .await
-            .unwrap();
-    }
+    common::drop_oldest_events(&svc.path, rei, 3).await;
     let mut ws = svc
         .connect(&format!("did={rei}&cursor=1&syncToken={SYNC}"))
         .await;

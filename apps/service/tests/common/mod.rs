@@ -117,10 +117,79 @@ impl Svc {
         (status, res.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// `GET {path}` with an `Authorization` header; asserts 200.
+    pub async fn get_ok(&self, path: &str, auth: &str) -> reqwest::Response {
+        let res = self
+            .http
+            .get(self.url(path))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::OK, "{path}");
+        res
+    }
+
     /// Stops the service and waits for it.
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.stop().await.unwrap();
         }
     }
+}
+
+/// `POST {base}/xrpc/{nsid}` with a JSON body and an `Authorization` header; asserts 200 and
+/// returns the JSON answer.
+pub async fn post_ok(
+    http: &reqwest::Client,
+    base: &str,
+    nsid: &str,
+    auth: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let res = http
+        .post(format!("{base}/xrpc/{nsid}"))
+        .header("authorization", auth)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
+    assert_eq!(status, reqwest::StatusCode::OK, "{nsid}: {body}");
+    body
+}
+
+/// Makes `net` the OAuth authorization server of the PDS at its own URL (protected-resource
+/// metadata, authorization-server metadata, a JWKS with `as_key` as `as-1`), so that access
+/// tokens `as_key` signs verify at the service.
+pub fn stub_authorization_server(
+    net: &stratos_testkit::http_stub::StubServer,
+    as_key: &stratos_domain::crypto::Keypair,
+) {
+    let origin = net.url();
+    let mut jwk = stratos_domain::auth::jwk_from_public_key(as_key.public_key());
+    jwk["kid"] = serde_json::json!("as-1");
+    net.json(
+        "/.well-known/oauth-protected-resource",
+        &serde_json::json!({ "resource": origin, "authorization_servers": [origin] }),
+    );
+    net.json(
+        "/.well-known/oauth-authorization-server",
+        &serde_json::json!({ "issuer": origin, "jwks_uri": format!("{origin}/oauth/jwks") }),
+    );
+    net.json("/oauth/jwks", &serde_json::json!({ "keys": [jwk] }));
+}
+
+/// Deletes `did`'s events up to `through_seq` from its SQLite actor database under `data_dir`,
+/// as a retention job would.
+pub async fn drop_oldest_events(data_dir: &Path, did: &str, through_seq: u64) {
+    use sea_orm::ConnectionTrait as _;
+    let path = stratos_sqlite::actor_dir(data_dir, did).join("stratos.sqlite");
+    let db = sea_orm::Database::connect(format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    db.execute_unprepared(&format!("DELETE FROM event WHERE seq <= {through_seq}"))
+        .await
+        .unwrap();
 }
