@@ -153,10 +153,11 @@ fn bench_sync(c: &mut Criterion) {
     let rev = tids.next_now();
     let write = create(&mut tids, 10_001);
     let out = repo::apply_writes(&r.store, &r.did, Some(&r.head), &[write], rev, &r.key).unwrap();
-    let slice = car::read(&out.relevant_car, CarLimits::default()).unwrap();
+    let relevant = out.relevant_car.clone().unwrap();
+    let slice = car::read(&relevant, CarLimits::default()).unwrap();
     eprintln!(
         "one-record create on 10k records: slice {} bytes, {} blocks (record {} bytes)",
-        out.relevant_car.len(),
+        relevant.len(),
         slice.blocks.len(),
         post(10_001).len()
     );
@@ -169,7 +170,7 @@ fn bench_sync(c: &mut Criterion) {
                 rev: &out.head.rev,
                 prev_data: Some(r.head.data),
                 ops: &out.ops,
-                blocks: &out.relevant_car,
+                blocks: &relevant,
             };
             black_box(
                 sync::verify_commit(r.key.public_key(), &event)

@@ -143,7 +143,10 @@ pub struct CommitOutput {
     /// the commit, the covering proof of every changed key on the new tree, the nodes undoing
     /// the ops last-first reads, and the new record blocks. With the ops (and their `prev` CIDs) it lets a consumer check the signature and
     /// invert the commit back to the previous data root; see [`crate::sync::verify_commit`].
-    pub relevant_car: Vec<u8>,
+    /// `None` for a commit of more than [`crate::sync::MAX_PROVEN_OPS`] ops (an import, a
+    /// large batch): like atproto's firehose, such a commit is not proven event by event, and a
+    /// consumer re-reads the repository instead.
+    pub relevant_car: Option<Vec<u8>>,
 }
 
 /// Applies `writes` on top of `head` (or creates the repository when `head` is `None`), signs one
@@ -227,9 +230,12 @@ pub fn apply_writes<S: BlockRead>(
     }
     let data = tree.root();
     // Covering proofs are read on the new tree while its session (and node cache) is open.
+    let proven = ops.len() <= crate::sync::MAX_PROVEN_OPS;
     let mut relevant = Vec::new();
-    for op in &ops {
-        tree.cover(&op.path, &mut relevant)?;
+    if proven {
+        for op in &ops {
+            tree.cover(&op.path, &mut relevant)?;
+        }
     }
     let (mut new_blocks, removed_nodes) = if start_root == Some(data) {
         (BlockMap::new(), Vec::new())
@@ -255,13 +261,23 @@ pub fn apply_writes<S: BlockRead>(
     .sign(signer)?;
     let commit_bytes = commit.encode()?;
     let commit_cid = new_blocks.insert_dag_cbor(commit_bytes.clone());
-    if ops.len() > 1 {
-        // Undoing several ops one after the other reaches nodes no single op's proof holds
-        // (an earlier undo reshapes the tree the next one walks); the blocks a consumer reads
-        // doing exactly that are added. For one op its proof is that walk already.
-        relevant.extend(undo_reads(store, &new_blocks, data, &ops)?);
-    }
-    let relevant_car = relevant_car(store, &new_blocks, commit_cid, relevant, &ops)?;
+    let relevant_car = if proven {
+        if ops.len() > 1 {
+            // Undoing several ops one after the other reaches nodes no single op's proof holds
+            // (an earlier undo reshapes the tree the next one walks); the blocks a consumer
+            // reads doing exactly that are added. For one op its proof is that walk already.
+            relevant.extend(undo_reads(store, &new_blocks, data, &ops)?);
+        }
+        Some(relevant_car(
+            store,
+            &new_blocks,
+            commit_cid,
+            relevant,
+            &ops,
+        )?)
+    } else {
+        None
+    };
     Ok(CommitOutput {
         head: RepoHead {
             commit: commit_cid,

@@ -20,8 +20,10 @@ use crate::{Error, Result};
 /// each proof a handful of nodes, records up to their size limit) stays far below it.
 pub const MAX_SLICE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Ops in one event accepted for verification.
-pub const MAX_OPS: usize = 1024;
+/// The most ops a commit may have to be proven event by event (atproto's firehose limit): a
+/// larger commit (an import, a big batch) carries no slice, and consumers re-read the
+/// repository. Also the most ops accepted for verification.
+pub const MAX_PROVEN_OPS: usize = 200;
 
 /// One commit event as a consumer receives it.
 #[derive(Debug, Clone, Copy)]
@@ -60,8 +62,10 @@ fn invalid(reason: impl Into<String>) -> Error {
 /// is present; and undoing the ops on the commit's tree, using only the slice's blocks, yields
 /// `prev_data`. Fails with the first problem found.
 pub fn verify_commit(key: &PublicKey, event: &CommitEvent<'_>) -> Result<VerifiedCommit> {
-    if event.ops.len() > MAX_OPS {
-        return Err(invalid(format!("more than {MAX_OPS} ops in one event")));
+    if event.ops.len() > MAX_PROVEN_OPS {
+        return Err(invalid(format!(
+            "more than {MAX_PROVEN_OPS} ops in one event"
+        )));
     }
     let limits = CarLimits {
         max_total: MAX_SLICE_BYTES,

@@ -428,7 +428,7 @@ fn a_one_record_create_frame_on_a_10k_repo_stays_small() {
         proof: Some(EventProof {
             since: head.as_ref().map(|h| h.rev.clone()),
             prev_data: head.as_ref().map(|h| h.data),
-            blocks: out.relevant_car.clone(),
+            blocks: out.relevant_car.clone().unwrap(),
         }),
     };
     let with = stream::commit_frame(&event, None).unwrap().unwrap().len();

@@ -42,6 +42,12 @@ async fn main() -> Result<(), String> {
                 }
                 seen += 1;
             }
+            StreamItem::Resync { frame } => {
+                println!(
+                    "{}: commit too large to prove, re-read the account",
+                    frame.seq
+                );
+            }
             StreamItem::OutdatedCursor { message } => {
                 println!(
                     "cursor outdated, backfill needed: {}",

@@ -16,8 +16,8 @@
 //!         StreamItem::Commit { frame, .. } => {
 //!             // Index `frame.ops`, then persist `frame.seq` with the same transaction.
 //!         }
-//!         StreamItem::OutdatedCursor { .. } => {
-//!             // Backfill from `zone.stratos.sync.getRepo`, then continue.
+//!         StreamItem::OutdatedCursor { .. } | StreamItem::Resync { .. } => {
+//!             // Re-read the account from its verified export, then continue.
 //!         }
 //!     }
 //! }
@@ -69,6 +69,15 @@ pub enum StreamItem {
         frame: Box<CommitFrame>,
         /// What verification established (the data root after the commit, its blocks).
         verified: Option<Box<VerifiedCommit>>,
+    },
+    /// A commit the service could not prove event by event (more than
+    /// [`stratos_domain::sync::MAX_PROVEN_OPS`] ops, e.g. an import; or an event stored before
+    /// events carried proofs). Its content is not verified and must not be trusted: re-read the
+    /// account from its verified export (`xrpc::StratosClient::export_verified_repo`). The chain
+    /// check starts again at the next commit.
+    Resync {
+        /// The frame, for its `seq` and `rev`.
+        frame: Box<CommitFrame>,
     },
     /// The cursor is older than what the service retains: backfill from the repository export,
     /// then go on reading (the stream continues from the oldest retained event; the chain
@@ -232,6 +241,11 @@ impl RecordStream {
                 Frame::Commit(commit) => {
                     if self.cursor.is_some_and(|c| commit.seq <= c) {
                         continue;
+                    }
+                    if self.config.verify && commit.blocks.is_none() {
+                        self.chain = None;
+                        self.cursor = Some(commit.seq);
+                        return Ok(StreamItem::Resync { frame: commit });
                     }
                     let verified = if self.config.verify {
                         let v = commit.verify(&self.config.key, self.chain)?;

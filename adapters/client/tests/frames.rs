@@ -102,7 +102,7 @@ impl Account {
             proof: Some(EventProof {
                 since: self.head.as_ref().map(|h| h.rev.clone()),
                 prev_data: self.head.as_ref().map(|h| h.data),
-                blocks: out.relevant_car.clone(),
+                blocks: out.relevant_car.clone().unwrap(),
             }),
         };
         self.head = Some(out.head.clone());

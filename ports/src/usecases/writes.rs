@@ -594,10 +594,10 @@ pub(super) fn commit_unit(
             commit: out.head.commit,
             time: now.clone(),
             ops,
-            proof: Some(EventProof {
+            proof: out.relevant_car.as_ref().map(|blocks| EventProof {
                 since: out.prev_head.as_ref().map(|h| h.rev.clone()),
                 prev_data: out.prev_head.as_ref().map(|h| h.data),
-                blocks: out.relevant_car.clone(),
+                blocks: blocks.clone(),
             }),
         }),
         outbox,

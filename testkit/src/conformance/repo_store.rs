@@ -293,10 +293,10 @@ impl Builder {
                 commit: out.head.commit,
                 time: time(),
                 ops,
-                proof: Some(EventProof {
+                proof: out.relevant_car.as_ref().map(|blocks| EventProof {
                     since: out.prev_head.as_ref().map(|h| h.rev.clone()),
                     prev_data: out.prev_head.as_ref().map(|h| h.data),
-                    blocks: out.relevant_car.clone(),
+                    blocks: blocks.clone(),
                 }),
             }),
             outbox: Vec::new(),
