@@ -202,9 +202,22 @@ impl RecordStream {
         self.chain
     }
 
+    /// Continues the chain check from `data` (or from the next commit, with `None`): after
+    /// re-reading the account from its verified export following a refused frame or a
+    /// [`StreamItem::Resync`], pass the export's data root. Frames up to `cursor` are skipped.
+    pub fn resume_from(&mut self, cursor: Option<u64>, data: Option<Cid>) {
+        self.chain = data;
+        if cursor != self.cursor {
+            self.cursor = cursor;
+            // A new position needs a new subscription.
+            self.socket = None;
+        }
+    }
+
     /// The next item. Connection failures are retried here (with backoff); errors returned
     /// are the service refusing the stream, or a frame that is malformed or does not verify
-    /// (the frame is not handed over and the cursor does not move past it).
+    /// (the frame is not handed over and the cursor does not move past it: re-read the account
+    /// and go on with [`RecordStream::resume_from`]).
     pub async fn next(&mut self) -> Result<StreamItem, ClientError> {
         loop {
             let Some(socket) = self.socket.as_mut() else {

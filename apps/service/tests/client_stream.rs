@@ -283,6 +283,8 @@ async fn a_commit_too_large_to_prove_asks_for_a_resync() {
     assert_eq!((frame.ops.len(), frame.blocks.as_ref()), (250, None));
     let (repo, _) = client.export_verified_repo(&key, &did).await.unwrap();
     assert_eq!(repo.records.len(), 250);
+    // Resume the chain from the verified export: the next commit must follow it.
+    stream.resume_from(stream.cursor(), Some(repo.data));
     create(&http, &base, kaji, "after the import").await;
     assert_eq!(actions(&next(&mut stream).await.unwrap()), [Action::Create]);
     server.stop().await.unwrap();
