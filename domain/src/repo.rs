@@ -141,8 +141,9 @@ pub struct CommitOutput {
     pub removed_nodes: Vec<Cid>,
     /// The commit's self-verifying CAR slice (atproto sync v1.1): root = the commit; blocks =
     /// the commit, the covering proof of every changed key on the new tree, the nodes undoing
-    /// the ops last-first reads, and the new record blocks. With the ops (and their `prev` CIDs) it lets a consumer check the signature and
-    /// invert the commit back to the previous data root; see [`crate::sync::verify_commit`].
+    /// the ops last-first reads, and the new record blocks. With the ops (and their `prev` CIDs)
+    /// it lets a consumer check the signature and invert the commit back to the previous data
+    /// root; see [`crate::sync::verify_commit`].
     /// `None` for a commit of more than [`crate::sync::MAX_PROVEN_OPS`] ops (an import, a
     /// large batch): like atproto's firehose, such a commit is not proven event by event, and a
     /// consumer re-reads the repository instead.
