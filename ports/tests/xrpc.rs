@@ -236,6 +236,24 @@ fn use_case_errors_map_to_their_xrpc_answers() {
     }
     let conflict = XrpcError::from(UseCaseError::Conflict(ALICE.into()));
     assert_eq!(conflict.headers(), vec![("retry-after", "1".to_owned())]);
+    // The OAuth callback's enrollment fails the way any use case does: a concurrent write is a
+    // retryable conflict, not "storage unavailable".
+    use stratos_ports::usecases::oauth::OAuthFlowError;
+    let through_oauth = XrpcError::from(OAuthFlowError::from(UseCaseError::Conflict(ALICE.into())));
+    assert_eq!(
+        (through_oauth.status, through_oauth.error),
+        (503, "WriteConflict")
+    );
+    assert_eq!(
+        through_oauth.headers(),
+        vec![("retry-after", "1".to_owned())]
+    );
+    let limited_oauth = XrpcError::from(OAuthFlowError::from(UseCaseError::Rule(
+        stratos_domain::Error::RateLimited {
+            retry_after_ms: 1500,
+        },
+    )));
+    assert_eq!(limited_oauth.status, 429);
     let limited = XrpcError::from(UseCaseError::Rule(stratos_domain::Error::RateLimited {
         retry_after_ms: 1500,
     }));

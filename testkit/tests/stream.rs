@@ -391,7 +391,7 @@ fn one_record_create_frames_on_a_10k_repo_stay_small() {
     };
     let mut store = BlockMap::new();
     let mut head = None;
-    let mut commit = |store: &mut BlockMap, head: &mut Option<_>, writes: &[RecordWrite], rev| {
+    let commit = |store: &mut BlockMap, head: &mut Option<_>, writes: &[RecordWrite], rev| {
         let out = repo::apply_writes(store, &did, head.as_ref(), writes, rev, &key).unwrap();
         for cid in &out.removed_nodes {
             store.remove(cid);

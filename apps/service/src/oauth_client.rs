@@ -32,10 +32,9 @@ pub fn client_metadata(config: &Config) -> anyhow::Result<Value> {
     let client_id = match (&oauth.client_id, config.public_url.is_https()) {
         (Some(id), _) => id.as_str().to_owned(),
         (None, true) => format!("{public}/client-metadata.json"),
-        (None, false) => format!(
-            "http://localhost?redirect_uri={}&scope={}",
-            form_encode(&loopback_redirect(public).unwrap_or_else(|| redirect_uri.clone())),
-            form_encode(OAUTH_SCOPE)
+        (None, false) => stratos_domain::oauth::loopback_client_id(
+            &loopback_redirect(public).unwrap_or_else(|| redirect_uri.clone()),
+            OAUTH_SCOPE,
         ),
     };
     let mut doc = json!({
@@ -173,11 +172,6 @@ fn client_key(secret: &str) -> anyhow::Result<Keypair> {
         })
         .ok_or_else(invalid)?;
     Keypair::from_private_bytes(KeyAlgorithm::P256, &d).map_err(|_| invalid())
-}
-
-/// `application/x-www-form-urlencoded` encoding of one value.
-fn form_encode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 #[cfg(test)]

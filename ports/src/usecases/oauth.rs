@@ -92,6 +92,10 @@ pub enum OAuthFlowError {
     /// Storage failed: 503.
     #[error("storage failed: {0}")]
     Unavailable(#[source] crate::Cause),
+    /// The enrollment the callback completes failed as a use case does (a concurrent write to
+    /// the repository, a rate limit, …): answered as that error is everywhere else.
+    #[error(transparent)]
+    Enrollment(Box<UseCaseError>),
 }
 
 impl From<OAuthStoreError> for OAuthFlowError {
@@ -107,7 +111,7 @@ impl From<UseCaseError> for OAuthFlowError {
         match e {
             UseCaseError::Rule(DomainError::EnrollmentDenied(reason)) => Self::Denied(reason),
             UseCaseError::InvalidRequest(m) => Self::InvalidRequest(m),
-            other => Self::Unavailable(crate::Cause::new(other)),
+            other => Self::Enrollment(Box::new(other)),
         }
     }
 }

@@ -86,6 +86,7 @@ impl From<OAuthFlowError> for XrpcError {
                 tracing::error!(error = %cause, "OAuth storage unavailable");
                 XrpcError::new(503, "ServiceUnavailable", "storage is unavailable")
             }
+            OAuthFlowError::Enrollment(e) => (*e).into(),
         }
     }
 }
