@@ -420,3 +420,57 @@ fn commits_beyond_the_op_limit_carry_no_slice() {
     );
     assert!(out.relevant_car.is_none());
 }
+
+/// A slice whose tree is a chain far deeper than any valid tree (signed by the account's key,
+/// as a faulty or hostile service could) is refused, not walked or recursed into.
+#[test]
+fn a_slice_with_an_impossibly_deep_tree_is_refused() {
+    use stratos_domain::commit::UnsignedCommit;
+    let repo = Repo::new();
+    let path = key(1);
+    let record = record(1);
+    let record_cid = cid::dag_cbor(&record);
+    let mut blocks = vec![(record_cid, record)];
+    let leaf = mst::encode_node_unchecked(None, &[(path.clone(), record_cid, None)]);
+    let mut below = cid::dag_cbor(&leaf);
+    blocks.push((below, leaf));
+    for _ in 0..5_000 {
+        let wrapper = mst::encode_node_unchecked(Some(below), &[]);
+        below = cid::dag_cbor(&wrapper);
+        blocks.push((below, wrapper));
+    }
+    let rev = TidGenerator::with_clock_id(3).next_now();
+    let commit = UnsignedCommit {
+        did: repo.did.clone(),
+        data: below,
+        rev: rev.clone(),
+        prev: None,
+    }
+    .sign(&repo.key)
+    .unwrap()
+    .encode()
+    .unwrap();
+    let commit_cid = cid::dag_cbor(&commit);
+    let mut w = CarWriter::new(Vec::new(), &[commit_cid]).unwrap();
+    w.write_block(&commit_cid, &commit).unwrap();
+    for (c, b) in &blocks {
+        w.write_block(c, b).unwrap();
+    }
+    let car = w.finish();
+    let ops = [stratos_domain::repo::RecordOp {
+        action: stratos_domain::repo::Action::Create,
+        path,
+        cid: Some(record_cid),
+        prev: None,
+    }];
+    let event = CommitEvent {
+        did: &repo.did,
+        commit: commit_cid,
+        rev: &rev,
+        prev_data: None,
+        ops: &ops,
+        blocks: &car,
+    };
+    let err = sync::verify_commit(repo.key.public_key(), &event).unwrap_err();
+    assert!(err.to_string().contains("deeper"), "{err}");
+}

@@ -6,6 +6,9 @@ pub enum ClientError {
     /// A frame that is not a valid event-stream message.
     #[error("malformed frame: {0}")]
     Frame(String),
+    /// An HTTP answer larger than the client reads (bytes).
+    #[error("answer larger than {0} bytes")]
+    ResponseTooLarge(usize),
     /// A frame too large to be read.
     #[error("frame of {0} bytes is over the limit")]
     FrameTooLarge(usize),

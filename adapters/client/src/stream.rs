@@ -252,6 +252,12 @@ impl RecordStream {
             self.failures = 0;
             match frame::decode(&bytes)? {
                 Frame::Commit(commit) => {
+                    if commit.did != self.config.did {
+                        return Err(ClientError::Frame(format!(
+                            "a commit of {} on the stream of {}",
+                            commit.did, self.config.did
+                        )));
+                    }
                     if self.cursor.is_some_and(|c| commit.seq <= c) {
                         continue;
                     }

@@ -294,7 +294,7 @@ impl StratosClient {
                 .content_length()
                 .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
             {
-                return Err(ClientError::FrameTooLarge(MAX_RESPONSE_BYTES));
+                return Err(ClientError::ResponseTooLarge(MAX_RESPONSE_BYTES));
             }
             let mut bytes = Vec::new();
             while let Some(chunk) = response
@@ -303,7 +303,7 @@ impl StratosClient {
                 .map_err(|e| ClientError::Connect(e.to_string()))?
             {
                 if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(ClientError::FrameTooLarge(MAX_RESPONSE_BYTES));
+                    return Err(ClientError::ResponseTooLarge(MAX_RESPONSE_BYTES));
                 }
                 bytes.extend_from_slice(&chunk);
             }

@@ -106,7 +106,9 @@ impl<S: BlockRead> Mst<S> {
         self.cover_left_chain(Some(root), out)?;
         let mut cursor = Some(root);
         let mut at_root = true;
+        let mut depth = Depth::default();
         while let Some(cid) = cursor {
+            depth.step(&cid)?;
             let node = self.node(&cid)?;
             out.extend([cid]);
             let (idx, found) = node.search(key);
@@ -125,6 +127,7 @@ impl<S: BlockRead> Mst<S> {
             loop {
                 match (left, right) {
                     (Some(a), Some(b)) => {
+                        depth.step(&a)?;
                         let (na, nb) = (self.node(&a)?, self.node(&b)?);
                         out.extend([a, b]);
                         if !na.entries.is_empty() || !nb.entries.is_empty() {
@@ -152,13 +155,38 @@ impl<S: BlockRead> Mst<S> {
         mut cursor: Option<Cid>,
         out: &mut impl Extend<Cid>,
     ) -> Result<()> {
+        let mut depth = Depth::default();
         while let Some(cid) = cursor {
+            depth.step(&cid)?;
             let node = self.node(&cid)?;
             out.extend([cid]);
             if !node.entries.is_empty() {
                 break;
             }
             cursor = node.left;
+        }
+        Ok(())
+    }
+}
+
+/// Levels any valid tree can have: a key's layer counts leading zero bit pairs of its SHA-256
+/// (at most 128), and each level of a walk goes one layer down.
+const MAX_DEPTH: usize = 130;
+
+/// Counts the levels one walk descends, so that a tree from outside (a commit event's slice)
+/// built as a long chain cannot make the walk, or the recursive operations after it, go
+/// arbitrarily deep.
+#[derive(Default)]
+struct Depth(usize);
+
+impl Depth {
+    fn step(&mut self, cid: &Cid) -> Result<()> {
+        self.0 += 1;
+        if self.0 > MAX_DEPTH {
+            return Err(Error::MstNode {
+                cid: *cid,
+                reason: format!("deeper than the {MAX_DEPTH} levels any valid tree has"),
+            });
         }
         Ok(())
     }
