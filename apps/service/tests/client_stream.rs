@@ -230,7 +230,6 @@ async fn record_stream_reconnects_across_a_restart_and_signals_an_outdated_curso
 /// verifies, and the next commit verifies again from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_too_large_to_prove_asks_for_a_resync() {
-    use stratos_domain::syntax::{Nsid, RecordKey};
     let dir = tempfile::tempdir().unwrap();
     let server = stratos_service::start(config(dir.path()), 2).await.unwrap();
     let base = server.url();
@@ -238,37 +237,8 @@ async fn a_commit_too_large_to_prove_asks_for_a_resync() {
     let kaji = "did:plc:kaji";
     let key = enroll(&http, &base, kaji).await;
     let did = Did::parse(kaji).unwrap();
-    let posts = Nsid::parse(POST).unwrap();
     // A repository of 250 posts built elsewhere, imported in one commit.
-    let elsewhere = Keypair::generate(KeyAlgorithm::P256);
-    let mut tids = stratos_domain::tid::TidGenerator::with_clock_id(5);
-    let writes: Vec<_> = (0..250)
-        .map(|i| stratos_domain::repo::RecordWrite::Create {
-            collection: posts.clone(),
-            rkey: RecordKey::parse(tids.next_now().as_str()).unwrap(),
-            record: stratos_domain::data::encode(
-                &stratos_domain::data::json_to_ipld(&common::post_record(
-                    SERVICE,
-                    &format!("imported {i}"),
-                    &["general"],
-                ))
-                .unwrap(),
-            )
-            .unwrap(),
-        })
-        .collect();
-    let store = stratos_domain::blocks::BlockMap::new();
-    let out = stratos_domain::repo::apply_writes(
-        &store,
-        &did,
-        None,
-        &writes,
-        tids.next_now(),
-        &elsewhere,
-    )
-    .unwrap();
-    let car =
-        stratos_domain::car::write_repo(&out.new_blocks, &out.head.commit, Vec::new()).unwrap();
+    let car = common::foreign_repo_car(&did, SERVICE, 250);
     let client = stratos_client::xrpc::StratosClient::new(&base)
         .unwrap()
         .with_auth(stratos_client::xrpc::Auth::Bearer(kaji.into()));

@@ -338,31 +338,7 @@ async fn every_call_typed_with_service_auth_admin_and_dpop() {
     );
     // A repository of the other account's own, built and signed elsewhere, goes in whole.
     let other_did = Did::parse(OTHER).unwrap();
-    let elsewhere = Keypair::generate(KeyAlgorithm::P256);
-    let mut tids = stratos_domain::tid::TidGenerator::with_clock_id(9);
-    let writes: Vec<_> = (0..3)
-        .map(|i| stratos_domain::repo::RecordWrite::Create {
-            collection: posts.clone(),
-            rkey: RecordKey::parse(tids.next_now().as_str()).unwrap(),
-            record: stratos_domain::data::encode(
-                &stratos_domain::data::json_to_ipld(&post(&format!("imported {i}"), &["general"]))
-                    .unwrap(),
-            )
-            .unwrap(),
-        })
-        .collect();
-    let store = stratos_domain::blocks::BlockMap::new();
-    let out = stratos_domain::repo::apply_writes(
-        &store,
-        &other_did,
-        None,
-        &writes,
-        tids.next_now(),
-        &elsewhere,
-    )
-    .unwrap();
-    let own_car =
-        stratos_domain::car::write_repo(&out.new_blocks, &out.head.commit, Vec::new()).unwrap();
+    let own_car = common::foreign_repo_car(&other_did, SERVICE, 3);
     assert_eq!(other.import_repo(own_car).await.unwrap(), 3);
     assert_eq!(
         other

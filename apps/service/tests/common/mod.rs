@@ -193,3 +193,32 @@ pub async fn drop_oldest_events(data_dir: &Path, did: &str, through_seq: u64) {
         .await
         .unwrap();
 }
+
+/// The CAR of a repository of `did` built elsewhere (signed by a key of its own): `n` posts of
+/// `service_did` in `general`, "imported 0" … — what `importRepo` takes.
+pub fn foreign_repo_car(did: &stratos_domain::syntax::Did, service_did: &str, n: usize) -> Vec<u8> {
+    use stratos_domain::crypto::{KeyAlgorithm, Keypair};
+    let elsewhere = Keypair::generate(KeyAlgorithm::P256);
+    let mut tids = stratos_domain::tid::TidGenerator::with_clock_id(5);
+    let posts = stratos_domain::syntax::Nsid::parse("zone.stratos.feed.post").unwrap();
+    let writes: Vec<_> = (0..n)
+        .map(|i| stratos_domain::repo::RecordWrite::Create {
+            collection: posts.clone(),
+            rkey: stratos_domain::syntax::RecordKey::parse(tids.next_now().as_str()).unwrap(),
+            record: stratos_domain::data::encode(
+                &stratos_domain::data::json_to_ipld(&post_record(
+                    service_did,
+                    &format!("imported {i}"),
+                    &["general"],
+                ))
+                .unwrap(),
+            )
+            .unwrap(),
+        })
+        .collect();
+    let store = stratos_domain::blocks::BlockMap::new();
+    let out =
+        stratos_domain::repo::apply_writes(&store, did, None, &writes, tids.next_now(), &elsewhere)
+            .unwrap();
+    stratos_domain::car::write_repo(&out.new_blocks, &out.head.commit, Vec::new()).unwrap()
+}
