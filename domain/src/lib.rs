@@ -6,6 +6,7 @@
 //! database, or a prefetching cache.
 //!
 //! Module map:
+//! - [`appview`]: the rows and feed rules of an AppView indexing private posts.
 //! - [`syntax`]: validated atproto identifiers (DID, handle, NSID, TID, record key, AT-URI, …).
 //! - [`data`]: the atproto data model, atproto-JSON ⇄ DAG-CBOR.
 //! - [`cid`]: CIDv1 helpers (dag-cbor and raw, sha2-256).
@@ -24,6 +25,7 @@
 //!   metadata, callback checks, sessions and their encryption at rest).
 #![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
+pub mod appview;
 pub mod attestation;
 pub mod auth;
 pub mod blocks;

@@ -8,7 +8,7 @@
 //!
 //! | where | what |
 //! |---|---|
-//! | `src/<port>.rs` at the crate root: [`repo_store`], [`enrollment_store`], [`keys`], [`outbox`], [`pds`], [`pds_client`], [`blob_store`], [`oauth_store`], [`env`](mod@env) | one module per port: its trait(s), error and value types — what an adapter implements |
+//! | `src/<port>.rs` at the crate root: [`repo_store`], [`enrollment_store`], [`appview_store`], [`keys`], [`outbox`], [`pds`], [`pds_client`], [`blob_store`], [`oauth_store`], [`env`](mod@env) | one module per port: its trait(s), error and value types — what an adapter implements |
 //! | `src/usecases/` ([`usecases`]) | the use cases: they hold ports as `Arc<dyn …>` and declare no port trait |
 //! | [`block_cache`], [`storage`], [`storage_codec`], [`storage_sql`], [`Cause`] | glue over the ports: a caching decorator, the storage bundle, the stored format and the service-table SQL adapters share, adapters' opaque error causes |
 //! | [`stratos`] | the composition of the use cases: [`Stratos::builder`] (it never names an adapter) |
@@ -16,6 +16,7 @@
 #![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 // Ports: one module per port (trait, error, value types).
+pub mod appview_store;
 pub mod blob_store;
 pub mod enrollment_store;
 pub mod env;

@@ -27,6 +27,9 @@ stratos_testkit::outbox_conformance!(async {
     ))
 });
 stratos_testkit::blob_store_conformance!(async { Arc::new(MemoryBlobStore::new()) });
+stratos_testkit::appview_index_conformance!(async {
+    Arc::new(stratos_testkit::memory::MemoryAppViewIndex::new())
+});
 stratos_testkit::key_store_conformance!(async { Arc::new(MemoryKeyStore::new()) });
 stratos_testkit::oauth_store_conformance!(async { Arc::new(MemoryOAuthStore::new()) });
 stratos_testkit::notifier_conformance!(async { Arc::new(MemoryNotifier::new()) });

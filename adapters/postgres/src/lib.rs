@@ -12,6 +12,7 @@
 //! schema and run unnamed (never cached). See docs/performance.md.
 #![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
+mod appview;
 mod outbox;
 mod repo;
 mod service;
@@ -31,6 +32,7 @@ use stratos_ports::repo_store::RepoStoreError;
 use stratos_ports::storage_sql::{ServiceSql, SqlError};
 use stratos_ports::{Cause, Storage, StorageParts};
 
+pub use appview::{APPVIEW_SCHEMA_VERSION, AppViewConfig, PostgresAppViewIndex};
 pub use outbox::PostgresOutbox;
 pub use repo::PostgresRepoStore;
 pub use service::{PostgresEnrollmentStore, PostgresKeyStore, PostgresOAuthStore};

@@ -297,3 +297,17 @@ async fn actor_schemas_from_before_blob_tracking_are_upgraded() {
     );
     again.drop_everything().await.unwrap();
 }
+
+stratos_testkit::appview_index_conformance!(async {
+    let url = server()?;
+    let schema = format!("av{:012x}", OsRng.next_u64() & 0xffff_ffff_ffff);
+    let index = stratos_postgres::PostgresAppViewIndex::connect(&stratos_postgres::AppViewConfig {
+        url,
+        schema,
+        pool_size: 4,
+    })
+    .await
+    .unwrap();
+    let cleanup = index.clone();
+    Some(Fixture::new(Arc::new(index)).cleanup(async move { cleanup.drop_schema().await.unwrap() }))
+});

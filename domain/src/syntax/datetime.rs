@@ -112,6 +112,41 @@ impl Datetime {
         ))
     }
 
+    /// Milliseconds since the Unix epoch of this instant (offset applied; fractions beyond
+    /// milliseconds truncated). Instants before 1970 are negative.
+    pub fn to_unix_millis(&self) -> i64 {
+        let Some(f) = shape(&self.0) else {
+            return 0; // unreachable for a parsed value; 0 keeps this total
+        };
+        // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+        let (y, m) = (i64::from(f.year), i64::from(f.month));
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + i64::from(f.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let secs = days * 86_400
+            + i64::from(f.hour) * 3600
+            + i64::from(f.minute) * 60
+            + i64::from(f.second)
+            - i64::from(f.offset) * 60;
+        let b = self.0.as_bytes();
+        let mut ms = 0i64;
+        if b.get(19) == Some(&b'.') {
+            for (i, c) in b[20..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .take(3)
+                .enumerate()
+            {
+                ms += i64::from(c - b'0') * [100, 10, 1][i];
+            }
+        }
+        secs * 1000 + ms
+    }
+
     /// Whether `s` has the datetime shape (without checking that the values make sense).
     pub fn is_valid_syntax(s: &str) -> bool {
         shape(s).is_some()
@@ -140,6 +175,7 @@ impl Datetime {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // test code
     use super::Datetime;
 
     #[test]
@@ -163,5 +199,30 @@ mod tests {
         for ms in [0, 1, 86_399_999, 1_795_000_000_123, 4_102_444_800_000] {
             assert!(Datetime::parse(Datetime::from_unix_millis(ms).as_str()).is_ok());
         }
+    }
+
+    #[test]
+    fn to_unix_millis_round_trips_and_applies_offsets() {
+        for ms in [
+            0,
+            1,
+            999,
+            86_399_999,
+            951_782_400_000,
+            1_795_000_000_123,
+            4_102_444_800_000,
+        ] {
+            assert_eq!(Datetime::from_unix_millis(ms).to_unix_millis(), ms);
+        }
+        let with_offset = Datetime::parse("2026-11-18T13:06:40.1234+02:00").unwrap();
+        assert_eq!(with_offset.to_unix_millis(), 1_795_000_000_123);
+        let west = Datetime::parse("1969-12-31T23:00:00-01:00").unwrap();
+        assert_eq!(west.to_unix_millis(), 0);
+        assert!(
+            Datetime::parse("1969-12-31T23:59:59Z")
+                .unwrap()
+                .to_unix_millis()
+                < 0
+        );
     }
 }

@@ -11,12 +11,14 @@
 //! | services | [`transfer`] → [`writes`] → [`blobs`]; [`proofs`] → [`reads`] | export/import; the commit path; uploads, downloads, listings and the blob steps of a commit; record proofs; boundary-filtered reads |
 //! | context | `account` | `AccountContext`: the dependencies ([`records::RecordDeps`]), the enrollment and signing-key caches, writer locks, rate limiter, node cache, event sink |
 //! | background | [`delivery`], [`write_back`] | [`delivery::Delivery`]: drains the outbox into users' PDSes (claims, retries, dead letters); [`write_back::SessionWriteBack`]: performs each item with the account's OAuth session |
+//! | AppView | [`appview`] | [`appview::AppView`]: boundary-filtered feeds over the index an indexer writes (`appview_store`) |
 //! | support | `node_cache`, [`stream`] | the MST node cache; the sync stream (its [`stream::EventSink`] is the one trait here: a seam between use cases, not a port) |
 //!
 //! Port traits live outside this module, one module per port at the crate root; a use case only
 //! ever holds them as `Arc<dyn …>`.
 
 mod account;
+pub mod appview;
 pub mod blobs;
 pub mod delivery;
 pub mod enrollment;

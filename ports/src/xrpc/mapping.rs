@@ -7,6 +7,7 @@ use stratos_domain::auth::TokenError;
 use super::XrpcError;
 use crate::auth::{AuthError, DpopError};
 use crate::usecases::UseCaseError;
+use crate::usecases::appview::AppViewError;
 use crate::usecases::oauth::OAuthFlowError;
 
 fn bad(name: &'static str, e: &DomainError) -> XrpcError {
@@ -244,5 +245,20 @@ impl AuthError {
     /// The XRPC answer: status, error name, message, `WWW-Authenticate` and `DPoP-Nonce`.
     pub fn to_xrpc(&self) -> XrpcError {
         self.into()
+    }
+}
+
+impl From<AppViewError> for XrpcError {
+    fn from(e: AppViewError) -> Self {
+        match &e {
+            AppViewError::AuthRequired => XrpcError::new(401, "AuthRequired", e.to_string()),
+            AppViewError::InvalidRequest(_) => XrpcError::new(400, "InvalidRequest", e.to_string()),
+            AppViewError::BoundaryMismatch => {
+                XrpcError::new(400, "BoundaryMismatch", e.to_string())
+            }
+            AppViewError::Store(_) | AppViewError::Resolver(_) => {
+                XrpcError::internal(&e.to_string())
+            }
+        }
     }
 }

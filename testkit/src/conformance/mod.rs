@@ -15,6 +15,7 @@
 //! | `BlobStore` | [`blob_store`] | [`blob_store_conformance!`](crate::blob_store_conformance) |
 //! | `Cache` | [`cache`] | [`cache_conformance!`](crate::cache_conformance) |
 //! | `Notifier` | [`notifier`] | [`notifier_conformance!`](crate::notifier_conformance) |
+//! | `AppViewIndex` | [`appview_index`] | [`appview_index_conformance!`](crate::appview_index_conformance) |
 //!
 //! The macro's argument is an expression, evaluated afresh for every case, giving a future of the
 //! implementation: an `Arc` of it, a [`Fixture`] (when something must live as long as the case,
@@ -47,6 +48,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub mod appview_index;
 pub mod blob_store;
 pub mod cache;
 pub mod enrollment_store;

@@ -1,6 +1,7 @@
 //! In-memory implementations of every port, for unit tests and embedders' tests. Each passes the
 //! same conformance suite as the real adapters.
 
+mod appview;
 mod blobs;
 mod enrollment;
 mod env;
@@ -10,6 +11,7 @@ mod outbox;
 mod pds;
 mod repo;
 
+pub use appview::MemoryAppViewIndex;
 pub use blobs::MemoryBlobStore;
 pub use enrollment::MemoryEnrollmentStore;
 pub use env::{
