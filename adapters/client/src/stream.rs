@@ -88,27 +88,187 @@ pub enum StreamItem {
     },
 }
 
-/// Builds a [`RecordStream`].
+/// Connection settings shared by both streams.
 #[derive(Debug, Clone)]
-pub struct RecordStreamBuilder {
+struct LinkConfig {
     service: String,
-    did: Did,
-    key: PublicKey,
     auth: Option<StreamAuth>,
-    cursor: Option<u64>,
-    chain: Option<Cid>,
-    verify: bool,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_backoff: Duration,
 }
 
-impl RecordStreamBuilder {
-    /// Authentication (none: only streams the service opens to anyone, i.e. none by default).
-    pub fn auth(mut self, auth: StreamAuth) -> Self {
-        self.auth = Some(auth);
-        self
+impl LinkConfig {
+    fn new(service: &str) -> Self {
+        Self {
+            service: service.trim_end_matches('/').to_owned(),
+            auth: None,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            max_backoff: Duration::from_secs(30),
+        }
     }
+
+    /// `ws(s)://…/xrpc/zone.stratos.sync.subscribeRecords?{params}[&syncToken=…]`.
+    fn url(&self, params: &[(&str, String)]) -> Result<String, ClientError> {
+        let base = if let Some(rest) = self.service.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = self.service.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            return Err(ClientError::Url(format!(
+                "{} is not an http(s) URL",
+                self.service
+            )));
+        };
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            query.append_pair(k, v);
+        }
+        if let Some(StreamAuth::SyncToken(token)) = &self.auth {
+            query.append_pair("syncToken", token);
+        }
+        Ok(format!(
+            "{base}/xrpc/zone.stratos.sync.subscribeRecords?{}",
+            query.finish()
+        ))
+    }
+}
+
+/// The socket of a stream and its reconnection state.
+#[derive(Debug, Default)]
+struct Link {
+    socket: Option<Socket>,
+    failures: u32,
+}
+
+impl Link {
+    /// The next binary message, (re)connecting with backoff as needed.
+    async fn next_binary(
+        &mut self,
+        config: &LinkConfig,
+        url: impl Fn() -> Result<String, ClientError>,
+    ) -> Result<Vec<u8>, ClientError> {
+        loop {
+            let Some(socket) = self.socket.as_mut() else {
+                if self.failures > 0 {
+                    tokio::time::sleep(self.backoff(config)).await;
+                }
+                match connect(config, &url()?).await {
+                    Ok(socket) => self.socket = Some(socket),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "stream connection failed");
+                        self.failures = self.failures.saturating_add(1);
+                    }
+                }
+                continue;
+            };
+            let message = match tokio::time::timeout(config.idle_timeout, socket.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(_)) | None) | Err(_) => {
+                    self.reconnect();
+                    continue;
+                }
+            };
+            match message {
+                Message::Binary(bytes) => {
+                    self.failures = 0;
+                    return Ok(bytes.to_vec());
+                }
+                Message::Close(_) => self.reconnect(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Handles an error frame: the socket is gone; `ConsumerTooSlow` is retried after a
+    /// backoff, anything else is returned.
+    fn error_frame(&mut self, error: String, message: String) -> Option<ClientError> {
+        self.socket = None;
+        if error == "ConsumerTooSlow" {
+            self.failures = 1;
+            return None;
+        }
+        Some(ClientError::Refused { error, message })
+    }
+
+    fn reconnect(&mut self) {
+        self.socket = None;
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    /// 250 ms doubled per consecutive failure, capped, then a random 50–100 % of it (so that
+    /// many consumers of a restarted service do not return in step).
+    fn backoff(&self, config: &LinkConfig) -> Duration {
+        let exp = self.failures.saturating_sub(1).min(16);
+        let base = Duration::from_millis(250)
+            .saturating_mul(1u32 << exp)
+            .min(config.max_backoff);
+        let jitter = 0.5 + f64::from(rand_u16()) / f64::from(u16::MAX) / 2.0;
+        base.mul_f64(jitter)
+    }
+}
+
+async fn connect(config: &LinkConfig, url: &str) -> Result<Socket, ClientError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| ClientError::Url(e.to_string()))?;
+    if let Some(StreamAuth::Authorization(value)) = &config.auth {
+        let value = HeaderValue::from_str(value).map_err(|e| ClientError::Url(e.to_string()))?;
+        request.headers_mut().insert("authorization", value);
+    }
+    let connect = tokio_tungstenite::connect_async(request);
+    match tokio::time::timeout(config.connect_timeout, connect).await {
+        Ok(Ok((socket, _))) => Ok(socket),
+        Ok(Err(e)) => Err(ClientError::Connect(e.to_string())),
+        Err(_) => Err(ClientError::Connect("timed out".into())),
+    }
+}
+
+macro_rules! link_settings {
+    () => {
+        /// Authentication (none: only streams the service opens to anyone, i.e. none by
+        /// default).
+        pub fn auth(mut self, auth: StreamAuth) -> Self {
+            self.link.auth = Some(auth);
+            self
+        }
+
+        /// Time allowed for connecting (default 10 s).
+        pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+            self.link.connect_timeout = timeout;
+            self
+        }
+
+        /// Silence after which the connection is presumed dead and re-opened (default 90 s;
+        /// the service pings every 30 s by default).
+        pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+            self.link.idle_timeout = timeout;
+            self
+        }
+
+        /// Longest wait between reconnection attempts (default 30 s; waits double from
+        /// 250 ms, with jitter).
+        pub fn max_backoff(mut self, max: Duration) -> Self {
+            self.link.max_backoff = max;
+            self
+        }
+    };
+}
+
+/// Builds a [`RecordStream`].
+#[derive(Debug, Clone)]
+pub struct RecordStreamBuilder {
+    link: LinkConfig,
+    did: Did,
+    key: PublicKey,
+    cursor: Option<u64>,
+    chain: Option<Cid>,
+    verify: bool,
+}
+
+impl RecordStreamBuilder {
+    link_settings!();
 
     /// Resume after this sequence number (the last one the consumer persisted).
     pub fn cursor(mut self, cursor: Option<u64>) -> Self {
@@ -130,34 +290,13 @@ impl RecordStreamBuilder {
         self
     }
 
-    /// Time allowed for connecting (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Silence after which the connection is presumed dead and re-opened (default 90 s; the
-    /// service pings every 30 s by default).
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
-        self
-    }
-
-    /// Longest wait between reconnection attempts (default 30 s; waits double from 250 ms,
-    /// with jitter).
-    pub fn max_backoff(mut self, max: Duration) -> Self {
-        self.max_backoff = max;
-        self
-    }
-
     /// The consumer; it connects on the first [`RecordStream::next`].
     pub fn build(self) -> RecordStream {
         RecordStream {
             cursor: self.cursor,
             chain: self.chain,
             config: self,
-            socket: None,
-            failures: 0,
+            link: Link::default(),
         }
     }
 }
@@ -168,10 +307,9 @@ impl RecordStreamBuilder {
 #[derive(Debug)]
 pub struct RecordStream {
     config: RecordStreamBuilder,
-    socket: Option<Socket>,
+    link: Link,
     cursor: Option<u64>,
     chain: Option<Cid>,
-    failures: u32,
 }
 
 impl RecordStream {
@@ -179,16 +317,12 @@ impl RecordStream {
     /// base URL), verified with the account's signing key `key`.
     pub fn builder(service: &str, did: Did, key: PublicKey) -> RecordStreamBuilder {
         RecordStreamBuilder {
-            service: service.trim_end_matches('/').to_owned(),
+            link: LinkConfig::new(service),
             did,
             key,
-            auth: None,
             cursor: None,
             chain: None,
             verify: true,
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(90),
-            max_backoff: Duration::from_secs(30),
         }
     }
 
@@ -210,7 +344,7 @@ impl RecordStream {
         if cursor != self.cursor {
             self.cursor = cursor;
             // A new position needs a new subscription.
-            self.socket = None;
+            self.link.socket = None;
         }
     }
 
@@ -220,36 +354,19 @@ impl RecordStream {
     /// and go on with [`RecordStream::resume_from`]).
     pub async fn next(&mut self) -> Result<StreamItem, ClientError> {
         loop {
-            let Some(socket) = self.socket.as_mut() else {
-                if self.failures > 0 {
-                    tokio::time::sleep(self.backoff()).await;
+            let url = |cursor: Option<u64>, did: &Did| {
+                let mut params = vec![("did", did.to_string())];
+                if let Some(c) = cursor {
+                    params.push(("cursor", c.to_string()));
                 }
-                match self.connect().await {
-                    Ok(socket) => self.socket = Some(socket),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "stream connection failed");
-                        self.failures = self.failures.saturating_add(1);
-                    }
-                }
-                continue;
+                params
             };
-            let message = match tokio::time::timeout(self.config.idle_timeout, socket.next()).await
-            {
-                Ok(Some(Ok(message))) => message,
-                Ok(Some(Err(_)) | None) | Err(_) => {
-                    self.reconnect();
-                    continue;
-                }
-            };
-            let bytes = match message {
-                Message::Binary(bytes) => bytes,
-                Message::Close(_) => {
-                    self.reconnect();
-                    continue;
-                }
-                _ => continue,
-            };
-            self.failures = 0;
+            let params = url(self.cursor, &self.config.did);
+            let config = &self.config.link;
+            let bytes = self
+                .link
+                .next_binary(config, || config.url(&params))
+                .await?;
             match frame::decode(&bytes)? {
                 Frame::Commit(commit) => {
                     if commit.did != self.config.did {
@@ -284,74 +401,112 @@ impl RecordStream {
                     return Ok(StreamItem::OutdatedCursor { message });
                 }
                 Frame::Error { error, message } => {
-                    self.socket = None;
-                    if error == "ConsumerTooSlow" {
-                        self.failures = 1;
-                        continue;
+                    if let Some(refused) = self.link.error_frame(error, message) {
+                        return Err(refused);
                     }
-                    return Err(ClientError::Refused { error, message });
                 }
                 Frame::Info { .. } | Frame::Enrollment(_) | Frame::Unknown { .. } => continue,
             }
         }
     }
+}
 
-    fn reconnect(&mut self) {
-        self.socket = None;
-        self.failures = self.failures.saturating_add(1);
+/// What the service-level stream hands over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollmentItem {
+    /// An account enrolled, changed boundaries, or left.
+    Enrollment(crate::frame::EnrollmentFrame),
+    /// The cursor is older than what the service retains: re-read the enrollments the
+    /// consumer cares about; the stream continues from the oldest retained event.
+    OutdatedCursor {
+        /// The service's message.
+        message: Option<String>,
+    },
+}
+
+/// Builds an [`EnrollmentStream`].
+#[derive(Debug, Clone)]
+pub struct EnrollmentStreamBuilder {
+    link: LinkConfig,
+    cursor: Option<u64>,
+}
+
+impl EnrollmentStreamBuilder {
+    link_settings!();
+
+    /// Resume after this service-wide sequence number.
+    pub fn cursor(mut self, cursor: Option<u64>) -> Self {
+        self.cursor = cursor;
+        self
     }
 
-    /// 250 ms doubled per consecutive failure, capped, then a random 50–100 % of it (so that
-    /// many consumers of a restarted service do not return in step).
-    fn backoff(&self) -> Duration {
-        let exp = self.failures.saturating_sub(1).min(16);
-        let base = Duration::from_millis(250)
-            .saturating_mul(1u32 << exp)
-            .min(self.config.max_backoff);
-        let jitter = 0.5 + f64::from(rand_u16()) / f64::from(u16::MAX) / 2.0;
-        base.mul_f64(jitter)
+    /// The consumer; it connects on the first [`EnrollmentStream::next`].
+    pub fn build(self) -> EnrollmentStream {
+        EnrollmentStream {
+            cursor: self.cursor,
+            config: self,
+            link: Link::default(),
+        }
+    }
+}
+
+/// The service-level stream (`subscribeRecords` without `did`): `#enrollment` frames, resumed
+/// after its cursor on every reconnection. It needs the sync token or an allowed AppView's
+/// credentials. Enrollment frames carry no signature: they are as trustworthy as the
+/// connection to the service.
+#[derive(Debug)]
+pub struct EnrollmentStream {
+    config: EnrollmentStreamBuilder,
+    link: Link,
+    cursor: Option<u64>,
+}
+
+impl EnrollmentStream {
+    /// A builder for the service-level stream of the Stratos service at `service`.
+    pub fn builder(service: &str) -> EnrollmentStreamBuilder {
+        EnrollmentStreamBuilder {
+            link: LinkConfig::new(service),
+            cursor: None,
+        }
     }
 
-    fn url(&self) -> Result<String, ClientError> {
-        let base = if let Some(rest) = self.config.service.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = self.config.service.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            return Err(ClientError::Url(format!(
-                "{} is not an http(s) URL",
-                self.config.service
-            )));
-        };
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("did", self.config.did.as_str());
-        if let Some(cursor) = self.cursor {
-            query.append_pair("cursor", &cursor.to_string());
-        }
-        if let Some(StreamAuth::SyncToken(token)) = &self.config.auth {
-            query.append_pair("syncToken", token);
-        }
-        Ok(format!(
-            "{base}/xrpc/zone.stratos.sync.subscribeRecords?{}",
-            query.finish()
-        ))
+    /// The sequence number of the last enrollment handed over.
+    pub fn cursor(&self) -> Option<u64> {
+        self.cursor
     }
 
-    async fn connect(&self) -> Result<Socket, ClientError> {
-        let mut request = self
-            .url()?
-            .into_client_request()
-            .map_err(|e| ClientError::Url(e.to_string()))?;
-        if let Some(StreamAuth::Authorization(value)) = &self.config.auth {
-            let value =
-                HeaderValue::from_str(value).map_err(|e| ClientError::Url(e.to_string()))?;
-            request.headers_mut().insert("authorization", value);
-        }
-        let connect = tokio_tungstenite::connect_async(request);
-        match tokio::time::timeout(self.config.connect_timeout, connect).await {
-            Ok(Ok((socket, _))) => Ok(socket),
-            Ok(Err(e)) => Err(ClientError::Connect(e.to_string())),
-            Err(_) => Err(ClientError::Connect("timed out".into())),
+    /// The next item (connection failures are retried here; errors are the service refusing
+    /// the stream or a malformed frame).
+    pub async fn next(&mut self) -> Result<EnrollmentItem, ClientError> {
+        loop {
+            let params: Vec<(&str, String)> = self
+                .cursor
+                .map(|c| ("cursor", c.to_string()))
+                .into_iter()
+                .collect();
+            let config = &self.config.link;
+            let bytes = self
+                .link
+                .next_binary(config, || config.url(&params))
+                .await?;
+            match frame::decode(&bytes)? {
+                Frame::Enrollment(e) => {
+                    if self.cursor.is_some_and(|c| e.seq <= c) {
+                        continue;
+                    }
+                    self.cursor = Some(e.seq);
+                    return Ok(EnrollmentItem::Enrollment(e));
+                }
+                Frame::Info { name, message } if name == "OutdatedCursor" => {
+                    return Ok(EnrollmentItem::OutdatedCursor { message });
+                }
+                Frame::Error { error, message } => {
+                    if let Some(refused) = self.link.error_frame(error, message) {
+                        return Err(refused);
+                    }
+                }
+                Frame::Info { .. } | Frame::Commit(_) | Frame::Unknown { .. } => continue,
+            }
         }
     }
 }

@@ -67,6 +67,46 @@ pub struct VerifiedRepo {
 /// root): the commit is `did`'s and signed by `key`, and the tree obeys every MST rule with
 /// every record block present and hash-checked.
 pub fn repo_export(key: &PublicKey, did: &Did, car: &[u8]) -> Result<VerifiedRepo, ClientError> {
+    let export = repo_export_records(key, did, car)?;
+    Ok(VerifiedRepo {
+        rev: export.rev,
+        data: export.data,
+        records: export
+            .records
+            .into_iter()
+            .map(|r| (r.path, r.cid))
+            .collect(),
+    })
+}
+
+/// One record of a verified export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedRecord {
+    /// `collection/rkey`.
+    pub path: String,
+    /// The record's CID (checked against its bytes).
+    pub cid: Cid,
+    /// The record.
+    pub value: Ipld,
+}
+
+/// A verified export with its records' content ([`repo_export_records`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedExport {
+    /// The commit's revision.
+    pub rev: Tid,
+    /// Its data root.
+    pub data: Cid,
+    /// Every record, in key order.
+    pub records: Vec<ExportedRecord>,
+}
+
+/// [`repo_export`], keeping each record's content (decoded): what a backfill indexes.
+pub fn repo_export_records(
+    key: &PublicKey,
+    did: &Did,
+    car: &[u8],
+) -> Result<VerifiedExport, ClientError> {
     let limits = ImportLimits::default();
     let index = CarIndex::new(car, limits.car).map_err(failed)?;
     let [root] = index.roots() else {
@@ -84,10 +124,21 @@ pub fn repo_export(key: &PublicKey, did: &Did, car: &[u8]) -> Result<VerifiedRep
     }
     commit.verify(key).map_err(failed)?;
     let repo = import::read_repo_car(car, limits).map_err(failed)?;
-    Ok(VerifiedRepo {
+    let records = repo
+        .records
+        .into_iter()
+        .map(|r| {
+            Ok(ExportedRecord {
+                value: data::decode(r.bytes).map_err(failed)?,
+                path: r.path,
+                cid: r.cid,
+            })
+        })
+        .collect::<Result<Vec<_>, ClientError>>()?;
+    Ok(VerifiedExport {
         rev: repo.rev,
         data: repo.data,
-        records: repo.records.into_iter().map(|r| (r.path, r.cid)).collect(),
+        records,
     })
 }
 

@@ -570,6 +570,30 @@ impl StratosClient {
         Ok((repo, car))
     }
 
+    /// `zone.stratos.sync.getRepo` as a trusted sync consumer (an indexer holding the service's
+    /// sync token as its bearer): any account's export CAR, unchecked, and the stream position
+    /// it covers (`Stratos-Seq`: resume the account's stream after it, skipping commits of the
+    /// export's revision or older). Verify it with [`verify::repo_export_records`] (CPU-bound:
+    /// off the async workers for large repositories).
+    pub async fn export_car_for_sync(
+        &self,
+        did: &Did,
+    ) -> Result<(Vec<u8>, Option<u64>), ClientError> {
+        let (headers, car) = self
+            .send(
+                Method::GET,
+                "zone.stratos.sync.getRepo",
+                &[("did", did.to_string())],
+                None,
+            )
+            .await?;
+        let seq = headers
+            .get("stratos-seq")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Ok((car, seq))
+    }
+
     /// `zone.stratos.repo.importRepo`: replaces the caller's repository with the CAR's records;
     /// returns how many were imported.
     pub async fn import_repo(&self, car: Vec<u8>) -> Result<u64, ClientError> {
@@ -891,6 +915,28 @@ pub struct EnrollmentStatus {
     /// Whether the service needs the account to authorise it again (the account itself).
     #[serde(default)]
     pub needs_authorization: Option<bool>,
+}
+
+#[async_trait::async_trait]
+impl stratos_ports::appview_store::BoundaryResolver for StratosClient {
+    /// `zone.stratos.identity.resolveEnrollments`: the AppView SDK's lookup of a viewer's
+    /// boundaries when its index has no enrollment for them.
+    async fn resolve(
+        &self,
+        did: &Did,
+    ) -> Result<Option<stratos_ports::appview_store::IndexedEnrollment>, stratos_ports::Cause> {
+        let r = self
+            .resolve_enrollments(did)
+            .await
+            .map_err(stratos_ports::Cause::new)?;
+        Ok(r.enrolled
+            .then(|| stratos_ports::appview_store::IndexedEnrollment {
+                did: did.clone(),
+                service_url: self.base.clone(),
+                enrolled_at: String::new(),
+                boundaries: r.boundaries,
+            }))
+    }
 }
 
 /// `resolveEnrollments`' answer.

@@ -33,6 +33,13 @@ impl<'a> Transfer<'a> {
                 "only the repository's owner may export it: {requester} is not {did}"
             )));
         }
+        self.export_repo_for_sync(did).await
+    }
+
+    /// The whole repository as a CAR v1, for a trusted sync consumer (the service's sync token
+    /// or an allowed AppView): the party that already receives every account's unfiltered
+    /// stream, and backfills an account from its export. The caller decides that trust.
+    pub async fn export_repo_for_sync(&self, did: &Did) -> Result<Vec<u8>, UseCaseError> {
         let head = self.ctx.require_head(did).await?;
         let blocks = self.ctx.deps.repos.all_blocks(did).await?;
         Ok(car::write_repo(&blocks, &head.commit, Vec::new())?)

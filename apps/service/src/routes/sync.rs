@@ -52,14 +52,91 @@ pub(super) async fn get_latest_commit(
 /// `zone.stratos.sync.getRepo` and `com.atproto.sync.getRepo`. The atproto method's `since`
 /// is not honoured: the whole repository is always sent, which a client asking for a diff can
 /// still use.
+///
+/// A trusted sync consumer (the sync token as `syncToken` or `Authorization: Bearer`, or a
+/// service-auth JWT of an allowed AppView) may export any account: it already reads every
+/// account's unfiltered stream, and backfills from the export. Its answer carries
+/// `Stratos-Seq`, the account's last stream sequence number read *before* the snapshot: a
+/// consumer resuming the stream after it sees every later change (and the few it already has,
+/// which it skips by revision).
 pub(super) async fn get_repo(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    let caller = require_caller(&req, &state).await?;
-    let p: DidParam = query(&req)?;
+    let p: RepoParams = query(&req)?;
     let did = parse_did(&p.did, "did")?;
+    if sync_consumer(&req, &state, p.sync_token.as_deref()).await? {
+        let seq = state
+            .stratos
+            .storage()
+            .repos()
+            .latest_seq(&did)
+            .await
+            .map_err(port)?;
+        let car = state
+            .stratos
+            .records()
+            .transfer()
+            .export_repo_for_sync(&did)
+            .await?;
+        return Ok(HttpResponse::Ok()
+            .insert_header((SEQ_HEADER, seq.to_string()))
+            .content_type("application/vnd.ipld.car")
+            .body(car));
+    }
+    let caller = require_caller(&req, &state).await?;
     let car = state.stratos.records().export_repo(&caller, &did).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/vnd.ipld.car")
         .body(car))
+}
+
+/// The header of a sync consumer's export naming the stream position it covers.
+pub const SEQ_HEADER: &str = "stratos-seq";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RepoParams {
+    did: String,
+    #[serde(default)]
+    sync_token: Option<String>,
+}
+
+/// Whether the request comes from a trusted sync consumer. A `syncToken` or bearer value that
+/// is neither the token nor a valid JWT of an allowed AppView is refused (401) rather than
+/// read as an account's credentials.
+async fn sync_consumer(
+    req: &HttpRequest,
+    state: &State,
+    sync_token: Option<&str>,
+) -> Result<bool, ApiError> {
+    let auth = state.stratos.auth();
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(token) = sync_token {
+        if auth.is_sync_token(token) {
+            return Ok(true);
+        }
+        let iss = auth
+            .verify_service_token(token, Some("zone.stratos.sync.getRepo"))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "AuthRequired",
+                    "invalid syncToken",
+                )
+            })?;
+        if state.config.stream.allowed_appviews.contains(&iss) {
+            return Ok(true);
+        }
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "AuthRequired",
+            "the issuer is not an allowed AppView",
+        ));
+    }
+    Ok(bearer.is_some_and(|t| auth.is_sync_token(t)))
 }
 
 #[derive(Deserialize)]
