@@ -93,6 +93,7 @@ pub enum StreamItem {
 struct LinkConfig {
     service: String,
     auth: Option<StreamAuth>,
+    connected: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_backoff: Duration,
@@ -103,9 +104,16 @@ impl LinkConfig {
         Self {
             service: service.trim_end_matches('/').to_owned(),
             auth: None,
+            connected: None,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
             max_backoff: Duration::from_secs(30),
+        }
+    }
+
+    fn set_connected(&self, up: bool) {
+        if let Some(flag) = &self.connected {
+            flag.store(up, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -155,7 +163,10 @@ impl Link {
                     tokio::time::sleep(self.backoff(config)).await;
                 }
                 match connect(config, &url()?).await {
-                    Ok(socket) => self.socket = Some(socket),
+                    Ok(socket) => {
+                        self.socket = Some(socket);
+                        config.set_connected(true);
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "stream connection failed");
                         self.failures = self.failures.saturating_add(1);
@@ -167,6 +178,7 @@ impl Link {
                 Ok(Some(Ok(message))) => message,
                 Ok(Some(Err(_)) | None) | Err(_) => {
                     self.reconnect();
+                    config.set_connected(false);
                     continue;
                 }
             };
@@ -175,7 +187,10 @@ impl Link {
                     self.failures = 0;
                     return Ok(bytes.to_vec());
                 }
-                Message::Close(_) => self.reconnect(),
+                Message::Close(_) => {
+                    self.reconnect();
+                    config.set_connected(false);
+                }
                 _ => {}
             }
         }
@@ -183,8 +198,14 @@ impl Link {
 
     /// Handles an error frame: the socket is gone; `ConsumerTooSlow` is retried after a
     /// backoff, anything else is returned.
-    fn error_frame(&mut self, error: String, message: String) -> Option<ClientError> {
+    fn error_frame(
+        &mut self,
+        config: &LinkConfig,
+        error: String,
+        message: String,
+    ) -> Option<ClientError> {
         self.socket = None;
+        config.set_connected(false);
         if error == "ConsumerTooSlow" {
             self.failures = 1;
             return None;
@@ -231,6 +252,16 @@ macro_rules! link_settings {
         /// default).
         pub fn auth(mut self, auth: StreamAuth) -> Self {
             self.link.auth = Some(auth);
+            self
+        }
+
+        /// A flag the stream keeps at `true` while its socket is open (for a readiness
+        /// probe: `next` holds the stream while it waits).
+        pub fn connected_flag(
+            mut self,
+            flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        ) -> Self {
+            self.link.connected = Some(flag);
             self
         }
 
@@ -401,7 +432,7 @@ impl RecordStream {
                     return Ok(StreamItem::OutdatedCursor { message });
                 }
                 Frame::Error { error, message } => {
-                    if let Some(refused) = self.link.error_frame(error, message) {
+                    if let Some(refused) = self.link.error_frame(&self.config.link, error, message) {
                         return Err(refused);
                     }
                 }
@@ -501,7 +532,7 @@ impl EnrollmentStream {
                     return Ok(EnrollmentItem::OutdatedCursor { message });
                 }
                 Frame::Error { error, message } => {
-                    if let Some(refused) = self.link.error_frame(error, message) {
+                    if let Some(refused) = self.link.error_frame(&self.config.link, error, message) {
                         return Err(refused);
                     }
                 }

@@ -229,11 +229,16 @@ impl Inner {
     /// The service-level stream: enrollments in, accounts followed or dropped.
     async fn service_loop(self: Arc<Self>, cursor: Option<u64>) {
         let mut shutdown = self.shutdown.clone();
-        let mut stream = EnrollmentStream::builder(&self.config.service_url)
-            .auth(StreamAuth::SyncToken(self.config.sync_token.clone()))
-            .max_backoff(self.config.max_backoff)
-            .cursor(cursor)
-            .build();
+        let flag = self.metrics.service_connected.clone();
+        let open = |cursor| {
+            EnrollmentStream::builder(&self.config.service_url)
+                .auth(StreamAuth::SyncToken(self.config.sync_token.clone()))
+                .max_backoff(self.config.max_backoff)
+                .connected_flag(flag.clone())
+                .cursor(cursor)
+                .build()
+        };
+        let mut stream = open(cursor);
         let mut failures = 0u32;
         loop {
             let item = tokio::select! {
@@ -299,11 +304,7 @@ impl Inner {
                         () = tokio::time::sleep(self.backoff(failures)) => {}
                         _ = shutdown.changed() => break,
                     }
-                    stream = EnrollmentStream::builder(&self.config.service_url)
-                        .auth(StreamAuth::SyncToken(self.config.sync_token.clone()))
-                        .max_backoff(self.config.max_backoff)
-                        .cursor(stream.cursor())
-                        .build();
+                    stream = open(stream.cursor());
                 }
             }
         }

@@ -32,7 +32,7 @@ pub struct Metrics {
     /// Account streams waiting for a connection.
     pub actors_waiting: AtomicUsize,
     /// The service-level stream is connected (has delivered or is open).
-    pub service_connected: AtomicBool,
+    pub service_connected: std::sync::Arc<AtomicBool>,
     /// Lag of the last `#enrollment` frame (ms between sequencing and applying).
     pub service_lag_ms: AtomicI64,
     /// Lag of the last written commit (ms between sequencing and its row being committed).

@@ -145,3 +145,73 @@ async fn proofs_exports_and_attestations_verify_with_the_right_keys_only() {
     assert!(verify::enrollment_record(&rei, &swapped, &service_key).is_err());
     svc.stop().await;
 }
+
+/// A trusted sync consumer (the sync token as bearer or `syncToken`) exports any account, with
+/// the stream position the export covers; a wrong token is refused, and an account still
+/// exports only its own repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_consumers_export_any_account_with_its_stream_position() {
+    let svc = common::start_with(&[("STRATOS_SYNC_TOKEN", "sync-secret")]).await;
+    let rei = Did::parse("did:plc:rei").unwrap();
+    let enrolled = common::post_ok(
+        &svc.http,
+        &svc.base,
+        "zone.stratos.admin.enrollActor",
+        &format!("Bearer {ADMIN}"),
+        json!({ "did": rei.as_str(), "boundaries": ["general"] }),
+    )
+    .await;
+    let key = PublicKey::from_did_key(enrolled["signingKey"].as_str().unwrap()).unwrap();
+    for i in 0..3 {
+        common::post_ok(
+            &svc.http,
+            &svc.base,
+            "com.atproto.repo.createRecord",
+            "Bearer did:plc:rei",
+            json!({ "repo": rei.as_str(), "collection": POST,
+                    "record": common::post_record(SERVICE, &format!("post {i}"), &["general"]) }),
+        )
+        .await;
+    }
+    let indexer = stratos_client::xrpc::StratosClient::new(&svc.base)
+        .unwrap()
+        .with_auth(stratos_client::xrpc::Auth::Bearer("sync-secret".into()));
+    let (car, seq) = indexer.export_car_for_sync(&rei).await.unwrap();
+    let export = verify::repo_export_records(&key, &rei, &car).unwrap();
+    assert_eq!(export.records.len(), 3);
+    assert_eq!(
+        stratos_domain::data::ipld_to_json(&export.records[0].value).unwrap()["$type"],
+        POST
+    );
+    // The enrollment's first event and three creates: position 3 or later covers them all.
+    assert!(seq.is_some_and(|s| s >= 3), "{seq:?}");
+    let by_param = svc
+        .http
+        .get(svc.url(&format!(
+            "/xrpc/zone.stratos.sync.getRepo?did={rei}&syncToken=sync-secret"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_param.status(), 200);
+    assert!(by_param.headers().contains_key("stratos-seq"));
+    let wrong = svc
+        .http
+        .get(svc.url(&format!(
+            "/xrpc/zone.stratos.sync.getRepo?did={rei}&syncToken=nope"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let other = svc
+        .http
+        .get(svc.url(&format!("/xrpc/zone.stratos.sync.getRepo?did={rei}")))
+        .header("authorization", "Bearer did:plc:asuka")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 403);
+    assert!(!other.headers().contains_key("stratos-seq"));
+    svc.stop().await;
+}

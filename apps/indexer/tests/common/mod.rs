@@ -161,37 +161,30 @@ impl Service {
 
     /// A client authenticated as `did` (dev bearer).
     pub fn as_user(&self, did: &Did) -> StratosClient {
-        StratosClient::new(&self.base)
-            .unwrap()
-            .with_auth(Auth::Bearer(did.to_string()))
+        self.writer().as_user(did)
     }
 
     pub async fn enroll(&self, did: &Did, boundaries: &[&str]) {
         self.admin().admin_enroll(did, boundaries).await.unwrap();
     }
 
-    /// Creates a post; its record key.
+    /// Writes to this service, for a task of its own.
+    pub fn writer(&self) -> Writer {
+        Writer {
+            base: self.base.clone(),
+        }
+    }
+
     pub async fn post(&self, did: &Did, text: &str, boundaries: &[&str]) -> RecordKey {
-        let out = self
-            .as_user(did)
-            .create_record(did, &posts(), None, &record(text, boundaries))
-            .await
-            .unwrap();
-        RecordKey::parse(out.uri.rsplit('/').next().unwrap()).unwrap()
+        self.writer().post(did, text, boundaries).await
     }
 
     pub async fn update(&self, did: &Did, rkey: &RecordKey, text: &str, boundaries: &[&str]) {
-        self.as_user(did)
-            .put_record(did, &posts(), rkey, &record(text, boundaries), None)
-            .await
-            .unwrap();
+        self.writer().update(did, rkey, text, boundaries).await;
     }
 
     pub async fn delete(&self, did: &Did, rkey: &RecordKey) {
-        self.as_user(did)
-            .delete_record(did, &posts(), rkey)
-            .await
-            .unwrap();
+        self.writer().delete(did, rkey).await;
     }
 
     /// Every post of `did` as the service holds it: `(rkey, text)`, sorted.
@@ -232,6 +225,44 @@ impl Service {
         }
         out.sort();
         out
+    }
+}
+
+/// Writes as accounts (dev bearer) to a service at `base`.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pub base: String,
+}
+
+impl Writer {
+    pub fn as_user(&self, did: &Did) -> StratosClient {
+        StratosClient::new(&self.base)
+            .unwrap()
+            .with_auth(Auth::Bearer(did.to_string()))
+    }
+
+    /// Creates a post; its record key.
+    pub async fn post(&self, did: &Did, text: &str, boundaries: &[&str]) -> RecordKey {
+        let out = self
+            .as_user(did)
+            .create_record(did, &posts(), None, &record(text, boundaries))
+            .await
+            .unwrap();
+        RecordKey::parse(out.uri.rsplit('/').next().unwrap()).unwrap()
+    }
+
+    pub async fn update(&self, did: &Did, rkey: &RecordKey, text: &str, boundaries: &[&str]) {
+        self.as_user(did)
+            .put_record(did, &posts(), rkey, &record(text, boundaries), None)
+            .await
+            .unwrap();
+    }
+
+    pub async fn delete(&self, did: &Did, rkey: &RecordKey) {
+        self.as_user(did)
+            .delete_record(did, &posts(), rkey)
+            .await
+            .unwrap();
     }
 }
 
