@@ -432,7 +432,8 @@ impl RecordStream {
                     return Ok(StreamItem::OutdatedCursor { message });
                 }
                 Frame::Error { error, message } => {
-                    if let Some(refused) = self.link.error_frame(&self.config.link, error, message) {
+                    if let Some(refused) = self.link.error_frame(&self.config.link, error, message)
+                    {
                         return Err(refused);
                     }
                 }
@@ -532,7 +533,8 @@ impl EnrollmentStream {
                     return Ok(EnrollmentItem::OutdatedCursor { message });
                 }
                 Frame::Error { error, message } => {
-                    if let Some(refused) = self.link.error_frame(&self.config.link, error, message) {
+                    if let Some(refused) = self.link.error_frame(&self.config.link, error, message)
+                    {
                         return Err(refused);
                     }
                 }

@@ -73,14 +73,14 @@ impl IndexerConfig {
                 reason: "required".into(),
             })
         };
-        fn number<T: std::str::FromStr>(
+        fn number<T>(
             var: &'static str,
             value: Option<&str>,
             default: T,
             min: T,
         ) -> Result<T, ConfigError>
         where
-            T: PartialOrd + std::fmt::Display,
+            T: std::str::FromStr + PartialOrd + std::fmt::Display,
         {
             let Some(v) = value else {
                 return Ok(default);

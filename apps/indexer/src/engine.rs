@@ -379,11 +379,10 @@ impl Inner {
         stop: &mut watch::Receiver<bool>,
     ) -> SessionEnd {
         let mut failures = 0u32;
-        if pos.seq.is_none() {
-            match self.backfill_until_done(did, key, pos, stop).await {
-                Some(end) => return end,
-                None => {}
-            }
+        if pos.seq.is_none()
+            && let Some(end) = self.backfill_until_done(did, key, pos, stop).await
+        {
+            return end;
         }
         let mut stream = RecordStream::builder(&self.config.service_url, did.clone(), key.clone())
             .auth(StreamAuth::SyncToken(self.config.sync_token.clone()))

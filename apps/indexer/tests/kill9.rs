@@ -29,7 +29,11 @@ async fn killed_mid_stream_every_post_lands_exactly_once() {
     let Some(pg) = postgres_url() else { return };
     let service = Service::start().await;
     let (index, schema) = fresh_index(&pg).await;
-    let accounts = [did("did:plc:k9one"), did("did:plc:k9two"), did("did:plc:k9three")];
+    let accounts = [
+        did("did:plc:k9one"),
+        did("did:plc:k9two"),
+        did("did:plc:k9three"),
+    ];
     for a in &accounts {
         service.enroll(a, &["swordsmith"]).await;
     }
