@@ -520,6 +520,7 @@ impl Inner {
         key: &PublicKey,
         pos: &mut Position,
     ) -> Result<(), BackfillError> {
+        let started = std::time::Instant::now();
         let (car, seq) = self.sync.export_car_for_sync(did).await?;
         let seq = seq.ok_or(BackfillError::NoPosition)?;
         let (k, d) = (key.clone(), did.clone());
@@ -552,6 +553,12 @@ impl Inner {
             .await
             .map_err(|_| BackfillError::Stopped)?;
         self.metrics.backfills.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            %did,
+            records = export.records.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "backfilled from the export (handed to the writer)"
+        );
         pos.seq = Some(seq);
         pos.floor = Some(export.rev);
         pos.chain = None;

@@ -34,7 +34,7 @@ fn harness() -> Option<&'static Harness> {
             &node,
             &[
                 "rei", "sakura", "kaoruko", "fuyuko", "haruki", "misato", "asuka", "hikari",
-                "touji", "kensuke", "shinji",
+                "touji", "kensuke", "shinji", "mari", "ritsuko", "maya",
             ],
         )
         .unwrap_or_else(|e| panic!("{e}"))
@@ -890,5 +890,196 @@ async fn stubs_wait_out_a_pds_outage_and_arrive_when_it_is_back() {
     on_pds.sort();
     rkeys.sort();
     assert_eq!(on_pds, rkeys);
+    server.stop().await.unwrap();
+}
+
+/// S16 end to end: three accounts enroll through OAuth on the real PDS (Mari and Ritsuko hold
+/// `swordsmith`, Maya `aekea`), post with tokens the PDS mints, and `stratos-indexer` (its
+/// engine, in this process) indexes the posts into PostgreSQL; the AppView SDK then shows each
+/// viewer exactly their boundaries, refuses cross-boundary reads and anonymous feeds, honours
+/// `boundary=`, drops deleted posts, and an indexer restart resumes without duplicates. The
+/// stubs of the same posts are on the PDS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s16_the_indexer_and_the_appview_sdk_over_oauth_enrollments() {
+    use stratos_ports::usecases::appview::{AppView, FeedParams};
+    let Some(h) = harness() else { return };
+    let Ok(pg) = std::env::var("STRATOS_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no PostgreSQL in CI"
+        );
+        eprintln!("SKIPPED: S16 (set STRATOS_TEST_POSTGRES_URL)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = stratos(h, dir.path(), &[("STRATOS_SYNC_TOKEN", "s16-sync")]).await;
+    let (http, base) = (client(), server.url());
+    let (mari, ritsuko, maya) = (
+        h.account("mari.test"),
+        h.account("ritsuko.test"),
+        h.account("maya.test"),
+    );
+    for (account, boundary) in [
+        (&mari, "swordsmith"),
+        (&ritsuko, "swordsmith"),
+        (&maya, "aekea"),
+    ] {
+        let location = consent(h, &start_flow(&http, &base, account).await, account).await;
+        assert_eq!(
+            callback(&http, &base, &location).await.status(),
+            StatusCode::OK
+        );
+        let res = http
+            .post(format!("{base}/xrpc/zone.stratos.admin.setBoundaries"))
+            .bearer_auth(common::ADMIN)
+            .json(&serde_json::json!({ "did": account.did, "boundaries": [boundary] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let schema = format!("s16{}", std::process::id());
+    let index = std::sync::Arc::new(
+        stratos_postgres::PostgresAppViewIndex::connect(&stratos_postgres::AppViewConfig {
+            url: pg,
+            schema,
+            pool_size: 4,
+        })
+        .await
+        .unwrap(),
+    );
+    let vars: std::collections::HashMap<String, String> = [
+        ("STRATOS_SERVICE_URL", base.as_str()),
+        ("STRATOS_SYNC_TOKEN", "s16-sync"),
+        ("BSKY_DB_POSTGRES_URL", "unused: the index is given"),
+        ("ACTOR_SYNC_RECONNECT_MAX_DELAY_MS", "500"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = stratos_indexer::config::IndexerConfig::from_vars(&vars).unwrap();
+    let metrics = std::sync::Arc::new(stratos_indexer::metrics::Metrics::default());
+    let indexer = stratos_indexer::engine::Indexer::start(config.clone(), index.clone(), metrics)
+        .await
+        .unwrap();
+
+    let create = "com.atproto.repo.createRecord";
+    let mut rkeys = std::collections::HashMap::new();
+    for (account, text, boundary) in [
+        (&mari, "mari swordsmith", "swordsmith"),
+        (&ritsuko, "ritsuko swordsmith", "swordsmith"),
+        (&maya, "maya aekea", "aekea"),
+        (&mari, "mari to delete", "swordsmith"),
+    ] {
+        let (s, out) = call(
+            h,
+            &http,
+            &base,
+            create,
+            account,
+            serde_json::json!({
+                "repo": account.did, "collection": "zone.stratos.feed.post",
+                "record": common::post_record(SERVICE_DID, text, &[boundary]),
+            }),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{out}");
+        rkeys.insert(text, rkey_of(&out));
+    }
+    let (s, _) = call(
+        h,
+        &http,
+        &base,
+        "com.atproto.repo.deleteRecord",
+        &mari,
+        serde_json::json!({ "repo": mari.did, "collection": "zone.stratos.feed.post", "rkey": rkeys["mari to delete"] }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let did = |a: &Account| stratos_domain::syntax::Did::parse(&a.did).unwrap();
+    let appview = AppView::builder(index.clone()).viewer_ttl_ms(0).build();
+    let all = FeedParams::default();
+    let feed_texts = |feed: stratos_ports::usecases::appview::Feed| {
+        let mut t: Vec<String> = feed.feed.into_iter().map(|p| p.row.text).collect();
+        t.sort();
+        t
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mari_feed = feed_texts(appview.timeline(Some(&did(&mari)), &all).await.unwrap());
+        let maya_feed = feed_texts(appview.timeline(Some(&did(&maya)), &all).await.unwrap());
+        if mari_feed == ["mari swordsmith", "ritsuko swordsmith"] && maya_feed == ["maya aekea"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "feeds never settled: {mari_feed:?} {maya_feed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Cross-boundary author feed: empty. getPost: same boundary OK, cross BoundaryMismatch.
+    assert!(
+        appview
+            .author_feed(Some(&did(&ritsuko)), &did(&maya), &all)
+            .await
+            .unwrap()
+            .feed
+            .is_empty()
+    );
+    let uri = |a: &Account, text: &str| {
+        stratos_domain::syntax::AtUri::parse(&format!(
+            "at://{}/zone.stratos.feed.post/{}",
+            a.did, rkeys[text]
+        ))
+        .unwrap()
+    };
+    let ok = appview
+        .get_post(Some(&did(&ritsuko)), &uri(&mari, "mari swordsmith"))
+        .await
+        .unwrap();
+    assert_eq!(ok.row.text, "mari swordsmith");
+    let cross = appview
+        .get_post(Some(&did(&ritsuko)), &uri(&maya, "maya aekea"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        stratos_ports::xrpc::XrpcError::from(cross).error,
+        "BoundaryMismatch"
+    );
+    assert!(appview.timeline(None, &all).await.is_err());
+    let only_aekea = FeedParams {
+        boundary: Some(format!("{SERVICE_DID}/aekea")),
+        ..FeedParams::default()
+    };
+    assert!(
+        appview
+            .timeline(Some(&did(&mari)), &only_aekea)
+            .await
+            .unwrap()
+            .feed
+            .is_empty()
+    );
+    // The PDS holds the content-free stubs of the surviving posts.
+    pds_eventually(h, &mari.did, "zone.stratos.feed.post", 1).await;
+    pds_eventually(h, &maya.did, "zone.stratos.feed.post", 1).await;
+
+    // Restart: resume from stratos_sync_cursor, nothing twice.
+    indexer.stop().await;
+    let metrics = std::sync::Arc::new(stratos_indexer::metrics::Metrics::default());
+    let indexer = stratos_indexer::engine::Indexer::start(config, index.clone(), metrics.clone())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        feed_texts(appview.timeline(Some(&did(&mari)), &all).await.unwrap()),
+        ["mari swordsmith", "ritsuko swordsmith"]
+    );
+    assert_eq!(
+        metrics.backfills.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    indexer.stop().await;
+    index.drop_schema().await.unwrap();
     server.stop().await.unwrap();
 }
