@@ -440,6 +440,15 @@ impl Inner {
                     }
                     stream.resume_from(pos.seq, None);
                 }
+                Err(ClientError::Refused { error, .. }) if error == "FutureCursor" => {
+                    // The service's log is behind the stored cursor (restored from a backup):
+                    // what the index holds may not exist there; start again from the export.
+                    tracing::warn!(%did, "the stored cursor is ahead of the service; backfilling");
+                    if let Some(end) = self.backfill_until_done(did, key, pos, stop).await {
+                        return end;
+                    }
+                    stream.resume_from(pos.seq, None);
+                }
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(%did, error = %e, "account stream failed; retrying");

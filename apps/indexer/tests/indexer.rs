@@ -199,3 +199,61 @@ async fn s16_the_appview_shows_each_viewer_exactly_what_they_may_see() {
     indexer.stop().await;
     index.drop_schema().await.unwrap();
 }
+
+/// A corrupted frame (one byte flipped on the wire) is refused by verification, counted, never
+/// indexed; the account is re-read from its export and every post lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_frame_is_refused_counted_and_repaired_from_the_export() {
+    let Some(pg) = postgres_url() else { return };
+    let service = Service::start().await;
+    let (index, schema) = fresh_index(&pg).await;
+    let rei = did("did:plc:rei");
+    service.enroll(&rei, &["swordsmith"]).await;
+    // The indexer reaches the service through the proxy; the 3rd large frame is corrupted.
+    let (proxy, seen) = tampering_proxy(service.port, 3).await;
+    let mut vars: HashMap<String, String> =
+        indexer_vars(&service, &pg, &schema).into_iter().collect();
+    vars.insert(
+        "STRATOS_SERVICE_URL".into(),
+        format!("http://127.0.0.1:{proxy}"),
+    );
+    let config = IndexerConfig::from_vars(&vars).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let indexer = Indexer::start(config, index.clone(), metrics.clone())
+        .await
+        .unwrap();
+    // Wait until the account is followed (its backfill done), then write through the stream.
+    eventually(30, "the first backfill", || async {
+        metrics.backfills.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    for i in 0..6 {
+        service
+            .post(
+                &rei,
+                &format!("post {i} {}", "x".repeat(250)),
+                &["swordsmith"],
+            )
+            .await;
+    }
+    eventually(30, "every post, after the repair", || async {
+        indexed_posts(&pg, &schema, &rei).await.len() == 6
+    })
+    .await;
+    assert!(seen.load(Ordering::SeqCst) >= 3, "the proxy saw the frames");
+    assert_eq!(
+        metrics.verification_failures.load(Ordering::Relaxed),
+        1,
+        "the corrupted frame was refused"
+    );
+    assert!(
+        metrics.backfills.load(Ordering::Relaxed) >= 2,
+        "and repaired"
+    );
+    assert_eq!(
+        indexed_posts(&pg, &schema, &rei).await,
+        service.posts_of(&rei).await
+    );
+    indexer.stop().await;
+    index.drop_schema().await.unwrap();
+}

@@ -341,3 +341,91 @@ pub fn did(s: &str) -> Did {
 pub fn data_dir(s: &Service) -> &Path {
     s.dir.path()
 }
+
+/// A TCP proxy in front of a service that corrupts one byte in the middle of the `nth`
+/// WebSocket binary message of at least 1 KiB it forwards from the service (counting over every
+/// connection), as a hostile network or a broken middlebox would. Plain HTTP passes untouched.
+pub async fn tampering_proxy(
+    target: u16,
+    nth: usize,
+) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                continue;
+            };
+            let seen = counter.clone();
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                });
+                // The response head: a 101 switches to frame parsing, anything else is copied.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if sr.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                if cw.write_all(&head).await.is_err() {
+                    return;
+                }
+                if !head.starts_with(b"HTTP/1.1 101") {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    return;
+                }
+                loop {
+                    let mut h = [0u8; 2];
+                    if sr.read_exact(&mut h).await.is_err() {
+                        return;
+                    }
+                    let mut header = h.to_vec();
+                    let len = match h[1] & 0x7f {
+                        126 => {
+                            let mut b = [0u8; 2];
+                            if sr.read_exact(&mut b).await.is_err() {
+                                return;
+                            }
+                            header.extend_from_slice(&b);
+                            u64::from(u16::from_be_bytes(b))
+                        }
+                        127 => {
+                            let mut b = [0u8; 8];
+                            if sr.read_exact(&mut b).await.is_err() {
+                                return;
+                            }
+                            header.extend_from_slice(&b);
+                            u64::from_be_bytes(b)
+                        }
+                        n => u64::from(n),
+                    };
+                    let mut payload = vec![0u8; len as usize];
+                    if sr.read_exact(&mut payload).await.is_err() {
+                        return;
+                    }
+                    if h[0] & 0x0f == 2
+                        && payload.len() >= 1024
+                        && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth
+                    {
+                        let mid = payload.len() / 2;
+                        payload[mid] ^= 0x01;
+                    }
+                    if cw.write_all(&header).await.is_err() || cw.write_all(&payload).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
