@@ -122,8 +122,12 @@ pub trait IndexWriter: Send + Sync {
         service_seq: Option<(&str, u64)>,
     ) -> IndexResult<()>;
 
-    /// The service-level stream's cursor for `service_url`.
+    /// The service-level stream's cursor for `service_url` (also any other named stream's,
+    /// e.g. a firehose's).
     async fn service_cursor(&self, service_url: &str) -> IndexResult<Option<u64>>;
+
+    /// Stores a named stream's cursor on its own (a stream whose events change nothing here).
+    async fn set_service_cursor(&self, service_url: &str, seq: u64) -> IndexResult<()>;
 
     /// Every indexed enrollment.
     async fn enrollments(&self) -> IndexResult<Vec<IndexedEnrollment>>;

@@ -194,8 +194,9 @@ pub fn service_did_of(rkey: &RecordKey) -> Result<Did, ClientError> {
     Ok(did)
 }
 
-/// Every Multikey the document lists.
-fn document_keys(doc: &serde_json::Value) -> Vec<PublicKey> {
+/// Every Multikey a service's DID document lists (a Stratos service publishes its key under
+/// its own fragment, not `#atproto`): the keys its attestations may be signed with.
+pub fn document_keys(doc: &serde_json::Value) -> Vec<PublicKey> {
     doc["verificationMethod"]
         .as_array()
         .into_iter()

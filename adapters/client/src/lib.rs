@@ -14,6 +14,8 @@
 //! - [`routing`]: which calls go to Stratos and which to the PDS.
 //! - [`scopes`]: the OAuth scope strings for Stratos records.
 //!
+//! - [`firehose`]: one collection's records out of a PDS's or relay's
+//!   `com.atproto.sync.subscribeRepos` (enrollment records appearing and leaving).
 //! - [`discovery`]: a user's enrollment records from their PDS, each checked against the
 //!   service's DID document (over the `IdentityResolver` and `PublicRecords` ports).
 //!
@@ -23,6 +25,7 @@
 
 pub mod discovery;
 mod error;
+pub mod firehose;
 pub mod frame;
 pub mod routing;
 pub mod scopes;

@@ -88,20 +88,27 @@ pub enum StreamItem {
     },
 }
 
-/// Connection settings shared by both streams.
+/// Connection settings shared by the streams.
 #[derive(Debug, Clone)]
-struct LinkConfig {
-    service: String,
-    auth: Option<StreamAuth>,
-    connected: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
-    max_backoff: Duration,
+pub(crate) struct LinkConfig {
+    pub(crate) service: String,
+    pub(crate) method: &'static str,
+    pub(crate) auth: Option<StreamAuth>,
+    pub(crate) connected: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_backoff: Duration,
 }
 
 impl LinkConfig {
     fn new(service: &str) -> Self {
+        Self::for_method(service, "zone.stratos.sync.subscribeRecords")
+    }
+
+    /// Settings for the event stream `method` of the host at `service` (`http(s)://`).
+    pub(crate) fn for_method(service: &str, method: &'static str) -> Self {
         Self {
+            method,
             service: service.trim_end_matches('/').to_owned(),
             auth: None,
             connected: None,
@@ -117,8 +124,8 @@ impl LinkConfig {
         }
     }
 
-    /// `ws(s)://…/xrpc/zone.stratos.sync.subscribeRecords?{params}[&syncToken=…]`.
-    fn url(&self, params: &[(&str, String)]) -> Result<String, ClientError> {
+    /// `ws(s)://…/xrpc/{method}?{params}[&syncToken=…]`.
+    pub(crate) fn url(&self, params: &[(&str, String)]) -> Result<String, ClientError> {
         let base = if let Some(rest) = self.service.strip_prefix("https://") {
             format!("wss://{rest}")
         } else if let Some(rest) = self.service.strip_prefix("http://") {
@@ -136,23 +143,20 @@ impl LinkConfig {
         if let Some(StreamAuth::SyncToken(token)) = &self.auth {
             query.append_pair("syncToken", token);
         }
-        Ok(format!(
-            "{base}/xrpc/zone.stratos.sync.subscribeRecords?{}",
-            query.finish()
-        ))
+        Ok(format!("{base}/xrpc/{}?{}", self.method, query.finish()))
     }
 }
 
 /// The socket of a stream and its reconnection state.
 #[derive(Debug, Default)]
-struct Link {
+pub(crate) struct Link {
     socket: Option<Socket>,
     failures: u32,
 }
 
 impl Link {
     /// The next binary message, (re)connecting with backoff as needed.
-    async fn next_binary(
+    pub(crate) async fn next_binary(
         &mut self,
         config: &LinkConfig,
         url: impl Fn() -> Result<String, ClientError>,
@@ -198,7 +202,7 @@ impl Link {
 
     /// Handles an error frame: the socket is gone; `ConsumerTooSlow` is retried after a
     /// backoff, anything else is returned.
-    fn error_frame(
+    pub(crate) fn error_frame(
         &mut self,
         config: &LinkConfig,
         error: String,
@@ -246,11 +250,12 @@ async fn connect(config: &LinkConfig, url: &str) -> Result<Socket, ClientError> 
     }
 }
 
+/// The connection settings every stream builder offers (its `link` field).
 macro_rules! link_settings {
     () => {
         /// Authentication (none: only streams the service opens to anyone, i.e. none by
         /// default).
-        pub fn auth(mut self, auth: StreamAuth) -> Self {
+        pub fn auth(mut self, auth: $crate::stream::StreamAuth) -> Self {
             self.link.auth = Some(auth);
             self
         }
@@ -266,26 +271,28 @@ macro_rules! link_settings {
         }
 
         /// Time allowed for connecting (default 10 s).
-        pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
             self.link.connect_timeout = timeout;
             self
         }
 
         /// Silence after which the connection is presumed dead and re-opened (default 90 s;
         /// the service pings every 30 s by default).
-        pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Self {
             self.link.idle_timeout = timeout;
             self
         }
 
         /// Longest wait between reconnection attempts (default 30 s; waits double from
         /// 250 ms, with jitter).
-        pub fn max_backoff(mut self, max: Duration) -> Self {
+        pub fn max_backoff(mut self, max: std::time::Duration) -> Self {
             self.link.max_backoff = max;
             self
         }
     };
 }
+
+pub(crate) use link_settings;
 
 /// Builds a [`RecordStream`].
 #[derive(Debug, Clone)]

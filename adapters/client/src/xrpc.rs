@@ -570,6 +570,34 @@ impl StratosClient {
         Ok((repo, car))
     }
 
+    /// The service's DID document as it serves it (`/.well-known/did.json`, a `did:web`
+    /// service's): its `id` and `#atproto` key check the attestations of enrollment records.
+    pub async fn did_document(&self) -> Result<Value, ClientError> {
+        let url = format!("{}/.well-known/did.json", self.base);
+        let res = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let status = res.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(ClientError::Xrpc {
+                status,
+                error: "NotFound".into(),
+                message: format!("{url} answered {status}"),
+            });
+        }
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        if bytes.len() > 64 * 1024 {
+            return Err(ClientError::ResponseTooLarge(64 * 1024));
+        }
+        decode(&bytes)
+    }
+
     /// `zone.stratos.sync.getRepo` as a trusted sync consumer (an indexer holding the service's
     /// sync token as its bearer): any account's export CAR, unchecked, and the stream position
     /// it covers (`Stratos-Seq`: resume the account's stream after it, skipping commits of the

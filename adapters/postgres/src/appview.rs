@@ -603,6 +603,17 @@ impl IndexWriter for PostgresAppViewIndex {
             .transpose()
     }
 
+    async fn set_service_cursor(&self, service_url: &str, seq: u64) -> IndexResult<()> {
+        sqlx::query(safe(&self.sql.upsert_service_cursor))
+            .bind(service_url)
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(backend)
+    }
+
     async fn enrollments(&self) -> IndexResult<Vec<IndexedEnrollment>> {
         let rows = sqlx::query(safe(&self.sql.enrollments))
             .fetch_all(&self.pool)

@@ -40,6 +40,10 @@ pub struct IndexerConfig {
     pub max_backoff: Duration,
     /// `INDEXER_BATCH_MAX` (1000): the most commits written in one transaction.
     pub batch_max: usize,
+    /// `BSKY_REPO_PROVIDER` (optional): a PDS or relay whose `com.atproto.sync.subscribeRepos`
+    /// is watched for enrollment records in this service (created: the account is followed;
+    /// deleted: dropped if the service confirms it left).
+    pub repo_provider: Option<String>,
 }
 
 impl std::fmt::Debug for IndexerConfig {
@@ -54,6 +58,7 @@ impl std::fmt::Debug for IndexerConfig {
             .field("idle_eviction", &self.idle_eviction)
             .field("max_backoff", &self.max_backoff)
             .field("batch_max", &self.batch_max)
+            .field("repo_provider", &self.repo_provider)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +123,7 @@ impl IndexerConfig {
             idle_eviction: ms("ACTOR_SYNC_IDLE_EVICTION_MS", 60_000)?,
             max_backoff: ms("ACTOR_SYNC_RECONNECT_MAX_DELAY_MS", 30_000)?,
             batch_max: number("INDEXER_BATCH_MAX", get("INDEXER_BATCH_MAX"), 1000, 1)?,
+            repo_provider: get("BSKY_REPO_PROVIDER").map(str::to_owned),
         })
     }
 }

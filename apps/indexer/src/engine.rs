@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use stratos_client::ClientError;
+use stratos_client::firehose::{Firehose, FirehoseItem, RepoOp};
 use stratos_client::frame::CommitFrame;
 use stratos_client::stream::{
     EnrollmentItem, EnrollmentStream, RecordStream, StreamAuth, StreamItem,
@@ -24,6 +25,7 @@ use stratos_client::xrpc::{Auth, StratosClient};
 use stratos_domain::Cid;
 use stratos_domain::appview::{self, POST_COLLECTION};
 use stratos_domain::crypto::PublicKey;
+use stratos_domain::enrollment::ENROLLMENT_COLLECTION;
 use stratos_domain::repo::Action;
 use stratos_domain::syntax::{AtUri, Datetime, Did, Nsid, RecordKey, Tid};
 use stratos_ports::appview_store::{
@@ -63,8 +65,9 @@ enum BackfillError {
 enum Msg {
     /// An account's batch and, for a commit, when the service sequenced it (ms).
     Batch(IndexBatch, Option<i64>),
-    /// An enrollment change with the service-level stream's position (service URL, seq).
-    Enrollment(EnrollmentChange, (String, u64), oneshot::Sender<()>),
+    /// An enrollment change with the service-level stream's position (service URL, seq), if
+    /// it came from there.
+    Enrollment(EnrollmentChange, Option<(String, u64)>, oneshot::Sender<()>),
     /// Commit what came before, then answer.
     Flush(oneshot::Sender<()>),
 }
@@ -76,6 +79,7 @@ struct ActorTask {
 
 struct Inner {
     config: IndexerConfig,
+    store: Arc<dyn IndexWriter>,
     public: StratosClient,
     sync: StratosClient,
     metrics: Arc<Metrics>,
@@ -91,6 +95,7 @@ pub struct Indexer {
     inner: Arc<Inner>,
     shutdown: watch::Sender<bool>,
     service: JoinHandle<()>,
+    firehose: Option<JoinHandle<()>>,
     writer: JoinHandle<()>,
 }
 
@@ -127,6 +132,7 @@ impl Indexer {
         let inner = Arc::new(Inner {
             permits: Arc::new(Semaphore::new(config.max_connections)),
             config,
+            store: store.clone(),
             public,
             sync,
             metrics: metrics.clone(),
@@ -137,7 +143,7 @@ impl Indexer {
         });
         let writer = tokio::spawn(write_loop(
             writer_rx,
-            store,
+            store.clone(),
             metrics,
             inner.config.batch_max,
         ));
@@ -145,10 +151,18 @@ impl Indexer {
             inner.clone().follow(e.did).await;
         }
         let service = tokio::spawn(inner.clone().service_loop(service_cursor));
+        let firehose = match inner.config.repo_provider.clone() {
+            Some(provider) => {
+                let cursor = store.service_cursor(&firehose_key(&provider)).await?;
+                Some(tokio::spawn(inner.clone().firehose_loop(provider, cursor)))
+            }
+            None => None,
+        };
         Ok(Self {
             inner,
             shutdown: shutdown_tx,
             service,
+            firehose,
             writer,
         })
     }
@@ -163,6 +177,9 @@ impl Indexer {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.service.await;
+        if let Some(f) = self.firehose {
+            let _ = f.await;
+        }
         let tasks: Vec<ActorTask> = self
             .inner
             .actors
@@ -272,7 +289,7 @@ impl Inner {
                         .writer
                         .send(Msg::Enrollment(
                             change,
-                            (self.config.service_url.clone(), e.seq),
+                            Some((self.config.service_url.clone(), e.seq)),
                             tx,
                         ))
                         .await
@@ -311,6 +328,156 @@ impl Inner {
         self.metrics
             .service_connected
             .store(false, Ordering::Relaxed);
+    }
+
+    /// Watches a PDS's or relay's firehose for enrollment records in this service: a verified
+    /// record (the service's attestation, checked against the key of the service's DID
+    /// document) makes the account followed; a deleted one drops it when the service confirms
+    /// the account left. The firehose's cursor is stored every few seconds.
+    async fn firehose_loop(self: Arc<Self>, provider: String, cursor: Option<u64>) {
+        let mut shutdown = self.shutdown.clone();
+        let mut failures = 0u32;
+        let (rkey, service_keys) = loop {
+            match self.service_identity().await {
+                Ok(found) => break found,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, "reading the service's DID document failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(self.backoff(failures)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        };
+        let key_name = firehose_key(&provider);
+        let open = |cursor| {
+            Firehose::builder(&provider, ENROLLMENT_COLLECTION)
+                .max_backoff(self.config.max_backoff)
+                .cursor(cursor)
+                .build()
+        };
+        let mut stream = open(cursor);
+        let mut saved = cursor;
+        let mut last_save = std::time::Instant::now();
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                _ = shutdown.changed() => break,
+            };
+            match item {
+                Ok(FirehoseItem::Commit { repo, ops, .. }) => {
+                    failures = 0;
+                    for op in ops.into_iter().filter(|op| op.rkey == rkey.as_str()) {
+                        self.clone().firehose_op(&repo, op, &service_keys).await;
+                    }
+                }
+                Ok(FirehoseItem::OutdatedCursor) => {
+                    tracing::warn!(%provider, "firehose cursor older than the host retains");
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%provider, error = %e, "firehose failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(self.backoff(failures)) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    stream = open(stream.cursor());
+                }
+            }
+            if stream.cursor() != saved && last_save.elapsed() >= Duration::from_secs(5) {
+                saved = stream.cursor();
+                last_save = std::time::Instant::now();
+                if let Some(seq) = saved
+                    && let Err(e) = self.store.set_service_cursor(&key_name, seq).await
+                {
+                    tracing::warn!(error = %e, "storing the firehose cursor failed");
+                }
+            }
+        }
+        if let Some(seq) = stream.cursor()
+            && stream.cursor() != saved
+        {
+            let _ = self.store.set_service_cursor(&key_name, seq).await;
+        }
+    }
+
+    async fn firehose_op(self: Arc<Self>, repo: &Did, op: RepoOp, service_keys: &[PublicKey]) {
+        match op.action {
+            Action::Create | Action::Update => {
+                let checked = op
+                    .record
+                    .as_ref()
+                    .ok_or_else(|| ClientError::Frame("the commit lacks the record".into()))
+                    .and_then(|r| {
+                        stratos_domain::data::ipld_to_json(r)
+                            .map_err(|e| ClientError::Verification(Box::new(e)))
+                    })
+                    .and_then(|json| {
+                        let mut last = ClientError::Discovery("no service key".into());
+                        for key in service_keys {
+                            match verify::enrollment_record(repo, &json, key) {
+                                Ok(found) => return Ok(found),
+                                Err(e) => last = e,
+                            }
+                        }
+                        Err(last)
+                    });
+                match checked {
+                    Ok(_) => {
+                        self.metrics
+                            .firehose_enrollments
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.follow(repo.clone()).await;
+                    }
+                    Err(e) => {
+                        self.metrics
+                            .firehose_rejected
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%repo, error = %e, "an enrollment record on the firehose did not verify");
+                    }
+                }
+            }
+            Action::Delete => {
+                // The record going is a hint; the service says whether the account left.
+                let left =
+                    matches!(self.public.enrollment_status(repo).await, Ok(s) if !s.enrolled);
+                if left {
+                    self.unfollow(repo).await;
+                    let (tx, rx) = oneshot::channel();
+                    if self
+                        .writer
+                        .send(Msg::Enrollment(
+                            EnrollmentChange::Remove(repo.clone()),
+                            None,
+                            tx,
+                        ))
+                        .await
+                        .is_ok()
+                    {
+                        let _ = rx.await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The enrollment record key of this service and the keys of the DID document it serves.
+    async fn service_identity(&self) -> Result<(RecordKey, Vec<PublicKey>), ClientError> {
+        let doc = self.public.did_document().await?;
+        let did = doc["id"]
+            .as_str()
+            .and_then(|id| Did::parse(id).ok())
+            .ok_or_else(|| ClientError::Discovery("the DID document has no valid id".into()))?;
+        let keys = stratos_client::discovery::document_keys(&doc);
+        if keys.is_empty() {
+            return Err(ClientError::Discovery(
+                "the service's DID document lists no key".into(),
+            ));
+        }
+        let rkey = stratos_domain::enrollment::enrollment_rkey(&did)
+            .map_err(|e| ClientError::Verification(Box::new(e)))?;
+        Ok((rkey, keys))
     }
 
     /// The account's signing key, as the service reports it (`enrollment.status`).
@@ -575,6 +742,11 @@ impl Inner {
     }
 }
 
+/// The name a firehose's cursor is stored under.
+fn firehose_key(provider: &str) -> String {
+    format!("firehose:{}", provider.trim_end_matches('/'))
+}
+
 /// Where an account's stream stands in this process.
 struct Position {
     /// The last sequence number sent to the writer.
@@ -641,13 +813,11 @@ async fn write_loop(
                     pending.push(b);
                     times.extend(t);
                 }
-                Msg::Enrollment(change, (service, seq), done) => {
+                Msg::Enrollment(change, position, done) => {
                     commit(&store, &metrics, &mut pending, &mut times).await;
                     let mut failures = 0u32;
-                    while let Err(e) = store
-                        .apply_enrollment(&change, Some((service.as_str(), seq)))
-                        .await
-                    {
+                    let position = position.as_ref().map(|(s, q)| (s.as_str(), *q));
+                    while let Err(e) = store.apply_enrollment(&change, position).await {
                         failures = failures.saturating_add(1);
                         metrics.write_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(error = %e, "writing an enrollment failed; retrying");

@@ -25,6 +25,10 @@ pub struct Metrics {
     pub write_failures: AtomicU64,
     /// `#enrollment` frames applied.
     pub enrollments: AtomicU64,
+    /// Enrollment records in this service seen on the firehose whose attestation verified.
+    pub firehose_enrollments: AtomicU64,
+    /// Enrollment records in this service seen on the firehose that did not verify.
+    pub firehose_rejected: AtomicU64,
     /// Accounts followed.
     pub actors: AtomicUsize,
     /// Account streams holding a connection.
@@ -118,6 +122,18 @@ impl Metrics {
             "stratos_indexer_enrollments_total",
             "Enrollment frames applied.",
             r(&self.enrollments),
+        );
+        counter(
+            &mut out,
+            "stratos_indexer_firehose_enrollments_total",
+            "Enrollment records for this service seen on the firehose, attestation verified.",
+            r(&self.firehose_enrollments),
+        );
+        counter(
+            &mut out,
+            "stratos_indexer_firehose_rejected_total",
+            "Enrollment records for this service seen on the firehose that did not verify.",
+            r(&self.firehose_rejected),
         );
         let u = |a: &AtomicUsize| a.load(Ordering::Relaxed) as f64;
         gauge(

@@ -893,9 +893,10 @@ async fn stubs_wait_out_a_pds_outage_and_arrive_when_it_is_back() {
     server.stop().await.unwrap();
 }
 
-/// S16 end to end: three accounts enroll through OAuth on the real PDS (Mari and Ritsuko hold
-/// `swordsmith`, Maya `aekea`), post with tokens the PDS mints, and `stratos-indexer` (its
-/// engine, in this process) indexes the posts into PostgreSQL; the AppView SDK then shows each
+/// S16 end to end: `stratos-indexer` (its engine, in this process, watching the PDS's firehose
+/// too) runs while three accounts enroll through OAuth on the real PDS (Mari and Ritsuko hold
+/// `swordsmith`, Maya `aekea`) — the firehose shows their enrollment records, attestations
+/// verified — and post with tokens the PDS mints; the indexer indexes the posts into PostgreSQL; the AppView SDK then shows each
 /// viewer exactly their boundaries, refuses cross-boundary reads and anonymous feeds, honours
 /// `boundary=`, drops deleted posts, and an indexer restart resumes without duplicates. The
 /// stubs of the same posts are on the PDS.
@@ -919,6 +920,33 @@ async fn s16_the_indexer_and_the_appview_sdk_over_oauth_enrollments() {
         h.account("ritsuko.test"),
         h.account("maya.test"),
     );
+    let schema = format!("s16{}", std::process::id());
+    let index = std::sync::Arc::new(
+        stratos_postgres::PostgresAppViewIndex::connect(&stratos_postgres::AppViewConfig {
+            url: pg,
+            schema,
+            pool_size: 4,
+        })
+        .await
+        .unwrap(),
+    );
+    let vars: std::collections::HashMap<String, String> = [
+        ("STRATOS_SERVICE_URL", base.as_str()),
+        ("STRATOS_SYNC_TOKEN", "s16-sync"),
+        ("BSKY_DB_POSTGRES_URL", "unused: the index is given"),
+        ("ACTOR_SYNC_RECONNECT_MAX_DELAY_MS", "500"),
+        ("BSKY_REPO_PROVIDER", h.pds_url.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = stratos_indexer::config::IndexerConfig::from_vars(&vars).unwrap();
+    let metrics = std::sync::Arc::new(stratos_indexer::metrics::Metrics::default());
+    let indexer =
+        stratos_indexer::engine::Indexer::start(config.clone(), index.clone(), metrics.clone())
+            .await
+            .unwrap();
+
     for (account, boundary) in [
         (&mari, "swordsmith"),
         (&ritsuko, "swordsmith"),
@@ -938,30 +966,21 @@ async fn s16_the_indexer_and_the_appview_sdk_over_oauth_enrollments() {
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
-    let schema = format!("s16{}", std::process::id());
-    let index = std::sync::Arc::new(
-        stratos_postgres::PostgresAppViewIndex::connect(&stratos_postgres::AppViewConfig {
-            url: pg,
-            schema,
-            pool_size: 4,
-        })
-        .await
-        .unwrap(),
-    );
-    let vars: std::collections::HashMap<String, String> = [
-        ("STRATOS_SERVICE_URL", base.as_str()),
-        ("STRATOS_SYNC_TOKEN", "s16-sync"),
-        ("BSKY_DB_POSTGRES_URL", "unused: the index is given"),
-        ("ACTOR_SYNC_RECONNECT_MAX_DELAY_MS", "500"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let config = stratos_indexer::config::IndexerConfig::from_vars(&vars).unwrap();
-    let metrics = std::sync::Arc::new(stratos_indexer::metrics::Metrics::default());
-    let indexer = stratos_indexer::engine::Indexer::start(config.clone(), index.clone(), metrics)
-        .await
-        .unwrap();
+    // The firehose of the PDS showed the three enrollment records, attested by this service.
+    // (Other tests' services enroll accounts on the same PDS under the same service DID with
+    // keys of their own: their records do not verify here and are not followed.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metrics
+        .firehose_enrollments
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the firehose never showed the enrollments"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     let create = "com.atproto.repo.createRecord";
     let mut rkeys = std::collections::HashMap::new();

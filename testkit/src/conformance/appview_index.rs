@@ -434,4 +434,20 @@ pub async fn enrollments_and_the_service_cursor(index: Subject) {
         index.service_cursor("https://other").await.expect("cursor"),
         None
     );
+    index
+        .set_service_cursor("firehose:https://pds.suite", 77)
+        .await
+        .expect("set");
+    index
+        .set_service_cursor("firehose:https://pds.suite", 78)
+        .await
+        .expect("set");
+    assert_eq!(
+        index
+            .service_cursor("firehose:https://pds.suite")
+            .await
+            .expect("cursor"),
+        Some(78)
+    );
+    assert_eq!(index.service_cursor(url).await.expect("cursor"), Some(5));
 }

@@ -111,6 +111,12 @@ impl IndexWriter for MemoryAppViewIndex {
         self.with(|s| s.service_cursors.get(service_url).copied())
     }
 
+    async fn set_service_cursor(&self, service_url: &str, seq: u64) -> IndexResult<()> {
+        self.with(|s| {
+            s.service_cursors.insert(service_url.to_owned(), seq);
+        })
+    }
+
     async fn enrollments(&self) -> IndexResult<Vec<IndexedEnrollment>> {
         self.with(|s| s.enrollments.values().cloned().collect())
     }
