@@ -339,16 +339,19 @@ impl PostgresAppViewIndex {
 /// Changes of one stretch of batches, reduced to their net effect: URIs to delete first, then
 /// the rows to upsert.
 #[derive(Default)]
-struct Net {
+struct Net<'a> {
     deleted: BTreeSet<String>,
-    upserts: BTreeMap<String, PostRow>,
+    upserts: BTreeMap<String, &'a PostRow>,
+    /// Accounts whose rows a backfill removed in this stretch: their new rows have no boundary
+    /// rows to remove first (a backfill of 100k posts spent seconds on that delete).
+    fresh: BTreeSet<&'a Did>,
 }
 
-impl Net {
-    fn add(&mut self, change: &PostChange) {
+impl<'a> Net<'a> {
+    fn add(&mut self, change: &'a PostChange) {
         match change {
             PostChange::Upsert(row) => {
-                self.upserts.insert(row.uri.to_string(), (**row).clone());
+                self.upserts.insert(row.uri.to_string(), row);
             }
             PostChange::Delete(uri) => {
                 self.upserts.remove(uri.as_str());
@@ -371,14 +374,22 @@ impl Net {
         }
         // A URI deleted and then written again in this stretch is deleted first, so the new
         // post starts afresh (as applying the changes one by one would).
-        let mut gone: Vec<String> = std::mem::take(&mut self.deleted).into_iter().collect();
-        let rows: Vec<PostRow> = std::mem::take(&mut self.upserts).into_values().collect();
-        gone.extend(rows.iter().map(|r| r.uri.to_string()));
-        sqlx::query(safe(&sql.delete_boundaries))
-            .bind(&gone)
-            .execute(&mut **tx)
-            .await?;
-        gone.truncate(gone.len() - rows.len());
+        let deleted = std::mem::take(&mut self.deleted);
+        let rows: Vec<&PostRow> = std::mem::take(&mut self.upserts).into_values().collect();
+        let mut gone: Vec<String> = deleted.iter().cloned().collect();
+        let deletes = gone.len();
+        gone.extend(
+            rows.iter()
+                .filter(|r| !self.fresh.contains(&r.creator) || deleted.contains(r.uri.as_str()))
+                .map(|r| r.uri.to_string()),
+        );
+        if !gone.is_empty() {
+            sqlx::query(safe(&sql.delete_boundaries))
+                .bind(&gone)
+                .execute(&mut **tx)
+                .await?;
+        }
+        gone.truncate(deletes);
         if !gone.is_empty() {
             sqlx::query(safe(&sql.delete_posts))
                 .bind(&gone)
@@ -388,7 +399,7 @@ impl Net {
         if rows.is_empty() {
             return Ok(());
         }
-        let col = |f: fn(&PostRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+        let col = |f: fn(&PostRow) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
         sqlx::query(safe(&sql.upsert_posts))
             .bind(col(|r| Some(r.uri.to_string())))
             .bind(col(|r| Some(r.cid.to_string())))
@@ -484,6 +495,8 @@ impl IndexWriter for PostgresAppViewIndex {
             for batch in batches {
                 if batch.replace {
                     net.flush(&mut tx, &self.sql).await?;
+                    net.fresh.clear();
+                    net.fresh.insert(&batch.did);
                     for stmt in [
                         &self.sql.delete_actor_boundaries,
                         &self.sql.delete_actor_posts,

@@ -223,6 +223,43 @@ pub async fn a_replacing_batch_leaves_exactly_its_posts(index: Subject) {
     index.apply(&[backfill]).await.expect("backfill");
     let page = index.feed(&query(&["a"], None, 10)).await.expect("feed");
     assert_eq!(texts(&page.posts), ["new", "other", "kept"]);
+
+    // Backfills and updates of two accounts in one call: each change lands as if applied
+    // one by one (an update after another account's backfill replaces the boundaries).
+    let mut rei_backfill = batch(
+        &rei,
+        41,
+        vec![up(row(&rei, "3kae", "moving", &["a"], 5_000))],
+    );
+    rei_backfill.replace = true;
+    let mut asuka_backfill = batch(
+        &asuka,
+        2,
+        vec![up(row(&asuka, "3kaf", "asuka", &["b"], 6_000))],
+    );
+    asuka_backfill.replace = true;
+    index
+        .apply(&[
+            rei_backfill,
+            asuka_backfill,
+            batch(
+                &rei,
+                42,
+                vec![up(row(&rei, "3kae", "moved", &["b"], 5_000))],
+            ),
+        ])
+        .await
+        .expect("apply");
+    let in_a = index.feed(&query(&["a"], None, 10)).await.expect("feed");
+    assert!(in_a.posts.is_empty(), "{:?}", texts(&in_a.posts));
+    let in_b = index.feed(&query(&["b"], None, 10)).await.expect("feed");
+    assert_eq!(texts(&in_b.posts), ["asuka", "moved"]);
+    let moved = index
+        .post(&in_b.posts[1].uri)
+        .await
+        .expect("post")
+        .expect("row");
+    assert_eq!(moved.boundaries, [b("b")]);
 }
 
 /// Feeds select posts sharing any of the boundaries (each post once), and an author's; no
