@@ -84,7 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let author = &authors[(rng.next() % AUTHORS) as usize];
                 let b1 = format!("b{}", rng.next() % BOUNDARIES);
                 let b2 = format!("b{}", rng.next() % BOUNDARIES);
-                let bs: Vec<&str> = if rng.next() % 4 == 0 {
+                let bs: Vec<&str> = if rng.next().is_multiple_of(4) {
                     vec![&b1, &b2]
                 } else {
                     vec![&b1]
