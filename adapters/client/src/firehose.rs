@@ -17,6 +17,7 @@ use stratos_domain::syntax::Did;
 use stratos_domain::{Cid, data};
 
 use crate::ClientError;
+use crate::frame::{ErrorBody, Header};
 use crate::stream::{Link, LinkConfig};
 
 /// Largest firehose frame decoded (a PDS commit's blocks are bounded well below it).
@@ -86,13 +87,6 @@ pub struct Firehose {
 }
 
 #[derive(Deserialize)]
-struct Header {
-    op: i64,
-    #[serde(default)]
-    t: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct CommitBody {
     seq: u64,
     repo: String,
@@ -113,13 +107,6 @@ struct OpBody {
 #[derive(Deserialize)]
 struct SeqOnly {
     seq: u64,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(default)]
-    message: Option<String>,
 }
 
 fn malformed(e: impl std::fmt::Display) -> ClientError {
@@ -152,15 +139,9 @@ impl Firehose {
     /// The next commit touching the collection (others are read and skipped).
     pub async fn next(&mut self) -> Result<FirehoseItem, ClientError> {
         loop {
-            let params: Vec<(&str, String)> = self
-                .cursor
-                .map(|c| ("cursor", c.to_string()))
-                .into_iter()
-                .collect();
-            let config = &self.config.link;
             let bytes = self
                 .link
-                .next_binary(config, || config.url(&params))
+                .next_after(&self.config.link, None, self.cursor)
                 .await?;
             if bytes.len() > MAX_FIREHOSE_FRAME_BYTES {
                 return Err(ClientError::FrameTooLarge(bytes.len()));

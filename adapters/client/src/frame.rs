@@ -97,11 +97,12 @@ pub struct EnrollmentFrame {
     pub boundaries: Vec<String>,
 }
 
+/// The header of every event-stream frame (shared with [`crate::firehose`]).
 #[derive(Deserialize)]
-struct Header {
-    op: i64,
+pub(crate) struct Header {
+    pub(crate) op: i64,
     #[serde(default)]
-    t: Option<String>,
+    pub(crate) t: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -149,11 +150,12 @@ struct InfoBody {
     message: Option<String>,
 }
 
+/// The body of an error frame.
 #[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
+pub(crate) struct ErrorBody {
+    pub(crate) error: String,
     #[serde(default)]
-    message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 fn malformed(e: impl std::fmt::Display) -> ClientError {

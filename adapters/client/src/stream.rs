@@ -200,6 +200,23 @@ impl Link {
         }
     }
 
+    /// [`Link::next_binary`] on the stream for `did` (if any) after `cursor` (if any).
+    pub(crate) async fn next_after(
+        &mut self,
+        config: &LinkConfig,
+        did: Option<&Did>,
+        cursor: Option<u64>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut params = Vec::with_capacity(2);
+        if let Some(d) = did {
+            params.push(("did", d.to_string()));
+        }
+        if let Some(c) = cursor {
+            params.push(("cursor", c.to_string()));
+        }
+        self.next_binary(config, || config.url(&params)).await
+    }
+
     /// Handles an error frame: the socket is gone; `ConsumerTooSlow` is retried after a
     /// backoff, anything else is returned.
     pub(crate) fn error_frame(
@@ -392,18 +409,9 @@ impl RecordStream {
     /// and go on with [`RecordStream::resume_from`]).
     pub async fn next(&mut self) -> Result<StreamItem, ClientError> {
         loop {
-            let url = |cursor: Option<u64>, did: &Did| {
-                let mut params = vec![("did", did.to_string())];
-                if let Some(c) = cursor {
-                    params.push(("cursor", c.to_string()));
-                }
-                params
-            };
-            let params = url(self.cursor, &self.config.did);
-            let config = &self.config.link;
             let bytes = self
                 .link
-                .next_binary(config, || config.url(&params))
+                .next_after(&self.config.link, Some(&self.config.did), self.cursor)
                 .await?;
             match frame::decode(&bytes)? {
                 Frame::Commit(commit) => {
@@ -518,15 +526,9 @@ impl EnrollmentStream {
     /// the stream or a malformed frame).
     pub async fn next(&mut self) -> Result<EnrollmentItem, ClientError> {
         loop {
-            let params: Vec<(&str, String)> = self
-                .cursor
-                .map(|c| ("cursor", c.to_string()))
-                .into_iter()
-                .collect();
-            let config = &self.config.link;
             let bytes = self
                 .link
-                .next_binary(config, || config.url(&params))
+                .next_after(&self.config.link, None, self.cursor)
                 .await?;
             match frame::decode(&bytes)? {
                 Frame::Enrollment(e) => {

@@ -592,20 +592,8 @@ async fn s5_to_s14_boundaries_with_tokens_the_real_pds_mints() {
         (&touji, "swordsmith"),
         (&kensuke, "aekea"),
     ] {
-        let location = consent(h, &start_flow(&http, &base, account).await, account).await;
-        assert_eq!(
-            callback(&http, &base, &location).await.status(),
-            StatusCode::OK
-        );
+        enroll_with_boundary(h, &http, &base, account, boundary).await;
         // S5: the operator's assignment reads back.
-        let res = http
-            .post(format!("{base}/xrpc/zone.stratos.admin.setBoundaries"))
-            .bearer_auth(common::ADMIN)
-            .json(&serde_json::json!({ "did": account.did, "boundaries": [boundary] }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
         assert_eq!(
             boundary_values(&status(&http, &base, &account.did).await),
             [format!("{SERVICE_DID}/{boundary}")]
@@ -952,19 +940,7 @@ async fn s16_the_indexer_and_the_appview_sdk_over_oauth_enrollments() {
         (&ritsuko, "swordsmith"),
         (&maya, "aekea"),
     ] {
-        let location = consent(h, &start_flow(&http, &base, account).await, account).await;
-        assert_eq!(
-            callback(&http, &base, &location).await.status(),
-            StatusCode::OK
-        );
-        let res = http
-            .post(format!("{base}/xrpc/zone.stratos.admin.setBoundaries"))
-            .bearer_auth(common::ADMIN)
-            .json(&serde_json::json!({ "did": account.did, "boundaries": [boundary] }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+        enroll_with_boundary(h, &http, &base, account, boundary).await;
     }
     // The firehose of the PDS showed the three enrollment records, attested by this service.
     // (Other tests' services enroll accounts on the same PDS under the same service DID with
@@ -1101,4 +1077,27 @@ async fn s16_the_indexer_and_the_appview_sdk_over_oauth_enrollments() {
     indexer.stop().await;
     index.drop_schema().await.unwrap();
     server.stop().await.unwrap();
+}
+
+/// Enrolls `account` through OAuth and has the operator give it `boundary` alone (S5).
+async fn enroll_with_boundary(
+    h: &Harness,
+    http: &reqwest::Client,
+    base: &str,
+    account: &Account,
+    boundary: &str,
+) {
+    let location = consent(h, &start_flow(http, base, account).await, account).await;
+    assert_eq!(
+        callback(http, base, &location).await.status(),
+        StatusCode::OK
+    );
+    let res = http
+        .post(format!("{base}/xrpc/zone.stratos.admin.setBoundaries"))
+        .bearer_auth(common::ADMIN)
+        .json(&serde_json::json!({ "did": account.did, "boundaries": [boundary] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
 }
