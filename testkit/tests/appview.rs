@@ -338,4 +338,19 @@ async fn viewer_boundaries_are_cached_for_their_ttl_and_invalidated() {
         .await
         .unwrap();
     assert_eq!(texts(&fresh), ["kaoruko", "rei both"]);
+    // A frame's boundaries go straight into the cache.
+    av.update_viewer(&f.sakura, [b("swordsmith")]);
+    let updated = av
+        .timeline(Some(&f.sakura), &FeedParams::default())
+        .await
+        .unwrap();
+    assert_eq!(texts(&updated), ["rei both", "rei two", "rei one"]);
+    av.update_viewer(&f.sakura, Vec::new());
+    assert!(
+        av.timeline(Some(&f.sakura), &FeedParams::default())
+            .await
+            .unwrap()
+            .feed
+            .is_empty()
+    );
 }

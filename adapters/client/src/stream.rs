@@ -553,6 +553,35 @@ impl EnrollmentStream {
     }
 }
 
+/// Keeps an AppView's viewer cache current: every `#enrollment` frame of the service-level
+/// stream sets that account's cached boundaries to those the frame reports
+/// ([`stratos_ports::usecases::appview::AppView::update_viewer`]), so a boundary change shows in
+/// its next feed instead of after the cache's TTL (and does not wait for the indexer to apply
+/// the same frame). Runs until the service refuses the stream
+/// (returned); connection failures are retried inside.
+///
+/// ```no_run
+/// # async fn run(appview: std::sync::Arc<stratos_ports::usecases::appview::AppView>) {
+/// use stratos_client::stream::{EnrollmentStream, StreamAuth, invalidate_viewers};
+/// let stream = EnrollmentStream::builder("https://stratos.example")
+///     .auth(StreamAuth::SyncToken("secret".into()))
+///     .build();
+/// tokio::spawn(invalidate_viewers(stream, appview));
+/// # }
+/// ```
+pub async fn invalidate_viewers(
+    mut stream: EnrollmentStream,
+    appview: std::sync::Arc<stratos_ports::usecases::appview::AppView>,
+) -> ClientError {
+    loop {
+        match stream.next().await {
+            Ok(EnrollmentItem::Enrollment(e)) => appview.update_viewer(&e.did, e.boundaries),
+            Ok(EnrollmentItem::OutdatedCursor { .. }) => {}
+            Err(e) => return e,
+        }
+    }
+}
+
 /// A random number for jitter (not a secret; the OS generator is simply at hand).
 fn rand_u16() -> u16 {
     let mut b = [0u8; 2];

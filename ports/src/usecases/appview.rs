@@ -4,8 +4,9 @@
 //! - A feed needs an authenticated viewer ([`AppViewError::AuthRequired`] otherwise).
 //! - The viewer's boundaries come from a short-lived cache, then the indexed enrollment (kept
 //!   current by the indexer from the service-level stream), then the service
-//!   ([`BoundaryResolver`], e.g. `resolveEnrollments`). [`AppView::invalidate`] drops a cached
-//!   entry when the service-level stream reports a change.
+//!   ([`BoundaryResolver`], e.g. `resolveEnrollments`). [`AppView::update_viewer`] sets a cached
+//!   entry from the service-level stream's `#enrollment` frame ([`AppView::invalidate`] drops
+//!   one).
 //! - Timeline: posts sharing a boundary with the viewer; `boundary=` narrows to one of them (one
 //!   the viewer lacks gives an empty page). Feeds show only the boundaries the viewer holds.
 //! - Author feed: the same, restricted to one author; the author sees all of their own posts.
@@ -220,6 +221,20 @@ impl AppView {
     pub fn invalidate(&self, did: &Did) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(did);
+        }
+    }
+
+    /// Records the boundaries `did` holds now, as the service-level stream reports them (an
+    /// `#enrollment` frame carries the boundaries held after the change; empty for `unenroll`).
+    /// Better than [`AppView::invalidate`] when the frame is at hand: the index the cache would
+    /// otherwise re-read may not have applied the same frame yet.
+    pub fn update_viewer(&self, did: &Did, boundaries: impl IntoIterator<Item = String>) {
+        let set: Arc<BoundarySet> = Arc::new(boundaries.into_iter().collect());
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= VIEWER_CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(did.clone(), (self.clock.now_ms(), set));
         }
     }
 
