@@ -293,3 +293,59 @@ async fn a_corrupted_frame_is_refused_counted_and_repaired_from_the_export() {
     indexer.stop().await;
     index.drop_schema().await.unwrap();
 }
+
+/// With one connection for three accounts, each waits its turn: an idle stream gives its
+/// connection up to a waiting one, and every account's posts arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_take_turns_when_connections_are_capped() {
+    let Some(pg) = postgres_url() else { return };
+    let service = Service::start().await;
+    let (index, schema) = fresh_index(&pg).await;
+    let accounts = [
+        did("did:plc:turna"),
+        did("did:plc:turnb"),
+        did("did:plc:turnc"),
+    ];
+    for a in &accounts {
+        service.enroll(a, &["swordsmith"]).await;
+    }
+    let mut vars: HashMap<String, String> =
+        indexer_vars(&service, &pg, &schema).into_iter().collect();
+    vars.insert("ACTOR_SYNC_MAX_CONNECTIONS".into(), "1".into());
+    vars.insert("ACTOR_SYNC_IDLE_EVICTION_MS".into(), "200".into());
+    let metrics = Arc::new(Metrics::default());
+    let indexer = Indexer::start(
+        IndexerConfig::from_vars(&vars).unwrap(),
+        index.clone(),
+        metrics.clone(),
+    )
+    .await
+    .unwrap();
+    eventually(30, "the three accounts to be followed", || async {
+        metrics.actors.load(Ordering::Relaxed) == 3
+    })
+    .await;
+    let mut saw_waiting = false;
+    for round in 0..3 {
+        for a in &accounts {
+            service
+                .post(a, &format!("turn {round}"), &["swordsmith"])
+                .await;
+        }
+        assert!(metrics.actors_connected.load(Ordering::Relaxed) <= 1);
+        saw_waiting |= metrics.actors_waiting.load(Ordering::Relaxed) > 0;
+    }
+    assert!(saw_waiting, "with one connection, accounts wait");
+    for a in &accounts {
+        eventually(30, "every account's posts", || async {
+            indexed_posts(&pg, &schema, a).await.len() == 3
+        })
+        .await;
+        assert_eq!(
+            indexed_posts(&pg, &schema, a).await,
+            service.posts_of(a).await
+        );
+    }
+    indexer.stop().await;
+    index.drop_schema().await.unwrap();
+}
