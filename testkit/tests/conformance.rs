@@ -91,7 +91,7 @@ fn every_case_is_listed_in_its_suite_macro() {
         assert_eq!(listed.len(), functions.len(), "{}", path.display());
         suites += 1;
     }
-    assert_eq!(suites, 8, "one suite per port");
+    assert_eq!(suites, 9, "one suite per port");
 }
 
 #[tokio::test]
