@@ -188,4 +188,31 @@ mod tests {
         v.insert("STRATOS_SERVICE_URL".into(), "ftp://x".into());
         assert!(IndexerConfig::from_vars(&v).is_err());
     }
+
+    /// docs/indexer.md's table names exactly the variables this module reads.
+    #[test]
+    fn the_documented_variables_are_the_read_ones() {
+        let doc = include_str!("../../../docs/indexer.md");
+        let source = include_str!("config.rs");
+        let code_part = source.split("#[cfg(test)]").next().unwrap();
+        let mut read: Vec<&str> = code_part
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.len() > 3 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        let mut documented: Vec<&str> = doc
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .flat_map(|l| l.split('|').nth(1).unwrap_or("").split('`'))
+            .filter(|s| s.len() > 3 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        documented.sort_unstable();
+        documented.dedup();
+        // LOG_LEVEL is read by the binary (main.rs), not here.
+        documented.retain(|v| *v != "LOG_LEVEL");
+        assert_eq!(read, documented);
+    }
 }
