@@ -12,12 +12,12 @@ use serde::Deserialize;
 use serde_bytes::ByteBuf;
 use stratos_domain::blocks::BlockRead as _;
 use stratos_domain::car::{CarIndex, CarLimits};
+use stratos_domain::data;
 use stratos_domain::repo::Action;
 use stratos_domain::syntax::Did;
-use stratos_domain::{Cid, data};
 
 use crate::ClientError;
-use crate::frame::{ErrorBody, Header};
+use crate::frame::{ErrorBody, Header, OpBody};
 use crate::stream::{Link, LinkConfig};
 
 /// Largest firehose frame decoded (a PDS commit's blocks are bounded well below it).
@@ -94,14 +94,6 @@ struct CommitBody {
     blocks: Option<ByteBuf>,
     #[serde(default)]
     ops: Vec<OpBody>,
-}
-
-#[derive(Deserialize)]
-struct OpBody {
-    action: String,
-    path: String,
-    #[serde(default)]
-    cid: Option<Cid>,
 }
 
 #[derive(Deserialize)]

@@ -121,16 +121,18 @@ struct CommitBody {
     ops: Vec<OpBody>,
 }
 
+/// One op of a commit body: this service's `#commit` and a PDS's firehose `#commit` (which has
+/// no `prev`/`record`; [`crate::firehose`] reads the record from the blocks).
 #[derive(Deserialize)]
-struct OpBody {
-    action: String,
-    path: String,
+pub(crate) struct OpBody {
+    pub(crate) action: String,
+    pub(crate) path: String,
     #[serde(default)]
-    cid: Option<Cid>,
+    pub(crate) cid: Option<Cid>,
     #[serde(default)]
-    prev: Option<Cid>,
+    pub(crate) prev: Option<Cid>,
     #[serde(default)]
-    record: Option<Ipld>,
+    pub(crate) record: Option<Ipld>,
 }
 
 #[derive(Deserialize)]

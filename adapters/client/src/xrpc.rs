@@ -573,8 +573,10 @@ impl StratosClient {
     /// The service's DID document as it serves it (`/.well-known/did.json`, a `did:web`
     /// service's): its `id` and `#atproto` key check the attestations of enrollment records.
     pub async fn did_document(&self) -> Result<Value, ClientError> {
+        /// A DID document is a few kilobytes; more is not one.
+        const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
         let url = format!("{}/.well-known/did.json", self.base);
-        let res = self
+        let mut res = self
             .http
             .get(&url)
             .send()
@@ -588,12 +590,16 @@ impl StratosClient {
                 message: format!("{url} answered {status}"),
             });
         }
-        let bytes = res
-            .bytes()
+        let mut bytes = Vec::new();
+        while let Some(chunk) = res
+            .chunk()
             .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
-        if bytes.len() > 64 * 1024 {
-            return Err(ClientError::ResponseTooLarge(64 * 1024));
+            .map_err(|e| ClientError::Connect(e.to_string()))?
+        {
+            if bytes.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(ClientError::ResponseTooLarge(MAX_DOCUMENT_BYTES));
+            }
+            bytes.extend_from_slice(&chunk);
         }
         decode(&bytes)
     }

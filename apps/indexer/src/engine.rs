@@ -579,19 +579,19 @@ impl Inner {
                         return SessionEnd::Stopped;
                     }
                 }
+                // Each of these is answered the same way: re-read the account from its export
+                // and resume the stream at the position the export covers.
                 Ok(StreamItem::Resync { frame }) => {
                     tracing::info!(%did, seq = frame.seq, "commit without proof; backfilling");
-                    if let Some(end) = self.backfill_until_done(did, key, pos, stop).await {
+                    if let Some(end) = self.rebuild(did, key, pos, stop, &mut stream).await {
                         return end;
                     }
-                    stream.resume_from(pos.seq, None);
                 }
                 Ok(StreamItem::OutdatedCursor { .. }) => {
                     tracing::info!(%did, "cursor older than the service retains; backfilling");
-                    if let Some(end) = self.backfill_until_done(did, key, pos, stop).await {
+                    if let Some(end) = self.rebuild(did, key, pos, stop, &mut stream).await {
                         return end;
                     }
-                    stream.resume_from(pos.seq, None);
                 }
                 Err(
                     e @ (ClientError::Unverified { .. }
@@ -602,19 +602,17 @@ impl Inner {
                         .verification_failures
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%did, error = %e, "a frame failed verification and was not indexed; backfilling");
-                    if let Some(end) = self.backfill_until_done(did, key, pos, stop).await {
+                    if let Some(end) = self.rebuild(did, key, pos, stop, &mut stream).await {
                         return end;
                     }
-                    stream.resume_from(pos.seq, None);
                 }
                 Err(ClientError::Refused { error, .. }) if error == "FutureCursor" => {
                     // The service's log is behind the stored cursor (restored from a backup):
                     // what the index holds may not exist there; start again from the export.
                     tracing::warn!(%did, "the stored cursor is ahead of the service; backfilling");
-                    if let Some(end) = self.backfill_until_done(did, key, pos, stop).await {
+                    if let Some(end) = self.rebuild(did, key, pos, stop, &mut stream).await {
                         return end;
                     }
-                    stream.resume_from(pos.seq, None);
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -629,6 +627,23 @@ impl Inner {
         }
     }
 
+    /// Backfills the account, then resumes `stream` at the export's position; `Some` when the
+    /// session must end instead.
+    async fn rebuild(
+        &self,
+        did: &Did,
+        key: &PublicKey,
+        pos: &mut Position,
+        stop: &mut watch::Receiver<bool>,
+        stream: &mut RecordStream,
+    ) -> Option<SessionEnd> {
+        let end = self.backfill_until_done(did, key, pos, stop).await;
+        if end.is_none() {
+            stream.resume_from(pos.seq, None);
+        }
+        end
+    }
+
     /// Turns one verified commit into a batch for the writer.
     async fn index_commit(
         &self,
@@ -637,10 +652,15 @@ impl Inner {
         pos: &mut Position,
     ) -> Result<(), ()> {
         let skip = pos.floor.as_ref().is_some_and(|floor| frame.rev <= *floor);
+        // When the service sequenced the commit: the rows' indexedAt and the lag's start.
+        let sequenced = Datetime::parse(&frame.time).ok();
         let changes = if skip {
             Vec::new()
         } else {
-            commit_changes(did, frame)
+            let indexed_at = sequenced
+                .clone()
+                .unwrap_or_else(|| Datetime::from_unix_millis(now_ms()));
+            commit_changes(did, frame, &indexed_at)
         };
         pos.seq = Some(frame.seq);
         if !skip {
@@ -655,11 +675,8 @@ impl Inner {
                 rev: Some(pos.floor.clone().unwrap_or_else(|| frame.rev.clone())),
             },
         };
-        let sequenced = Datetime::parse(&frame.time)
-            .ok()
-            .map(|t| t.to_unix_millis());
         self.writer
-            .send(Msg::Batch(batch, sequenced))
+            .send(Msg::Batch(batch, sequenced.map(|t| t.to_unix_millis())))
             .await
             .map_err(drop)
     }
@@ -763,12 +780,10 @@ enum SessionEnd {
 }
 
 /// The index changes of one commit: its `zone.stratos.feed.post` ops.
-fn commit_changes(did: &Did, frame: &CommitFrame) -> Vec<PostChange> {
+fn commit_changes(did: &Did, frame: &CommitFrame, indexed_at: &Datetime) -> Vec<PostChange> {
     let Ok(collection) = Nsid::parse(POST_COLLECTION) else {
         return Vec::new();
     };
-    let indexed_at =
-        Datetime::parse(&frame.time).unwrap_or_else(|_| Datetime::from_unix_millis(now_ms()));
     frame
         .ops
         .iter()
@@ -786,7 +801,7 @@ fn commit_changes(did: &Did, frame: &CommitFrame) -> Vec<PostChange> {
                 ))),
                 Action::Create | Action::Update => {
                     let (cid, record) = (op.cid?, op.record.as_ref()?);
-                    appview::post_row(did, &rkey, &cid, record, &indexed_at)
+                    appview::post_row(did, &rkey, &cid, record, indexed_at)
                         .ok()
                         .map(|row| PostChange::Upsert(Box::new(row)))
                 }
