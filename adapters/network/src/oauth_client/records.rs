@@ -54,6 +54,44 @@ impl HttpOAuthClient {
         })
     }
 
+    /// `com.atproto.server.getServiceAuth` on the account's PDS: a service-auth JWT the PDS
+    /// signs with the account's key, for `aud` (a service DID) and the one method `lxm`, valid
+    /// until `exp` (Unix seconds; the PDS caps it at one hour, and at one minute without `lxm`).
+    /// This is how an OAuth client calls another atproto service — such as Stratos — as the
+    /// account. The session's scope must grant it (`rpc:{lxm}?aud={aud}` or
+    /// `transition:generic`). Returns the token, and the session to store when the PDS's nonce
+    /// changed.
+    pub async fn service_auth(
+        &self,
+        session: &Session,
+        aud: &str,
+        lxm: &Nsid,
+        exp: i64,
+    ) -> Result<(String, Option<Session>), PdsClientError> {
+        let exp = exp.to_string();
+        let query = form::encode([("aud", aud), ("lxm", lxm.as_str()), ("exp", exp.as_str())]);
+        let (response, nonce) = self
+            .pds_request(
+                session,
+                Method::GET,
+                "com.atproto.server.getServiceAuth",
+                Some(&query),
+                None,
+            )
+            .await?;
+        if !(200..300).contains(&response.status) {
+            return Err(pds_error(&response));
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            token: String,
+        }
+        let answer: Answer = serde_json::from_slice(&response.body).map_err(|e| {
+            PdsClientError::InvalidResponse(Cause::message(format!("getServiceAuth: {e}")))
+        })?;
+        Ok((answer.token, changed(session, nonce)))
+    }
+
     /// `com.atproto.repo.getRecord` on `pds` without credentials (what anyone sees): `None` when
     /// the record does not exist (400 `RecordNotFound`, or 404).
     pub async fn get_record_public(
