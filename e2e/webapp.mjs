@@ -243,7 +243,14 @@ async function main() {
       assert.ok(find(items, 'carol: just looking around'));
     });
 
-    // 6. Delete: alice's public post goes.
+    // 6. Delete: alice's private reply leaves her feed (Stratos, then the index), and her
+    //    public post goes (the PDS).
+    const replyCard = alice.page.locator('article', { hasText: 'alice: the blade needs a week' });
+    await replyCard.getByRole('button', { name: /Delete/ }).click();
+    await alice.page.locator('.notice').waitFor();
+    await eventually(alice.page, 'private reply deleted', async () => {
+      assert.equal(find(await feed(alice.page), 'alice: the blade needs a week'), undefined);
+    });
     const pub = alice.page.locator('article', { hasText: 'alice: hello, everyone' });
     await pub.getByRole('button', { name: /Delete/ }).click();
     await alice.page.locator('.notice').waitFor();

@@ -337,8 +337,11 @@ async fn refresh_forever(shared: Arc<Shared>, every: Duration) {
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        // Failures are counted in the status and the list is kept; the next tick retries.
-        let _ = shared.refresh().await;
+        // Failures are counted in the status (and `/metrics`) and the list is kept; the next
+        // tick retries. The error names no URL (it may carry a token).
+        if let Err(e) = shared.refresh().await {
+            tracing::warn!(error = %e, "external allow-list refresh failed; the previous list is kept");
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! (`state.stratos.auth()`: DPoP-bound tokens, service-auth JWTs, the dev bearer, the admin
 //! password; docs/auth.md). Failures become answers through the library's one XRPC mapping.
 
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage as _, HttpRequest};
 use stratos_domain::syntax::Did;
 use stratos_ports::auth::{READ_HEADERS, RequestView};
 
@@ -28,23 +28,42 @@ pub fn view(req: &HttpRequest) -> RequestView {
     view
 }
 
+/// Who a request was authenticated as, kept in the request's extensions for the access log
+/// (written by the response middleware): an account's DID, or `admin`. Never a credential.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+fn remember(req: &HttpRequest, did: Option<&Did>) {
+    if let Some(did) = did {
+        req.extensions_mut().insert(Caller(did.to_string()));
+    }
+}
+
 /// The authenticated account, if any. Errors are authentication failures (401).
 pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, ApiError> {
-    Ok(state.stratos.auth().caller(&view(req)).await?)
+    let did = state.stratos.auth().caller(&view(req)).await?;
+    remember(req, did.as_ref());
+    Ok(did)
 }
 
 /// The caller, required.
 pub async fn require_caller(req: &HttpRequest, state: &AppState) -> Result<Did, ApiError> {
-    Ok(state.stratos.auth().require_caller(&view(req)).await?)
+    let did = state.stratos.auth().require_caller(&view(req)).await?;
+    remember(req, Some(&did));
+    Ok(did)
 }
 
 /// The caller for endpoints whose authentication is optional: a failed check reads as
 /// anonymous, except the DPoP nonce handshake.
 pub async fn optional_caller(req: &HttpRequest, state: &AppState) -> Result<Option<Did>, ApiError> {
-    Ok(state.stratos.auth().optional_caller(&view(req)).await?)
+    let did = state.stratos.auth().optional_caller(&view(req)).await?;
+    remember(req, did.as_ref());
+    Ok(did)
 }
 
 /// Checks the operator's password (`Basic` or `Bearer`, constant time).
 pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    Ok(state.stratos.auth().require_admin(&view(req))?)
+    state.stratos.auth().require_admin(&view(req))?;
+    req.extensions_mut().insert(Caller("admin".to_owned()));
+    Ok(())
 }

@@ -8,6 +8,7 @@ mod body;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 mod middleware;
 pub mod oauth_client;
 mod routes;
@@ -86,11 +87,31 @@ pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServ
         .delivery(stratos_ports::usecases::delivery::DeliverySettings::default())
         .map(|delivery| {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let metrics = state.metrics.clone();
             let task = tokio::spawn(async move {
                 delivery
-                    .run(async {
-                        let _ = stopped.await;
-                    })
+                    .run_with(
+                        async {
+                            let _ = stopped.await;
+                        },
+                        |report| {
+                            metrics.delivery.record(report);
+                            match report {
+                                Ok(r) if r.claimed > 0 => tracing::info!(
+                                    claimed = r.claimed,
+                                    delivered = r.delivered,
+                                    retried = r.retried,
+                                    dead = r.dead,
+                                    held = r.held,
+                                    reauthorize = r.needs_reauthorization.len(),
+                                    outbox_errors = r.outbox_errors,
+                                    "outbox delivery"
+                                ),
+                                // Failed claims are logged by `run_with` itself.
+                                Ok(_) | Err(_) => {}
+                            }
+                        },
+                    )
                     .await;
             });
             (stop, task)

@@ -139,16 +139,22 @@ fn serve() -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let level = match config.log_level.filter_directive() {
-        "error" => Some(tracing::Level::ERROR),
-        "warn" => Some(tracing::Level::WARN),
-        "info" => Some(tracing::Level::INFO),
-        "debug" => Some(tracing::Level::DEBUG),
-        "trace" => Some(tracing::Level::TRACE),
-        _ => None,
-    };
-    if let Some(level) = level {
-        tracing_subscriber::fmt().with_max_level(level).init();
+    // RUST_LOG (checked by the configuration) replaces LOG_LEVEL.
+    let directive = config
+        .log_filter
+        .clone()
+        .unwrap_or_else(|| config.log_level.filter_directive().to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a terminal: escape codes in a log file or collector are noise.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    match config.log_format {
+        config::LogFormat::Text => logs.init(),
+        // One object per line; the event's fields at the top level, the request span (with its
+        // trace_id) under "span".
+        config::LogFormat::Json => logs.json().flatten_event(true).init(),
     }
     if std::path::Path::new(config::DOTENV_FILE).is_file() {
         tracing::info!(

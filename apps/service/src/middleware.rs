@@ -1,9 +1,16 @@
 //! Headers every response gets: CORS as the reference (any origin; preflights answered with 204
 //! reflecting the requested headers; `DPoP-Nonce`, `WWW-Authenticate` and `x-trace-id` exposed
 //! to browser clients), the current DPoP nonce for requests that carry a proof, and a trace id.
+//!
+//! Every request runs inside a `request` span carrying its trace id, so every log line it causes
+//! (internal errors with their cause included) names it, and ends with one access-log line
+//! (target `stratos::access`): method, path (never the query, which can carry a sync token),
+//! XRPC method, status, duration, trace id and the caller (a DID or `admin`, never a
+//! credential). The same request is counted in `/metrics`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use actix_web::HttpMessage as _;
 use actix_web::HttpResponse;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -15,6 +22,7 @@ use actix_web::http::header::{
 };
 use actix_web::middleware::Next;
 use actix_web::web;
+use tracing::Instrument as _;
 
 use stratos_ports::auth::{DPOP_HEADER, DPOP_NONCE_HEADER};
 
@@ -32,6 +40,10 @@ pub async fn response_headers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let trace_id = trace_id(req.headers());
+    let started = std::time::Instant::now();
+    // At ERROR level so that any filter that lets errors through keeps the span, and with it
+    // the trace id on every line the request logs (an INFO span would vanish under `warn`).
+    let span = tracing::error_span!(target: "stratos::request", "request", trace_id = %trace_id);
     let nonce = req
         .headers()
         .contains_key(DPOP_HEADER)
@@ -54,8 +66,12 @@ pub async fn response_headers(
         let (http_req, _) = req.into_parts();
         ServiceResponse::new(http_req, answer.finish())
     } else {
-        next.call(req).await?.map_into_boxed_body()
+        next.call(req)
+            .instrument(span.clone())
+            .await?
+            .map_into_boxed_body()
     };
+    access(&res, &span, started.elapsed());
     let headers = res.headers_mut();
     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     headers.insert(
@@ -72,6 +88,30 @@ pub async fn response_headers(
         headers.insert(HeaderName::from_static(DPOP_NONCE_HEADER), v);
     }
     Ok(res)
+}
+
+/// The access-log line and the request's metrics.
+fn access(res: &ServiceResponse<BoxBody>, span: &tracing::Span, elapsed: std::time::Duration) {
+    let req = res.request();
+    let status = res.status().as_u16();
+    let pattern = req.match_pattern();
+    let label = crate::metrics::method_label(pattern.as_deref());
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+        state.metrics.observe(label, status, elapsed.as_secs_f64());
+    }
+    let caller = req
+        .extensions()
+        .get::<crate::auth::Caller>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(target: "stratos::access", method = %req.method(), path = req.path(), xrpc = label, status, ms, caller, "request");
+        } else {
+            tracing::info!(target: "stratos::access", method = %req.method(), path = req.path(), xrpc = label, status, ms, caller, "request");
+        }
+    });
 }
 
 /// The caller's `x-trace-id` when it is a short token, else a fresh one.

@@ -9,7 +9,7 @@ use stratos_ports::Storage;
 use stratos_ports::Stratos;
 use stratos_ports::auth::AuthSettings;
 use stratos_ports::blob_store::BlobStore;
-use stratos_ports::env::{AllowList, AuthorizationServers, IdentityResolver};
+use stratos_ports::env::{AuthorizationServers, IdentityResolver};
 use stratos_ports::usecases::oauth::RedirectPolicy;
 use stratos_ports::usecases::stream::hub::HubSettings;
 
@@ -31,6 +31,12 @@ pub struct AppState {
     /// The runtime the state was built on (the multi-threaded one in `main`): CPU-heavy work
     /// such as an import runs there, on a blocking thread, never on an HTTP worker.
     pub background: tokio::runtime::Handle,
+    /// Request counts and durations for `/metrics`.
+    pub metrics: Arc<crate::metrics::HttpMetrics>,
+    /// The external allow-list (`STRATOS_ALLOW_LIST_URI`), for its figures in `/metrics`.
+    pub allow_list: Option<Arc<stratos_network::allow_list::HttpAllowList>>,
+    /// A Valkey connection for readiness (`STRATOS_VALKEY_URL`), when configured.
+    pub valkey: Option<Arc<stratos_valkey::ValkeyCache>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -141,7 +147,9 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// The external allow-list (`STRATOS_ALLOW_LIST_URI`), refreshed in the background and, with
 /// `STRATOS_VALKEY_URL`, mirrored into a Valkey set for other instances and tools.
-async fn open_allow_list(config: &Config) -> anyhow::Result<Option<Arc<dyn AllowList>>> {
+async fn open_allow_list(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<stratos_network::allow_list::HttpAllowList>>> {
     let Some(uri) = &config.enrollment.allow_list_uri else {
         return Ok(None);
     };
@@ -252,14 +260,21 @@ impl AppState {
                 }
             }
         }
-        if let Some(list) = open_allow_list(&config).await? {
-            builder = builder.allow_list(list);
+        let allow_list = open_allow_list(&config).await?;
+        if let Some(list) = &allow_list {
+            builder = builder.allow_list(list.clone());
         }
+        let mut valkey = None;
         if let Some(url) = &config.valkey_url {
             let notifier = stratos_valkey::ValkeyNotifier::connect(url.expose(), "stratos:")
                 .await
                 .context("connecting to Valkey for stream notifications")?;
             builder = builder.notifier(Arc::new(notifier));
+            valkey = Some(Arc::new(
+                stratos_valkey::ValkeyCache::connect(url.expose(), "stratos:")
+                    .await
+                    .context("connecting to Valkey for readiness checks")?,
+            ));
         }
         let stratos = builder.build().await.context("composing Stratos")?;
         let client_metadata = crate::oauth_client::client_metadata(&config)?;
@@ -274,6 +289,9 @@ impl AppState {
                 limits.import_concurrency as usize,
             )),
             background: tokio::runtime::Handle::current(),
+            metrics: Arc::new(crate::metrics::HttpMetrics::default()),
+            allow_list,
+            valkey,
             client_metadata,
             stratos,
             config,

@@ -15,8 +15,8 @@ use super::table::{RETIRED, VARIABLES, setting};
 use super::values::{ConnectionUrl, HttpUrl, Problem};
 use super::{
     AuthConfig, BlobStorage, Config, ConfigError, EnrollmentConfig, EnrollmentMode, Limits,
-    LogLevel, OAuthClientConfig, S3Credentials, SqliteDurability, StorageBackend, StreamConfig,
-    WriteRateLimit,
+    LogFormat, LogLevel, OAuthClientConfig, S3Credentials, SqliteDurability, StorageBackend,
+    StreamConfig, WriteRateLimit,
 };
 
 /// Parses `vars` (already filtered to the relevant names) into a configuration.
@@ -151,6 +151,16 @@ pub(super) fn read_config(v: &mut Values) -> Option<Config> {
     }
     let repo_url = v.url("STRATOS_REPO_URL");
     let operator_contact = v.text("STRATOS_OPERATOR_CONTACT");
+    let log_filter = v.text("RUST_LOG").filter(|f| !f.trim().is_empty());
+    if let Some(filter) = &log_filter
+        && let Err(e) = tracing_subscriber::EnvFilter::try_new(filter)
+    {
+        v.problem("RUST_LOG", format!("not a tracing filter: {e}"));
+    }
+    let log_format = v.choice(
+        "STRATOS_LOG_FORMAT",
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+    );
     let log_level = v.choice(
         "LOG_LEVEL",
         &[
@@ -188,6 +198,8 @@ pub(super) fn read_config(v: &mut Values) -> Option<Config> {
         repo_url: repo_url?,
         operator_contact,
         log_level: log_level?,
+        log_filter,
+        log_format: log_format?,
         warnings: Vec::new(),
     })
 }

@@ -299,6 +299,25 @@ pub enum LogLevel {
     Silent,
 }
 
+/// `STRATOS_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
 impl LogLevel {
     /// The configuration spelling.
     pub fn as_str(self) -> &'static str {
@@ -378,6 +397,10 @@ pub struct Config {
     pub operator_contact: Option<String>,
     /// `LOG_LEVEL`.
     pub log_level: LogLevel,
+    /// `RUST_LOG`: a `tracing` filter that replaces `LOG_LEVEL`.
+    pub log_filter: Option<String>,
+    /// `STRATOS_LOG_FORMAT`.
+    pub log_format: LogFormat,
     /// Likely mistakes that do not stop the service (unknown `STRATOS_*` variables, settings
     /// ignored by the chosen backend, …), for the startup log.
     pub warnings: Vec<String>,

@@ -375,5 +375,23 @@ pub(super) const OUTBOUND: Section = Section {
             doc: "Log level. `fatal` logs as `error`; `silent` turns logging off.",
             show: |c| Shown::of(c.log_level.as_str()),
         },
+        Setting {
+            name: "RUST_LOG",
+            parser: Parser::Text,
+            default: Default::Derived("unset: `LOG_LEVEL` for every module"),
+            secret: Secrecy::Public,
+            doc: "A `tracing` filter (`info,stratos::access=warn,sqlx=warn`, …); replaces \
+                  `LOG_LEVEL` when set. Access-log lines have the target `stratos::access`.",
+            show: |c| Shown::opt(c.log_filter.as_ref()),
+        },
+        Setting {
+            name: "STRATOS_LOG_FORMAT",
+            parser: Parser::Choice(&["text", "json"]),
+            default: Default::Value("text"),
+            secret: Secrecy::Public,
+            doc: "`text` (one human-readable line per event) or `json` (one JSON object per \
+                  line, with the request span's `trace_id`).",
+            show: |c| Shown::of(c.log_format.as_str()),
+        },
     ],
 };

@@ -1132,7 +1132,8 @@ fn the_summary_has_a_line_per_applicable_setting_in_table_order() {
     assert_eq!(names, expected);
     assert!(summary.contains("\nSTRATOS_ADMIN_PASSWORD=(unset: admin endpoints disabled)\n"));
     assert!(summary.contains("\nSTRATOS_ALLOW_LIST_URI=(unset)\n"));
-    assert!(summary.ends_with("LOG_LEVEL=info"));
+    assert!(summary.contains("\nLOG_LEVEL=info\n"));
+    assert!(summary.ends_with("STRATOS_LOG_FORMAT=text"));
 }
 
 /// Regenerate with `cargo run -p stratos-service -- config-doc --write docs/configuration.md`.

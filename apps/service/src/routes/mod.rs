@@ -234,6 +234,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(ops::health))
         .route("/xrpc/_health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::health))
+        .route("/live", web::get().to(ops::live))
+        .route("/metrics", web::get().to(ops::metrics))
         .route("/robots.txt", web::get().to(ops::robots))
         .route("/.well-known/did.json", web::get().to(ops::did_document))
         .route("/client-metadata.json", web::get().to(ops::client_metadata))

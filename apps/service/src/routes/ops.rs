@@ -18,7 +18,24 @@ pub(super) async fn banner() -> HttpResponse {
         ))
 }
 
-/// Checks storage for real: one enrollment read and one blob-store probe.
+/// Liveness: the process answers HTTP. Touches nothing (a slow database must not get a live
+/// process restarted).
+pub(super) async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok", "version": VERSION }))
+}
+
+/// A ping of the configured Valkey (a read of one key), bounded to 2 s.
+async fn valkey_ok(state: &AppState) -> Option<bool> {
+    use stratos_ports::env::Cache as _;
+    let cache = state.valkey.as_ref()?;
+    Some(matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), cache.get("health-probe")).await,
+        Ok(Ok(_))
+    ))
+}
+
+/// Readiness (`/health`, `/ready`, `/xrpc/_health`): storage for real (one enrollment read),
+/// one blob-store probe, and Valkey when configured.
 pub(super) async fn health(state: State) -> HttpResponse {
     let db = state
         .stratos
@@ -34,8 +51,13 @@ pub(super) async fn health(state: State) -> HttpResponse {
         Some((did, cid)) => state.stratos.blob_store().has(&did, &cid).await.is_ok(),
         None => false,
     };
-    let ok = db && blobs;
+    let valkey = valkey_ok(&state).await;
+    let ok = db && blobs && valkey.unwrap_or(true);
     let word = |b: bool| if b { "ok" } else { "error" };
+    let mut components = json!({ "db": word(db), "blobstore": word(blobs) });
+    if let Some(v) = valkey {
+        components["valkey"] = json!(word(v));
+    }
     HttpResponse::build(if ok {
         StatusCode::OK
     } else {
@@ -43,9 +65,124 @@ pub(super) async fn health(state: State) -> HttpResponse {
     })
     .json(json!({
         "status": word(ok),
-        "components": { "db": word(db), "blobstore": word(blobs) },
+        "components": components,
         "version": VERSION,
     }))
+}
+
+/// `/metrics`: Prometheus text format (docs/operators.md lists the families).
+pub(super) async fn metrics(state: State) -> HttpResponse {
+    use crate::metrics::{family, sample};
+    let mut out = String::with_capacity(8 * 1024);
+    family(
+        &mut out,
+        "stratos_build_info",
+        "gauge",
+        "The running build (always 1).",
+    );
+    out.push_str(&format!("stratos_build_info{{version=\"{VERSION}\"}} 1\n"));
+    sample(
+        &mut out,
+        "stratos_uptime_seconds",
+        "gauge",
+        "Seconds since the service started.",
+        state.metrics.uptime_secs(),
+    );
+    state.metrics.render(&mut out);
+    let s = state.stratos.streams().snapshot();
+    let counters = [
+        (
+            "stratos_stream_frames_sent_total",
+            "Frames sent to sync-stream subscribers.",
+            s.frames_sent,
+        ),
+        (
+            "stratos_stream_commits_published_total",
+            "Commits published to the sync stream.",
+            s.commits_published,
+        ),
+        (
+            "stratos_stream_catch_ups_total",
+            "Subscriptions that caught up from storage.",
+            s.catch_ups,
+        ),
+        (
+            "stratos_stream_slow_disconnects_total",
+            "Subscribers dropped for falling behind.",
+            s.slow_disconnects,
+        ),
+        (
+            "stratos_stream_store_queries_total",
+            "Storage reads made by the sync stream.",
+            s.store_queries,
+        ),
+        (
+            "stratos_stream_live_queries_total",
+            "Storage reads made for live subscribers.",
+            s.live_queries,
+        ),
+    ];
+    for (name, help, value) in counters {
+        sample(&mut out, name, "counter", help, value as f64);
+    }
+    sample(
+        &mut out,
+        "stratos_stream_subscribers",
+        "gauge",
+        "Open sync-stream subscriptions.",
+        s.subscribers as f64,
+    );
+    for (name, value) in [
+        ("stratos_stream_delivery_p50_ms", s.delivery_p50_ms),
+        ("stratos_stream_delivery_p99_ms", s.delivery_p99_ms),
+    ] {
+        if let Some(v) = value {
+            sample(
+                &mut out,
+                name,
+                "gauge",
+                "Commit to socket delay of recent deliveries, milliseconds.",
+                v as f64,
+            );
+        }
+    }
+    if let Some(list) = &state.allow_list {
+        let status = list.status();
+        sample(
+            &mut out,
+            "stratos_allow_list_dids",
+            "gauge",
+            "DIDs on the external allow-list in memory.",
+            status.dids as f64,
+        );
+        sample(
+            &mut out,
+            "stratos_allow_list_refresh_failures_total",
+            "counter",
+            "Fetches of the external allow-list that failed (the previous list was kept).",
+            status.failures as f64,
+        );
+        sample(
+            &mut out,
+            "stratos_allow_list_refreshes_total",
+            "counter",
+            "Fetches of the external allow-list that replaced it.",
+            status.successes as f64,
+        );
+    }
+    match state.stratos.storage().outbox().pending().await {
+        Ok(n) => sample(
+            &mut out,
+            "stratos_outbox_pending",
+            "gauge",
+            "PDS writes (enrollment records, stubs) waiting for delivery.",
+            n as f64,
+        ),
+        Err(e) => tracing::warn!(error = %e, "metrics: the outbox depth could not be read"),
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out)
 }
 
 pub(super) async fn robots() -> HttpResponse {
