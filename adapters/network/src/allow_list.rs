@@ -44,6 +44,8 @@ pub struct AllowListConfig {
     pub timeout: Duration,
     /// Largest accepted body in bytes.
     pub max_bytes: usize,
+    /// The `User-Agent` sent ([`crate::DEFAULT_USER_AGENT`] by default).
+    pub user_agent: String,
 }
 
 impl AllowListConfig {
@@ -54,6 +56,7 @@ impl AllowListConfig {
             refresh_every: DEFAULT_REFRESH,
             timeout: DEFAULT_TIMEOUT,
             max_bytes: DEFAULT_MAX_BYTES,
+            user_agent: crate::DEFAULT_USER_AGENT.to_owned(),
         }
     }
 }
@@ -190,7 +193,7 @@ impl HttpAllowList {
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetworkError::NoRuntime)?;
         let client = reqwest::Client::builder()
-            .user_agent(concat!("stratos/", env!("CARGO_PKG_VERSION")))
+            .user_agent(config.user_agent.as_str())
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .build()
@@ -204,8 +207,11 @@ impl HttpAllowList {
             status: Mutex::new(AllowListStatus::default()),
             one_fetch: tokio::sync::Mutex::new(()),
         });
-        // The outcome is in the status; see above.
-        let _ = shared.refresh().await;
+        // The outcome is in the status (see above) and, when it failed, in the log: the service
+        // starts with an empty list rather than not at all.
+        if let Err(e) = shared.refresh().await {
+            tracing::warn!(error = %e, "external allow-list: the first fetch failed");
+        }
         let refresher = runtime.spawn(refresh_forever(shared.clone(), config.refresh_every));
         Ok(Self { shared, refresher })
     }

@@ -60,6 +60,7 @@ impl Fetcher {
         allow_http_for_localhost: bool,
         host_overrides: &[(String, SocketAddr)],
         targets: Targets,
+        user_agent: &str,
     ) -> Result<Self, NetworkError> {
         if timeout.is_zero() {
             return Err(NetworkError::InvalidConfig(
@@ -80,7 +81,7 @@ impl Fetcher {
                 .push(*addr);
         }
         let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("stratos/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent)
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(Policy::custom(move |attempt| {

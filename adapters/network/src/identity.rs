@@ -108,6 +108,8 @@ pub struct IdentityConfig {
     /// without a port), so tests can serve `https?://alice.localhost/…` from any local port.
     /// Pinned addresses are held to the address rule like DNS answers.
     pub host_overrides: Vec<(String, SocketAddr)>,
+    /// The `User-Agent` sent ([`crate::DEFAULT_USER_AGENT`] by default).
+    pub user_agent: String,
 }
 
 impl Default for IdentityConfig {
@@ -123,6 +125,7 @@ impl Default for IdentityConfig {
             allow_http_for_localhost: false,
             allow_private_targets: false,
             host_overrides: Vec::new(),
+            user_agent: crate::DEFAULT_USER_AGENT.to_owned(),
         }
     }
 }
@@ -192,6 +195,7 @@ impl HttpIdentityResolver {
                 allow_http,
                 &config.host_overrides,
                 targets,
+                &config.user_agent,
             )
         };
         Ok(Self {

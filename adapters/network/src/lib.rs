@@ -25,6 +25,10 @@ pub use identity::{
 pub use oauth::{AuthServerConfig, HttpAuthorizationServers};
 pub use oauth_client::{HttpOAuthClient, OAuthClientConfig};
 
+/// The `User-Agent` of outbound requests unless a configuration names another (the service sends
+/// `Stratos/<version> (+<repository>; <operator contact>)`).
+pub const DEFAULT_USER_AGENT: &str = concat!("Stratos/", env!("CARGO_PKG_VERSION"));
+
 /// Failures of this crate's adapters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

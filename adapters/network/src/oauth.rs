@@ -73,6 +73,8 @@ pub struct AuthServerConfig {
     /// Host names pinned to socket addresses (tests). Held to the address rule like DNS
     /// answers.
     pub host_overrides: Vec<(String, SocketAddr)>,
+    /// The `User-Agent` sent ([`crate::DEFAULT_USER_AGENT`] by default).
+    pub user_agent: String,
 }
 
 impl Default for AuthServerConfig {
@@ -86,6 +88,7 @@ impl Default for AuthServerConfig {
             allow_http_for_localhost: false,
             allow_private_targets: false,
             host_overrides: Vec::new(),
+            user_agent: crate::DEFAULT_USER_AGENT.to_owned(),
         }
     }
 }
@@ -132,6 +135,7 @@ impl HttpAuthorizationServers {
                 config.allow_http_for_localhost,
                 &config.host_overrides,
                 Targets::caller_controlled(config.allow_private_targets),
+                &config.user_agent,
             )?,
             ttl: config.ttl,
             min_refresh_interval: config.min_refresh_interval,

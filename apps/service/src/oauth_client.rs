@@ -144,6 +144,7 @@ pub fn http_client_config(
     // As for identity lookups: plain http only to loopback, only in development.
     out.allow_http_for_localhost = config.auth.dev_mode;
     out.allow_private_targets = config.outbound_allow_private;
+    out.user_agent = config.user_agent();
     Ok(Some(out))
 }
 

@@ -103,22 +103,61 @@ fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     })
 }
 
-/// Loads the service's secp256k1 key from `{data_dir}/service_key` (hex), creating it on first
-/// start with owner-only permissions.
-pub fn load_service_key(data_dir: &Path) -> anyhow::Result<Keypair> {
+fn parse_hex_key(path: &Path, text: &str) -> anyhow::Result<Keypair> {
+    let bytes = hex::decode(text.trim())
+        .with_context(|| format!("{} is not a hex-encoded key", path.display()))?;
+    Keypair::from_private_bytes(KeyAlgorithm::K256, &bytes)
+        .map_err(|e| anyhow::anyhow!("{} is not a secp256k1 key: {e}", path.display()))
+}
+
+/// The service's secp256k1 key.
+///
+/// With `key_file` (`STRATOS_SERVICE_KEY_FILE`) that file, which must exist: instances that share
+/// a key must never each invent one. Otherwise `{data_dir}/service_key` (hex); on the first
+/// start it is created (owner-only permissions) — from the TS original's `{data_dir}/signing_key`
+/// (raw 32 bytes) when that file is there, so a data directory moved over from the original keeps
+/// its key and every attestation it signed stays valid; else a new key.
+pub fn load_service_key(data_dir: &Path, key_file: Option<&Path>) -> anyhow::Result<Keypair> {
+    if let Some(path) = key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading STRATOS_SERVICE_KEY_FILE {}", path.display()))?;
+        return parse_hex_key(path, &text);
+    }
     let path = data_dir.join("service_key");
     match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let bytes = hex::decode(text.trim()).context("service_key is not hex")?;
-            Keypair::from_private_bytes(KeyAlgorithm::K256, &bytes)
-                .map_err(|e| anyhow::anyhow!("service_key is not a secp256k1 key: {e}"))
-        }
+        Ok(text) => parse_hex_key(&path, &text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
-            let key = Keypair::generate(KeyAlgorithm::K256);
+            let original = data_dir.join("signing_key");
+            let key = match std::fs::read(&original) {
+                Ok(bytes) => {
+                    let key =
+                        Keypair::from_private_bytes(KeyAlgorithm::K256, &bytes).map_err(|e| {
+                            anyhow::anyhow!(
+                                "{} (the TS original's service key) is not a raw 32-byte \
+                                 secp256k1 key: {e}",
+                                original.display()
+                            )
+                        })?;
+                    tracing::warn!(
+                        from = %original.display(),
+                        to = %path.display(),
+                        did_key = %key.did_key(),
+                        "adopted the TS original's service key: attestations it signed stay valid"
+                    );
+                    key
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let key = Keypair::generate(KeyAlgorithm::K256);
+                    tracing::info!(path = %path.display(), "generated a new service key");
+                    key
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("reading {}", original.display()));
+                }
+            };
             write_private(&path, &hex::encode(key.private_bytes()))?;
-            tracing::info!(path = %path.display(), "generated a new service key");
             Ok(key)
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
@@ -169,12 +208,11 @@ async fn open_allow_list(
         }
         None => None,
     };
-    let list = stratos_network::allow_list::HttpAllowList::start(
-        stratos_network::allow_list::AllowListConfig::new(uri.as_str()),
-        mirror,
-    )
-    .await
-    .context("starting the external allow-list")?;
+    let mut list_config = stratos_network::allow_list::AllowListConfig::new(uri.as_str());
+    list_config.user_agent = config.user_agent();
+    let list = stratos_network::allow_list::HttpAllowList::start(list_config, mirror)
+        .await
+        .context("starting the external allow-list")?;
     Ok(Some(Arc::new(list)))
 }
 
@@ -201,7 +239,7 @@ impl AppState {
         crate::identity::check(&config.data_dir, &config.service_did)?;
         let storage = open_storage(&config).await?;
         let blobs = open_blobs(&config)?;
-        let service_key = load_service_key(&config.data_dir)?;
+        let service_key = load_service_key(&config.data_dir, config.service_key_file.as_deref())?;
         let policy = config
             .enrollment_policy()
             .map_err(|e| anyhow::anyhow!("enrollment policy: {e}"))?;
@@ -213,6 +251,7 @@ impl AppState {
                     // development mode that already requires a loopback bind.
                     allow_http_for_localhost: config.auth.dev_mode,
                     allow_private_targets: config.outbound_allow_private,
+                    user_agent: config.user_agent(),
                     ..Default::default()
                 },
             )
@@ -223,6 +262,7 @@ impl AppState {
                 // As for identity lookups: plain http only to loopback, only in development.
                 allow_http_for_localhost: config.auth.dev_mode,
                 allow_private_targets: config.outbound_allow_private,
+                user_agent: config.user_agent(),
                 ..Default::default()
             })
             .map_err(|e| anyhow::anyhow!("authorization servers: {e}"))?,

@@ -331,3 +331,62 @@ async fn rust_log_filters_and_text_lines_name_the_trace_id() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("RUST_LOG"));
 }
+
+/// Outbound requests name the service (`STRATOS_REPO_URL`, `STRATOS_OPERATOR_CONTACT`), and a
+/// failed allow-list fetch is logged and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_requests_carry_the_user_agent_and_allow_list_failures_show() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let list_url = format!("http://{}/allow.txt", listener.local_addr().unwrap());
+    let seen = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            head.extend_from_slice(&buf[..n]);
+        }
+        socket
+            .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &[
+            ("STRATOS_ALLOW_LIST_URI", list_url.as_str()),
+            ("STRATOS_REPO_URL", "https://code.example/stratos"),
+            ("STRATOS_OPERATOR_CONTACT", "ops@example.com"),
+            ("STRATOS_LOG_FORMAT", "text"),
+        ],
+    );
+    let head = tokio::time::timeout(Duration::from_secs(30), seen)
+        .await
+        .unwrap()
+        .unwrap()
+        .to_ascii_lowercase();
+    let expected = format!(
+        "user-agent: stratos/{} (+https://code.example/stratos; ops@example.com)",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(head.contains(&expected), "{head}");
+    let m = parse_metrics(
+        &reqwest::get(format!("{}/metrics", service.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(m["stratos_allow_list_refresh_failures_total"], 1.0);
+    assert_eq!(m["stratos_allow_list_dids"], 0.0);
+    let logs = service.stop();
+    assert!(
+        logs.contains("external allow-list: the first fetch failed"),
+        "{logs}"
+    );
+}

@@ -76,6 +76,8 @@ pub struct OAuthClientConfig {
     pub allow_private_targets: bool,
     /// Host names pinned to socket addresses (tests), held to the address rule like DNS answers.
     pub host_overrides: Vec<(String, SocketAddr)>,
+    /// The `User-Agent` sent ([`crate::DEFAULT_USER_AGENT`] by default).
+    pub user_agent: String,
 }
 
 impl OAuthClientConfig {
@@ -115,6 +117,7 @@ impl OAuthClientConfig {
             allow_http_for_localhost: false,
             allow_private_targets: false,
             host_overrides: Vec::new(),
+            user_agent: crate::DEFAULT_USER_AGENT.to_owned(),
         }
     }
 
@@ -196,6 +199,7 @@ impl HttpOAuthClient {
             config.allow_http_for_localhost,
             &config.host_overrides,
             Targets::caller_controlled(config.allow_private_targets),
+            &config.user_agent,
         )?;
         Ok(Self {
             issuers: TtlCache::new(config.cache_capacity),

@@ -19,11 +19,57 @@ use super::{
     StreamConfig, WriteRateLimit,
 };
 
+/// Secrets that may come from a file: `{NAME}_FILE` names a file whose content (without its
+/// trailing line break) is the value — for container secrets, which are mounted as files.
+pub(super) const FILE_SECRETS: &[&str] = &[
+    "STRATOS_ADMIN_PASSWORD",
+    "STRATOS_SYNC_TOKEN",
+    "STRATOS_OAUTH_CLIENT_SECRET",
+];
+
+/// Replaces each `{NAME}_FILE` of [`FILE_SECRETS`] by `NAME` with the file's content. Both set,
+/// or a file that cannot be read, is a problem naming the variable (never the content).
+fn read_secret_files(
+    vars: &HashMap<String, String>,
+    problems: &mut Vec<Problem>,
+) -> HashMap<String, String> {
+    let mut out = vars.clone();
+    for name in FILE_SECRETS {
+        let file_var = format!("{name}_FILE");
+        let Some(path) = vars.get(&file_var).filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        out.remove(&file_var);
+        if vars.get(*name).is_some_and(|v| !v.is_empty()) {
+            problems.push(Problem {
+                variable: file_var,
+                message: format!("set {name} or {name}_FILE, not both"),
+            });
+            continue;
+        }
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let value = text
+                    .strip_suffix("\r\n")
+                    .or_else(|| text.strip_suffix('\n'))
+                    .unwrap_or(&text);
+                out.insert((*name).to_owned(), value.to_owned());
+            }
+            Err(e) => problems.push(Problem {
+                variable: file_var,
+                message: format!("cannot read {path}: {}", e.kind()),
+            }),
+        }
+    }
+    out
+}
+
 /// Parses `vars` (already filtered to the relevant names) into a configuration.
 pub(super) fn parse(
     vars: &HashMap<String, String>,
-    problems: Vec<Problem>,
+    mut problems: Vec<Problem>,
 ) -> Result<Config, ConfigError> {
+    let vars = &read_secret_files(vars, &mut problems);
     let mut v = Values::parse(vars, problems);
     let config = read_config(&mut v);
     v.warnings.extend(unknown_variable_warnings(vars));
@@ -73,6 +119,7 @@ pub(super) fn read_config(v: &mut Values) -> Option<Config> {
     let data_dir = v
         .path("STRATOS_DATA_DIR")
         .unwrap_or_else(|| PathBuf::from("./data"));
+    let service_key_file = v.path("STRATOS_SERVICE_KEY_FILE");
     let storage = storage(v, &data_dir);
     let block_cache_size: usize = v.int("STRATOS_BLOCK_CACHE_SIZE");
     let blobs = blobs(v, &data_dir);
@@ -185,6 +232,7 @@ pub(super) fn read_config(v: &mut Values) -> Option<Config> {
         enrollment: enrollment?,
         valkey_url,
         data_dir,
+        service_key_file,
         storage: storage?,
         block_cache_size,
         blobs: blobs?,

@@ -369,6 +369,8 @@ pub struct Config {
     /// `STRATOS_DATA_DIR`: the service signing key and assets; the SQLite files and local blobs by
     /// default.
     pub data_dir: PathBuf,
+    /// `STRATOS_SERVICE_KEY_FILE`: the service key, when not `{data_dir}/service_key`.
+    pub service_key_file: Option<PathBuf>,
     /// `STORAGE_BACKEND` and its settings.
     pub storage: StorageBackend,
     /// `STRATOS_BLOCK_CACHE_SIZE`: entries of the shared repository node cache.
@@ -466,6 +468,18 @@ impl Config {
             .filter(|(k, _)| is_relevant(k))
             .collect();
         build::parse(&vars, Vec::new())
+    }
+
+    /// The `User-Agent` of every outbound request:
+    /// `Stratos/<version> (+<STRATOS_REPO_URL>; <STRATOS_OPERATOR_CONTACT or unknown>)`, so the
+    /// operators of PDSes, PLC directories and allow-list hosts can tell who is calling.
+    pub fn user_agent(&self) -> String {
+        format!(
+            "Stratos/{} (+{}; {})",
+            env!("CARGO_PKG_VERSION"),
+            self.repo_url.as_str(),
+            self.operator_contact.as_deref().unwrap_or("unknown")
+        )
     }
 
     /// The address to listen on.

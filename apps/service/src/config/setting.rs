@@ -107,7 +107,7 @@ pub(super) enum Parser {
     /// trimmed, since it is nearly always a quoting or CRLF mistake and trimming would make the
     /// effective secret differ from the one the operator wrote down.
     Secret,
-    /// Secret key material (PEM or JWK), trimmed: a PEM file's trailing newline means nothing.
+    /// Secret key material (a private JWK), trimmed: a key file's trailing newline means nothing.
     Key,
     /// A connection URL with one of these schemes; never echoed (it may hold a password).
     Connection(&'static [&'static str]),
@@ -364,7 +364,7 @@ impl Parser {
             Self::BaseUrl => "base URL".to_owned(),
             Self::BaseUrlList => "list of base URLs".to_owned(),
             Self::Secret => "secret".to_owned(),
-            Self::Key => "secret (PEM or JWK)".to_owned(),
+            Self::Key => "secret (JWK)".to_owned(),
             Self::Connection(schemes) => format!("{} URL", code_list(schemes, "://")),
         }
     }

@@ -65,7 +65,8 @@ pub(super) const RETIRED: &[(&str, &str)] = &[
     ),
     (
         "STRATOS_SIGNING_KEY_HEX",
-        "is not read: the service key lives in {STRATOS_DATA_DIR}/signing_key",
+        "is not read: the service key is {STRATOS_DATA_DIR}/service_key (a TS original's \
+         {STRATOS_DATA_DIR}/signing_key is adopted at the first start) or STRATOS_SERVICE_KEY_FILE",
     ),
     ("STRATOS_LOG_LEVEL", "is not read; use LOG_LEVEL"),
     ("STRATOS_DB_URL", "is not read; use STRATOS_POSTGRES_URL"),
@@ -272,6 +273,22 @@ const STORAGE: Section = Section {
                   and assets. With SQLite it also holds the database files; with local blob \
                   storage, `blobs/`. Relative paths are resolved against the working directory.",
             show: |c| Shown::of(c.data_dir.display()),
+        },
+        Setting {
+            name: "STRATOS_SERVICE_KEY_FILE",
+            parser: Parser::Path,
+            default: Default::Derived("`{STRATOS_DATA_DIR}/service_key`"),
+            secret: Secrecy::Public,
+            doc: "The service's secp256k1 key (64 hex characters): it signs attestations and \
+                  derives the DPoP nonce and OAuth sealing keys, so every instance of one \
+                  service must use the same file. The file must exist when this is set. \
+                  Unset: `{STRATOS_DATA_DIR}/service_key`, created at the first start — or, when \
+                  the data directory is the TS original's, adopted from its `signing_key` (raw \
+                  32 bytes), so existing attestations stay valid.",
+            show: |c| match &c.service_key_file {
+                Some(p) => Shown::of(p.display()),
+                None => Shown::UnsetMeaning("{STRATOS_DATA_DIR}/service_key"),
+            },
         },
         Setting {
             name: "STRATOS_SQLITE_DURABILITY",

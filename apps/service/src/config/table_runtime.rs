@@ -163,7 +163,8 @@ pub(super) const AUTH: Section = Section {
             default: Default::Unset,
             secret: Secrecy::Secret,
             doc: "Password for the admin endpoints (Basic or Bearer). Unset or empty disables \
-                  them: always 401 `AuthenticationRequired`, with a message naming this variable.",
+                  them: always 401 `AuthenticationRequired`, with a message naming this variable. \
+                  Or `STRATOS_ADMIN_PASSWORD_FILE`: a file holding it (a container secret).",
             show: |c| match &c.auth.admin_password {
                 Some(password) => Shown::of(password.expose()),
                 None => Shown::UnsetMeaning("admin endpoints disabled"),
@@ -177,7 +178,7 @@ pub(super) const AUTH: Section = Section {
             doc: "Static token, sent as the `syncToken` query parameter of \
                   `zone.stratos.sync.subscribeRecords`, that lets a trusted service (the indexer) \
                   read every stream: the service-level one and every account's. Compared in \
-                  constant time.",
+                  constant time. Or `STRATOS_SYNC_TOKEN_FILE`: a file holding it.",
             show: |c| Shown::secret(c.auth.sync_token.as_ref()),
         },
         Setting {
@@ -271,7 +272,7 @@ pub(super) const OAUTH: Section = Section {
             default: Default::Unset,
             secret: Secrecy::Secret,
             doc: "Client private key. When set, the client authenticates with \
-                  `private_key_jwt`.",
+                  `private_key_jwt`. Or `STRATOS_OAUTH_CLIENT_SECRET_FILE`: a file holding it.",
             show: |c| Shown::secret(c.oauth.client_secret.as_ref()),
         },
         Setting {

@@ -1359,3 +1359,84 @@ fn non_utf8_environment_values_are_named() {
         ));
     }
 }
+
+// ---- secrets from files (`{NAME}_FILE`) ----------------------------------------------------------
+
+#[test]
+fn secrets_can_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin");
+    let sync = dir.path().join("sync");
+    // A file's one trailing line break is not part of the secret; inner spaces are.
+    std::fs::write(&admin, "pass word\n").unwrap();
+    std::fs::write(&sync, "token\r\n").unwrap();
+    let (admin, sync) = (admin.to_str().unwrap(), sync.to_str().unwrap());
+    let c = ok(&[
+        ("STRATOS_ADMIN_PASSWORD_FILE", admin),
+        ("STRATOS_SYNC_TOKEN_FILE", sync),
+    ]);
+    assert_eq!(
+        c.auth.admin_password.as_ref().unwrap().expose(),
+        "pass word"
+    );
+    assert_eq!(c.auth.sync_token.as_ref().unwrap().expose(), "token");
+    // No warning about unknown variables for the _FILE names.
+    assert!(
+        c.warnings.iter().all(|w| !w.contains("_FILE")),
+        "{:?}",
+        c.warnings
+    );
+
+    let p = problems(&[
+        ("STRATOS_ADMIN_PASSWORD_FILE", admin),
+        ("STRATOS_ADMIN_PASSWORD", "other"),
+    ]);
+    assert!(
+        has_problem(&p, "STRATOS_ADMIN_PASSWORD_FILE", "not both"),
+        "{p:?}"
+    );
+    let p = problems(&[("STRATOS_SYNC_TOKEN_FILE", "/no/such/file")]);
+    assert!(
+        has_problem(&p, "STRATOS_SYNC_TOKEN_FILE", "cannot read"),
+        "{p:?}"
+    );
+    // The file's content is checked like the variable's (surrounding whitespace refused), and
+    // the problem never shows it.
+    std::fs::write(dir.path().join("bad"), " padded\n").unwrap();
+    let bad = dir.path().join("bad");
+    let p = problems(&[("STRATOS_ADMIN_PASSWORD_FILE", bad.to_str().unwrap())]);
+    assert!(
+        p.iter().any(|x| x.variable == "STRATOS_ADMIN_PASSWORD"),
+        "{p:?}"
+    );
+    assert!(p.iter().all(|x| !x.message.contains("padded")));
+}
+
+#[test]
+fn the_service_key_file_is_a_path() {
+    assert_eq!(ok(&[]).service_key_file, None);
+    assert_eq!(
+        ok(&[("STRATOS_SERVICE_KEY_FILE", "/run/secrets/stratos_key")]).service_key_file,
+        Some(PathBuf::from("/run/secrets/stratos_key"))
+    );
+}
+
+#[test]
+fn the_user_agent_names_the_repository_and_the_operator() {
+    let c = ok(&[
+        ("STRATOS_REPO_URL", "https://code.example/stratos"),
+        ("STRATOS_OPERATOR_CONTACT", "ops@example.com"),
+    ]);
+    assert_eq!(
+        c.user_agent(),
+        format!(
+            "Stratos/{} (+https://code.example/stratos; ops@example.com)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    assert!(
+        ok(&[])
+            .user_agent()
+            .ends_with("(+http://localhost:3100; unknown)")
+    );
+}
