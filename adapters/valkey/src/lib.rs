@@ -51,10 +51,43 @@ fn backend(e: redis::RedisError) -> EnvError {
     EnvError::Backend(stratos_ports::Cause::message(format!("valkey: {e}")))
 }
 
+/// A client for `url`: `redis://` in the clear; `rediss://` over TLS (rustls), the server's
+/// certificate checked against `root_ca` (PEM) when given, else the system's roots.
+/// (`rediss://…/#insecure` would skip the check; it is refused, as no production setup wants it.)
+pub fn client(url: &str, root_ca: Option<&[u8]>) -> Result<redis::Client, ValkeyError> {
+    if url.contains("#insecure") {
+        return Err(ValkeyError::Redis(stratos_ports::Cause::message(
+            "rediss://…#insecure turns certificate checks off; give the server's CA instead",
+        )));
+    }
+    match root_ca {
+        Some(pem) if url.starts_with("rediss://") || url.starts_with("valkeys://") => {
+            Ok(redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            )?)
+        }
+        _ => Ok(redis::Client::open(url)?),
+    }
+}
+
 impl ValkeyCache {
-    /// Connects to `url` (`redis://host:port/db`); every key gets `prefix` in front.
+    /// Connects to `url` (`redis://host:port/db`, or `rediss://` for TLS with the system's
+    /// roots); every key gets `prefix` in front.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, ValkeyError> {
-        let client = redis::Client::open(url)?;
+        Self::connect_with_ca(url, prefix, None).await
+    }
+
+    /// [`ValkeyCache::connect`], a `rediss://` server checked against `root_ca` (PEM).
+    pub async fn connect_with_ca(
+        url: &str,
+        prefix: &str,
+        root_ca: Option<&[u8]>,
+    ) -> Result<Self, ValkeyError> {
+        let client = client(url, root_ca)?;
         let conn = ConnectionManager::new(client).await?;
         Ok(Self {
             conn,
@@ -136,9 +169,19 @@ impl std::fmt::Debug for ValkeyNotifier {
 }
 
 impl ValkeyNotifier {
-    /// Connects to `url` (`redis://host:port/db`); every channel gets `prefix` in front.
+    /// Connects to `url` (`redis://host:port/db`, or `rediss://` for TLS with the system's
+    /// roots); every channel gets `prefix` in front.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, ValkeyError> {
-        let client = redis::Client::open(url)?;
+        Self::connect_with_ca(url, prefix, None).await
+    }
+
+    /// [`ValkeyNotifier::connect`], a `rediss://` server checked against `root_ca` (PEM).
+    pub async fn connect_with_ca(
+        url: &str,
+        prefix: &str,
+        root_ca: Option<&[u8]>,
+    ) -> Result<Self, ValkeyError> {
+        let client = client(url, root_ca)?;
         let conn = ConnectionManager::new(client.clone()).await?;
         Ok(Self {
             client,

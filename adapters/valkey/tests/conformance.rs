@@ -2,7 +2,8 @@
 //! The Valkey cache and notifier pass their conformance suites against a real server, one test
 //! per case (`cache::…`, `notifier::…`).
 //!
-//! The server comes from `STRATOS_TEST_VALKEY_URL` (`.ci/run` sets it to the machine's Redis).
+//! The server comes from `STRATOS_TEST_VALKEY_URL` (`.ci/run` sets it to the machine's Redis,
+//! then runs the suites again over TLS: `rediss://…` with the CA in `STRATOS_TEST_VALKEY_CA`).
 //! Without it the suite is skipped with one line on stderr — except under `CI=true`, where a
 //! missing server is a failure.
 
@@ -35,6 +36,12 @@ fn server() -> Option<String> {
     }
 }
 
+/// The CA of a `rediss://` test server (`STRATOS_TEST_VALKEY_CA`, a PEM file), if any.
+fn ca() -> Option<Vec<u8>> {
+    let path = std::env::var("STRATOS_TEST_VALKEY_CA").ok()?;
+    Some(std::fs::read(path).unwrap())
+}
+
 /// A fresh key and channel prefix per case: parallel cases and runs never collide, and nothing
 /// is left behind.
 fn prefix() -> String {
@@ -45,7 +52,9 @@ fn prefix() -> String {
 // for the cache by sleeping.
 stratos_testkit::cache_conformance!(async {
     let url = server()?;
-    let cache = ValkeyCache::connect(&url, &prefix()).await.unwrap();
+    let cache = ValkeyCache::connect_with_ca(&url, &prefix(), ca().as_deref())
+        .await
+        .unwrap();
     Some(TimedCache::new(Arc::new(cache), |ms| {
         tokio::time::sleep(std::time::Duration::from_millis(ms))
     }))
@@ -53,7 +62,9 @@ stratos_testkit::cache_conformance!(async {
 stratos_testkit::notifier_conformance!(async {
     let url = server()?;
     Some(Arc::new(
-        ValkeyNotifier::connect(&url, &prefix()).await.unwrap(),
+        ValkeyNotifier::connect_with_ca(&url, &prefix(), ca().as_deref())
+            .await
+            .unwrap(),
     ))
 });
 
@@ -62,10 +73,10 @@ async fn valkey_notifier_prefixes_keep_deployments_apart() {
     use stratos_ports::env::Notifier;
     let Some(url) = server() else { return };
     let base = format!("stratos-test-{:016x}", OsRng.next_u64());
-    let one = ValkeyNotifier::connect(&url, &format!("{base}-one:"))
+    let one = ValkeyNotifier::connect_with_ca(&url, &format!("{base}-one:"), ca().as_deref())
         .await
         .unwrap();
-    let two = ValkeyNotifier::connect(&url, &format!("{base}-two:"))
+    let two = ValkeyNotifier::connect_with_ca(&url, &format!("{base}-two:"), ca().as_deref())
         .await
         .unwrap();
     let mut heard_by_two = two.subscribe("seq").await.unwrap();

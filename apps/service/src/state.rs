@@ -194,9 +194,14 @@ async fn open_allow_list(
     };
     let mirror = match &config.valkey_url {
         Some(url) => {
-            let cache = stratos_valkey::ValkeyCache::connect(url.expose(), "stratos:")
-                .await
-                .context("connecting to Valkey")?;
+            let ca = valkey_ca(config)?;
+            let cache = stratos_valkey::ValkeyCache::connect_with_ca(
+                url.expose(),
+                "stratos:",
+                ca.as_deref(),
+            )
+            .await
+            .context("connecting to Valkey")?;
             Some(stratos_network::allow_list::Mirror {
                 cache: Arc::new(cache),
                 key: config
@@ -214,6 +219,18 @@ async fn open_allow_list(
         .await
         .context("starting the external allow-list")?;
     Ok(Some(Arc::new(list)))
+}
+
+/// The PEM of `STRATOS_VALKEY_CA_FILE`, when set.
+fn valkey_ca(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
+    config
+        .valkey_ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path)
+                .with_context(|| format!("reading STRATOS_VALKEY_CA_FILE {}", path.display()))
+        })
+        .transpose()
 }
 
 /// The library's authentication settings from the configuration.
@@ -306,14 +323,23 @@ impl AppState {
         }
         let mut valkey = None;
         if let Some(url) = &config.valkey_url {
-            let notifier = stratos_valkey::ValkeyNotifier::connect(url.expose(), "stratos:")
-                .await
-                .context("connecting to Valkey for stream notifications")?;
+            let ca = valkey_ca(&config)?;
+            let notifier = stratos_valkey::ValkeyNotifier::connect_with_ca(
+                url.expose(),
+                "stratos:",
+                ca.as_deref(),
+            )
+            .await
+            .context("connecting to Valkey for stream notifications")?;
             builder = builder.notifier(Arc::new(notifier));
             valkey = Some(Arc::new(
-                stratos_valkey::ValkeyCache::connect(url.expose(), "stratos:")
-                    .await
-                    .context("connecting to Valkey for readiness checks")?,
+                stratos_valkey::ValkeyCache::connect_with_ca(
+                    url.expose(),
+                    "stratos:",
+                    ca.as_deref(),
+                )
+                .await
+                .context("connecting to Valkey for readiness checks")?,
             ));
         }
         let stratos = builder.build().await.context("composing Stratos")?;

@@ -390,3 +390,49 @@ async fn outbound_requests_carry_the_user_agent_and_allow_list_failures_show() {
         "{logs}"
     );
 }
+
+/// The service on PostgreSQL and Valkey over TLS (the TLS-only servers of `scripts/tls-servers`,
+/// certificates of a private CA): it starts, writes, and reports both ready. Skipped without
+/// those servers — except under `CI=true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_valkey_over_tls() {
+    let (Ok(pg), Ok(valkey), Ok(ca)) = (
+        std::env::var("STRATOS_TEST_POSTGRES_TLS_URL"),
+        std::env::var("STRATOS_TEST_VALKEY_TLS_URL"),
+        std::env::var("STRATOS_TEST_VALKEY_TLS_CA"),
+    ) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no TLS servers in CI (scripts/tls-servers)"
+        );
+        eprintln!("SKIPPED: the service over TLS (scripts/tls-servers)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &[
+            ("STORAGE_BACKEND", "postgres"),
+            ("STRATOS_POSTGRES_URL", pg.as_str()),
+            ("STRATOS_VALKEY_URL", valkey.as_str()),
+            ("STRATOS_VALKEY_CA_FILE", ca.as_str()),
+        ],
+    );
+    let base = service.base.clone();
+    // Start-up against a remote database can take a moment after the port opens.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let res = reqwest::get(format!("{base}/ready")).await.unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        if status == 200 || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ready["status"], "ok", "{ready}");
+    assert_eq!(ready["components"]["valkey"], "ok", "{ready}");
+    traffic(&base).await;
+    let logs = service.stop();
+    assert!(!logs.contains("\"level\":\"ERROR\""), "{logs}");
+}

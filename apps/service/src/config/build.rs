@@ -108,6 +108,7 @@ pub(super) fn read_config(v: &mut Values) -> Option<Config> {
     let (allowed_boundaries, auto_enroll_boundaries) = boundaries(v, service_did.as_ref());
     let enrollment = enrollment(v);
     let valkey_url = v.connection("STRATOS_VALKEY_URL");
+    let valkey_ca_file = v.path("STRATOS_VALKEY_CA_FILE");
     if !v.is_set("STRATOS_VALKEY_URL") {
         v.warn_ignored(
             &["STRATOS_ALLOW_LIST_BOOTSTRAP_NAME"],
@@ -231,6 +232,7 @@ pub(super) fn read_config(v: &mut Values) -> Option<Config> {
         auto_enroll_boundaries,
         enrollment: enrollment?,
         valkey_url,
+        valkey_ca_file,
         data_dir,
         service_key_file,
         storage: storage?,
@@ -418,6 +420,7 @@ const PG_PARTS: &[&str] = &[
     "STRATOS_PG_PASSWORD",
     "STRATOS_PG_DBNAME",
     "STRATOS_PG_SSLMODE",
+    "STRATOS_PG_SSLROOTCERT",
 ];
 
 fn storage(v: &mut Values, data_dir: &Path) -> Option<StorageBackend> {
@@ -511,6 +514,7 @@ fn postgres_from_parts(v: &mut Values) -> Option<ConnectionUrl> {
             ("verify-full", "verify-full"),
         ],
     );
+    let rootcert = v.path("STRATOS_PG_SSLROOTCERT");
     // Invalid host: already reported.
     let host = host?;
     let mut url = format!("postgres://{}", utf8_percent_encode(&user, URL_PART));
@@ -523,6 +527,10 @@ fn postgres_from_parts(v: &mut Values) -> Option<ConnectionUrl> {
         utf8_percent_encode(&db, URL_PART),
         sslmode?
     ));
+    if let Some(path) = rootcert {
+        url.push_str("&sslrootcert=");
+        url.push_str(&utf8_percent_encode(&path.to_string_lossy(), URL_PART).to_string());
+    }
     Some(ConnectionUrl(url))
 }
 

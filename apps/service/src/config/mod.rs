@@ -366,6 +366,8 @@ pub struct Config {
     pub enrollment: EnrollmentConfig,
     /// `STRATOS_VALKEY_URL`.
     pub valkey_url: Option<ConnectionUrl>,
+    /// `STRATOS_VALKEY_CA_FILE`: the CA of a `rediss://` server.
+    pub valkey_ca_file: Option<PathBuf>,
     /// `STRATOS_DATA_DIR`: the service signing key and assets; the SQLite files and local blobs by
     /// default.
     pub data_dir: PathBuf,

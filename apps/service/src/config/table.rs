@@ -228,9 +228,26 @@ const ENROLLMENT: Section = Section {
             parser: Parser::Connection(VALKEY_SCHEMES),
             default: Default::Unset,
             secret: Secrecy::PasswordInUrl,
-            doc: "Valkey/Redis connection. The current Valkey adapter is built without TLS, so \
-                  use `redis://` / `valkey://`.",
+            doc: "Valkey/Redis connection: `redis://` in the clear, `rediss://` over TLS \
+                  (rustls; the server's certificate is checked against the system's roots, or \
+                  `STRATOS_VALKEY_CA_FILE`).",
             show: |c| Shown::opt(c.valkey_url.as_ref().map(ConnectionUrl::expose).as_ref()),
+        },
+        Setting {
+            name: "STRATOS_VALKEY_CA_FILE",
+            parser: Parser::Path,
+            default: Default::Derived("the system's root certificates"),
+            secret: Secrecy::Public,
+            doc: "PEM file of the CA that signed the `rediss://` server's certificate (a \
+                  private CA). Read at start.",
+            show: |c| {
+                Shown::opt(
+                    c.valkey_ca_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .as_ref(),
+                )
+            },
         },
     ],
 };
@@ -371,8 +388,18 @@ const STORAGE: Section = Section {
             ]),
             default: Default::Value("require"),
             secret: Secrecy::Public,
-            doc: "`sslmode` of the built URL. The current Postgres adapter is built without TLS, \
-                  so set `disable` (or `prefer`) for now.",
+            doc: "`sslmode` of the built URL, with libpq's meaning (rustls): `require` \
+                  encrypts without checking the certificate, `verify-ca` checks it against the \
+                  roots, `verify-full` also checks the host name; `prefer` tries TLS first.",
+            show: in_postgres_url,
+        },
+        Setting {
+            name: "STRATOS_PG_SSLROOTCERT",
+            parser: Parser::Path,
+            default: Default::Derived("the bundled web PKI roots"),
+            secret: Secrecy::Public,
+            doc: "PEM file of the CA for `verify-ca` / `verify-full` (`sslrootcert` of the \
+                  built URL; with `STRATOS_POSTGRES_URL`, write `sslrootcert=` in the URL).",
             show: in_postgres_url,
         },
         Setting {

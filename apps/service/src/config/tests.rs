@@ -1440,3 +1440,28 @@ fn the_user_agent_names_the_repository_and_the_operator() {
             .ends_with("(+http://localhost:3100; unknown)")
     );
 }
+
+#[test]
+fn tls_settings_reach_the_connections() {
+    let c = ok(&[
+        ("STORAGE_BACKEND", "postgres"),
+        ("STRATOS_PG_HOST", "db.internal"),
+        ("STRATOS_PG_SSLMODE", "verify-full"),
+        ("STRATOS_PG_SSLROOTCERT", "/etc/stratos/pg ca.pem"),
+        ("STRATOS_VALKEY_URL", "rediss://cache.internal:6380"),
+        ("STRATOS_VALKEY_CA_FILE", "/etc/stratos/valkey-ca.pem"),
+    ]);
+    let StorageBackend::Postgres { url, .. } = &c.storage else {
+        panic!("postgres")
+    };
+    assert!(
+        url.expose()
+            .ends_with("?sslmode=verify-full&sslrootcert=%2Fetc%2Fstratos%2Fpg%20ca.pem"),
+        "{}",
+        url.expose()
+    );
+    assert_eq!(
+        c.valkey_ca_file,
+        Some(PathBuf::from("/etc/stratos/valkey-ca.pem"))
+    );
+}
