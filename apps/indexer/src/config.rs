@@ -108,7 +108,23 @@ impl IndexerConfig {
         let ms = |var, default| number::<u64>(var, get(var), default, 0).map(Duration::from_millis);
         Ok(Self {
             service_url: service_url.trim_end_matches('/').to_owned(),
-            sync_token: required("STRATOS_SYNC_TOKEN")?,
+            sync_token: match (get("STRATOS_SYNC_TOKEN"), get("STRATOS_SYNC_TOKEN_FILE")) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError {
+                        var: "STRATOS_SYNC_TOKEN_FILE",
+                        reason: "set STRATOS_SYNC_TOKEN or STRATOS_SYNC_TOKEN_FILE, not both"
+                            .into(),
+                    });
+                }
+                // A container secret: the file's content without its trailing line break.
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map(|t| t.trim_end_matches(['\r', '\n']).to_owned())
+                    .map_err(|e| ConfigError {
+                        var: "STRATOS_SYNC_TOKEN_FILE",
+                        reason: format!("cannot read {path}: {}", e.kind()),
+                    })?,
+                _ => required("STRATOS_SYNC_TOKEN")?,
+            },
             postgres_url: required("BSKY_DB_POSTGRES_URL")?,
             schema: get("BSKY_DB_POSTGRES_SCHEMA").unwrap_or("bsky").to_owned(),
             pool_size: number("BSKY_DB_POOL_SIZE", get("BSKY_DB_POOL_SIZE"), 8, 1)?,
@@ -145,6 +161,28 @@ mod tests {
         ("STRATOS_SYNC_TOKEN", "secret"),
         ("BSKY_DB_POSTGRES_URL", "postgres://u:pw@localhost/appview"),
     ];
+
+    #[test]
+    fn the_sync_token_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let mut v = vars(REQUIRED);
+        v.remove("STRATOS_SYNC_TOKEN");
+        v.insert(
+            "STRATOS_SYNC_TOKEN_FILE".into(),
+            file.to_string_lossy().into_owned(),
+        );
+        assert_eq!(
+            IndexerConfig::from_vars(&v).unwrap().sync_token,
+            "from-file"
+        );
+        v.insert("STRATOS_SYNC_TOKEN".into(), "x".into());
+        assert_eq!(
+            IndexerConfig::from_vars(&v).unwrap_err().var,
+            "STRATOS_SYNC_TOKEN_FILE"
+        );
+    }
 
     #[test]
     fn defaults_and_overrides() {
