@@ -96,19 +96,9 @@ pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServ
                         },
                         |report| {
                             metrics.delivery.record(report);
-                            match report {
-                                Ok(r) if r.claimed > 0 => tracing::info!(
-                                    claimed = r.claimed,
-                                    delivered = r.delivered,
-                                    retried = r.retried,
-                                    dead = r.dead,
-                                    held = r.held,
-                                    reauthorize = r.needs_reauthorization.len(),
-                                    outbox_errors = r.outbox_errors,
-                                    "outbox delivery"
-                                ),
-                                // Failed claims are logged by `run_with` itself.
-                                Ok(_) | Err(_) => {}
+                            // Failed claims are logged by `run_with` itself.
+                            if let Ok(r) = report {
+                                r.log();
                             }
                         },
                     )

@@ -43,6 +43,10 @@ const PER_AUTHOR: usize = 30;
 /// Sign-ins started and not finished that are kept at most (each lives 30 minutes): a flood of
 /// `POST /login` cannot grow memory without bound.
 const MAX_PENDING_FLOWS: usize = 10_000;
+/// How long a browser stays signed in.
+const SESSION_MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Signed-in browsers kept at most; the oldest is signed out first.
+const MAX_SESSIONS: usize = 10_000;
 /// Lifetime asked for service-auth tokens; a cached one is used until a minute before.
 const TOKEN_SECS: i64 = 300;
 
@@ -81,6 +85,8 @@ pub enum WebError {
 
 /// One signed-in browser.
 struct WebSession {
+    /// When it signed in (Unix milliseconds): sessions end after [`SESSION_MAX_AGE_MS`].
+    created_ms: i64,
     oauth: Session,
     handle: String,
     csrf: String,
@@ -168,6 +174,13 @@ impl State {
 
     fn session(&self, sid: &str) -> Option<(Session, String, String, Option<String>)> {
         let mut sessions = lock(&self.sessions);
+        if sessions
+            .get(sid)
+            .is_some_and(|s| now_ms() - s.created_ms > SESSION_MAX_AGE_MS)
+        {
+            sessions.remove(sid);
+            return None;
+        }
         let s = sessions.get_mut(sid)?;
         Some((
             s.oauth.clone(),
@@ -699,18 +712,36 @@ pub async fn callback(state: web::Data<State>, req: HttpRequest) -> HttpResponse
     let handle = state.handle_of(&session.did).await;
     lock(&state.known).insert(session.did.clone());
     let sid = random_token();
-    lock(&state.sessions).insert(
+    let mut sessions = lock(&state.sessions);
+    let now = now_ms();
+    sessions.retain(|_, s| now - s.created_ms <= SESSION_MAX_AGE_MS);
+    if sessions.len() >= MAX_SESSIONS
+        && let Some(oldest) = sessions
+            .iter()
+            .min_by_key(|(_, s)| s.created_ms)
+            .map(|(k, _)| k.clone())
+    {
+        sessions.remove(&oldest);
+    }
+    // Expired service-auth tokens go too.
+    lock(&state.tokens).retain(|_, (_, exp)| *exp * 1000 > now);
+    sessions.insert(
         sid.clone(),
         WebSession {
+            created_ms: now,
             oauth: session,
             handle,
             csrf: random_token(),
             flash: None,
         },
     );
+    drop(sessions);
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/"))
-        .insert_header((header::SET_COOKIE, session_cookie(&state, &sid, None)))
+        .insert_header((
+            header::SET_COOKIE,
+            session_cookie(&state, &sid, Some(SESSION_MAX_AGE_MS / 1000)),
+        ))
         .finish()
 }
 

@@ -111,6 +111,23 @@ pub struct DeliveryReport {
 }
 
 impl DeliveryReport {
+    /// One `info` line for a batch that claimed anything (failed claims are logged by
+    /// [`Delivery::run_with`] itself).
+    pub fn log(&self) {
+        if self.claimed > 0 {
+            tracing::info!(
+                claimed = self.claimed,
+                delivered = self.delivered,
+                retried = self.retried,
+                dead = self.dead,
+                held = self.held,
+                reauthorize = self.needs_reauthorization.len(),
+                outbox_errors = self.outbox_errors,
+                "outbox delivery"
+            );
+        }
+    }
+
     fn add(&mut self, other: DeliveryReport) {
         self.claimed += other.claimed;
         self.delivered += other.delivered;
@@ -411,22 +428,11 @@ impl Delivery {
         }
     }
 
-    /// [`Delivery::run_with`], logging each batch that did something.
+    /// [`Delivery::run_with`], logging each batch that did something ([`DeliveryReport::log`]).
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         self.run_with(shutdown, |report| {
-            if let Ok(r) = report
-                && r.claimed > 0
-            {
-                tracing::info!(
-                    claimed = r.claimed,
-                    delivered = r.delivered,
-                    retried = r.retried,
-                    dead = r.dead,
-                    held = r.held,
-                    reauthorize = r.needs_reauthorization.len(),
-                    outbox_errors = r.outbox_errors,
-                    "outbox delivery"
-                );
+            if let Ok(r) = report {
+                r.log();
             }
         })
         .await;
