@@ -123,6 +123,29 @@ pub fn method_label(pattern: Option<&str>) -> &str {
     }
 }
 
+/// [`method_label`] without looking the route up again (which costs an allocation and a walk
+/// of every route per request): under `/xrpc/`, every path that is not a registered method
+/// (of the right HTTP method) reaches the fallback, which answers 501 — so any other status
+/// means the path is a registered method's, and the label set stays bounded. That holds only
+/// for a path written exactly as the route (NSID characters only): a percent-encoded spelling
+/// can match the same route, and each spelling would become a new label. Such paths, and other
+/// paths (operational endpoints, 404s), are rare and take the lookup.
+pub fn label_of<'a>(
+    path: &'a str,
+    status: u16,
+    pattern: impl FnOnce() -> Option<String>,
+) -> std::borrow::Cow<'a, str> {
+    let plain = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    match path.strip_prefix("/xrpc/") {
+        Some(_) if status == 501 => std::borrow::Cow::Borrowed("unmatched"),
+        Some(nsid) if plain(nsid) => std::borrow::Cow::Borrowed(nsid),
+        _ => std::borrow::Cow::Owned(method_label(pattern().as_deref()).to_owned()),
+    }
+}
+
 impl HttpMetrics {
     /// Records one answered request.
     pub fn observe(&self, method: &str, status: u16, seconds: f64) {
@@ -262,6 +285,24 @@ mod tests {
         );
         assert_eq!(method_label(Some("/health")), "/health");
         assert_eq!(method_label(None), "unmatched");
+        assert_eq!(
+            label_of("/xrpc/com.atproto.repo.getRecord", 400, || None),
+            "com.atproto.repo.getRecord"
+        );
+        // The fallback's answer: the caller's path never becomes a label.
+        assert_eq!(label_of("/xrpc/made.up.thing", 501, || None), "unmatched");
+        assert_eq!(
+            label_of("/health", 200, || Some("/health".into())),
+            "/health"
+        );
+        assert_eq!(label_of("/no/such", 404, || None), "unmatched");
+        // Another spelling of a registered method is labelled by its route, not its spelling.
+        assert_eq!(
+            label_of("/xrpc/com.atproto.repo.getRecor%64", 200, || Some(
+                "/xrpc/com.atproto.repo.getRecord".into()
+            )),
+            "com.atproto.repo.getRecord"
+        );
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

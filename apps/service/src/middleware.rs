@@ -94,8 +94,8 @@ pub async fn response_headers(
 fn access(res: &ServiceResponse<BoxBody>, span: &tracing::Span, elapsed: std::time::Duration) {
     let req = res.request();
     let status = res.status().as_u16();
-    let pattern = req.match_pattern();
-    let label = crate::metrics::method_label(pattern.as_deref());
+    let label = crate::metrics::label_of(req.path(), status, || req.match_pattern());
+    let label = label.as_ref();
     if let Some(state) = req.app_data::<web::Data<AppState>>() {
         state.metrics.observe(label, status, elapsed.as_secs_f64());
     }
