@@ -8,7 +8,7 @@
 //!
 //! | where | what |
 //! |---|---|
-//! | `src/<port>.rs` at the crate root: [`repo_store`], [`enrollment_store`], [`appview_store`], [`keys`], [`outbox`], [`pds`], [`pds_client`], [`blob_store`], [`oauth_store`], [`env`](mod@env) | one module per port: its trait(s), error and value types — what an adapter implements |
+//! | `src/<port>.rs` at the crate root: [`repo_store`], [`enrollment_store`], [`appview_store`], [`keys`], [`legacy_source`], [`outbox`], [`pds`], [`pds_client`], [`blob_store`], [`oauth_store`], [`env`](mod@env) | one module per port: its trait(s), error and value types — what an adapter implements |
 //! | `src/usecases/` ([`usecases`]) | the use cases: they hold ports as `Arc<dyn …>` and declare no port trait |
 //! | [`block_cache`], [`storage`], [`storage_codec`], [`storage_sql`], [`Cause`] | glue over the ports: a caching decorator, the storage bundle, the stored format and the service-table SQL adapters share, adapters' opaque error causes |
 //! | [`stratos`] | the composition of the use cases: [`Stratos::builder`] (it never names an adapter) |
@@ -21,6 +21,7 @@ pub mod blob_store;
 pub mod enrollment_store;
 pub mod env;
 pub mod keys;
+pub mod legacy_source;
 pub mod oauth_store;
 pub mod outbox;
 pub mod pds;

@@ -11,7 +11,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use stratos_domain::crypto::{KeyAlgorithm, Keypair};
-//! use stratos_domain::syntax::Did;
+//! use stratos_domain::syntax::{Datetime, Did};
 //! use stratos_ports::Stratos;
 //! use stratos_testkit::memory::{self, MemoryBlobStore, MemoryIdentity};
 //!
@@ -40,7 +40,7 @@ use stratos_domain::enrollment::{EnrollmentMode, EnrollmentPolicy};
 use stratos_domain::lexicon::Catalog;
 use stratos_domain::oauth::SealKey;
 use stratos_domain::rate_limit::{DEFAULT_RATE_LIMIT, RateLimit};
-use stratos_domain::syntax::Did;
+use stratos_domain::syntax::{Datetime, Did};
 use stratos_domain::write::WritePolicy;
 
 use crate::auth::{AuthContext, AuthSettings, Authenticator};
@@ -48,10 +48,13 @@ use crate::blob_store::BlobStore;
 use crate::block_cache::CachedBlocks;
 use crate::enrollment_store::EnrollmentEvent;
 use crate::env::{AllowList, AuthorizationServers, Clock, IdentityResolver, Notifier, SystemClock};
+use crate::legacy_source::LegacySource;
 use crate::pds_client::{AtprotoOAuthClient, PdsWriter};
 use crate::storage::Storage;
+use crate::usecases::UseCaseError;
 use crate::usecases::delivery::{DeadLetters, Deliver, Delivery, DeliverySettings};
 use crate::usecases::enrollment::{EnrollmentDeps, Enrollments};
+use crate::usecases::legacy::{self, LegacyReport};
 use crate::usecases::oauth::{OAuthDeps, OAuthEnrollment, RedirectPolicy};
 use crate::usecases::records::{RecordDeps, Records};
 use crate::usecases::stream::hub::{HubSettings, StreamHub};
@@ -601,5 +604,23 @@ impl Stratos {
     /// The boundaries the service offers.
     pub fn boundaries(&self) -> &[Boundary] {
         &self.inner.boundaries
+    }
+
+    /// Imports the TypeScript original's enrollments, keys and records from `source`, keeping
+    /// the boundaries this service offers (`stratos migrate-from-ts`; see
+    /// [`crate::usecases::legacy`]). Run it while no other instance serves the same storage.
+    pub async fn import_legacy(
+        &self,
+        source: &dyn LegacySource,
+    ) -> Result<LegacyReport, UseCaseError> {
+        let now = Datetime::from_unix_millis(self.clock().now_ms());
+        legacy::import(
+            self.enrollments(),
+            self.records(),
+            source,
+            self.boundaries(),
+            now,
+        )
+        .await
     }
 }

@@ -46,10 +46,13 @@ fn use_case_modules_import_each_other_without_a_circle() {
         below.iter().all(|m| ["node_cache", "stream"].contains(m)),
         "account imports {below:?}"
     );
-    // Nothing below the facade reaches back up to it.
+    // Nothing below the facade reaches back up to it: only the entry points use it.
     for (module, deps) in &graph {
         if deps.contains("records") {
-            assert_eq!(module, "enrollment", "{module} imports the records facade");
+            assert!(
+                ["enrollment", "legacy"].contains(&module.as_str()),
+                "{module} imports the records facade"
+            );
         }
     }
 }

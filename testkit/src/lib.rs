@@ -9,5 +9,6 @@ pub mod e2e;
 pub mod hostile;
 pub mod http_stub;
 pub mod layering;
+pub mod legacy;
 pub mod memory;
 pub mod tokens;

@@ -13,6 +13,8 @@
 #![deny(missing_docs)] // a library crate: every public item is documented (checked in CI)
 
 mod appview;
+mod legacy;
+mod migrate;
 mod outbox;
 mod repo;
 mod service;
@@ -33,6 +35,7 @@ use stratos_ports::storage_sql::{ServiceSql, SqlError};
 use stratos_ports::{Cause, Storage, StorageParts};
 
 pub use appview::{APPVIEW_SCHEMA_VERSION, AppViewConfig, PostgresAppViewIndex};
+pub use legacy::TsPostgresSource;
 pub use outbox::PostgresOutbox;
 pub use repo::PostgresRepoStore;
 pub use service::{PostgresEnrollmentStore, PostgresKeyStore, PostgresOAuthStore};
@@ -59,6 +62,9 @@ pub enum PostgresError {
     /// A commit references a blob the actor has not uploaded (or one released meanwhile).
     #[error("blob not found: {0}")]
     BlobMissing(String),
+    /// The database was migrated by a newer build.
+    #[error(transparent)]
+    SchemaTooNew(#[from] stratos_ports::storage_sql::migrations::SchemaTooNew),
     /// Stored data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -99,6 +105,14 @@ pub(crate) fn repo_err(e: PostgresError) -> RepoStoreError {
         PostgresError::BlobMissing(cid) => RepoStoreError::BlobMissing(cid),
         other => RepoStoreError::Backend(stratos_ports::Cause::new(other)),
     }
+}
+
+/// The current time as RFC 3339, for the migration history.
+fn now_rfc3339() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    stratos_domain::syntax::Datetime::from_unix_millis(ms).to_string()
 }
 
 /// Connection settings.
@@ -278,13 +292,7 @@ impl PostgresStorage {
             prefix: config.schema_prefix.clone(),
         };
         let sql = ServiceSql::postgres(&schemas.service_bare());
-        for sql in sql.create_tables() {
-            db.execute_unprepared(&sql).await?;
-        }
-        for (_, sql) in sql.outbox_added_columns() {
-            db.execute_unprepared(&sql).await?;
-        }
-        repo::upgrade_actor_schemas(&db, &schemas).await?;
+        migrate::migrate(&db, &sql, &schemas, &now_rfc3339()).await?;
         Ok(Self {
             repos: PostgresRepoStore {
                 db: db.clone(),

@@ -193,8 +193,13 @@ async fn an_outbox_table_from_before_dead_letters_is_upgraded() {
         },
     };
     let table = format!("\"{prefix}stratos\".outbox");
-    // The table as the previous build created it, with one item.
+    // The table as the previous build created it, with one item, and no migration history.
     run_sql(format!("DROP TABLE {table}"), vec![]).await;
+    run_sql(
+        format!("DROP TABLE \"{prefix}stratos\".schema_migration"),
+        vec![],
+    )
+    .await;
     run_sql(
         format!(
             "CREATE TABLE {table} (id BIGSERIAL PRIMARY KEY, did TEXT NOT NULL, item BYTEA NOT \
@@ -274,6 +279,8 @@ async fn actor_schemas_from_before_blob_tracking_are_upgraded() {
     for sql in [
         format!("DROP TABLE \"{schema}\".record_blob"),
         format!("DROP TABLE \"{schema}\".blob"),
+        // The previous build kept no migration history either.
+        format!("DROP TABLE \"{prefix}stratos\".schema_migration"),
     ] {
         db.execute_unprepared(&sql).await.unwrap();
     }

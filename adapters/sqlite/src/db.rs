@@ -6,8 +6,12 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, QueryResult,
-    Statement, Value,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
 };
+use stratos_ports::storage_sql::ServiceSql;
+use stratos_ports::storage_sql::migrations::{self, MigrationPlan, MigrationStep};
+
+use crate::SqliteError;
 
 /// How hard a commit is pushed to disk before it is acknowledged.
 ///
@@ -78,12 +82,74 @@ pub(crate) async fn returning_one<C: ConnectionTrait>(
     Ok(conn.query_all_raw(statement).await?.into_iter().next())
 }
 
-/// Runs a multi-statement DDL script.
-pub(crate) async fn migrate<C: ConnectionTrait>(conn: &C, script: &str) -> Result<(), DbErr> {
-    for sql in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        conn.execute_unprepared(sql).await?;
+/// Brings the service database to this build's schema version
+/// ([`migrations`](stratos_ports::storage_sql::migrations)), then runs `extra` (the adapter's
+/// own tables' idempotent DDL), all in one `BEGIN IMMEDIATE` transaction: it holds the file's
+/// write lock from the start, so a second process opening the same data directory waits for it
+/// (up to the busy timeout) and then finds the work done. Returns the versions applied.
+pub(crate) async fn migrate_service(
+    db: &DatabaseConnection,
+    sql: &ServiceSql,
+    extra: &[&str],
+    now: &str,
+) -> Result<Vec<i64>, SqliteError> {
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    txn.execute_unprepared(&sql.migration_history_ddl()).await?;
+    let version = sql.migration_version();
+    let current: Option<i64> = txn
+        .query_one_raw(stmt(&version.text, version.values))
+        .await?
+        .map(|row| row.try_get_by_index::<Option<i64>>(0))
+        .transpose()?
+        .flatten();
+    let mut applied = Vec::new();
+    if let MigrationPlan::Apply(pending) = migrations::plan(sql.migrations(), current.unwrap_or(0))?
+    {
+        for migration in pending {
+            for step in &migration.steps {
+                match step {
+                    MigrationStep::Sql(ddl) => {
+                        txn.execute_unprepared(ddl).await?;
+                    }
+                    MigrationStep::AddColumn {
+                        table,
+                        column,
+                        statement,
+                    } => {
+                        let present = txn
+                            .query_one_raw(stmt(
+                                "SELECT 1 FROM pragma_table_info(?) WHERE name = ?",
+                                vec![(*table).into(), (*column).into()],
+                            ))
+                            .await?
+                            .is_some();
+                        if !present {
+                            txn.execute_unprepared(statement).await?;
+                        }
+                    }
+                    _ => {
+                        return Err(SqliteError::Corrupt(format!(
+                            "migration {} has a step this adapter cannot run",
+                            migration.version
+                        )));
+                    }
+                }
+            }
+            let record = sql.migration_record(&migration, now);
+            txn.execute_raw(stmt(&record.text, record.values)).await?;
+            applied.push(migration.version);
+        }
     }
-    Ok(())
+    for ddl in extra {
+        txn.execute_unprepared(ddl).await?;
+    }
+    txn.commit().await?;
+    Ok(applied)
 }
 
 /// Column helpers with the adapter's error messages.

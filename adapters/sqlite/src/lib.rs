@@ -13,6 +13,7 @@
 
 mod actor_db;
 mod db;
+mod legacy;
 mod outbox;
 mod repo;
 mod service;
@@ -27,6 +28,7 @@ use stratos_ports::{Cause, Storage, StorageParts};
 
 pub use actor_db::actor_dir;
 pub use db::Durability;
+pub use legacy::TsSqliteSource;
 pub use outbox::SqliteOutbox;
 pub use repo::SqliteRepoStore;
 pub use service::{SqliteEnrollmentStore, SqliteKeyStore, SqliteOAuthStore};
@@ -62,6 +64,9 @@ pub enum SqliteError {
     /// A commit references a blob the actor has not uploaded (or one released meanwhile).
     #[error("blob not found: {0}")]
     BlobMissing(String),
+    /// The database was migrated by a newer build.
+    #[error(transparent)]
+    SchemaTooNew(#[from] stratos_ports::storage_sql::migrations::SchemaTooNew),
     /// Stored data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -97,6 +102,14 @@ pub(crate) fn repo_err(e: SqliteError) -> RepoStoreError {
         SqliteError::BlobMissing(cid) => RepoStoreError::BlobMissing(cid),
         other => RepoStoreError::Backend(stratos_ports::Cause::new(other)),
     }
+}
+
+/// The current time as RFC 3339, for the migration history.
+fn now_rfc3339() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    stratos_domain::syntax::Datetime::from_unix_millis(ms).to_string()
 }
 
 /// Every port this adapter implements, over one data directory.
@@ -141,11 +154,13 @@ impl SqliteStorage {
     pub async fn open(data_dir: &Path, durability: Durability) -> Result<Self, SqliteError> {
         tokio::fs::create_dir_all(data_dir.join("actors")).await?;
         let service = db::open(&data_dir.join("service.sqlite"), durability).await?;
-        for ddl in service::sql().create_tables() {
-            db::migrate(&service, &ddl).await?;
-        }
-        service::add_missing_columns(&service).await?;
-        db::migrate(&service, service::OUTBOX_ACTOR_DDL).await?;
+        db::migrate_service(
+            &service,
+            &service::sql(),
+            &[service::OUTBOX_ACTOR_DDL],
+            &now_rfc3339(),
+        )
+        .await?;
         let dbs = Arc::new(ActorDbs::new(data_dir.to_path_buf(), durability));
         let hints = Arc::new(OutboxHints::new(service.clone()));
         let storage = Self {

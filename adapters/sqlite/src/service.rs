@@ -25,24 +25,6 @@ use crate::db::{Row, returning_one, stmt};
 pub(crate) const OUTBOX_ACTOR_DDL: &str = "CREATE TABLE IF NOT EXISTS outbox_actor (\
      id INTEGER PRIMARY KEY AUTOINCREMENT, did TEXT NOT NULL UNIQUE)";
 
-/// Adds the outbox columns a service database created by an older build lacks (SQLite has no
-/// `ADD COLUMN IF NOT EXISTS`, so each is looked up first).
-pub(crate) async fn add_missing_columns(db: &DatabaseConnection) -> Result<(), SqliteError> {
-    for (column, ddl) in sql().outbox_added_columns() {
-        let present = db
-            .query_one_raw(stmt(
-                "SELECT 1 FROM pragma_table_info('outbox') WHERE name = ?",
-                vec![column.into()],
-            ))
-            .await?
-            .is_some();
-        if !present {
-            db.execute_unprepared(&ddl).await?;
-        }
-    }
-    Ok(())
-}
-
 /// The shared statements of the service tables, for SQLite.
 pub(crate) fn sql() -> ServiceSql {
     ServiceSql::sqlite()

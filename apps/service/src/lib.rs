@@ -13,6 +13,7 @@ mod middleware;
 pub mod oauth_client;
 mod routes;
 pub mod state;
+pub mod storage_metrics;
 
 use std::net::SocketAddr;
 
@@ -39,6 +40,8 @@ pub struct RunningServer {
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     )>,
+    /// The metrics port's server, when `/metrics` has one of its own.
+    metrics: Option<(ServerHandle, tokio::task::JoinHandle<std::io::Result<()>>)>,
 }
 
 impl RunningServer {
@@ -57,6 +60,10 @@ impl RunningServer {
             let _ = stop.send(());
             task.await.context("delivery task")?;
         }
+        if let Some((handle, task)) = self.metrics {
+            handle.stop(true).await;
+            task.await.context("metrics server task")??;
+        }
         self.task.await.context("server task")??;
         Ok(())
     }
@@ -69,6 +76,10 @@ impl RunningServer {
     /// Waits until the server stops (on SIGINT/SIGTERM, which actix handles).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await.context("server task")??;
+        if let Some((handle, task)) = self.metrics {
+            handle.stop(true).await;
+            task.await.context("metrics server task")??;
+        }
         Ok(())
     }
 }
@@ -106,12 +117,31 @@ pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServ
             });
             (stop, task)
         });
+    let metrics_addr = state.config.metrics_addr;
+    // `/metrics` on a port of its own when configured: one worker, nothing else served there.
+    let metrics = match metrics_addr {
+        Some(addr) => {
+            let state = state.clone();
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .configure(routes::configure_metrics)
+            })
+            .workers(1)
+            .bind(addr)
+            .with_context(|| format!("binding the metrics port {addr}"))?
+            .run();
+            let handle = server.handle();
+            Some((handle, tokio::spawn(server)))
+        }
+        None => None,
+    };
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(middleware::response_headers))
             .app_data(state.clone())
             .app_data(bodies.clone())
-            .configure(routes::configure)
+            .configure(|cfg| routes::configure(cfg, metrics_addr.is_none()))
             .default_service(web::to(routes::fallback))
     })
     .workers(workers.max(1))
@@ -131,5 +161,6 @@ pub async fn start(config: Config, workers: usize) -> anyhow::Result<RunningServ
         task,
         streams,
         delivery,
+        metrics,
     })
 }

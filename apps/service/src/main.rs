@@ -1,6 +1,7 @@
 //! `stratos`: the service's command line. `stratos` or `stratos serve` runs the service with the
 //! configuration from the environment (and `./.env`); `stratos migrate-service-did --from <old>`
-//! moves a data directory to the configured service DID; `--help` and `--version` only print.
+//! moves a data directory to the configured service DID; `stratos migrate-from-ts` imports the
+//! TypeScript original's data; `--help` and `--version` only print.
 //! The hidden `stratos config-doc` prints (or, with `--write <file>`, updates) the variable tables
 //! of docs/configuration.md from the settings table.
 
@@ -38,6 +39,35 @@ fn cli() -> Command {
                 ),
         )
         .subcommand(
+            Command::new("migrate-from-ts")
+                .about(
+                    "Import the TypeScript original's enrollments, boundaries, signing keys and \
+                     records into this service's storage (docs/operators.md); run it with the \
+                     service stopped",
+                )
+                .arg(
+                    Arg::new("from")
+                        .long("from")
+                        .value_name("TS_DATA_DIR")
+                        .help("The original's STRATOS_DATA_DIR (SQLite backend)"),
+                )
+                .arg(
+                    Arg::new("from-postgres")
+                        .long("from-postgres")
+                        .value_name("URL")
+                        .conflicts_with("from")
+                        .help("The original's PostgreSQL database (PostgreSQL backend)"),
+                )
+                .arg(
+                    Arg::new("schema")
+                        .long("schema")
+                        .value_name("SCHEMA")
+                        .default_value("public")
+                        .requires("from-postgres")
+                        .help("The schema of the original's service tables"),
+                ),
+        )
+        .subcommand(
             // For maintainers, not operators: hidden from --help.
             Command::new("config-doc")
                 .hide(true)
@@ -59,6 +89,12 @@ fn main() {
         Some(("migrate-service-did", args)) => {
             migrate(args.get_one::<String>("from").map_or("", String::as_str))
         }
+        Some(("migrate-from-ts", args)) => migrate_from_ts(
+            args.get_one::<String>("from").map(String::as_str),
+            args.get_one::<String>("from-postgres").map(String::as_str),
+            args.get_one::<String>("schema")
+                .map_or("public", String::as_str),
+        ),
         Some(("config-doc", args)) => config_doc(args.get_one::<String>("write")),
         // clap accepts only the subcommands declared above.
         Some(_) => 2,
@@ -132,6 +168,96 @@ fn migrate(from: &str) -> i32 {
             1
         }
     }
+}
+
+/// `stratos migrate-from-ts`: reads the original's data and imports it through the service's
+/// own use cases, into the storage the configuration names.
+fn migrate_from_ts(from: Option<&str>, postgres: Option<&str>, schema: &str) -> i32 {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // Warnings (the adopted service key, the configuration's) go to stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(import_ts(config, from, postgres, schema)));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+async fn import_ts(
+    config: Config,
+    from: Option<&str>,
+    postgres: Option<&str>,
+    schema: &str,
+) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    use stratos_ports::legacy_source::LegacySource;
+
+    let source: Box<dyn LegacySource> = match (from, postgres) {
+        (Some(dir), _) => {
+            let dir = std::path::Path::new(dir);
+            let source = stratos_sqlite::TsSqliteSource::open(dir)?;
+            let same = std::fs::create_dir_all(&config.data_dir).is_ok()
+                && std::fs::canonicalize(dir).ok() == std::fs::canonicalize(&config.data_dir).ok();
+            anyhow::ensure!(
+                !same,
+                "--from is this service's own data directory ({}): import into another one \
+                 (STRATOS_DATA_DIR) and keep the original's as it is",
+                config.data_dir.display()
+            );
+            adopt_ts_service_key(dir, &config)?;
+            Box::new(source)
+        }
+        (None, Some(url)) => {
+            Box::new(stratos_postgres::TsPostgresSource::connect(url, schema).await?)
+        }
+        (None, None) => {
+            anyhow::bail!("name the original's data: --from DIR or --from-postgres URL")
+        }
+    };
+    let state = stratos_service::state::AppState::build(config)
+        .await
+        .context("opening this service's storage")?;
+    let report = state
+        .stratos
+        .import_legacy(source.as_ref())
+        .await
+        .context("importing")?;
+    println!("{report}");
+    if report.imported() > 0 {
+        println!(
+            "Each imported account authorizes once more (sign in through /oauth/authorize): the \
+             original's OAuth sessions cannot be carried over, and its enrollment record and \
+             stubs with corrected CIDs wait in the outbox until then."
+        );
+    }
+    Ok(if report.failed() > 0 { 1 } else { 0 })
+}
+
+/// The original kept its service key in `{data}/signing_key`. When this service has no key of
+/// its own yet, the original's is copied there, where the start-up adopts it (with a warning
+/// naming it), so existing attestations keep verifying.
+fn adopt_ts_service_key(ts_dir: &std::path::Path, config: &Config) -> anyhow::Result<()> {
+    let ours = config.data_dir.join("service_key");
+    let theirs = ts_dir.join("signing_key");
+    let staged = config.data_dir.join("signing_key");
+    if config.service_key_file.is_none() && !ours.exists() && !staged.exists() && theirs.is_file() {
+        std::fs::copy(&theirs, &staged)
+            .map_err(|e| anyhow::anyhow!("copying {}: {e}", theirs.display()))?;
+    }
+    Ok(())
 }
 
 fn serve() -> i32 {

@@ -33,6 +33,8 @@ pub struct AppState {
     pub background: tokio::runtime::Handle,
     /// Request counts and durations for `/metrics`.
     pub metrics: Arc<crate::metrics::HttpMetrics>,
+    /// Commit durations and storage block reads for `/metrics`.
+    pub storage_figures: Arc<crate::storage_metrics::StorageFigures>,
     /// The external allow-list (`STRATOS_ALLOW_LIST_URI`), for its figures in `/metrics`.
     pub allow_list: Option<Arc<stratos_network::allow_list::HttpAllowList>>,
     /// A Valkey connection for readiness (`STRATOS_VALKEY_URL`), when configured.
@@ -254,7 +256,14 @@ impl AppState {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Before anything is opened or created under another identity.
         crate::identity::check(&config.data_dir, &config.service_did)?;
-        let storage = open_storage(&config).await?;
+        let storage_figures = Arc::new(crate::storage_metrics::StorageFigures::default());
+        // Below the block cache the builder adds: the figures count what reaches the storage.
+        let storage = open_storage(&config).await?.map_repos(|repos| {
+            Arc::new(crate::storage_metrics::TimedRepos::new(
+                repos,
+                storage_figures.clone(),
+            ))
+        });
         let blobs = open_blobs(&config)?;
         let service_key = load_service_key(&config.data_dir, config.service_key_file.as_deref())?;
         let policy = config
@@ -356,6 +365,7 @@ impl AppState {
             )),
             background: tokio::runtime::Handle::current(),
             metrics: Arc::new(crate::metrics::HttpMetrics::default()),
+            storage_figures,
             allow_list,
             valkey,
             client_metadata,

@@ -258,7 +258,17 @@ async fn metrics_access_log_json_and_readiness() {
     assert_eq!(last, 3.0);
     assert_eq!(get("stratos_stream_commits_published_total"), 1.0);
     assert!(m.contains_key("stratos_outbox_pending"));
+    assert_eq!(get("stratos_outbox_dead_letters"), 0.0);
     assert!(m.contains_key("stratos_stream_subscribers"));
+    // Two commits reached the storage: the enrollment's empty one and the post.
+    assert_eq!(get("stratos_storage_commit_duration_seconds_count"), 2.0);
+    assert_eq!(
+        get("stratos_storage_commit_duration_seconds_bucket{le=\"+Inf\"}"),
+        2.0
+    );
+    assert!(get("stratos_storage_commit_duration_seconds_sum") > 0.0);
+    assert_eq!(get("stratos_storage_commit_failures_total"), 0.0);
+    assert!(m.contains_key("stratos_storage_block_reads_total"));
     assert!(get("stratos_uptime_seconds") > 0.0);
 
     let logs = service.stop();
@@ -344,6 +354,63 @@ async fn rust_log_filters_and_text_lines_name_the_trace_id() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("RUST_LOG"));
+}
+
+/// `STRATOS_METRICS_PORT`: `/metrics` moves to a port of its own (on `STRATOS_METRICS_BIND`),
+/// the service's port answers 404 for it, and the metrics port serves nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_a_port_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port().to_string();
+    let service = Service::start(
+        dir.path(),
+        &[
+            ("STRATOS_METRICS_PORT", metrics_port.as_str()),
+            ("STRATOS_METRICS_BIND", "127.0.0.1"),
+        ],
+    );
+    let metrics = format!("http://127.0.0.1:{metrics_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", metrics_port.parse::<u16>().unwrap())).is_err()
+    {
+        assert!(Instant::now() < deadline, "the metrics port did not open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let http = reqwest::Client::new();
+    let get = |url: String| http.get(url).send();
+    let res = get(format!("{metrics}/metrics")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let m = parse_metrics(&res.text().await.unwrap());
+    assert_eq!(m.get("stratos_build_info{version=\"0.1.0\"}"), Some(&1.0));
+    assert_eq!(
+        get(format!("{}/metrics", service.base))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(get(format!("{metrics}/live")).await.unwrap().status(), 404);
+    assert_eq!(
+        get(format!("{}/live", service.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    drop(service.stop());
+
+    // The service's own port is refused as the metrics port.
+    let port = free_port().to_string();
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("STRATOS_DATA_DIR", dir.path().join("data3"))
+        .env("STRATOS_PORT", &port)
+        .env("STRATOS_METRICS_PORT", &port)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("STRATOS_METRICS_PORT"));
 }
 
 /// Outbound requests name the service (`STRATOS_REPO_URL`, `STRATOS_OPERATOR_CONTACT`), and a

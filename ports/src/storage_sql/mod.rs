@@ -13,6 +13,7 @@
 
 mod ddl;
 mod enrollment;
+pub mod migrations;
 mod outbox;
 mod secrets;
 

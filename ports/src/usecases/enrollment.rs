@@ -204,6 +204,38 @@ impl Enrollments {
         })
     }
 
+    /// Enrolls an account carried over from elsewhere (`stratos migrate-from-ts`) as it was
+    /// there: its enrollment time, PDS, record key and boundaries (already checked against the
+    /// service's offer by the caller) and its own signing `key`, with an empty repository signed
+    /// by that key, and queues its attested enrollment record for the PDS. No eligibility check
+    /// (the operator decides). Fails if `enrollment.did` is enrolled already, or if
+    /// `enrollment.signing_key` is not `key`'s `did:key`.
+    pub async fn adopt(&self, enrollment: &Enrollment, key: &Keypair) -> Result<(), UseCaseError> {
+        let did = &enrollment.did;
+        if enrollment.signing_key != key.did_key() {
+            return Err(UseCaseError::InvalidRequest(format!(
+                "the enrollment of {did} names signing key {}, not the key given",
+                enrollment.signing_key
+            )));
+        }
+        if self.deps.enrollments.get(did).await?.is_some() {
+            return Err(UseCaseError::InvalidRequest(format!(
+                "{did} is enrolled already"
+            )));
+        }
+        self.deps.keys.put(did, key).await?;
+        self.deps.records.init_repo(did, key).await?;
+        let mut adopted = enrollment.clone();
+        if adopted.enrollment_rkey.is_none() {
+            adopted.enrollment_rkey = Some(self.record_key()?);
+        }
+        self.deps.enrollments.enroll(&adopted).await?;
+        self.deps.records.forget_enrollment(did);
+        self.announce().await;
+        let stored = self.require(did).await?;
+        self.publish_record(&stored).await
+    }
+
     /// Changes one account's boundaries (never anyone else's: reference defect D8) and
     /// republishes its attested enrollment record. Returns the new boundaries.
     pub async fn change_boundaries(

@@ -6,7 +6,7 @@
 //!
 //! | layer | modules | role |
 //! |---|---|---|
-//! | entry points | [`enrollment`] | enroll, unenroll, status; creates repositories through [`records`] |
+//! | entry points | [`enrollment`], [`legacy`] | enroll, unenroll, status; creates repositories through [`records`]; the import of the TypeScript original's data |
 //! | facade | [`records`] | [`records::Records`]: owns the context, hands out the services, keeps the one-call API |
 //! | services | [`transfer`] → [`writes`] → [`blobs`]; [`proofs`] → [`reads`] | export/import; the commit path; uploads, downloads, listings and the blob steps of a commit; record proofs; boundary-filtered reads |
 //! | context | `account` | `AccountContext`: the dependencies ([`records::RecordDeps`]), the enrollment and signing-key caches, writer locks, rate limiter, node cache, event sink |
@@ -22,6 +22,7 @@ pub mod appview;
 pub mod blobs;
 pub mod delivery;
 pub mod enrollment;
+pub mod legacy;
 mod node_cache;
 pub mod oauth;
 pub mod proofs;

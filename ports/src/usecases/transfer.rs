@@ -5,13 +5,14 @@
 use std::collections::BTreeSet;
 
 use stratos_domain::repo::RecordWrite;
+use stratos_domain::repo::RepoHead;
 use stratos_domain::syntax::{Datetime, Did};
-use stratos_domain::{car, data, import, mst, tid};
+use stratos_domain::{car, cid, data, import, mst, tid};
 
 use super::UseCaseError;
 use super::account::AccountContext;
 use super::blobs;
-use super::writes::{self, WriteOp, Writes};
+use super::writes::{self, Prepared, WriteOp, Writes};
 
 /// The transfer use cases over the shared per-account context (reached through
 /// [`Records::transfer`](super::records::Records::transfer)).
@@ -95,8 +96,94 @@ impl<'a> Transfer<'a> {
                     .await?,
             );
         }
-        let key = self.ctx.signer(author, &enrollment.signing_key).await?;
         let count = prepared.len();
+        self.commit_all(author, &enrollment.signing_key, &head, &prepared, &now)
+            .await?;
+        Ok(count)
+    }
+
+    /// Imports records into the repository of `author`, which must be enrolled and hold no
+    /// records yet — the operator's import of data from elsewhere (`stratos migrate-from-ts`),
+    /// not a client's request: no rate limit. Each record is DAG-CBOR as its old home stored
+    /// it; it is decoded and re-encoded through the same rules as a client's `createRecord`
+    /// (so its CID is the correct one), and the accepted records land in one commit signed with
+    /// the account's key. Records the rules refuse, or that reference blobs (whose bytes an
+    /// import does not carry), are returned as rejected instead of failing the import.
+    pub async fn import_records(
+        &self,
+        author: &Did,
+        records: Vec<ImportedRecord>,
+    ) -> Result<RecordImport, UseCaseError> {
+        let enrollment = self.ctx.enrollment(author).await?;
+        let head = self.ctx.require_head(author).await?;
+        if head.data != mst::empty_root() {
+            return Err(UseCaseError::RepoAlreadyExists(author.to_string()));
+        }
+        let held: BTreeSet<String> = enrollment
+            .boundaries
+            .iter()
+            .map(|b| b.as_str().to_owned())
+            .collect();
+        let now = Datetime::from_unix_millis(self.ctx.deps.clock.now_ms());
+        let mut outcome = RecordImport::default();
+        let mut prepared = Vec::with_capacity(records.len());
+        let mut seen = BTreeSet::new();
+        for record in records {
+            if !seen.insert(record.path.clone()) {
+                outcome.reject(record.path, "a second record at the same path".to_owned());
+                continue;
+            }
+            let result = async {
+                let (collection, rkey) = writes::parse_path(&record.path)?;
+                let value = data::ipld_to_json(&data::decode(&record.content)?)?;
+                let op = WriteOp::Create {
+                    collection,
+                    rkey: Some(rkey),
+                    value,
+                };
+                Writes::new(self.ctx).prepare(author, op, &held, &now).await
+            }
+            .await;
+            match result {
+                Ok(p) if !p.blobs.is_empty() => outcome.reject(
+                    record.path,
+                    "it references blobs, which are not imported".to_owned(),
+                ),
+                Ok(p) => {
+                    if let (Some(stored), RecordWrite::Create { record: bytes, .. }) =
+                        (&record.stored_cid, &p.write)
+                        && cid::dag_cbor(bytes).to_string() != *stored
+                    {
+                        outcome.cids_corrected += 1;
+                    }
+                    prepared.push(p);
+                }
+                // The storage failing is not the record's fault: the import stops.
+                Err(e @ (UseCaseError::Unavailable(_) | UseCaseError::Internal(_))) => {
+                    return Err(e);
+                }
+                Err(e) => outcome.reject(record.path, e.to_string()),
+            }
+        }
+        if prepared.is_empty() {
+            return Ok(outcome);
+        }
+        outcome.imported = prepared.len();
+        self.commit_all(author, &enrollment.signing_key, &head, &prepared, &now)
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Commits prepared creates into an empty repository, in one commit after `head`.
+    async fn commit_all(
+        &self,
+        author: &Did,
+        signing_key: &str,
+        head: &RepoHead,
+        prepared: &[Prepared],
+        now: &Datetime,
+    ) -> Result<(), UseCaseError> {
+        let key = self.ctx.signer(author, signing_key).await?;
         let lock = self.ctx.writer_lock(author);
         let _serial = lock.lock().await;
         // Blobs the imported records reference must have been uploaded first.
@@ -106,13 +193,50 @@ impl<'a> Transfer<'a> {
         let rev = tid::next_after(&head.rev);
         let out = self
             .ctx
-            .build(author, Some(&head), &record_writes, rev, &key)
+            .build(author, Some(head), &record_writes, rev, &key)
             .await?;
-        let unit = writes::commit_unit(author, &out, &prepared, &now)?;
+        let unit = writes::commit_unit(author, &out, prepared, now)?;
         let live = self.ctx.live_event(author, &unit);
         let seq = self.ctx.deps.repos.apply_commit(author, unit).await?;
         self.ctx.publish(live, seq);
         self.ctx.remember(author, &out);
-        Ok(count)
+        Ok(())
+    }
+}
+
+/// A record handed to [`Transfer::import_records`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedRecord {
+    /// `collection/rkey`.
+    pub path: String,
+    /// The record as DAG-CBOR.
+    pub content: Vec<u8>,
+    /// The CID its old home stored for it, if any (to count corrected CIDs).
+    pub stored_cid: Option<String>,
+}
+
+/// A record [`Transfer::import_records`] did not import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRecord {
+    /// `collection/rkey`.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What [`Transfer::import_records`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordImport {
+    /// Records imported.
+    pub imported: usize,
+    /// Imported records whose CID differs from the stored one.
+    pub cids_corrected: usize,
+    /// Records not imported.
+    pub rejected: Vec<RejectedRecord>,
+}
+
+impl RecordImport {
+    fn reject(&mut self, path: String, reason: String) {
+        self.rejected.push(RejectedRecord { path, reason });
     }
 }

@@ -1,6 +1,6 @@
 //! The DDL of an actor's schema, and its upgrade at connect.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::ConnectionTrait;
 
 use crate::{PostgresError, Row, Schemas, stmt};
 
@@ -52,9 +52,10 @@ fn blob_ddl(s: &str) -> Vec<String> {
     ]
 }
 
-/// Adds the blob tables to actor schemas created before blob tracking (run at connect).
-pub(crate) async fn upgrade_actor_schemas(
-    db: &DatabaseConnection,
+/// Adds the blob tables to actor schemas created before blob tracking (migration 1, inside
+/// the migration's transaction).
+pub(crate) async fn upgrade_actor_schemas<C: ConnectionTrait>(
+    db: &C,
     schemas: &Schemas,
 ) -> Result<(), PostgresError> {
     let rows = db
@@ -70,11 +71,9 @@ pub(crate) async fn upgrade_actor_schemas(
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             continue;
         }
-        let txn = db.begin().await?;
         for sql in blob_ddl(&format!("\"{name}\"")) {
-            txn.execute_unprepared(&sql).await?;
+            db.execute_unprepared(&sql).await?;
         }
-        txn.commit().await?;
     }
     Ok(())
 }

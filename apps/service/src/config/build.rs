@@ -3,7 +3,7 @@
 //! mode and the bind address, boundaries qualified with the service DID).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -205,6 +205,21 @@ pub(super) fn read_config(v: &mut Values) -> Option<Config> {
     {
         v.problem("RUST_LOG", format!("not a tracing filter: {e}"));
     }
+    let metrics_addr = if v.is_set("STRATOS_METRICS_PORT") {
+        let metrics_port: u16 = v.int("STRATOS_METRICS_PORT");
+        let metrics_bind = v.ip("STRATOS_METRICS_BIND").unwrap_or(bind);
+        if metrics_port == port && (metrics_bind == bind || bind.is_unspecified()) {
+            v.problem(
+                "STRATOS_METRICS_PORT",
+                "is the service's own port (STRATOS_PORT): choose another, or unset it to serve \
+                 /metrics on the service's port",
+            );
+        }
+        Some(SocketAddr::new(metrics_bind, metrics_port))
+    } else {
+        v.warn_ignored(&["STRATOS_METRICS_BIND"], "STRATOS_METRICS_PORT is not set");
+        None
+    };
     let log_format = v.choice(
         "STRATOS_LOG_FORMAT",
         &[("text", LogFormat::Text), ("json", LogFormat::Json)],
@@ -250,6 +265,7 @@ pub(super) fn read_config(v: &mut Values) -> Option<Config> {
         log_level: log_level?,
         log_filter,
         log_format: log_format?,
+        metrics_addr,
         warnings: Vec::new(),
     })
 }

@@ -405,6 +405,9 @@ pub struct Config {
     pub log_filter: Option<String>,
     /// `STRATOS_LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `STRATOS_METRICS_BIND` and `STRATOS_METRICS_PORT`: where `/metrics` is served instead of
+    /// the service's port, when set.
+    pub metrics_addr: Option<SocketAddr>,
     /// Likely mistakes that do not stop the service (unknown `STRATOS_*` variables, settings
     /// ignored by the chosen backend, …), for the startup log.
     pub warnings: Vec<String>,

@@ -212,9 +212,10 @@ pub(super) const STREAM: Section = Section {
             secret: Secrecy::Public,
             doc: "Issuers whose service-auth JWTs (`aud` = the service DID, `lxm` = \
                   `zone.stratos.sync.subscribeRecords`, in `syncToken` or `Authorization: \
-                  Bearer`) may read every stream. Any other issuer with a valid JWT reads only \
-                  its own account's stream: a valid signature alone proves an identity, not \
-                  trust.",
+                  Bearer`) may read every stream, and export any repository with \
+                  `zone.stratos.sync.getRepo` (a JWT with `lxm` = that method, in `syncToken` \
+                  only). Any other issuer with a valid JWT reads only its own account's stream: \
+                  a valid signature alone proves an identity, not trust.",
             show: |c| Shown::list(&c.stream.allowed_appviews),
         },
         Setting {
@@ -393,6 +394,28 @@ pub(super) const OUTBOUND: Section = Section {
             doc: "`text` (one human-readable line per event) or `json` (one JSON object per \
                   line, with the request span's `trace_id`).",
             show: |c| Shown::of(c.log_format.as_str()),
+        },
+        Setting {
+            name: "STRATOS_METRICS_PORT",
+            parser: Parser::Int {
+                min: 1,
+                max: 65_535,
+            },
+            default: Default::Derived("unset: `/metrics` on `STRATOS_PORT`"),
+            secret: Secrecy::Public,
+            doc: "Serve `/metrics` on this port (on `STRATOS_METRICS_BIND`) instead of the \
+                  service's: the service's port then answers 404 for it, so the figures need \
+                  no rule at the TLS proxy.",
+            show: |c| Shown::opt(c.metrics_addr.map(|a| a.port()).as_ref()),
+        },
+        Setting {
+            name: "STRATOS_METRICS_BIND",
+            parser: Parser::Ip,
+            default: Default::Derived("`STRATOS_BIND`"),
+            secret: Secrecy::Public,
+            doc: "Listen address of `STRATOS_METRICS_PORT` (an interface only the monitoring \
+                  network reaches, for instance). Ignored without `STRATOS_METRICS_PORT`.",
+            show: |c| Shown::opt(c.metrics_addr.map(|a| a.ip()).as_ref()),
         },
     ],
 };

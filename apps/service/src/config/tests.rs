@@ -1133,7 +1133,11 @@ fn the_summary_has_a_line_per_applicable_setting_in_table_order() {
     assert!(summary.contains("\nSTRATOS_ADMIN_PASSWORD=(unset: admin endpoints disabled)\n"));
     assert!(summary.contains("\nSTRATOS_ALLOW_LIST_URI=(unset)\n"));
     assert!(summary.contains("\nLOG_LEVEL=info\n"));
-    assert!(summary.ends_with("STRATOS_LOG_FORMAT=text"));
+    assert!(summary.contains("\nSTRATOS_LOG_FORMAT=text\n"));
+    assert!(
+        summary.ends_with("STRATOS_METRICS_BIND=(unset)"),
+        "{summary}"
+    );
 }
 
 /// Regenerate with `cargo run -p stratos-service -- config-doc --write docs/configuration.md`.

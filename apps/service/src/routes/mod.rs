@@ -57,8 +57,17 @@ fn xrpc(cfg: &mut web::ServiceConfig, nsid: &str, method: Method, route: Route) 
     );
 }
 
-/// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers `/metrics` alone.
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(ops::metrics));
+}
+
+/// Registers every route; `/metrics` only when `metrics` (it is served on a port of its own
+/// otherwise: [`configure_metrics`]).
+pub fn configure(cfg: &mut web::ServiceConfig, metrics: bool) {
+    if metrics {
+        configure_metrics(cfg);
+    }
     use Method as M;
     let repo = "com.atproto.repo";
     xrpc(
@@ -235,7 +244,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/xrpc/_health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::health))
         .route("/live", web::get().to(ops::live))
-        .route("/metrics", web::get().to(ops::metrics))
         .route("/robots.txt", web::get().to(ops::robots))
         .route("/.well-known/did.json", web::get().to(ops::did_document))
         .route("/client-metadata.json", web::get().to(ops::client_metadata))

@@ -170,6 +170,17 @@ pub(super) async fn metrics(state: State) -> HttpResponse {
             status.successes as f64,
         );
     }
+    state.storage_figures.render(&mut out);
+    match state.stratos.storage().outbox().dead_total().await {
+        Ok(n) => sample(
+            &mut out,
+            "stratos_outbox_dead_letters",
+            "gauge",
+            "PDS writes that failed for good and wait for an operator (docs/operators.md).",
+            n as f64,
+        ),
+        Err(e) => tracing::warn!(error = %e, "metrics: the dead letters could not be counted"),
+    }
     match state.stratos.storage().outbox().pending().await {
         Ok(n) => sample(
             &mut out,

@@ -54,7 +54,8 @@ pub(super) async fn get_latest_commit(
 /// still use.
 ///
 /// A trusted sync consumer (the sync token as `syncToken` or `Authorization: Bearer`, or a
-/// service-auth JWT of an allowed AppView) may export any account: it already reads every
+/// service-auth JWT of an allowed AppView for this method, as `syncToken` only) may export any
+/// account: it already reads every
 /// account's unfiltered stream, and backfills from the export. Its answer carries
 /// `Stratos-Seq`, the account's last stream sequence number read *before* the snapshot: a
 /// consumer resuming the stream after it sees every later change (and the few it already has,
