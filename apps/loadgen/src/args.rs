@@ -87,6 +87,8 @@ pub struct Config {
     pub mix: Mix,
     pub list_limit: u32,
     pub timeout: Duration,
+    /// The service's process, whose CPU time in the window is reported.
+    pub pid: Option<u32>,
 }
 
 impl Default for Config {
@@ -115,6 +117,7 @@ impl Default for Config {
             },
             list_limit: 50,
             timeout: Duration::from_secs(10),
+            pid: None,
         }
     }
 }
@@ -176,6 +179,7 @@ USAGE: stratos-loadgen [FLAGS]
   --mix C,G,L             create,get,list weights of the mixed workload [10,70,20]
   --list-limit N          listRecords page size [50]
   --timeout D             per-request timeout [10s]
+  --pid PID               the service's process: report its CPU time per request [none]
   -h, --help              this text
 
 Exit status: 0 when at most 1 % of the measured requests failed unexpectedly, 1 when more did,
@@ -254,6 +258,13 @@ where
                     .map_err(|_| anyhow!("--list-limit {value}: too large"))?;
             }
             "timeout" => cfg.timeout = parse_duration(&value).with_context(ctx)?,
+            "pid" => {
+                cfg.pid = Some(
+                    value
+                        .parse::<u32>()
+                        .map_err(|_| anyhow!("--pid {value}: not a process id"))?,
+                );
+            }
             other => bail!("unknown flag --{other} (see --help)"),
         }
     }

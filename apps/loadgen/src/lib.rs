@@ -6,6 +6,7 @@
 //! measured window. Only answers that arrive inside the window are counted.
 
 pub mod args;
+pub mod cpu;
 pub mod histogram;
 pub mod http;
 pub mod report;
@@ -99,6 +100,14 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         };
         handles.push(tokio::spawn(worker.run(start, end)));
     }
+    // CPU at the window's edges, sampled off the workers.
+    let pid = cfg.pid;
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(start.into()).await;
+        let first = cpu::Sample::take(pid);
+        tokio::time::sleep_until(end.into()).await;
+        first.until(cpu::Sample::take(pid))
+    });
     let mut stats = Stats::default();
     let mut warmup_requests = 0;
     for h in handles {
@@ -106,7 +115,10 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         stats.merge(s);
         warmup_requests += warm;
     }
+    let cpu = cpu.await.context("the CPU sampler stopped abnormally")?;
     Ok(Report {
+        cpu,
+        pid: cfg.pid,
         workload: cfg.workload,
         base: cfg.base.clone(),
         actors: cfg.actors,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::args::Workload;
+use crate::cpu::WindowCpu;
 use crate::stats::{Op, OpStats, Stats};
 
 /// More unexpected failures than this share of the measured requests fails the run.
@@ -35,6 +36,10 @@ pub struct Report {
     pub warmup_requests: u64,
     pub setup: Setup,
     pub stats: Stats,
+    /// CPU time spent in the measured window (the service's with `--pid`).
+    pub cpu: WindowCpu,
+    /// The `--pid` given.
+    pub pid: Option<u32>,
 }
 
 impl Report {
@@ -54,6 +59,35 @@ impl Report {
     /// A run passes when it measured something and at most 1 % of it failed unexpectedly.
     pub fn passed(&self) -> bool {
         self.total().requests() > 0 && self.unexpected_ratio() <= MAX_UNEXPECTED_RATIO
+    }
+
+    /// CPU microseconds per measured request.
+    fn per_request_us(&self, cpu: Option<Duration>) -> Option<f64> {
+        let n = self.total().requests();
+        cpu.filter(|_| n > 0)
+            .map(|c| c.as_secs_f64() * 1e6 / n as f64)
+    }
+
+    /// The CPU line of the text summary.
+    fn cpu_line(&self) -> String {
+        let part = |who: &str, cpu: Option<Duration>| match (cpu, self.per_request_us(cpu)) {
+            (Some(c), Some(us)) => {
+                format!("{who} {:.2} s ({us:.0} µs per request)", c.as_secs_f64())
+            }
+            (Some(c), None) => format!("{who} {:.2} s", c.as_secs_f64()),
+            (None, _) => format!("{who} not measured"),
+        };
+        let server = match self.pid {
+            None => "server not measured (pass --pid)".to_owned(),
+            Some(pid) if self.cpu.server.is_none() => {
+                format!("server (pid {pid}) could not be read")
+            }
+            Some(pid) => part(&format!("server (pid {pid})"), self.cpu.server),
+        };
+        format!(
+            "CPU in the measured window: {server}; load generator {}",
+            part("", self.cpu.loadgen).trim_start()
+        )
     }
 
     fn rate(&self, n: u64) -> f64 {
@@ -135,6 +169,7 @@ impl Report {
             table(&self.stats.by_status)
         );
         let _ = writeln!(out, "errors by XRPC error: {}", table(&self.stats.by_xrpc));
+        let _ = writeln!(out, "{}", self.cpu_line());
         if let Some(e) = &self.stats.first_error {
             let _ = writeln!(out, "first unexpected error: {e}");
         }
@@ -229,6 +264,13 @@ impl Report {
             "hints": self.hints(),
             "unexpectedRatio": self.unexpected_ratio(),
             "passed": self.passed(),
+            "cpu": {
+                "pid": self.pid,
+                "serverSecs": self.cpu.server.map(|c| c.as_secs_f64()),
+                "serverUsPerRequest": self.per_request_us(self.cpu.server),
+                "loadgenSecs": self.cpu.loadgen.map(|c| c.as_secs_f64()),
+                "loadgenUsPerRequest": self.per_request_us(self.cpu.loadgen),
+            },
         })
     }
 }
@@ -276,6 +318,11 @@ mod tests {
             warmup_requests: 0,
             setup: Setup::default(),
             stats,
+            cpu: WindowCpu {
+                server: Some(Duration::from_millis(50)),
+                loadgen: Some(Duration::from_millis(10)),
+            },
+            pid: Some(7),
         }
     }
 
@@ -292,5 +339,25 @@ mod tests {
         assert_eq!(j["passed"], true);
         assert!(r.text().contains("PASS"));
         assert!(report(1, 1).text().contains("timeout ×1"));
+    }
+
+    #[test]
+    fn cpu_is_reported_per_request() {
+        let r = report(100, 0);
+        let j = r.json();
+        assert_eq!(j["cpu"]["serverUsPerRequest"], 500.0);
+        assert_eq!(j["cpu"]["loadgenUsPerRequest"], 100.0);
+        assert!(
+            r.text()
+                .contains("server (pid 7) 0.05 s (500 µs per request); load generator 0.01 s (100 µs per request)"),
+            "{}",
+            r.text()
+        );
+        let mut unread = report(100, 0);
+        unread.cpu.server = None;
+        assert!(unread.text().contains("server (pid 7) could not be read"));
+        unread.pid = None;
+        assert!(unread.text().contains("server not measured (pass --pid)"));
+        assert_eq!(unread.json()["cpu"]["serverUsPerRequest"], Value::Null);
     }
 }

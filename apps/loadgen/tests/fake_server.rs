@@ -251,9 +251,14 @@ async fn get_workload_counts_denied_reads_as_ok_denied() {
 async fn mixed_workload_sends_every_kind() {
     let fake = Arc::new(Fake::default());
     let base = start(Arc::clone(&fake)).await;
-    let report = stratos_loadgen::run(&config(base, Workload::Mixed))
-        .await
-        .unwrap();
+    // The "service" is this process: its CPU in the window is measured through --pid.
+    let cfg = Config {
+        pid: Some(std::process::id()),
+        ..config(base, Workload::Mixed)
+    };
+    let report = stratos_loadgen::run(&cfg).await.unwrap();
+    assert!(report.cpu.server.is_some() && report.cpu.loadgen.is_some());
+    assert!(report.json()["cpu"]["serverUsPerRequest"].is_number());
     let (create, get, list) = (
         report.stats.op(Op::Create),
         report.stats.op(Op::Get),
