@@ -13,7 +13,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::{self, ConnectOptions as _, PgPool, Row as _};
-use sha2::{Digest, Sha256};
 use stratos_ports::Cause;
 use stratos_ports::legacy_source::{LegacyAccount, LegacyRecord, LegacySource, LegacySourceError};
 
@@ -67,11 +66,13 @@ impl TsPostgresSource {
         })
     }
 
-    /// The original's actor schema of `did`.
+    /// The original's actor schema of `did`: named as this adapter names its own without a
+    /// prefix (`actor_` + 12 hex digits of sha256(did), reference §11.4).
     fn actor_schema(did: &str) -> String {
-        let hash = Sha256::digest(did.as_bytes());
-        let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
-        format!("\"actor_{hex}\"")
+        crate::Schemas {
+            prefix: String::new(),
+        }
+        .actor(did)
     }
 
     async fn schema_exists(&self, did: &str) -> Result<bool, LegacySourceError> {

@@ -109,10 +109,8 @@ pub(crate) fn repo_err(e: PostgresError) -> RepoStoreError {
 
 /// The current time as RFC 3339, for the migration history.
 fn now_rfc3339() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    stratos_domain::syntax::Datetime::from_unix_millis(ms).to_string()
+    use stratos_ports::env::{Clock as _, SystemClock};
+    stratos_domain::syntax::Datetime::from_unix_millis(SystemClock.now_ms()).to_string()
 }
 
 /// Connection settings.

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
-use sha2::{Digest, Sha256};
 use stratos_ports::Cause;
 use stratos_ports::legacy_source::{LegacyAccount, LegacyRecord, LegacySource, LegacySourceError};
 
@@ -47,9 +46,8 @@ impl TsSqliteSource {
                 "{did:?} cannot name an actor directory"
             )));
         }
-        let hash = Sha256::digest(did.as_bytes());
-        let hex: String = hash[..1].iter().map(|b| format!("{b:02x}")).collect();
-        Ok(self.root.join("actors").join(hex).join(did))
+        // The original's layout is this adapter's own: `actors/{sha256(did)[0] hex}/{did}`.
+        Ok(crate::actor_db::actor_dir(&self.root, did))
     }
 }
 
