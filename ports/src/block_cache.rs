@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -44,6 +45,22 @@ pub struct CachedBlocks<R> {
     inner: R,
     capacity: usize,
     lru: Mutex<Lru>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What a [`CachedBlocks`] holds and how well it serves, for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheFigures {
+    /// Blocks cached now.
+    pub blocks: usize,
+    /// The most blocks the cache holds.
+    pub capacity: usize,
+    /// Block reads answered from the cache since it was made.
+    pub hits: u64,
+    /// Block reads that went to the store since it was made.
+    pub misses: u64,
 }
 
 impl<R: fmt::Debug> fmt::Debug for CachedBlocks<R> {
@@ -63,6 +80,8 @@ impl<R: RepoStore> CachedBlocks<R> {
             inner,
             capacity,
             lru: Mutex::new(Lru::default()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 }
@@ -86,6 +105,16 @@ impl<R> CachedBlocks<R> {
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Size and hit counts.
+    pub fn figures(&self) -> CacheFigures {
+        CacheFigures {
+            blocks: self.len(),
+            capacity: self.capacity,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Lru> {
@@ -262,6 +291,9 @@ impl<R: RepoStore> RepoStore for CachedBlocks<R> {
             let (found, misses) = lru.lookup(did.as_str(), cids);
             (found, misses, lru.destroy_epoch)
         };
+        self.hits.fetch_add(found.len() as u64, Ordering::Relaxed);
+        self.misses
+            .fetch_add(misses.len() as u64, Ordering::Relaxed);
         if misses.is_empty() {
             return Ok(found);
         }

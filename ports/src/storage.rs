@@ -16,6 +16,40 @@ use crate::oauth_store::OAuthStore;
 use crate::outbox::Outbox;
 use crate::repo_store::RepoStore;
 
+/// One connection pool (or cache of open database handles) of a storage adapter, as monitoring
+/// reports it (`stratos_storage_pool_*` in the service's `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolFigures {
+    /// What the pool serves, as a metrics label: `service` (the service tables), `actors` (the
+    /// SQLite adapter's open per-account databases), `main` (the PostgreSQL adapter's one pool).
+    pub name: &'static str,
+    /// Connections (or open handles) held now.
+    pub open: u32,
+    /// Of `open`, those not in use now.
+    pub idle: u32,
+    /// The most the pool holds.
+    pub max: u32,
+}
+
+impl PoolFigures {
+    /// Figures of the pool `name`.
+    pub fn new(name: &'static str, open: u32, idle: u32, max: u32) -> Self {
+        Self {
+            name,
+            open,
+            idle,
+            max,
+        }
+    }
+}
+
+/// An adapter's pool figures: a cheap read of counters the pools keep, no I/O.
+pub trait PoolStats: Send + Sync {
+    /// One entry per pool.
+    fn pools(&self) -> Vec<PoolFigures>;
+}
+
 /// The parts of a [`Storage`], as an adapter builds them.
 ///
 /// `repos` must write each commit's outbox items into `outbox` in the commit's transaction.
@@ -46,6 +80,7 @@ pub struct Storage {
     keys: Arc<dyn SigningKeyStore>,
     outbox: Arc<dyn Outbox>,
     oauth: Arc<dyn OAuthStore>,
+    pools: Option<Arc<dyn PoolStats>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -64,7 +99,22 @@ impl Storage {
             keys: parts.keys,
             outbox: parts.outbox,
             oauth: parts.oauth,
+            pools: None,
         }
+    }
+
+    /// The same bundle reporting `stats` as its pool figures ([`Storage::pool_figures`]).
+    pub fn with_pool_stats(self, stats: Arc<dyn PoolStats>) -> Self {
+        Self {
+            pools: Some(stats),
+            ..self
+        }
+    }
+
+    /// The adapter's connection pools, as [`PoolStats`] reports them; empty for an adapter that
+    /// reports none (the in-memory fakes).
+    pub fn pool_figures(&self) -> Vec<PoolFigures> {
+        self.pools.as_ref().map(|p| p.pools()).unwrap_or_default()
     }
 
     /// The same bundle with the repository store wrapped (e.g. by a

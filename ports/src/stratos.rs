@@ -302,10 +302,15 @@ impl StratosBuilder {
             })?,
         };
         let block_cache = self.block_cache;
+        let mut cache = None;
         let storage = if block_cache == 0 {
             storage
         } else {
-            storage.map_repos(|repos| Arc::new(CachedBlocks::new(repos, block_cache)))
+            storage.map_repos(|repos| {
+                let cached = Arc::new(CachedBlocks::new(repos, block_cache));
+                cache = Some(cached.clone());
+                cached
+            })
         };
         let cursor = storage
             .enrollments()
@@ -398,6 +403,7 @@ impl StratosBuilder {
                 public_url,
                 service_key,
                 storage,
+                block_cache: cache,
                 blobs,
                 identity,
                 clock: self.clock,
@@ -432,6 +438,7 @@ struct Inner {
     public_url: String,
     service_key: Arc<Keypair>,
     storage: Storage,
+    block_cache: Option<Arc<CachedBlocks<Arc<dyn crate::repo_store::RepoStore>>>>,
     blobs: Arc<dyn BlobStore>,
     identity: Arc<dyn IdentityResolver>,
     clock: Arc<dyn Clock>,
@@ -569,6 +576,12 @@ impl Stratos {
     /// The storage bundle (with the block cache in front of its repository store).
     pub fn storage(&self) -> &Storage {
         &self.inner.storage
+    }
+
+    /// The block cache's size and hit counts; `None` when it is off
+    /// ([`StratosBuilder::block_cache`] of 0).
+    pub fn block_cache_figures(&self) -> Option<crate::block_cache::CacheFigures> {
+        self.inner.block_cache.as_ref().map(|c| c.figures())
     }
 
     /// The blob store.

@@ -211,7 +211,7 @@ impl Harness {
     /// A password session of `account` at the PDS (`com.atproto.server.createSession`): its
     /// access JWT.
     pub async fn session(&self, account: &Account) -> Result<String, String> {
-        let res = reqwest::Client::new()
+        let res = crate::http_client()
             .post(format!(
                 "{}/xrpc/com.atproto.server.createSession",
                 self.pds_url
@@ -242,7 +242,7 @@ impl Harness {
         aud: &str,
         lxm: &str,
     ) -> Result<String, String> {
-        let res = reqwest::Client::new()
+        let res = crate::http_client()
             .get(format!(
                 "{}/xrpc/com.atproto.server.getServiceAuth?aud={aud}&lxm={lxm}",
                 self.pds_url
@@ -272,7 +272,7 @@ impl Harness {
                 .and_then(|()| pipe.flush())
                 .map_err(|e| format!("harness stdin: {e}"))?;
         }
-        let http = reqwest::Client::new();
+        let http = crate::http_client();
         let health = format!("{}/xrpc/_health", self.pds_url);
         for _ in 0..200 {
             let up = http
@@ -421,7 +421,7 @@ impl Browser {
     /// harness's PDS URL).
     pub fn new(origin: &str, authorize_url: &str) -> Result<Self, String> {
         Ok(Self {
-            http: reqwest::Client::builder()
+            http: crate::http_client_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| format!("http client: {e}"))?,

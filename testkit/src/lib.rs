@@ -12,3 +12,23 @@ pub mod layering;
 pub mod legacy;
 pub mod memory;
 pub mod tokens;
+
+/// A reqwest client builder for tests. The workspace builds reqwest without a rustls crypto
+/// provider of its own (the adapters install ring when they make a client); a test that makes
+/// its own client first installs ring the same way, or reqwest would panic.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // An Err means another thread installed one in between: that one serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::builder()
+}
+
+/// A default reqwest client for tests (see [`http_client_builder`]).
+pub fn http_client() -> reqwest::Client {
+    // Building a default client fails only without a TLS provider, which the builder installs.
+    #[allow(clippy::expect_used)]
+    http_client_builder()
+        .build()
+        .expect("a default reqwest client")
+}

@@ -34,6 +34,7 @@ impl From<opendal::Error> for BlobSetupError {
 }
 
 /// Where an S3 store keeps its blobs.
+#[cfg(feature = "s3")]
 #[derive(Clone, PartialEq, Eq)]
 pub struct S3Config {
     /// Bucket name.
@@ -50,6 +51,7 @@ pub struct S3Config {
     pub secret_access_key: Option<String>,
 }
 
+#[cfg(feature = "s3")]
 impl std::fmt::Debug for S3Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret.
@@ -104,9 +106,22 @@ impl OpendalBlobStore {
 
     /// A store in an S3 bucket (AWS or any S3-protocol server). Keys live under `root` inside the
     /// bucket, so several deployments can share one bucket.
+    ///
+    /// HTTPS runs on rustls: unless the process already has a rustls crypto provider, this
+    /// installs ring as the process default.
+    #[cfg(feature = "s3")]
     pub fn s3(config: &S3Config) -> Result<Self, BlobSetupError> {
-        // Installs opendal's HTTP transport (idempotent); S3 needs it, the fs service does not.
-        opendal::install_default();
+        // reqwest is built without a provider of its own (one C crypto build fewer); opendal's
+        // HTTP client is made lazily, after this.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // An Err means another thread installed one first: that one serves as well.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        // opendal's HTTP transport over reqwest, for the whole process (the first one installed
+        // stays); S3 needs it, the fs service does not.
+        opendal::HttpTransporter::install_default(
+            opendal_http_transport_reqwest::ReqwestTransport::default(),
+        );
         let mut builder = opendal::services::S3::default()
             .bucket(&config.bucket)
             .region(&config.region)

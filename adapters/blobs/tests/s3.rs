@@ -1,3 +1,4 @@
+#![cfg(feature = "s3")] // the S3 service is a feature of this crate (on by default)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 //! The blob store over S3 passes the blob conformance suite against a real S3-protocol server,
 //! one test per case (`blob_store::…`), each under its own key prefix.

@@ -169,6 +169,7 @@ impl StratosClient {
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(ClientError::Url(format!("{base} is not an http(s) URL")));
         }
+        ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
@@ -983,4 +984,14 @@ pub struct ResolvedEnrollment {
     /// Its boundaries.
     #[serde(default)]
     pub boundaries: Vec<String>,
+}
+
+/// rustls needs a process-wide crypto provider and reqwest is built without one of its own (its
+/// default, aws-lc-rs, is a long C build): ring, the crypto the domain already uses, is installed
+/// unless the embedding process installed a provider first.
+pub(crate) fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // An Err means another thread installed one in between: that one serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
 }

@@ -192,6 +192,7 @@ impl HttpAllowList {
             ));
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetworkError::NoRuntime)?;
+        crate::http::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(config.user_agent.as_str())
             .timeout(config.timeout)

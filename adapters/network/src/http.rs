@@ -80,6 +80,7 @@ impl Fetcher {
                 .or_default()
                 .push(*addr);
         }
+        ensure_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .user_agent(user_agent)
             .timeout(timeout)
@@ -233,6 +234,16 @@ impl Fetcher {
 }
 
 /// True for host names that can only mean this machine.
+/// rustls needs a process-wide crypto provider and reqwest is built without one of its own (its
+/// default, aws-lc-rs, is a long C build): ring, the crypto the domain already uses, is installed
+/// unless the embedding process installed a provider first.
+pub(crate) fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // An Err means another thread installed one in between: that one serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.to_ascii_lowercase();
     host == "localhost"

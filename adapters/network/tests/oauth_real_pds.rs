@@ -72,7 +72,11 @@ impl IdentityResolver for PdsHandles {
             self.pds_url,
             form::encode([("handle", handle)])
         );
-        let res = reqwest::get(url).await.unwrap();
+        let res = stratos_testkit::http_client()
+            .get(url)
+            .send()
+            .await
+            .unwrap();
         if !res.status().is_success() {
             return Ok(None);
         }

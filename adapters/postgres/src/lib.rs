@@ -242,6 +242,20 @@ async fn connect_pool(config: &PostgresConfig) -> Result<sqlx::PgPool, PostgresE
     Ok(pool)
 }
 
+/// The pool figures: the adapter's one pool, `main`.
+struct PostgresPools(sqlx::PgPool);
+
+impl stratos_ports::storage::PoolStats for PostgresPools {
+    fn pools(&self) -> Vec<stratos_ports::storage::PoolFigures> {
+        vec![stratos_ports::storage::PoolFigures::new(
+            "main",
+            self.0.size(),
+            u32::try_from(self.0.num_idle()).unwrap_or(u32::MAX),
+            self.0.options().get_max_connections(),
+        )]
+    }
+}
+
 /// Every port this adapter implements, over one pool.
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
@@ -269,6 +283,7 @@ impl PostgresStorage {
     /// The stores as one [`Storage`] bundle (the repository store fills this outbox in each
     /// commit's transaction).
     pub fn into_storage(self) -> Storage {
+        let pools = Arc::new(PostgresPools(self.repos.pool.clone()));
         Storage::from_parts(StorageParts {
             repos: Arc::new(self.repos),
             enrollments: Arc::new(self.enrollments),
@@ -276,6 +291,7 @@ impl PostgresStorage {
             outbox: Arc::new(self.outbox),
             oauth: Arc::new(self.oauth),
         })
+        .with_pool_stats(pools)
     }
 
     /// Connects and creates the service schema and tables if needed, with each store's concrete

@@ -308,6 +308,17 @@ impl ActorDbs {
         actor_dir(&self.root, did).join("stratos.sqlite")
     }
 
+    /// Open actor databases now, those of them not in use, and the most kept open.
+    pub(crate) fn figures(&self) -> (usize, usize, usize) {
+        let open = lock(&self.open);
+        // A connection whose lock is free is idle; `try_lock` never waits.
+        let idle = open
+            .values()
+            .filter(|db| db.conn.try_lock().is_ok())
+            .count();
+        (open.len(), idle, MAX_OPEN)
+    }
+
     fn cached(&self, did: &str) -> Option<ActorDb> {
         lock(&self.open).get(did).cloned()
     }

@@ -126,6 +126,35 @@ pub struct SqliteStorage {
     root: PathBuf,
 }
 
+/// The pool figures: the service database's pool (one connection) and the open actor databases.
+struct SqlitePools {
+    service: sea_orm::DatabaseConnection,
+    actors: Arc<ActorDbs>,
+}
+
+impl stratos_ports::storage::PoolStats for SqlitePools {
+    fn pools(&self) -> Vec<stratos_ports::storage::PoolFigures> {
+        use stratos_ports::storage::PoolFigures;
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(2);
+        let pool = self.service.get_sqlite_connection_pool();
+        out.push(PoolFigures::new(
+            "service",
+            pool.size(),
+            count(pool.num_idle()),
+            pool.options().get_max_connections(),
+        ));
+        let (open, idle, max) = self.actors.figures();
+        out.push(PoolFigures::new(
+            "actors",
+            count(open),
+            count(idle),
+            count(max),
+        ));
+        out
+    }
+}
+
 /// Opens (creating and migrating as needed) the SQLite storage under `data_dir` as the bundle
 /// `stratos_ports::Stratos::builder` takes: one service database and one database per account.
 pub async fn open_storage(data_dir: &Path, durability: Durability) -> Result<Storage, SqliteError> {
@@ -138,6 +167,10 @@ impl SqliteStorage {
     /// The stores as one [`Storage`] bundle (the repository store fills this outbox in each
     /// commit's transaction).
     pub fn into_storage(self) -> Storage {
+        let pools = Arc::new(SqlitePools {
+            service: self.enrollments.db.clone(),
+            actors: self.repos.dbs.clone(),
+        });
         Storage::from_parts(StorageParts {
             repos: Arc::new(self.repos),
             enrollments: Arc::new(self.enrollments),
@@ -145,6 +178,7 @@ impl SqliteStorage {
             outbox: Arc::new(self.outbox),
             oauth: Arc::new(self.oauth),
         })
+        .with_pool_stats(pools)
     }
 
     /// Opens (creating and migrating as needed) the storage under `data_dir`, with each store's

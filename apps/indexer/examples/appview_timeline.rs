@@ -241,7 +241,7 @@ mod self_test {
     }
 
     async fn get(base: &str, token: Option<&str>) -> Result<(u16, serde_json::Value)> {
-        let mut req = reqwest::Client::new().get(format!("{base}/xrpc/{METHOD}?limit=10"));
+        let mut req = stratos_testkit::http_client().get(format!("{base}/xrpc/{METHOD}?limit=10"));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -81,7 +81,7 @@ async fn killed_mid_stream_every_post_lands_exactly_once() {
         })
         .await;
     }
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     let ready = http
         .get(format!("http://127.0.0.1:{health}/ready"))
         .send()

@@ -40,7 +40,7 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    stratos_testkit::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(64)
         .build()

@@ -159,7 +159,7 @@ async fn fan_out() {
     config.port = 0;
     let server = stratos_service::start(config, 2).await.unwrap();
     let base = server.url();
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     enroll_all(&http, &base).await;
 
     let epoch = Instant::now();
@@ -345,7 +345,7 @@ async fn idle_rss() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     for _ in 0..100 {
         if http.get(format!("{base}/health")).send().await.is_ok() {
             break;

@@ -220,8 +220,18 @@ async fn import_ts(
             adopt_ts_service_key(dir, &config)?;
             Box::new(source)
         }
+        #[cfg(feature = "postgres")]
         (None, Some(url)) => {
             Box::new(stratos_postgres::TsPostgresSource::connect(url, schema).await?)
+        }
+        #[cfg(not(feature = "postgres"))]
+        (None, Some(_)) => {
+            let _ = schema;
+            anyhow::bail!(
+                "--from-postgres needs the `postgres` feature, which this build of stratos was \
+                 compiled without: build with `cargo build --release -p stratos-service \
+                 --features postgres`"
+            )
         }
         (None, None) => {
             anyhow::bail!("name the original's data: --from DIR or --from-postgres URL")

@@ -38,7 +38,7 @@ pub struct AppState {
     /// The external allow-list (`STRATOS_ALLOW_LIST_URI`), for its figures in `/metrics`.
     pub allow_list: Option<Arc<stratos_network::allow_list::HttpAllowList>>,
     /// A Valkey connection for readiness (`STRATOS_VALKEY_URL`), when configured.
-    pub valkey: Option<Arc<stratos_valkey::ValkeyCache>>,
+    pub valkey: Option<Arc<dyn stratos_ports::env::Cache>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -63,6 +63,7 @@ async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
                 .await
                 .with_context(|| format!("opening SQLite storage in {}", data_dir.display()))?
         }
+        #[cfg(feature = "postgres")]
         StorageBackend::Postgres {
             url, actor_pool, ..
         } => stratos_postgres::connect_storage(&stratos_postgres::PostgresConfig {
@@ -72,7 +73,95 @@ async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
         })
         .await
         .context("connecting to PostgreSQL")?,
+        #[cfg(not(feature = "postgres"))]
+        StorageBackend::Postgres { .. } => {
+            return Err(missing_feature("STORAGE_BACKEND=postgres", "postgres"));
+        }
     })
+}
+
+/// The error for a setting that needs a backend this build was compiled without (the service's
+/// Cargo features `postgres`, `s3`, `valkey`; all on by default, `scripts/run` picks them).
+#[cfg_attr(
+    all(feature = "postgres", feature = "s3", feature = "valkey"),
+    allow(dead_code)
+)] // used by builds without some feature
+fn missing_feature(setting: &str, feature: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{setting} needs the `{feature}` feature, which this build of stratos was compiled \
+         without: build with `cargo build --release -p stratos-service --features {feature}`, \
+         or start it with `scripts/run`, which turns on the features the configuration names"
+    )
+}
+
+/// The refusals of [`missing_feature`] for the whole configuration, before anything is opened.
+fn check_features(config: &Config) -> anyhow::Result<()> {
+    #[cfg(not(feature = "postgres"))]
+    if matches!(config.storage, StorageBackend::Postgres { .. }) {
+        return Err(missing_feature("STORAGE_BACKEND=postgres", "postgres"));
+    }
+    #[cfg(not(feature = "s3"))]
+    if matches!(config.blobs, BlobStorage::S3 { .. }) {
+        return Err(missing_feature("STRATOS_BLOB_STORAGE=s3", "s3"));
+    }
+    #[cfg(not(feature = "valkey"))]
+    if config.valkey_url.is_some() {
+        return Err(missing_feature("STRATOS_VALKEY_URL", "valkey"));
+    }
+    let _ = config;
+    Ok(())
+}
+
+/// A Valkey cache under the service's key prefix (`STRATOS_VALKEY_URL`).
+#[cfg(feature = "valkey")]
+async fn valkey_cache(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn stratos_ports::env::Cache>>> {
+    let Some(url) = &config.valkey_url else {
+        return Ok(None);
+    };
+    let ca = valkey_ca(config)?;
+    let cache =
+        stratos_valkey::ValkeyCache::connect_with_ca(url.expose(), "stratos:", ca.as_deref())
+            .await
+            .context("connecting to Valkey")?;
+    Ok(Some(Arc::new(cache)))
+}
+
+#[cfg(not(feature = "valkey"))]
+async fn valkey_cache(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn stratos_ports::env::Cache>>> {
+    match config.valkey_url {
+        Some(_) => Err(missing_feature("STRATOS_VALKEY_URL", "valkey")),
+        None => Ok(None),
+    }
+}
+
+/// Stream notifications across instances through Valkey (`STRATOS_VALKEY_URL`).
+#[cfg(feature = "valkey")]
+async fn valkey_notifier(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn stratos_ports::env::Notifier>>> {
+    let Some(url) = &config.valkey_url else {
+        return Ok(None);
+    };
+    let ca = valkey_ca(config)?;
+    let notifier =
+        stratos_valkey::ValkeyNotifier::connect_with_ca(url.expose(), "stratos:", ca.as_deref())
+            .await
+            .context("connecting to Valkey for stream notifications")?;
+    Ok(Some(Arc::new(notifier)))
+}
+
+#[cfg(not(feature = "valkey"))]
+async fn valkey_notifier(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn stratos_ports::env::Notifier>>> {
+    match config.valkey_url {
+        Some(_) => Err(missing_feature("STRATOS_VALKEY_URL", "valkey")),
+        None => Ok(None),
+    }
 }
 
 fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
@@ -82,6 +171,9 @@ fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
                 .with_context(|| format!("creating blob directory {}", dir.display()))?;
             Arc::new(stratos_blobs::OpendalBlobStore::fs(dir).context("opening blob directory")?)
         }
+        #[cfg(not(feature = "s3"))]
+        BlobStorage::S3 { .. } => return Err(missing_feature("STRATOS_BLOB_STORAGE=s3", "s3")),
+        #[cfg(feature = "s3")]
         BlobStorage::S3 {
             bucket,
             region,
@@ -194,27 +286,16 @@ async fn open_allow_list(
     let Some(uri) = &config.enrollment.allow_list_uri else {
         return Ok(None);
     };
-    let mirror = match &config.valkey_url {
-        Some(url) => {
-            let ca = valkey_ca(config)?;
-            let cache = stratos_valkey::ValkeyCache::connect_with_ca(
-                url.expose(),
-                "stratos:",
-                ca.as_deref(),
-            )
-            .await
-            .context("connecting to Valkey")?;
-            Some(stratos_network::allow_list::Mirror {
-                cache: Arc::new(cache),
-                key: config
-                    .enrollment
-                    .allow_list_bootstrap_name
-                    .clone()
-                    .unwrap_or_else(|| "allowlist".into()),
-            })
-        }
-        None => None,
-    };
+    let mirror = valkey_cache(config)
+        .await?
+        .map(|cache| stratos_network::allow_list::Mirror {
+            cache,
+            key: config
+                .enrollment
+                .allow_list_bootstrap_name
+                .clone()
+                .unwrap_or_else(|| "allowlist".into()),
+        });
     let mut list_config = stratos_network::allow_list::AllowListConfig::new(uri.as_str());
     list_config.user_agent = config.user_agent();
     let list = stratos_network::allow_list::HttpAllowList::start(list_config, mirror)
@@ -224,6 +305,7 @@ async fn open_allow_list(
 }
 
 /// The PEM of `STRATOS_VALKEY_CA_FILE`, when set.
+#[cfg(feature = "valkey")]
 fn valkey_ca(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
     config
         .valkey_ca_file
@@ -254,6 +336,8 @@ fn auth_settings(config: &Config) -> AuthSettings {
 impl AppState {
     /// Opens every adapter the configuration names and builds the library's services.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Before anything is opened: a backend this build lacks is named, not half-started.
+        check_features(&config)?;
         // Before anything is opened or created under another identity.
         crate::identity::check(&config.data_dir, &config.service_did)?;
         let storage_figures = Arc::new(crate::storage_metrics::StorageFigures::default());
@@ -330,27 +414,12 @@ impl AppState {
         if let Some(list) = &allow_list {
             builder = builder.allow_list(list.clone());
         }
-        let mut valkey = None;
-        if let Some(url) = &config.valkey_url {
-            let ca = valkey_ca(&config)?;
-            let notifier = stratos_valkey::ValkeyNotifier::connect_with_ca(
-                url.expose(),
-                "stratos:",
-                ca.as_deref(),
-            )
-            .await
-            .context("connecting to Valkey for stream notifications")?;
-            builder = builder.notifier(Arc::new(notifier));
-            valkey = Some(Arc::new(
-                stratos_valkey::ValkeyCache::connect_with_ca(
-                    url.expose(),
-                    "stratos:",
-                    ca.as_deref(),
-                )
-                .await
-                .context("connecting to Valkey for readiness checks")?,
-            ));
+        if let Some(notifier) = valkey_notifier(&config).await? {
+            builder = builder.notifier(notifier);
         }
+        let valkey = valkey_cache(&config)
+            .await
+            .context("connecting to Valkey for readiness checks")?;
         let stratos = builder.build().await.context("composing Stratos")?;
         let client_metadata = crate::oauth_client::client_metadata(&config)?;
         let limits = config.limits;

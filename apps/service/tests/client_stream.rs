@@ -78,7 +78,7 @@ async fn record_stream_verifies_replayed_and_live_commits_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let server = stratos_service::start(config(dir.path()), 2).await.unwrap();
     let base = server.url();
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     let rei = "did:plc:rei";
     let key = enroll(&http, &base, rei).await;
     let owner = format!("Bearer {rei}");
@@ -175,7 +175,7 @@ async fn record_stream_reconnects_across_a_restart_and_signals_an_outdated_curso
     };
     let server = start().await.unwrap();
     let base = server.url();
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     let rei = "did:plc:rei";
     let key = enroll(&http, &base, rei).await;
     for text in ["one", "two", "three"] {
@@ -233,7 +233,7 @@ async fn a_commit_too_large_to_prove_asks_for_a_resync() {
     let dir = tempfile::tempdir().unwrap();
     let server = stratos_service::start(config(dir.path()), 2).await.unwrap();
     let base = server.url();
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     let kaji = "did:plc:kaji";
     let key = enroll(&http, &base, kaji).await;
     let did = Did::parse(kaji).unwrap();

@@ -61,7 +61,7 @@ async fn world_with(extra: &[(&str, &str)]) -> World {
     let w = World {
         base: server.url(),
         server: Some(server),
-        http: reqwest::Client::new(),
+        http: stratos_testkit::http_client(),
         net,
         as_key,
         client_key: Keypair::generate(KeyAlgorithm::P256),

@@ -60,7 +60,7 @@ async fn stratos(
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    stratos_testkit::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
@@ -344,12 +344,14 @@ async fn redirects_go_only_to_listed_applications() {
 
 /// The account's records of `collection` on the PDS, read as anyone can (no credentials).
 async fn pds_records(h: &Harness, did: &str, collection: &str) -> Vec<Value> {
-    let res = reqwest::get(format!(
-        "{}/xrpc/com.atproto.repo.listRecords?repo={did}&collection={collection}",
-        h.pds_url
-    ))
-    .await
-    .unwrap();
+    let res = stratos_testkit::http_client()
+        .get(format!(
+            "{}/xrpc/com.atproto.repo.listRecords?repo={did}&collection={collection}",
+            h.pds_url
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     body["records"].as_array().cloned().unwrap_or_default()

@@ -158,7 +158,7 @@ fn rkey_of(uri: &Value) -> String {
 #[tokio::test]
 async fn a_record_written_to_the_real_pds_reads_back() {
     let Some(h) = harness() else { return };
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     let alice = h.account("alice.test");
     let session = pds_session(&http, h, &alice).await;
 
@@ -256,7 +256,7 @@ async fn a_record_written_to_the_real_pds_reads_back() {
 #[tokio::test]
 async fn stratos_accepts_service_auth_minted_by_the_real_pds() {
     let Some(h) = harness() else { return };
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     let bob = h.account("bob.test");
     let alice = h.account("alice.test");
     let dir = tempfile::tempdir().unwrap();
@@ -365,7 +365,7 @@ async fn stratos_accepts_service_auth_minted_by_the_real_pds() {
 #[tokio::test]
 async fn stratos_repository_export_verifies_with_atproto_repo() {
     let Some(h) = harness() else { return };
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     let carol = h.account("carol.test");
     let dir = tempfile::tempdir().unwrap();
     let server = start_stratos(h, dir.path()).await;

@@ -30,7 +30,7 @@ async fn start(extra: &[(&str, &str)]) -> Svc {
     let server = stratos_service::start(common::config(dir.path(), extra), 2)
         .await
         .unwrap();
-    let http = reqwest::Client::builder()
+    let http = stratos_testkit::http_client_builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();

@@ -369,7 +369,7 @@ async fn crash_cycles(durability: &str) {
     let bin = binary();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let http = reqwest::Client::builder()
+    let http = stratos_testkit::http_client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
         .build()

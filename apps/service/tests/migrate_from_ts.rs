@@ -132,7 +132,9 @@ async fn an_original_data_directory_is_imported_and_served() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let base = format!("http://127.0.0.1:{port}");
-    let doc: serde_json::Value = reqwest::get(format!("{base}/.well-known/did.json"))
+    let doc: serde_json::Value = stratos_testkit::http_client()
+        .get(format!("{base}/.well-known/did.json"))
+        .send()
         .await
         .unwrap()
         .json()
@@ -152,7 +154,7 @@ async fn an_original_data_directory_is_imported_and_served() {
     let content = wrong.content.as_deref().unwrap();
     assert_eq!(wrong.stored_cid, d1_cid(content));
     let get = |viewer: &'static str| {
-        reqwest::Client::new()
+        stratos_testkit::http_client()
             .get(format!(
                 "{base}/xrpc/com.atproto.repo.getRecord?repo=did:plc:tsalice&\
                  collection=zone.stratos.feed.post&rkey={}",

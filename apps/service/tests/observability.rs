@@ -97,7 +97,7 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
 }
 
 async fn traffic(base: &str) {
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     // An account through the admin API, a post with dev-mode auth, reads with a trace id.
     let did = "did:plc:observabilitytest000000";
     let res = http
@@ -189,9 +189,15 @@ async fn metrics_access_log_json_and_readiness() {
     traffic(&base).await;
 
     // Liveness and readiness.
-    let live = reqwest::get(format!("{base}/live")).await.unwrap();
+    let live = stratos_testkit::http_client()
+        .get(format!("{base}/live"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(live.status(), 200);
-    let ready: Value = reqwest::get(format!("{base}/ready"))
+    let ready: Value = stratos_testkit::http_client()
+        .get(format!("{base}/ready"))
+        .send()
         .await
         .unwrap()
         .json()
@@ -207,7 +213,11 @@ async fn metrics_access_log_json_and_readiness() {
     }
 
     // /metrics parses, and counts what was done.
-    let res = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    let res = stratos_testkit::http_client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(
         res.headers()["content-type"]
@@ -270,6 +280,36 @@ async fn metrics_access_log_json_and_readiness() {
     assert_eq!(get("stratos_storage_commit_failures_total"), 0.0);
     assert!(m.contains_key("stratos_storage_block_reads_total"));
     assert!(get("stratos_uptime_seconds") > 0.0);
+    // SQLite's pools: the service database's one connection, the account databases held open
+    // (the one account's), neither busy between requests.
+    assert_eq!(
+        get("stratos_storage_pool_max_connections{pool=\"service\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("stratos_storage_pool_max_connections{pool=\"actors\"}"),
+        512.0
+    );
+    assert_eq!(
+        get("stratos_storage_pool_connections{pool=\"actors\",state=\"idle\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("stratos_storage_pool_connections{pool=\"actors\",state=\"busy\"}"),
+        0.0
+    );
+    assert_eq!(
+        get("stratos_storage_pool_connections{pool=\"service\",state=\"busy\"}"),
+        0.0
+    );
+    // The block cache: what it passed on is exactly what the storage counted as read.
+    assert!(get("stratos_block_cache_capacity_blocks") > 0.0);
+    assert!(get("stratos_block_cache_blocks") > 0.0);
+    assert!(get("stratos_block_cache_hits_total") > 0.0);
+    assert_eq!(
+        get("stratos_block_cache_misses_total"),
+        get("stratos_storage_blocks_read_total")
+    );
 
     let logs = service.stop();
     // Every line is JSON; the access lines carry the trace id, method, status and caller.
@@ -324,7 +364,7 @@ async fn rust_log_filters_and_text_lines_name_the_trace_id() {
             ("STRATOS_LOG_FORMAT", "text"),
         ],
     );
-    let res = reqwest::Client::new()
+    let res = stratos_testkit::http_client()
         .get(format!("{}/live", service.base))
         .header("x-trace-id", "text-trace-7")
         .send()
@@ -376,7 +416,7 @@ async fn metrics_on_a_port_of_their_own() {
         assert!(Instant::now() < deadline, "the metrics port did not open");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     let get = |url: String| http.get(url).send();
     let res = get(format!("{metrics}/metrics")).await.unwrap();
     assert_eq!(res.status(), 200);
@@ -456,7 +496,9 @@ async fn outbound_requests_carry_the_user_agent_and_allow_list_failures_show() {
     );
     assert!(head.contains(&expected), "{head}");
     let m = parse_metrics(
-        &reqwest::get(format!("{}/metrics", service.base))
+        &stratos_testkit::http_client()
+            .get(format!("{}/metrics", service.base))
+            .send()
             .await
             .unwrap()
             .text()
@@ -503,7 +545,11 @@ async fn postgres_and_valkey_over_tls() {
     // Start-up against a remote database can take a moment after the port opens.
     let deadline = Instant::now() + Duration::from_secs(30);
     let ready = loop {
-        let res = reqwest::get(format!("{base}/ready")).await.unwrap();
+        let res = stratos_testkit::http_client()
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .unwrap();
         let status = res.status();
         let body: Value = res.json().await.unwrap();
         if status == 200 || Instant::now() > deadline {
@@ -514,6 +560,25 @@ async fn postgres_and_valkey_over_tls() {
     assert_eq!(ready["status"], "ok", "{ready}");
     assert_eq!(ready["components"]["valkey"], "ok", "{ready}");
     traffic(&base).await;
+    // PostgreSQL's one pool, at its configured size (STRATOS_PG_ACTOR_POOL_SIZE's default).
+    let m = parse_metrics(
+        &stratos_testkit::http_client()
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let max = m["stratos_storage_pool_max_connections{pool=\"main\"}"];
+    assert!(max >= 1.0, "{max}");
+    let idle = m["stratos_storage_pool_connections{pool=\"main\",state=\"idle\"}"];
+    let busy = m["stratos_storage_pool_connections{pool=\"main\",state=\"busy\"}"];
+    assert!(
+        idle + busy >= 1.0 && idle + busy <= max,
+        "{idle} {busy} {max}"
+    );
     let logs = service.stop();
     assert!(!logs.contains("\"level\":\"ERROR\""), "{logs}");
 }

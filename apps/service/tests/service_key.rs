@@ -120,7 +120,9 @@ async fn the_binary_publishes_the_adopted_key_and_reads_the_admin_password_file(
         assert!(Instant::now() < deadline, "the service did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let doc: serde_json::Value = reqwest::get(format!("{base}/.well-known/did.json"))
+    let doc: serde_json::Value = stratos_testkit::http_client()
+        .get(format!("{base}/.well-known/did.json"))
+        .send()
         .await
         .unwrap()
         .json()
@@ -130,7 +132,7 @@ async fn the_binary_publishes_the_adopted_key_and_reads_the_admin_password_file(
         .as_str()
         .unwrap();
     assert_eq!(format!("did:key:{published}"), did_key);
-    let http = reqwest::Client::new();
+    let http = stratos_testkit::http_client();
     let list = |password: &'static str| {
         http.get(format!("{base}/xrpc/zone.stratos.admin.listDeadLetters"))
             .bearer_auth(password)

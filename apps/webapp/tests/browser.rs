@@ -193,7 +193,7 @@ async fn two_users_with_different_boundaries_and_a_stranger_in_chromium() {
     }
 
     // Requests no browser of the app sends: clear 4xx answers, nothing echoed unescaped.
-    let http = reqwest::Client::builder()
+    let http = stratos_testkit::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -250,15 +250,17 @@ async fn two_users_with_different_boundaries_and_a_stranger_in_chromium() {
     // What the browser did is on the servers: alice's private posts have stubs on her PDS
     // and rows in the AppView index with her boundary only.
     let alice = h.account("alice.test");
-    let stubs: serde_json::Value = reqwest::get(format!(
-        "{}/xrpc/com.atproto.repo.listRecords?repo={}&collection=zone.stratos.feed.post",
-        h.pds_url, alice.did
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let stubs: serde_json::Value = stratos_testkit::http_client()
+        .get(format!(
+            "{}/xrpc/com.atproto.repo.listRecords?repo={}&collection=zone.stratos.feed.post",
+            h.pds_url, alice.did
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let stubs = stubs["records"].as_array().unwrap();
     assert!(!stubs.is_empty(), "no stubs on alice's PDS");
     for s in stubs {

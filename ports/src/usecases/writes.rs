@@ -23,8 +23,27 @@ use super::node_cache;
 use crate::outbox::{OutboxAction, OutboxItem};
 use crate::repo_store::{CommitUnit, EventOp, EventProof, IndexChange, SeqEvent};
 
-/// How often a write is rebuilt after losing a compare-and-swap race before giving up.
-const MAX_ATTEMPTS: usize = 5;
+/// How often a write is rebuilt after losing a compare-and-swap race before giving up. Losing
+/// one takes another process writing the same account (this one serialises its own writers),
+/// and the winner, whose head is fresh, tends to win again: with two instances writing the same
+/// accounts at full rate, 5 attempts without a pause gave up on a few writes in a hundred and
+/// 10 with pauses on about one in a thousand (the two-instance test in
+/// apps/service/tests/stream.rs). Each loss has about even odds, so 32 make giving up
+/// vanishingly rare while bounding the work; the pauses add at most about 0.9 s.
+const MAX_ATTEMPTS: u32 = 32;
+
+/// The pause before attempt `attempt` (0-based): none before the second, whose fresh head
+/// usually wins, then a random wait up to 2^(attempt-1) ms, at most 32 ms, so the writers of
+/// two instances stop colliding in step (full jitter).
+async fn pause_before(attempt: u32) {
+    use rand_core::RngCore as _;
+    if attempt < 2 {
+        return;
+    }
+    let bound = 1u64 << (attempt - 1).min(5);
+    let micros = rand_core::OsRng.next_u64() % (bound * 1_000 + 1);
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+}
 
 /// One write of a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -272,7 +291,8 @@ impl<'a> Writes<'a> {
             .any(|p| !matches!(p.write, RecordWrite::Create { .. }));
         let writes: Vec<RecordWrite> = prepared.iter().map(|p| p.write.clone()).collect();
         let nodes = self.ctx.nodes(repo);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            pause_before(attempt).await;
             let cached = node_cache::lock(&nodes).head.clone();
             let from_cache = cached.is_some();
             let head = match cached {
@@ -290,13 +310,20 @@ impl<'a> Writes<'a> {
             let rev = tid::next_after(&head.rev);
             let out = match self.ctx.build(repo, Some(&head), &writes, rev, &key).await {
                 Ok(out) => out,
-                // A cached head may be stale (another process wrote): re-read it before
-                // believing an error such as "record not found".
-                Err(_) if from_cache => {
+                // A cached head may be stale (another process wrote), and a stored one can go
+                // stale while its tree is read: another instance's commit deletes the blocks
+                // its new tree no longer uses ("missing block" here). Either way, build again
+                // on the head as stored now; an error on a head that has not moved stands.
+                Err(e) => {
+                    let moved = from_cache
+                        || self.ctx.deps.repos.head(repo).await?.map(|h| h.commit)
+                            != Some(head.commit);
+                    if !moved {
+                        return Err(e);
+                    }
                     node_cache::lock(&nodes).head = None;
                     continue;
                 }
-                Err(e) => return Err(e),
             };
             let unit = commit_unit(repo, &out, &prepared, now)?;
             let live = self.ctx.live_event(repo, &unit);

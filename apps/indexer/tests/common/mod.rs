@@ -132,7 +132,7 @@ impl Service {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let http = reqwest::Client::new();
+        let http = stratos_testkit::http_client();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = http.get(format!("{}/health", self.base)).send().await
@@ -191,7 +191,7 @@ impl Service {
     pub async fn posts_of(&self, did: &Did) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
-        let http = reqwest::Client::new();
+        let http = stratos_testkit::http_client();
         loop {
             let mut url = format!(
                 "{}/xrpc/com.atproto.repo.listRecords?repo={did}&collection=zone.stratos.feed.post&limit=100",

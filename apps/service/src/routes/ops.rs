@@ -26,7 +26,6 @@ pub(super) async fn live() -> HttpResponse {
 
 /// A ping of the configured Valkey (a read of one key), bounded to 2 s.
 async fn valkey_ok(state: &AppState) -> Option<bool> {
-    use stratos_ports::env::Cache as _;
     let cache = state.valkey.as_ref()?;
     Some(matches!(
         tokio::time::timeout(std::time::Duration::from_secs(2), cache.get("health-probe")).await,
@@ -171,6 +170,37 @@ pub(super) async fn metrics(state: State) -> HttpResponse {
         );
     }
     state.storage_figures.render(&mut out);
+    pools(&mut out, &state.stratos.storage().pool_figures());
+    if let Some(cache) = state.stratos.block_cache_figures() {
+        sample(
+            &mut out,
+            "stratos_block_cache_blocks",
+            "gauge",
+            "Repository blocks in the in-process block cache (STRATOS_BLOCK_CACHE_SIZE).",
+            cache.blocks as f64,
+        );
+        sample(
+            &mut out,
+            "stratos_block_cache_capacity_blocks",
+            "gauge",
+            "The most blocks the block cache holds.",
+            cache.capacity as f64,
+        );
+        sample(
+            &mut out,
+            "stratos_block_cache_hits_total",
+            "counter",
+            "Block reads answered from the block cache.",
+            cache.hits as f64,
+        );
+        sample(
+            &mut out,
+            "stratos_block_cache_misses_total",
+            "counter",
+            "Block reads the block cache passed to storage.",
+            cache.misses as f64,
+        );
+    }
     match state.stratos.storage().outbox().dead_total().await {
         Ok(n) => sample(
             &mut out,
@@ -194,6 +224,47 @@ pub(super) async fn metrics(state: State) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)
+}
+
+/// The storage adapter's pools: connections by state, and each pool's maximum.
+fn pools(out: &mut String, figures: &[stratos_ports::storage::PoolFigures]) {
+    use crate::metrics::family;
+    use std::fmt::Write as _;
+    if figures.is_empty() {
+        return;
+    }
+    family(
+        out,
+        "stratos_storage_pool_connections",
+        "gauge",
+        "Connections a storage pool holds, by state (SQLite's `actors`: open account databases).",
+    );
+    for p in figures {
+        let busy = p.open.saturating_sub(p.idle);
+        let _ = writeln!(
+            out,
+            "stratos_storage_pool_connections{{pool=\"{}\",state=\"idle\"}} {}",
+            p.name, p.idle
+        );
+        let _ = writeln!(
+            out,
+            "stratos_storage_pool_connections{{pool=\"{}\",state=\"busy\"}} {busy}",
+            p.name
+        );
+    }
+    family(
+        out,
+        "stratos_storage_pool_max_connections",
+        "gauge",
+        "The most connections a storage pool holds.",
+    );
+    for p in figures {
+        let _ = writeln!(
+            out,
+            "stratos_storage_pool_max_connections{{pool=\"{}\"}} {}",
+            p.name, p.max
+        );
+    }
 }
 
 pub(super) async fn robots() -> HttpResponse {

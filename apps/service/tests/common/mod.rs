@@ -82,7 +82,7 @@ pub async fn start_with(extra: &[(&str, &str)]) -> Svc {
     Svc {
         base: server.url(),
         server: Some(server),
-        http: reqwest::Client::new(),
+        http: stratos_testkit::http_client(),
         _dir: dir,
     }
 }
