@@ -24,7 +24,9 @@
 //! `STRATOS_BIN` pointing `scripts/run` at the binary under test (instead of `cargo run
 //! --release`), `STRATOS_PORT` set to the chosen port and `STRATOS_DATA_DIR` in the temporary
 //! directory. Every process runs with a cleared environment (only `PATH`, `HOME` and the
-//! toolchain's variables pass) and is killed, with its process group, when the test ends.
+//! toolchain's variables pass) and is killed, with its process group, when the test ends. A
+//! page's `cargo run -q -p PACKAGE --example NAME` runs the example binary the workspace's test
+//! build made (see `cargo_shim`).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -298,8 +300,12 @@ impl Drop for Group {
 /// these commands, and nothing of the developer's `STRATOS_*` settings.
 fn base_env<'a>(cmd: &'a mut Command, tmp: &Path) -> &'a mut Command {
     cmd.env_clear().env("TMPDIR", tmp);
-    for name in [
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env(
         "PATH",
+        format!("{}:{path}", cargo_shim(tmp, &path).display()),
+    );
+    for name in [
         "HOME",
         "CARGO_HOME",
         "RUSTUP_HOME",
@@ -311,6 +317,37 @@ fn base_env<'a>(cmd: &'a mut Command, tmp: &Path) -> &'a mut Command {
         }
     }
     cmd
+}
+
+/// A directory holding a `cargo` that runs `cargo run -q -p PACKAGE --example NAME [-- ARGS]`
+/// as the example binary the workspace's test build already made (target/debug/examples, beside
+/// the binary under test), and anything else, or an example not built, with the real cargo. A
+/// page's `cargo run -p` would otherwise compile much of the workspace again, with that package's
+/// features alone, inside this test. The example is the same program from the same sources;
+/// only its build is skipped.
+fn cargo_shim(tmp: &Path, path: &str) -> PathBuf {
+    let dir = tmp.join("cargo-shim");
+    fs::create_dir_all(&dir).unwrap();
+    let examples = Path::new(BIN).parent().unwrap().join("examples");
+    let script = format!(
+        r#"#!/bin/sh
+if [ "$1" = run ] && [ "$2" = -q ] && [ "$3" = -p ] && [ "$5" = --example ] \
+  && [ -x "{examples}/$6" ]; then
+  name="$6"
+  shift 6
+  [ "${{1:-}}" = "--" ] && shift
+  exec "{examples}/$name" "$@"
+fi
+PATH='{path}' exec cargo "$@"
+"#,
+        examples = examples.display(),
+    );
+    let shim = dir.join("cargo");
+    fs::write(&shim, script).unwrap();
+    let mut perms = fs::metadata(&shim).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    fs::set_permissions(&shim, perms).unwrap();
+    dir
 }
 
 /// The status line of `GET /health`, if the service answers.

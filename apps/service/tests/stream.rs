@@ -8,7 +8,8 @@
 //! across a reconnect with cursor under concurrent writes; every auth mode and its refusals; the
 //! cursor rules (future, outdated, invalid); the service-level stream (enroll, update,
 //! unenroll; unenroll ends the account's stream); the `domain` filter; heartbeats; slow
-//! consumers; clean shutdown; a plain GET.
+//! consumers; clean shutdown; a plain GET; two instances sharing a store through Valkey, and two
+//! on PostgreSQL writing the same accounts at once.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
