@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use stratos_service::RunningServer;
 use stratos_testkit::builders::{TINY_PNG, jpeg, png};
 
-mod common;
+use crate::common;
 use common::rkey_of;
 
 use common::ADMIN;

@@ -13,7 +13,7 @@ use stratos_domain::crypto::{KeyAlgorithm, Keypair, PublicKey};
 use stratos_domain::repo::Action;
 use stratos_domain::syntax::Did;
 
-mod common;
+use crate::common;
 
 use common::ADMIN;
 const SYNC: &str = "sync-secret-for-client-tests";

@@ -8,7 +8,7 @@ use stratos_client::verify;
 use stratos_domain::crypto::{KeyAlgorithm, Keypair, PublicKey};
 use stratos_domain::syntax::{Did, Nsid, RecordKey};
 
-mod common;
+use crate::common;
 
 use common::ADMIN;
 const POST: &str = "zone.stratos.feed.post";

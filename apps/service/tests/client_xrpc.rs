@@ -15,7 +15,7 @@ use stratos_domain::syntax::{AtUri, Did, Nsid, RecordKey};
 use stratos_testkit::http_stub::StubServer;
 use stratos_testkit::tokens::{now_secs, sign_jwt};
 
-mod common;
+use crate::common;
 
 use common::ADMIN;
 const SERVICE: &str = "did:web:nerv.tokyo.jp";

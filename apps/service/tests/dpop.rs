@@ -13,7 +13,7 @@ use stratos_service::RunningServer;
 use stratos_testkit::http_stub::StubServer;
 use stratos_testkit::tokens::{dpop_proof, now_secs, sign_jwt};
 
-mod common;
+use crate::common;
 
 use common::ADMIN;
 const USER: &str = "did:plc:kaworunagisa2345672345ab";

@@ -8,7 +8,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 
 use common::{ADMIN, Svc, start_with};
 const POST: &str = "zone.stratos.feed.post";
@@ -47,7 +47,7 @@ impl Svc {
         (status, ctype, res.bytes().await.unwrap().to_vec())
     }
 
-    async fn enroll(&self, did: &str) {
+    async fn enroll_general(&self, did: &str) {
         let (s, b) = self
             .post(
                 "zone.stratos.admin.enrollActor",
@@ -58,7 +58,7 @@ impl Svc {
         assert_eq!(s, StatusCode::OK, "{b}");
     }
 
-    async fn create(&self, did: &str, values: &[&str]) -> (StatusCode, Value) {
+    async fn create_with(&self, did: &str, values: &[&str]) -> (StatusCode, Value) {
         self.post(
             "com.atproto.repo.createRecord",
             Some(&format!("Bearer {did}")),
@@ -78,9 +78,9 @@ fn json_of(bytes: &[u8]) -> Value {
 #[tokio::test]
 async fn com_atproto_sync_get_repo_serves_the_owner_and_refuses_everyone_else() {
     let svc = start_with(&[]).await;
-    svc.enroll("did:plc:rei").await;
+    svc.enroll_general("did:plc:rei").await;
     let (s, b) = svc
-        .create("did:plc:rei", &[&format!("{SERVICE}/general")])
+        .create_with("did:plc:rei", &[&format!("{SERVICE}/general")])
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (_, _, head) = svc
@@ -157,8 +157,8 @@ async fn admin_endpoints_without_a_configured_password_answer_401() {
 #[tokio::test]
 async fn a_short_boundary_name_is_refused_with_the_qualified_form() {
     let svc = start_with(&[]).await;
-    svc.enroll("did:plc:rei").await;
-    let (s, b) = svc.create("did:plc:rei", &["general"]).await;
+    svc.enroll_general("did:plc:rei").await;
+    let (s, b) = svc.create_with("did:plc:rei", &["general"]).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert_eq!(b["error"], "InvalidBoundary", "{b}");
     let message = b["message"].as_str().unwrap();
@@ -172,7 +172,7 @@ async fn a_short_boundary_name_is_refused_with_the_qualified_form() {
     );
     // The qualified form it suggests works.
     let (s, b) = svc
-        .create("did:plc:rei", &[&format!("{SERVICE}/general")])
+        .create_with("did:plc:rei", &[&format!("{SERVICE}/general")])
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     svc.stop().await;
@@ -183,7 +183,7 @@ async fn a_short_boundary_name_is_refused_with_the_qualified_form() {
 #[tokio::test]
 async fn a_dev_bearer_that_is_not_a_did_says_dev_mode_expects_one() {
     let svc = start_with(&[]).await;
-    svc.enroll("did:plc:rei").await;
+    svc.enroll_general("did:plc:rei").await;
     let (s, b) = svc
         .post(
             "com.atproto.repo.createRecord",

@@ -13,7 +13,7 @@ use stratos_testkit::hostile::{BrokenCar, dag_bomb_car, deep_chain_car, unrefere
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-mod common;
+use crate::common;
 
 const ALICE: &str = "did:plc:alice";
 const BOB: &str = "did:plc:bob";

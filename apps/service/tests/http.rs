@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 
 use common::{ADMIN, Svc, rkey_of, start_with};
 const POST: &str = "zone.stratos.feed.post";

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-mod common;
+use crate::common;
 
 use common::ADMIN;
 const SYNC: &str = "sync-secret-for-tests";
