@@ -2,7 +2,8 @@
 //! The `stratos` binary's command line (`--help`, `--version`, `serve`, `migrate-service-did`,
 //! the hidden `config-doc`), its start-up warnings for the README's own example, `./.env` (the
 //! README's `cp .env.example .env`), and the service DID kept with the data directory (a restart
-//! under another DID is refused until migrated).
+//! under another DID is refused until migrated). Also `scripts/run`'s choice of the service's
+//! Cargo features (with a stand-in `cargo`).
 //!
 //! The binary runs with a cleared environment, a temporary data directory and a free port, so
 //! nothing here reads the caller's environment or touches a default port.
@@ -384,4 +385,100 @@ async fn another_service_did_on_the_same_data_directory_is_refused_until_migrate
         .await
         .expect_err("the old DID after the migration");
     assert!(format!("{refused:#}").contains(b));
+}
+
+/// What `scripts/run` would build and run for `env`, `.env` text and `args`: the arguments it
+/// gives `cargo` (a stand-in first on PATH prints them, with what it sees of
+/// `STRATOS_BUILD_FEATURES`, instead of building).
+fn scripts_run_cargo_args(env: &[(&str, &str)], dotenv: Option<&str>, args: &[&str]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("scripts")).unwrap();
+    std::fs::copy(root.join("scripts/run"), tmp.path().join("scripts/run")).unwrap();
+    if let Some(text) = dotenv {
+        std::fs::write(tmp.path().join(".env"), text).unwrap();
+    }
+    let shim = tmp.path().join("bin");
+    std::fs::create_dir_all(&shim).unwrap();
+    std::fs::write(
+        shim.join("cargo"),
+        "#!/bin/sh\necho \"$* [build-features:${STRATOS_BUILD_FEATURES-unset}]\"\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(shim.join("cargo")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(shim.join("cargo"), perms).unwrap();
+    let path = format!(
+        "{}:{}",
+        shim.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg(tmp.path().join("scripts/run"))
+        .args(args)
+        .env_clear()
+        .env("PATH", path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+/// `scripts/run` builds the service without its backend features unless the configuration
+/// names them (environment first, then `./.env`), or `STRATOS_BUILD_FEATURES` says otherwise;
+/// that variable is not passed on to the service.
+#[test]
+fn scripts_run_builds_the_backends_the_configuration_names() {
+    let base = "run --release --locked -p stratos-service --bin stratos --no-default-features";
+    assert_eq!(
+        scripts_run_cargo_args(&[], None, &[]),
+        format!("{base} -- [build-features:unset]")
+    );
+    assert_eq!(
+        scripts_run_cargo_args(
+            &[
+                ("STORAGE_BACKEND", "postgres"),
+                ("STRATOS_VALKEY_URL", "redis://127.0.0.1:6379")
+            ],
+            None,
+            &[]
+        ),
+        format!("{base} --features postgres,valkey -- [build-features:unset]")
+    );
+    // From ./.env, where the environment does not say; the environment wins where it does.
+    assert_eq!(
+        scripts_run_cargo_args(
+            &[("STORAGE_BACKEND", "sqlite")],
+            Some("export STRATOS_BLOB_STORAGE=\"s3\"\nSTORAGE_BACKEND=postgres\n"),
+            &[]
+        ),
+        format!("{base} --features s3 -- [build-features:unset]")
+    );
+    assert_eq!(
+        scripts_run_cargo_args(
+            &[],
+            None,
+            &["migrate-from-ts", "--from-postgres", "postgres://x"]
+        ),
+        format!(
+            "{base} --features postgres -- migrate-from-ts --from-postgres postgres://x \
+             [build-features:unset]"
+        )
+    );
+    assert_eq!(
+        scripts_run_cargo_args(&[("STRATOS_BUILD_FEATURES", "all")], None, &[]),
+        format!("{base} --features postgres,s3,valkey -- [build-features:unset]")
+    );
+    assert_eq!(
+        scripts_run_cargo_args(
+            &[
+                ("STRATOS_BUILD_FEATURES", ""),
+                ("STORAGE_BACKEND", "postgres")
+            ],
+            None,
+            &[]
+        ),
+        format!("{base} -- [build-features:unset]")
+    );
 }
