@@ -164,7 +164,9 @@ enum Body {
 
 impl StratosClient {
     /// A client of the service at `base` (`http(s)://host[:port]`), without credentials, with
-    /// a 30 s timeout. The URL is the caller's (from a checked enrollment, say).
+    /// a 30 s timeout. The URL is the caller's (from a checked enrollment, say). HTTPS runs on
+    /// rustls: unless the process already has a rustls crypto provider, this installs ring as
+    /// the process default.
     pub fn new(base: &str) -> Result<Self, ClientError> {
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(ClientError::Url(format!("{base} is not an http(s) URL")));
@@ -196,7 +198,10 @@ impl StratosClient {
         self
     }
 
-    /// The same client over another HTTP client (proxies, timeouts, TLS roots).
+    /// The same client over another HTTP client (proxies, timeouts, TLS roots). reqwest is built
+    /// without a rustls crypto provider of its own: install one (say
+    /// `rustls::crypto::ring::default_provider().install_default()`) before building `http`, or
+    /// build it after [`StratosClient::new`], which installs ring.
     pub fn with_http(mut self, http: reqwest::Client) -> Self {
         self.http = http;
         self

@@ -279,23 +279,22 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// The external allow-list (`STRATOS_ALLOW_LIST_URI`), refreshed in the background and, with
-/// `STRATOS_VALKEY_URL`, mirrored into a Valkey set for other instances and tools.
+/// `STRATOS_VALKEY_URL`, mirrored into a Valkey set (through `valkey`) for other instances and tools.
 async fn open_allow_list(
     config: &Config,
+    valkey: Option<Arc<dyn stratos_ports::env::Cache>>,
 ) -> anyhow::Result<Option<Arc<stratos_network::allow_list::HttpAllowList>>> {
     let Some(uri) = &config.enrollment.allow_list_uri else {
         return Ok(None);
     };
-    let mirror = valkey_cache(config)
-        .await?
-        .map(|cache| stratos_network::allow_list::Mirror {
-            cache,
-            key: config
-                .enrollment
-                .allow_list_bootstrap_name
-                .clone()
-                .unwrap_or_else(|| "allowlist".into()),
-        });
+    let mirror = valkey.map(|cache| stratos_network::allow_list::Mirror {
+        cache,
+        key: config
+            .enrollment
+            .allow_list_bootstrap_name
+            .clone()
+            .unwrap_or_else(|| "allowlist".into()),
+    });
     let mut list_config = stratos_network::allow_list::AllowListConfig::new(uri.as_str());
     list_config.user_agent = config.user_agent();
     let list = stratos_network::allow_list::HttpAllowList::start(list_config, mirror)
@@ -410,16 +409,15 @@ impl AppState {
                 }
             }
         }
-        let allow_list = open_allow_list(&config).await?;
+        // One Valkey connection serves the allow-list mirror and the readiness check.
+        let valkey = valkey_cache(&config).await?;
+        let allow_list = open_allow_list(&config, valkey.clone()).await?;
         if let Some(list) = &allow_list {
             builder = builder.allow_list(list.clone());
         }
         if let Some(notifier) = valkey_notifier(&config).await? {
             builder = builder.notifier(notifier);
         }
-        let valkey = valkey_cache(&config)
-            .await
-            .context("connecting to Valkey for readiness checks")?;
         let stratos = builder.build().await.context("composing Stratos")?;
         let client_metadata = crate::oauth_client::client_metadata(&config)?;
         let limits = config.limits;
